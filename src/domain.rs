@@ -1,0 +1,381 @@
+//! The queue's vocabulary: prompts, models, jobs, their states and the outcome of an attempt.
+//!
+//! Plain data with the invariants that can be checked without I/O ("parse, don't validate"):
+//! a [`BatchKey`] or a [`JobStatus`] can only exist valid. This module imports nothing else
+//! of the crate and never touches a database, a clock or the network.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Identifier of a row in `prompt_jobs`.
+pub type JobId = i64;
+/// Identifier of a row in `prompts`.
+pub type PromptId = i64;
+/// Identifier of a row in `models`.
+pub type ModelId = i64;
+
+/// The life of a job: `queued → processing → succeeded | failed`, `queued → skipped`,
+/// `processing → queued` (a retry, a released or a rescued job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Processing,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Processing => "processing",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Skipped => "skipped",
+        }
+    }
+
+    /// A job in a terminal state is never picked up again unless a user retries it.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Skipped
+        )
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a value that users type (a status, a batch key, a provider name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl FromStr for JobStatus {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "unknown status '{s}' (expected one of: queued, processing, succeeded, failed, skipped)"
+                ))
+            })
+    }
+}
+
+/// The name of one period of a schedule: `YYYY-MM-DD` for a daily schedule,
+/// `YYYY-MM-DDTHH:MM` for shorter ones. Keys of one schedule sort in time order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BatchKey(String);
+
+impl BatchKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for BatchKey {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let valid = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10
+            || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok() && s.len() == 16;
+        if valid {
+            Ok(BatchKey(s.to_owned()))
+        } else {
+            Err(ParseError(format!(
+                "invalid batch key '{s}' (expected YYYY-MM-DD or YYYY-MM-DDTHH:MM)"
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for BatchKey {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<BatchKey> for String {
+    fn from(key: BatchKey) -> String {
+        key.0
+    }
+}
+
+impl fmt::Display for BatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who answers a model's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    #[serde(rename = "openrouter")]
+    OpenRouter,
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
+    #[serde(rename = "mock")]
+    Mock,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::OpenAi,
+        ProviderKind::OpenRouter,
+        ProviderKind::OpenAiCompatible,
+        ProviderKind::Mock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenRouter => "openrouter",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "unknown provider '{s}' (expected one of: openai, openrouter, openai-compatible, mock)"
+                ))
+            })
+    }
+}
+
+/// A model that prompts run on: which provider, which model name there, and its params
+/// (`temperature`, `maxTokens`, `seed`, limits, `baseUrl`, mock `latencyMs`/`failRate`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Model {
+    pub id: ModelId,
+    pub name: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub params: serde_json::Value,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A prompt, the models it runs on, how many runs per batch, and its own schedule if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prompt {
+    pub id: PromptId,
+    pub text: String,
+    pub model_ids: Vec<ModelId>,
+    pub runs: i32,
+    pub active: bool,
+    pub schedule: Option<String>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_batch_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One job: one call of one prompt on one model, for one run index of one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: JobId,
+    pub prompt_id: PromptId,
+    pub model_id: ModelId,
+    pub run_index: i32,
+    pub batch_key: String,
+    pub status: JobStatus,
+    pub error_message: Option<String>,
+    pub attempt_count: i32,
+    pub max_attempts: i32,
+    pub scheduled_for: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A job handed to a worker by a claim: the job, its attempt number (the fence every later
+/// write of this attempt must present), and what the call needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub job: Job,
+    pub attempt: i32,
+    pub prompt_text: String,
+    pub model: Model,
+}
+
+/// How a failed attempt failed, as far as what to do next is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Worth another attempt: connection errors, timeouts, 5xx.
+    Retryable,
+    /// The provider said "slow down" (429 without a quota problem).
+    RateLimited,
+    /// Another attempt would fail the same way: bad request, bad key, no credit.
+    Permanent,
+    /// The worker holding the job vanished (its lease expired).
+    Abandoned,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// What went wrong in one attempt, as recorded in `job_attempts` and `error_message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptError {
+    pub class: ErrorClass,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+/// What a model call produced, ready to be stored in `responses`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewResponse {
+    pub text: String,
+    pub served_model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: i64,
+    pub provider_request_id: Option<String>,
+    pub http_status: Option<u16>,
+    /// Citations or annotations the provider attached, as JSON text.
+    pub citations: Option<String>,
+    /// The provider's body as received.
+    pub raw: Option<String>,
+}
+
+/// How an attempt ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(NewResponse),
+    /// Back to `queued`, due again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        error: AttemptError,
+    },
+    Failed(AttemptError),
+}
+
+/// One attempt's finish, fenced by (job id, attempt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub job_id: JobId,
+    pub attempt: i32,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+/// What a finish did: applied (the attempt still owned the job) or stale (it changed nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishResult {
+    pub job_id: JobId,
+    pub applied: bool,
+    /// The job's status after the finish (its unchanged status when stale).
+    pub status: Option<JobStatus>,
+    /// The id of the stored response, for an applied success.
+    pub response_id: Option<i64>,
+}
+
+/// Job counts by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: i64,
+    pub queued: i64,
+    pub processing: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+impl Summary {
+    pub fn add(&mut self, status: JobStatus, count: i64) {
+        self.total += count;
+        match status {
+            JobStatus::Queued => self.queued += count,
+            JobStatus::Processing => self.processing += count,
+            JobStatus::Succeeded => self.succeeded += count,
+            JobStatus::Failed => self.failed += count,
+            JobStatus::Skipped => self.skipped += count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!("done".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn batch_keys_accept_days_and_minutes_only() {
+        assert!("2025-10-14".parse::<BatchKey>().is_ok());
+        assert!("2025-10-14T13:00".parse::<BatchKey>().is_ok());
+        for bad in ["2025-13-01", "2025-10-14T25:00", "20251014", "2025-10-14 13:00", "", "x"] {
+            assert!(bad.parse::<BatchKey>().is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn providers_parse_by_contract_name() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(kind.as_str().parse::<ProviderKind>(), Ok(kind));
+        }
+        assert!("anthropic".parse::<ProviderKind>().is_err());
+    }
+}

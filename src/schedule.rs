@@ -1,0 +1,1 @@
+//! Due-ness and batch keys from a cron expression (to be written).

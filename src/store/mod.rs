@@ -1,0 +1,519 @@
+//! The queue's storage contract: the only code in promptq that speaks SQL.
+//!
+//! [`Store`] is one set of Noun+Verb operations (`jobs_enqueue`, `jobs_claim`, `jobs_finish`,
+//! `jobs_rescue_expired`, …) with two implementations: [`sqlite`] (the embedded default: WAL,
+//! one writer connection, `BEGIN IMMEDIATE`) and [`postgres`] (scale-out: `FOR UPDATE SKIP
+//! LOCKED`, `LISTEN/NOTIFY`, advisory locks). Every operation that changes a job is one
+//! statement or one short transaction, and every write made on behalf of an attempt is fenced
+//! by `(job id, attempt)`: a stale attempt can never overwrite a job that moved on.
+//!
+//! Time is always passed in (`now`), never read here, so that the rules are the same on both
+//! backends and tests can move the clock. One conformance suite (`tests/store_conformance.rs`)
+//! runs against both implementations; extend it whenever behaviour changes here.
+
+pub mod postgres;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{
+    BatchKey, ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Prompt,
+    PromptId, ProviderKind, Summary,
+};
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What can go wrong in the store, by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is shutting down: answer 503, try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The URL names no supported database.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// A row conflicts with an existing one (e.g. a model name already taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// A foreign key names a row that does not exist (e.g. a prompt on an unknown model).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Anything else: a bug or a corrupt database; logged, answered 500 without details.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::NotFound(db.message().to_owned())
+            }
+            // Postgres: admin shutdown, cannot connect now, too many connections.
+            sqlx::Error::Database(db)
+                if matches!(
+                    db.code().as_deref(),
+                    Some("57P01" | "57P02" | "57P03" | "53300")
+                ) =>
+            {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A model to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModel {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub params: serde_json::Value,
+    pub active: bool,
+}
+
+/// Changes to a model; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelPatch {
+    pub name: Option<String>,
+    pub provider: Option<ProviderKind>,
+    pub model: Option<String>,
+    pub params: Option<serde_json::Value>,
+    pub active: Option<bool>,
+}
+
+/// A prompt to create. `model_ids: None` means every active model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrompt {
+    pub text: String,
+    pub model_ids: Option<Vec<ModelId>>,
+    pub runs: i32,
+    pub active: bool,
+    pub schedule: Option<String>,
+}
+
+/// Changes to a prompt; `None` leaves a field as it is, `schedule: Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptPatch {
+    pub text: Option<String>,
+    pub model_ids: Option<Vec<ModelId>>,
+    pub runs: Option<i32>,
+    pub active: Option<bool>,
+    pub schedule: Option<Option<String>>,
+}
+
+/// What the scheduler needs to know of an active prompt to decide whether it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptSchedule {
+    pub prompt_id: PromptId,
+    pub schedule: Option<String>,
+    pub last_batch_key: Option<String>,
+}
+
+/// One prompt's batch to create: every active model of the prompt × its runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBatch {
+    pub prompt_id: PromptId,
+    pub batch_key: BatchKey,
+    /// The slot of the schedule this batch belongs to.
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// Settings of one enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueOptions {
+    pub now: DateTime<Utc>,
+    pub max_attempts: i32,
+    /// Record the batch as the prompts' latest run (`last_run_at`, `last_batch_key`).
+    /// Off for an explicit backfill of an older batch.
+    pub mark_prompts: bool,
+}
+
+/// What an enqueue really did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnqueueReport {
+    /// Rows actually inserted (jobs that already existed are not counted).
+    pub jobs_created: u64,
+    /// Prompts that got at least one new job.
+    pub prompt_count: u64,
+}
+
+/// The answer to "claim this job" (`POST /api/jobs/process`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOne {
+    Claimed(Box<ClaimedJob>),
+    /// The job exists but is not `queued` (or not due yet); its current status.
+    NotClaimable(JobStatus),
+    /// The job was queued but its prompt or model is no longer active: it is now `skipped`.
+    Skipped,
+    NotFound,
+}
+
+/// A job that a rescue moved out of an expired lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rescued {
+    pub job_id: JobId,
+    pub attempt: i32,
+    /// `queued` when attempts remain, else `failed`.
+    pub status: JobStatus,
+}
+
+/// The jobs a retry or a cancel applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSelector {
+    One(JobId),
+    Batch {
+        batch_key: String,
+        status: Option<JobStatus>,
+    },
+}
+
+/// Filters of a job query; all of them must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub job_id: Option<JobId>,
+    pub batch_key: Option<String>,
+    pub prompt_id: Option<PromptId>,
+    pub model_id: Option<ModelId>,
+    pub status: Option<JobStatus>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+/// One attempt of a job, as recorded in `job_attempts`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub job_id: JobId,
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// `succeeded`, `retry`, `failed` or `abandoned`.
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A stored response with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredResponse {
+    pub id: i64,
+    pub job_id: JobId,
+    pub prompt_id: PromptId,
+    pub model_id: ModelId,
+    pub batch_key: String,
+    pub run_index: i32,
+    pub text: String,
+    pub served_model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: i64,
+    pub provider_request_id: Option<String>,
+    pub citations: Option<String>,
+    pub raw: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters of a response query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseFilter {
+    pub prompt_id: Option<PromptId>,
+    pub model_id: Option<ModelId>,
+    pub batch_key: Option<String>,
+    pub job_id: Option<JobId>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// The queue on one of its two databases.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
+}
+
+/// Calls the same method on whichever backend this store is.
+macro_rules! on_backend {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (and for SQLite creates) the database at `url` without migrating it.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(postgres::PostgresStore::connect(url).await?))
+        } else {
+            Err(StoreError::InvalidUrl(
+                "DATABASE_URL must start with sqlite: or postgres://".to_owned(),
+            ))
+        }
+    }
+
+    /// Opens the database and brings its schema up to date.
+    pub async fn open(url: &str) -> StoreResult<Store> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend that are not applied yet.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        on_backend!(self.migrate())
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_backend!(self.ping())
+    }
+
+    pub async fn close(&self) {
+        on_backend!(self.close())
+    }
+
+    // ---- models
+
+    pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
+        on_backend!(self.model_insert(new, now))
+    }
+
+    pub async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
+        on_backend!(self.model_get(id))
+    }
+
+    /// Every model not deleted, by id.
+    pub async fn model_list(&self) -> StoreResult<Vec<Model>> {
+        on_backend!(self.model_list())
+    }
+
+    /// Applies a patch; deactivating a model skips its queued jobs in the same transaction.
+    pub async fn model_update(
+        &self,
+        id: ModelId,
+        patch: &ModelPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Model>> {
+        on_backend!(self.model_update(id, patch, now))
+    }
+
+    /// Soft-deletes a model (its history stays) and skips its queued jobs.
+    pub async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
+        on_backend!(self.model_delete(id, now))
+    }
+
+    // ---- prompts
+
+    pub async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
+        on_backend!(self.prompt_insert(new, now))
+    }
+
+    pub async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
+        on_backend!(self.prompt_get(id))
+    }
+
+    pub async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
+        on_backend!(self.prompt_list())
+    }
+
+    /// Applies a patch; deactivating a prompt skips its queued jobs in the same transaction.
+    pub async fn prompt_update(
+        &self,
+        id: PromptId,
+        patch: &PromptPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Prompt>> {
+        on_backend!(self.prompt_update(id, patch, now))
+    }
+
+    /// Soft-deletes a prompt (its history stays) and skips its queued jobs.
+    pub async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
+        on_backend!(self.prompt_delete(id, now))
+    }
+
+    /// The active prompts with what due-ness needs.
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+        on_backend!(self.prompts_schedulable())
+    }
+
+    // ---- the queue
+
+    /// Creates every job of the planned batches (active models × runs) with
+    /// `ON CONFLICT DO NOTHING`, and marks the prompts run, in one transaction.
+    pub async fn jobs_enqueue(
+        &self,
+        plan: &[PlannedBatch],
+        options: EnqueueOptions,
+    ) -> StoreResult<EnqueueReport> {
+        on_backend!(self.jobs_enqueue(plan, options))
+    }
+
+    /// Claims up to `limit` due queued jobs in one statement: `processing`, attempt + 1, leased
+    /// until `lease_until`. A picked job whose prompt or model is no longer active ends
+    /// `skipped` instead and is not returned.
+    pub async fn jobs_claim(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        on_backend!(self.jobs_claim(limit, now, lease_until))
+    }
+
+    /// Claims one job by id, if it is queued (due or not: an explicit call runs it now).
+    pub async fn job_claim(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<ClaimOne> {
+        on_backend!(self.job_claim(id, now, lease_until))
+    }
+
+    /// Finishes attempts, each fenced by (job id, attempt), in one transaction. A success stores
+    /// its response with the status change; a stale finish changes nothing and says so.
+    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
+        on_backend!(self.jobs_finish(finishes))
+    }
+
+    /// Moves `processing` jobs whose lease expired before `now` back to `queued`, or to
+    /// `failed` once their attempts are spent, recording the abandoned attempt.
+    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+        on_backend!(self.jobs_rescue_expired(now))
+    }
+
+    /// Extends the leases of attempts still running; returns the jobs this process still owns.
+    pub async fn jobs_heartbeat(
+        &self,
+        attempts: &[(JobId, i32)],
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobId>> {
+        on_backend!(self.jobs_heartbeat(attempts, lease_until))
+    }
+
+    /// Hands claimed attempts back to `queued` without spending an attempt (shutdown).
+    pub async fn jobs_release(
+        &self,
+        attempts: &[(JobId, i32)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        on_backend!(self.jobs_release(attempts, now))
+    }
+
+    /// `queued → skipped` for the selected jobs; returns how many changed.
+    pub async fn jobs_cancel(
+        &self,
+        selector: &JobSelector,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        on_backend!(self.jobs_cancel(selector, now))
+    }
+
+    /// `failed | skipped → queued`, due now, with `extra_attempts` more attempts.
+    pub async fn jobs_retry(
+        &self,
+        selector: &JobSelector,
+        extra_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        on_backend!(self.jobs_retry(selector, extra_attempts, now))
+    }
+
+    pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        on_backend!(self.job_get(id))
+    }
+
+    /// One page of the matching jobs, by id.
+    pub async fn jobs_list(&self, filter: &JobFilter, page: Page) -> StoreResult<Vec<Job>> {
+        on_backend!(self.jobs_list(filter, page))
+    }
+
+    /// Counts of every matching job by status, computed in the database.
+    pub async fn jobs_summary(&self, filter: &JobFilter) -> StoreResult<Summary> {
+        on_backend!(self.jobs_summary(filter))
+    }
+
+    /// `processing` jobs whose lease expired before `now` (work for the next rescue).
+    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+        on_backend!(self.jobs_count_expired(now))
+    }
+
+    pub async fn job_attempts(&self, id: JobId) -> StoreResult<Vec<AttemptRecord>> {
+        on_backend!(self.job_attempts(id))
+    }
+
+    /// One page of the matching responses, newest first.
+    pub async fn responses_list(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> StoreResult<Vec<StoredResponse>> {
+        on_backend!(self.responses_list(filter, page))
+    }
+}
+
+/// The message a job carries when it ends `skipped` because its prompt or model went away.
+pub const SKIPPED_INACTIVE: &str =
+    "skipped: its prompt or model was deactivated or deleted before it ran";
+/// The message a job carries when a user cancels it.
+pub const SKIPPED_CANCELLED: &str = "skipped: cancelled by a user";
+
+/// The message recorded for an attempt whose worker vanished.
+pub fn abandoned_message(attempt: i32) -> String {
+    format!("attempt {attempt} abandoned: its lease expired (the worker stopped or lost the database)")
+}
