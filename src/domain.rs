@@ -296,7 +296,7 @@ pub struct NewResponse {
 /// How an attempt ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded(NewResponse),
+    Succeeded(Box<NewResponse>),
     /// Back to `queued`, due again at `at`.
     Retry {
         at: DateTime<Utc>,
@@ -366,7 +366,14 @@ mod tests {
     fn batch_keys_accept_days_and_minutes_only() {
         assert!("2025-10-14".parse::<BatchKey>().is_ok());
         assert!("2025-10-14T13:00".parse::<BatchKey>().is_ok());
-        for bad in ["2025-13-01", "2025-10-14T25:00", "20251014", "2025-10-14 13:00", "", "x"] {
+        for bad in [
+            "2025-13-01",
+            "2025-10-14T25:00",
+            "20251014",
+            "2025-10-14 13:00",
+            "",
+            "x",
+        ] {
             assert!(bad.parse::<BatchKey>().is_err(), "{bad} should be rejected");
         }
     }

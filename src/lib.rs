@@ -12,3 +12,4 @@
 pub mod domain;
 pub mod providers;
 pub mod schedule;
+pub mod store;

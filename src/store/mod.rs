@@ -291,7 +291,9 @@ impl Store {
         if let Some(path) = url.strip_prefix("sqlite:") {
             Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(postgres::PostgresStore::connect(url).await?))
+            Ok(Store::Postgres(
+                postgres::PostgresStore::connect(url).await?,
+            ))
         } else {
             Err(StoreError::InvalidUrl(
                 "DATABASE_URL must start with sqlite: or postgres://".to_owned(),
@@ -514,6 +516,5 @@ pub const SKIPPED_INACTIVE: &str =
 pub const SKIPPED_CANCELLED: &str = "skipped: cancelled by a user";
 
 /// The message recorded for an attempt whose worker vanished.
-pub fn abandoned_message(attempt: i32) -> String {
-    format!("attempt {attempt} abandoned: its lease expired (the worker stopped or lost the database)")
-}
+pub const ABANDONED: &str =
+    "attempt abandoned: its lease expired (the worker stopped or lost the database)";

@@ -1,0 +1,100 @@
+-- The queue schema on PostgreSQL: models, prompts, jobs, attempts and responses.
+
+CREATE TABLE models (
+    id          BIGSERIAL PRIMARY KEY,
+    name        TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    params      JSONB NOT NULL DEFAULT '{}'::jsonb,
+    active      BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at  TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL,
+    deleted_at  TIMESTAMPTZ
+);
+-- A deleted model keeps its history but frees its name.
+CREATE UNIQUE INDEX models_name_live ON models (name) WHERE deleted_at IS NULL;
+
+CREATE TABLE prompts (
+    id              BIGSERIAL PRIMARY KEY,
+    text            TEXT NOT NULL,
+    runs            INTEGER NOT NULL DEFAULT 1 CHECK (runs BETWEEN 1 AND 1000),
+    active          BOOLEAN NOT NULL DEFAULT TRUE,
+    schedule        TEXT,
+    last_run_at     TIMESTAMPTZ,
+    last_batch_key  TEXT,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL,
+    deleted_at      TIMESTAMPTZ
+);
+
+CREATE TABLE prompt_models (
+    prompt_id  BIGINT NOT NULL REFERENCES prompts (id),
+    model_id   BIGINT NOT NULL REFERENCES models (id),
+    PRIMARY KEY (prompt_id, model_id)
+);
+
+CREATE TABLE prompt_jobs (
+    id                BIGSERIAL PRIMARY KEY,
+    prompt_id         BIGINT NOT NULL REFERENCES prompts (id),
+    model_id          BIGINT NOT NULL REFERENCES models (id),
+    run_index         INTEGER NOT NULL,
+    batch_key         TEXT NOT NULL,
+    status            TEXT NOT NULL DEFAULT 'queued'
+                      CHECK (status IN ('queued', 'processing', 'succeeded', 'failed', 'skipped')),
+    error_message     TEXT,
+    attempt_count     INTEGER NOT NULL DEFAULT 0,
+    max_attempts      INTEGER NOT NULL,
+    scheduled_for     TIMESTAMPTZ NOT NULL,
+    next_attempt_at   TIMESTAMPTZ NOT NULL,
+    lease_expires_at  TIMESTAMPTZ,
+    started_at        TIMESTAMPTZ,
+    finished_at       TIMESTAMPTZ,
+    created_at        TIMESTAMPTZ NOT NULL,
+    CONSTRAINT prompt_jobs_key UNIQUE (prompt_id, model_id, run_index, batch_key)
+);
+-- The claim reads this partial index in order and nothing else.
+CREATE INDEX prompt_jobs_due ON prompt_jobs (next_attempt_at, id) WHERE status = 'queued';
+CREATE INDEX prompt_jobs_leases ON prompt_jobs (lease_expires_at) WHERE status = 'processing';
+-- Summaries by batch, status or prompt are index-only scans.
+CREATE INDEX prompt_jobs_batch_status ON prompt_jobs (batch_key, status);
+CREATE INDEX prompt_jobs_status ON prompt_jobs (status);
+CREATE INDEX prompt_jobs_prompt_status ON prompt_jobs (prompt_id, status);
+
+CREATE TABLE job_attempts (
+    id             BIGSERIAL PRIMARY KEY,
+    job_id         BIGINT NOT NULL REFERENCES prompt_jobs (id),
+    attempt        INTEGER NOT NULL,
+    started_at     TIMESTAMPTZ,
+    finished_at    TIMESTAMPTZ NOT NULL,
+    outcome        TEXT NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed', 'abandoned')),
+    http_status    INTEGER,
+    error_class    TEXT,
+    error_message  TEXT
+);
+CREATE INDEX job_attempts_job ON job_attempts (job_id, attempt);
+
+CREATE TABLE responses (
+    id                   BIGSERIAL PRIMARY KEY,
+    job_id               BIGINT NOT NULL UNIQUE REFERENCES prompt_jobs (id),
+    prompt_id            BIGINT NOT NULL,
+    model_id             BIGINT NOT NULL,
+    batch_key            TEXT NOT NULL,
+    run_index            INTEGER NOT NULL,
+    text                 TEXT NOT NULL,
+    served_model         TEXT,
+    finish_reason        TEXT,
+    prompt_tokens        BIGINT,
+    completion_tokens    BIGINT,
+    total_tokens         BIGINT,
+    cached_tokens        BIGINT,
+    reasoning_tokens     BIGINT,
+    cost_usd             DOUBLE PRECISION,
+    latency_ms           BIGINT NOT NULL,
+    provider_request_id  TEXT,
+    citations            TEXT,
+    raw                  TEXT,
+    created_at           TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX responses_batch ON responses (batch_key, id);
+CREATE INDEX responses_prompt ON responses (prompt_id, id);
+CREATE INDEX responses_created ON responses (created_at);

@@ -1,0 +1,1090 @@
+//! The scale-out backend: many processes on many machines share one PostgreSQL.
+//!
+//! PostgreSQL is the coordination engine here, not a home-made one: claims take rows with
+//! `FOR UPDATE SKIP LOCKED` so concurrent workers never wait on each other, concurrent
+//! enqueues of one batch are serialised by a transaction-level advisory lock and deduplicated
+//! by the unique job key, and bulk writes travel as arrays (`unnest`) so that 20,000 jobs or a
+//! batch of finishes are one statement, not one round trip each. Every write made for an
+//! attempt is fenced by `status = 'processing' AND attempt_count = <attempt>`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{
+    ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    ModelPatch, NewModel, NewPrompt, Page, PlannedBatch, PromptPatch, PromptSchedule, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+};
+use crate::domain::{
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, Prompt,
+    PromptId, Summary,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel on which enqueues and retries announce new work to sleeping workers.
+pub const JOBS_CHANNEL: &str = "promptq_jobs";
+
+/// Key of the advisory lock that serialises enqueues (and keeps the cron to one process).
+const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
+    j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for, j.next_attempt_at, \
+    j.lease_expires_at, j.started_at, j.finished_at, j.created_at";
+
+const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
+
+const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last_run_at, \
+    p.last_batch_key, p.created_at, \
+    ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) AS model_ids";
+
+/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is now,
+/// $2 the lease expiry. A picked job whose prompt or model went away ends `skipped`.
+macro_rules! claim_update {
+    ($picked:literal) => {
+        concat!(
+            "WITH picked AS (",
+            $picked,
+            ") UPDATE prompt_jobs j SET
+                status = CASE WHEN picked.runnable THEN 'processing' ELSE 'skipped' END,
+                attempt_count = j.attempt_count + CASE WHEN picked.runnable THEN 1 ELSE 0 END,
+                started_at = CASE WHEN picked.runnable THEN $1 ELSE j.started_at END,
+                lease_expires_at = CASE WHEN picked.runnable THEN $2 END,
+                finished_at = CASE WHEN picked.runnable THEN NULL ELSE $1 END,
+                error_message = CASE WHEN picked.runnable THEN j.error_message
+                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
+            FROM picked, prompts p, models m
+            WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
+            RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
+                j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for,
+                j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at,
+                picked.runnable, p.text AS prompt_text, m.id AS m_id, m.name AS m_name,
+                m.provider AS m_provider, m.model AS m_model, m.params AS m_params,
+                m.active AS m_active, m.created_at AS m_created_at"
+        )
+    };
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The pool, for LISTEN connections and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- models
+
+    pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
+        let row = sqlx::query(
+            "INSERT INTO models (name, provider, model, params, active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             RETURNING id, name, provider, model, params, active, created_at",
+        )
+        .bind(&new.name)
+        .bind(new.provider.as_str())
+        .bind(&new.model)
+        .bind(&new.params)
+        .bind(new.active)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(model_from_row(&row, "")?)
+    }
+
+    pub async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
+        let sql =
+            format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1 AND deleted_at IS NULL");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| model_from_row(&row, "")).transpose()?)
+    }
+
+    pub async fn model_list(&self) -> StoreResult<Vec<Model>> {
+        let sql =
+            format!("SELECT {MODEL_COLUMNS} FROM models WHERE deleted_at IS NULL ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| model_from_row(row, ""))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn model_update(
+        &self,
+        id: ModelId,
+        patch: &ModelPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Model>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE models SET
+                name = COALESCE($2, name), provider = COALESCE($3, provider),
+                model = COALESCE($4, model), params = COALESCE($5, params),
+                active = COALESCE($6, active), updated_at = $7
+             WHERE id = $1 AND deleted_at IS NULL
+             RETURNING id, name, provider, model, params, active, created_at",
+        )
+        .bind(id)
+        .bind(&patch.name)
+        .bind(patch.provider.map(|p| p.as_str()))
+        .bind(&patch.model)
+        .bind(&patch.params)
+        .bind(patch.active)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let model = model_from_row(&row, "")?;
+        if !model.active {
+            skip_queued(&mut tx, "model_id", model.id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(model))
+    }
+
+    pub async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE models SET deleted_at = $2, active = FALSE, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if deleted {
+            skip_queued(&mut tx, "model_id", id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    // ---- prompts
+
+    pub async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(&new.text)
+        .bind(new.runs)
+        .bind(new.active)
+        .bind(&new.schedule)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        let prompt = fetch_prompt(&mut tx, id).await?;
+        tx.commit().await?;
+        prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
+    }
+
+    pub async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_prompt(&mut conn, id).await
+    }
+
+    pub async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
+        let sql = format!(
+            "SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.deleted_at IS NULL ORDER BY p.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(prompt_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn prompt_update(
+        &self,
+        id: PromptId,
+        patch: &PromptPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Prompt>> {
+        let mut tx = self.pool.begin().await?;
+        let (schedule_set, schedule) = match &patch.schedule {
+            Some(value) => (true, value.clone()),
+            None => (false, None),
+        };
+        let updated = sqlx::query(
+            "UPDATE prompts SET
+                text = COALESCE($2, text), runs = COALESCE($3, runs),
+                active = COALESCE($4, active),
+                schedule = CASE WHEN $5 THEN $6 ELSE schedule END, updated_at = $7
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(&patch.text)
+        .bind(patch.runs)
+        .bind(patch.active)
+        .bind(schedule_set)
+        .bind(schedule)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        if let Some(model_ids) = &patch.model_ids {
+            sqlx::query("DELETE FROM prompt_models WHERE prompt_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+        }
+        if patch.active == Some(false) {
+            skip_queued(&mut tx, "prompt_id", id, now).await?;
+        }
+        let prompt = fetch_prompt(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(prompt)
+    }
+
+    pub async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE prompts SET deleted_at = $2, active = FALSE, updated_at = $2
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if deleted {
+            skip_queued(&mut tx, "prompt_id", id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+        let rows = sqlx::query(
+            "SELECT id, schedule, last_batch_key FROM prompts
+             WHERE active AND deleted_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PromptSchedule {
+                    prompt_id: row.try_get("id")?,
+                    schedule: row.try_get("schedule")?,
+                    last_batch_key: row.try_get("last_batch_key")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- the queue
+
+    pub async fn jobs_enqueue(
+        &self,
+        plan: &[PlannedBatch],
+        options: EnqueueOptions,
+    ) -> StoreResult<EnqueueReport> {
+        if plan.is_empty() {
+            return Ok(EnqueueReport::default());
+        }
+        let prompt_ids: Vec<i64> = plan.iter().map(|b| b.prompt_id).collect();
+        let batch_keys: Vec<&str> = plan.iter().map(|b| b.batch_key.as_str()).collect();
+        let slots: Vec<DateTime<Utc>> = plan.iter().map(|b| b.scheduled_for).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ENQUEUE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // The database expands prompts × active models × runs itself: one statement whatever
+        // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
+        let row = sqlx::query(
+            "WITH due AS (
+                SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
+                    AS d(prompt_id, batch_key, scheduled_for)
+            ), inserted AS (
+                INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
+                    attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at)
+                SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
+                    0, $4, d.scheduled_for, $5, $5
+                FROM due d
+                JOIN prompts p ON p.id = d.prompt_id AND p.active
+                JOIN prompt_models pm ON pm.prompt_id = p.id
+                JOIN models m ON m.id = pm.model_id AND m.active
+                CROSS JOIN LATERAL generate_series(0, p.runs - 1) AS r(run_index)
+                ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
+                ON CONFLICT ON CONSTRAINT prompt_jobs_key DO NOTHING
+                RETURNING prompt_id
+            ), marked AS (
+                UPDATE prompts p SET last_run_at = $5, last_batch_key = d.batch_key
+                FROM due d WHERE p.id = d.prompt_id AND $6
+            )
+            SELECT count(*) AS jobs, count(DISTINCT prompt_id) AS prompts FROM inserted",
+        )
+        .bind(&prompt_ids)
+        .bind(&batch_keys)
+        .bind(&slots)
+        .bind(options.max_attempts)
+        .bind(options.now)
+        .bind(options.mark_prompts)
+        .fetch_one(&mut *tx)
+        .await?;
+        let jobs: i64 = row.try_get("jobs")?;
+        let prompts: i64 = row.try_get("prompts")?;
+        if jobs > 0 {
+            notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(EnqueueReport {
+            jobs_created: jobs as u64,
+            prompt_count: prompts as u64,
+        })
+    }
+
+    pub async fn jobs_claim(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let rows = sqlx::query(claim_update!(
+            "SELECT j.id, (p.active AND m.active) AS runnable
+             FROM prompt_jobs j
+             JOIN prompts p ON p.id = j.prompt_id
+             JOIN models m ON m.id = j.model_id
+             WHERE j.status = 'queued' AND j.next_attempt_at <= $1
+             ORDER BY j.next_attempt_at, j.id
+             LIMIT $3
+             FOR UPDATE OF j SKIP LOCKED"
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<bool, _>("runnable")? {
+                claimed.push(claimed_from_row(row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    pub async fn job_claim(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<ClaimOne> {
+        // FOR UPDATE without SKIP LOCKED: a concurrent claim of the same job waits, then sees
+        // it is no longer queued.
+        let row = sqlx::query(claim_update!(
+            "SELECT j.id, (p.active AND m.active) AS runnable
+             FROM prompt_jobs j
+             JOIN prompts p ON p.id = j.prompt_id
+             JOIN models m ON m.id = j.model_id
+             WHERE j.id = $3 AND j.status = 'queued'
+             FOR UPDATE OF j"
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) if row.try_get::<bool, _>("runnable")? => {
+                Ok(ClaimOne::Claimed(Box::new(claimed_from_row(&row)?)))
+            }
+            Some(_) => Ok(ClaimOne::Skipped),
+            None => {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM prompt_jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match status {
+                    Some(status) => Ok(ClaimOne::NotClaimable(parse_status(&status)?)),
+                    None => Ok(ClaimOne::NotFound),
+                }
+            }
+        }
+    }
+
+    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = FinishColumns::from(finishes);
+        let responses = ResponseColumns::from(finishes);
+        // One statement: the fenced status change, the attempt record and the response insert
+        // commit together, or not at all.
+        let rows = sqlx::query(
+            "WITH input AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[],
+                    $5::timestamptz[], $6::text[], $7::int[], $8::text[])
+                    AS t(job_id, attempt, outcome, finished_at, next_attempt_at, error_class,
+                         http_status, error_message)
+            ), updated AS (
+                UPDATE prompt_jobs j SET
+                    status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
+                    error_message = i.error_message,
+                    finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE i.finished_at END,
+                    next_attempt_at = COALESCE(i.next_attempt_at, j.next_attempt_at),
+                    lease_expires_at = NULL
+                FROM input i
+                WHERE j.id = i.job_id AND j.status = 'processing' AND j.attempt_count = i.attempt
+                RETURNING j.id, j.status, j.started_at, j.prompt_id, j.model_id, j.batch_key,
+                    j.run_index
+            ), attempts AS (
+                INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                    http_status, error_class, error_message)
+                SELECT u.id, i.attempt, u.started_at, i.finished_at, i.outcome, i.http_status,
+                    i.error_class, i.error_message
+                FROM updated u JOIN input i ON i.job_id = u.id
+            ), response_input AS (
+                SELECT * FROM unnest($9::bigint[], $10::text[], $11::text[], $12::text[],
+                    $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+                    $18::float8[], $19::bigint[], $20::text[], $21::text[], $22::text[])
+                    AS r(job_id, text, served_model, finish_reason, prompt_tokens,
+                         completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
+                         cost_usd, latency_ms, provider_request_id, citations, raw)
+            ), inserted AS (
+                INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
+                    served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
+                    cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
+                    citations, raw, created_at)
+                SELECT r.job_id, u.prompt_id, u.model_id, u.batch_key, u.run_index, r.text,
+                    r.served_model, r.finish_reason, r.prompt_tokens, r.completion_tokens,
+                    r.total_tokens, r.cached_tokens, r.reasoning_tokens, r.cost_usd,
+                    r.latency_ms, r.provider_request_id, r.citations, r.raw, i.finished_at
+                FROM response_input r
+                JOIN updated u ON u.id = r.job_id
+                JOIN input i ON i.job_id = r.job_id
+                ON CONFLICT (job_id) DO NOTHING
+                RETURNING id, job_id
+            )
+            SELECT i.job_id, u.id IS NOT NULL AS applied, COALESCE(u.status, j.status) AS status,
+                ins.id AS response_id
+            FROM input i
+            LEFT JOIN updated u ON u.id = i.job_id
+            LEFT JOIN inserted ins ON ins.job_id = i.job_id
+            LEFT JOIN prompt_jobs j ON j.id = i.job_id",
+        )
+        .bind(&columns.job_ids)
+        .bind(&columns.attempts)
+        .bind(&columns.outcomes)
+        .bind(&columns.finished_at)
+        .bind(&columns.next_attempt_at)
+        .bind(&columns.error_classes)
+        .bind(&columns.http_statuses)
+        .bind(&columns.error_messages)
+        .bind(&responses.job_ids)
+        .bind(&responses.texts)
+        .bind(&responses.served_models)
+        .bind(&responses.finish_reasons)
+        .bind(&responses.prompt_tokens)
+        .bind(&responses.completion_tokens)
+        .bind(&responses.total_tokens)
+        .bind(&responses.cached_tokens)
+        .bind(&responses.reasoning_tokens)
+        .bind(&responses.costs)
+        .bind(&responses.latencies)
+        .bind(&responses.request_ids)
+        .bind(&responses.citations)
+        .bind(&responses.raws)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<String> = row.try_get("status")?;
+                Ok(FinishResult {
+                    job_id: row.try_get("job_id")?,
+                    applied: row.try_get("applied")?,
+                    status: status.as_deref().map(parse_status).transpose()?,
+                    response_id: row.try_get("response_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+        let rows = sqlx::query(
+            "WITH expired AS (
+                SELECT id FROM prompt_jobs
+                WHERE status = 'processing' AND lease_expires_at < $1
+                FOR UPDATE SKIP LOCKED
+            ), rescued AS (
+                UPDATE prompt_jobs j SET
+                    status = CASE WHEN j.attempt_count >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+                    error_message = $2,
+                    next_attempt_at = $1,
+                    lease_expires_at = NULL,
+                    finished_at = CASE WHEN j.attempt_count >= j.max_attempts THEN $1 END
+                FROM expired WHERE j.id = expired.id
+                RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message
+            ), recorded AS (
+                INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                    error_class, error_message)
+                SELECT id, attempt_count, started_at, $1, 'abandoned', 'abandoned', error_message
+                FROM rescued
+            )
+            SELECT id, attempt_count, status FROM rescued ORDER BY id",
+        )
+        .bind(now)
+        .bind(ABANDONED)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                Ok(Rescued {
+                    job_id: row.try_get("id")?,
+                    attempt: row.try_get("attempt_count")?,
+                    status: parse_status(&status)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn jobs_heartbeat(
+        &self,
+        attempts: &[(JobId, i32)],
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobId>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
+        let owned = sqlx::query_scalar(
+            "UPDATE prompt_jobs j SET lease_expires_at = $3
+             FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+             WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt
+             RETURNING j.id",
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(owned)
+    }
+
+    pub async fn jobs_release(
+        &self,
+        attempts: &[(JobId, i32)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        if attempts.is_empty() {
+            return Ok(0);
+        }
+        let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
+        let mut tx = self.pool.begin().await?;
+        let released = sqlx::query(
+            "UPDATE prompt_jobs j SET status = 'queued', attempt_count = j.attempt_count - 1,
+                lease_expires_at = NULL, next_attempt_at = $3, started_at = NULL
+             FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+             WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt",
+        )
+        .bind(&ids)
+        .bind(&numbers)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if released > 0 {
+            notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    pub async fn jobs_cancel(
+        &self,
+        selector: &JobSelector,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "UPDATE prompt_jobs SET status = 'skipped', finished_at = ",
+        );
+        query
+            .push_bind(now)
+            .push(", error_message = ")
+            .push_bind(SKIPPED_CANCELLED)
+            .push(" WHERE status = 'queued'");
+        push_selector(&mut query, selector);
+        Ok(query.build().execute(&self.pool).await?.rows_affected())
+    }
+
+    pub async fn jobs_retry(
+        &self,
+        selector: &JobSelector,
+        extra_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut query = QueryBuilder::<Postgres>::new(
+            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count + ",
+        );
+        query
+            .push_bind(extra_attempts)
+            .push(", next_attempt_at = ")
+            .push_bind(now)
+            .push(" WHERE status IN ('failed', 'skipped')");
+        push_selector(&mut query, selector);
+        let retried = query.build().execute(&mut *tx).await?.rows_affected();
+        if retried > 0 {
+            notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs j WHERE j.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| job_from_row(&row)).transpose()?)
+    }
+
+    pub async fn jobs_list(&self, filter: &JobFilter, page: Page) -> StoreResult<Vec<Job>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {JOB_COLUMNS} FROM prompt_jobs j WHERE TRUE"
+        ));
+        push_job_filter(&mut query, filter);
+        query
+            .push(" ORDER BY j.id LIMIT ")
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn jobs_summary(&self, filter: &JobFilter) -> StoreResult<Summary> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT j.status, count(*) AS n FROM prompt_jobs j WHERE TRUE",
+        );
+        push_job_filter(&mut query, filter);
+        query.push(" GROUP BY j.status");
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let mut summary = Summary::default();
+        for row in &rows {
+            let status: String = row.try_get("status")?;
+            summary.add(parse_status(&status)?, row.try_get("n")?);
+        }
+        Ok(summary)
+    }
+
+    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM prompt_jobs WHERE status = 'processing' AND lease_expires_at < $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn job_attempts(&self, id: JobId) -> StoreResult<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, started_at, finished_at, outcome, http_status, error_class,
+                error_message
+             FROM job_attempts WHERE job_id = $1 ORDER BY attempt, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRecord {
+                    job_id: row.try_get("job_id")?,
+                    attempt: row.try_get("attempt")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                    outcome: row.try_get("outcome")?,
+                    http_status: row.try_get("http_status")?,
+                    error_class: row.try_get("error_class")?,
+                    error_message: row.try_get("error_message")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn responses_list(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> StoreResult<Vec<StoredResponse>> {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT id, job_id, prompt_id, model_id, batch_key, run_index, text, served_model,
+                finish_reason, prompt_tokens, completion_tokens, total_tokens, cached_tokens,
+                reasoning_tokens, cost_usd, latency_ms, provider_request_id, citations, raw,
+                created_at
+             FROM responses WHERE TRUE",
+        );
+        if let Some(id) = filter.prompt_id {
+            query.push(" AND prompt_id = ").push_bind(id);
+        }
+        if let Some(id) = filter.model_id {
+            query.push(" AND model_id = ").push_bind(id);
+        }
+        if let Some(key) = &filter.batch_key {
+            query.push(" AND batch_key = ").push_bind(key.clone());
+        }
+        if let Some(id) = filter.job_id {
+            query.push(" AND job_id = ").push_bind(id);
+        }
+        if let Some(from) = filter.created_from {
+            query.push(" AND created_at >= ").push_bind(from);
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND created_at < ").push_bind(before);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredResponse {
+                    id: row.try_get("id")?,
+                    job_id: row.try_get("job_id")?,
+                    prompt_id: row.try_get("prompt_id")?,
+                    model_id: row.try_get("model_id")?,
+                    batch_key: row.try_get("batch_key")?,
+                    run_index: row.try_get("run_index")?,
+                    text: row.try_get("text")?,
+                    served_model: row.try_get("served_model")?,
+                    finish_reason: row.try_get("finish_reason")?,
+                    prompt_tokens: row.try_get("prompt_tokens")?,
+                    completion_tokens: row.try_get("completion_tokens")?,
+                    total_tokens: row.try_get("total_tokens")?,
+                    cached_tokens: row.try_get("cached_tokens")?,
+                    reasoning_tokens: row.try_get("reasoning_tokens")?,
+                    cost_usd: row.try_get("cost_usd")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    provider_request_id: row.try_get("provider_request_id")?,
+                    citations: row.try_get("citations")?,
+                    raw: row.try_get("raw")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+type PgTx = sqlx::Transaction<'static, Postgres>;
+
+async fn notify_jobs(tx: &mut PgTx) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// `queued → skipped` for the jobs of a prompt or model that just went away.
+async fn skip_queued(
+    tx: &mut PgTx,
+    column: &'static str,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE prompt_jobs SET status = 'skipped', finished_at = $2, error_message = $3
+         WHERE {column} = $1 AND status = 'queued'"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now)
+        .bind(SKIPPED_INACTIVE)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Links a prompt to the given live models, or to every active model when none are given.
+async fn set_prompt_models(
+    tx: &mut PgTx,
+    prompt_id: PromptId,
+    model_ids: Option<&[ModelId]>,
+) -> StoreResult<()> {
+    match model_ids {
+        None => {
+            sqlx::query(
+                "INSERT INTO prompt_models (prompt_id, model_id)
+                 SELECT $1, id FROM models WHERE active AND deleted_at IS NULL",
+            )
+            .bind(prompt_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Some(ids) => {
+            let known: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM models WHERE id = ANY($1) AND deleted_at IS NULL",
+            )
+            .bind(ids)
+            .fetch_all(&mut **tx)
+            .await?;
+            if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
+                return Err(StoreError::NotFound(format!("unknown model id {unknown}")));
+            }
+            sqlx::query(
+                "INSERT INTO prompt_models (prompt_id, model_id)
+                 SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(prompt_id)
+            .bind(ids)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_prompt(conn: &mut sqlx::PgConnection, id: PromptId) -> StoreResult<Option<Prompt>> {
+    let sql =
+        format!("SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.id = $1 AND p.deleted_at IS NULL");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.as_ref().map(prompt_from_row).transpose()?)
+}
+
+fn push_job_filter(query: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    if let Some(id) = filter.job_id {
+        query.push(" AND j.id = ").push_bind(id);
+    }
+    if let Some(key) = &filter.batch_key {
+        query.push(" AND j.batch_key = ").push_bind(key.clone());
+    }
+    if let Some(id) = filter.prompt_id {
+        query.push(" AND j.prompt_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.model_id {
+        query.push(" AND j.model_id = ").push_bind(id);
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND j.status = ").push_bind(status.as_str());
+    }
+}
+
+/// Narrows a retry or cancel to its jobs.
+fn push_selector(query: &mut QueryBuilder<Postgres>, selector: &JobSelector) {
+    match selector {
+        JobSelector::One(id) => {
+            query.push(" AND id = ").push_bind(*id);
+        }
+        JobSelector::Batch { batch_key, status } => {
+            query.push(" AND batch_key = ").push_bind(batch_key.clone());
+            if let Some(status) = status {
+                query.push(" AND status = ").push_bind(status.as_str());
+            }
+        }
+    }
+}
+
+fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
+    status
+        .parse()
+        .map_err(|err: crate::domain::ParseError| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        prompt_id: row.try_get("prompt_id")?,
+        model_id: row.try_get("model_id")?,
+        run_index: row.try_get("run_index")?,
+        batch_key: row.try_get("batch_key")?,
+        status: parse_status(&status)?,
+        error_message: row.try_get("error_message")?,
+        attempt_count: row.try_get("attempt_count")?,
+        max_attempts: row.try_get("max_attempts")?,
+        scheduled_for: row.try_get("scheduled_for")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Reads a model from columns named with `prefix` (`m_` when joined to a job).
+fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let provider: String = row.try_get(column("provider").as_str())?;
+    Ok(Model {
+        id: row.try_get(column("id").as_str())?,
+        name: row.try_get(column("name").as_str())?,
+        provider: provider
+            .parse()
+            .map_err(|err: crate::domain::ParseError| sqlx::Error::Decode(Box::new(err)))?,
+        model: row.try_get(column("model").as_str())?,
+        params: row.try_get(column("params").as_str())?,
+        active: row.try_get(column("active").as_str())?,
+        created_at: row.try_get(column("created_at").as_str())?,
+    })
+}
+
+fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
+    Ok(Prompt {
+        id: row.try_get("id")?,
+        text: row.try_get("text")?,
+        model_ids: row.try_get("model_ids")?,
+        runs: row.try_get("runs")?,
+        active: row.try_get("active")?,
+        schedule: row.try_get("schedule")?,
+        last_run_at: row.try_get("last_run_at")?,
+        last_batch_key: row.try_get("last_batch_key")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
+    let job = job_from_row(row)?;
+    Ok(ClaimedJob {
+        attempt: job.attempt_count,
+        prompt_text: row.try_get("prompt_text")?,
+        model: model_from_row(row, "m_")?,
+        job,
+    })
+}
+
+/// The finishes of a batch as one array per column, for `unnest`.
+struct FinishColumns<'a> {
+    job_ids: Vec<i64>,
+    attempts: Vec<i32>,
+    outcomes: Vec<&'static str>,
+    finished_at: Vec<DateTime<Utc>>,
+    next_attempt_at: Vec<Option<DateTime<Utc>>>,
+    error_classes: Vec<Option<&'static str>>,
+    http_statuses: Vec<Option<i32>>,
+    error_messages: Vec<Option<&'a str>>,
+}
+
+impl<'a> From<&'a [Finish]> for FinishColumns<'a> {
+    fn from(finishes: &'a [Finish]) -> Self {
+        let mut columns = FinishColumns {
+            job_ids: Vec::with_capacity(finishes.len()),
+            attempts: Vec::with_capacity(finishes.len()),
+            outcomes: Vec::with_capacity(finishes.len()),
+            finished_at: Vec::with_capacity(finishes.len()),
+            next_attempt_at: Vec::with_capacity(finishes.len()),
+            error_classes: Vec::with_capacity(finishes.len()),
+            http_statuses: Vec::with_capacity(finishes.len()),
+            error_messages: Vec::with_capacity(finishes.len()),
+        };
+        for finish in finishes {
+            columns.job_ids.push(finish.job_id);
+            columns.attempts.push(finish.attempt);
+            columns.finished_at.push(finish.finished_at);
+            let (outcome, next, error, http_status) = match &finish.outcome {
+                Outcome::Succeeded(response) => ("succeeded", None, None, response.http_status),
+                Outcome::Retry { at, error } => {
+                    ("retry", Some(*at), Some(error), error.http_status)
+                }
+                Outcome::Failed(error) => ("failed", None, Some(error), error.http_status),
+            };
+            columns.outcomes.push(outcome);
+            columns.next_attempt_at.push(next);
+            columns.error_classes.push(error.map(|e| e.class.as_str()));
+            columns.http_statuses.push(http_status.map(i32::from));
+            columns
+                .error_messages
+                .push(error.map(|e| e.message.as_str()));
+        }
+        columns
+    }
+}
+
+/// The responses of the successful finishes of a batch, one array per column.
+#[derive(Default)]
+struct ResponseColumns<'a> {
+    job_ids: Vec<i64>,
+    texts: Vec<&'a str>,
+    served_models: Vec<Option<&'a str>>,
+    finish_reasons: Vec<Option<&'a str>>,
+    prompt_tokens: Vec<Option<i64>>,
+    completion_tokens: Vec<Option<i64>>,
+    total_tokens: Vec<Option<i64>>,
+    cached_tokens: Vec<Option<i64>>,
+    reasoning_tokens: Vec<Option<i64>>,
+    costs: Vec<Option<f64>>,
+    latencies: Vec<i64>,
+    request_ids: Vec<Option<&'a str>>,
+    citations: Vec<Option<&'a str>>,
+    raws: Vec<Option<&'a str>>,
+}
+
+impl<'a> From<&'a [Finish]> for ResponseColumns<'a> {
+    fn from(finishes: &'a [Finish]) -> Self {
+        let mut columns = ResponseColumns::default();
+        for finish in finishes {
+            let Outcome::Succeeded(response) = &finish.outcome else {
+                continue;
+            };
+            columns.job_ids.push(finish.job_id);
+            columns.texts.push(&response.text);
+            columns.served_models.push(response.served_model.as_deref());
+            columns
+                .finish_reasons
+                .push(response.finish_reason.as_deref());
+            columns.prompt_tokens.push(response.prompt_tokens);
+            columns.completion_tokens.push(response.completion_tokens);
+            columns.total_tokens.push(response.total_tokens);
+            columns.cached_tokens.push(response.cached_tokens);
+            columns.reasoning_tokens.push(response.reasoning_tokens);
+            columns.costs.push(response.cost_usd);
+            columns.latencies.push(response.latency_ms);
+            columns
+                .request_ids
+                .push(response.provider_request_id.as_deref());
+            columns.citations.push(response.citations.as_deref());
+            columns.raws.push(response.raw.as_deref());
+        }
+        columns
+    }
+}

@@ -1,0 +1,1122 @@
+//! The embedded backend: one SQLite file, no setup at all.
+//!
+//! SQLite allows one writer at a time, so this store keeps exactly one writer connection
+//! (writes queue in the pool instead of spinning on `SQLITE_BUSY`) and a few reader
+//! connections, in WAL mode so that readers never block the writer. Every write transaction
+//! starts with `BEGIN IMMEDIATE`: another process on the same file (a `promptq cron` beside a
+//! `promptq serve`) then waits for the lock instead of failing half-way. Because the writer is
+//! single, "select the due jobs, then update them" inside one such transaction is as atomic as
+//! Postgres' `SKIP LOCKED` claim. Timestamps are INTEGER milliseconds since the Unix epoch.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    ModelPatch, NewModel, NewPrompt, Page, PlannedBatch, PromptPatch, PromptSchedule, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+};
+use crate::domain::{
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, Prompt,
+    PromptId, Summary,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+type SqliteTx = sqlx::Transaction<'static, Sqlite>;
+
+const JOB_COLUMNS: &str = "id, prompt_id, model_id, run_index, batch_key, status, error_message, \
+    attempt_count, max_attempts, scheduled_for, next_attempt_at, lease_expires_at, started_at, \
+    finished_at, created_at";
+
+const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
+
+const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last_run_at, \
+    p.last_batch_key, p.created_at, \
+    (SELECT json_group_array(model_id) FROM \
+        (SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id)) \
+        AS model_ids";
+
+/// What a claim needs of a picked job besides the job row itself.
+struct Picked {
+    prompt_text: String,
+    model: Model,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &str) -> StoreResult<Self> {
+        if path.is_empty() || path.starts_with(":memory:") {
+            return Err(StoreError::InvalidUrl(
+                "DATABASE_URL sqlite:PATH needs a file path (an in-memory database cannot be shared by the writer and the readers)".to_owned(),
+            ));
+        }
+        let path = path.strip_prefix("//").unwrap_or(path);
+        let options = SqliteConnectOptions::new()
+            .filename(Path::new(path))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL survives a process crash; only a power loss can lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    async fn begin(&self) -> Result<SqliteTx, sqlx::Error> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    // ---- models
+
+    pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (name, provider, model, params, active, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(new.provider.as_str())
+        .bind(&new.model)
+        .bind(new.params.to_string())
+        .bind(new.active)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        let model = fetch_model(&mut tx, id).await?;
+        tx.commit().await?;
+        model.ok_or_else(|| StoreError::NotFound(format!("model {id} vanished")))
+    }
+
+    pub async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_model(&mut conn, id).await
+    }
+
+    pub async fn model_list(&self) -> StoreResult<Vec<Model>> {
+        let sql =
+            format!("SELECT {MODEL_COLUMNS} FROM models WHERE deleted_at IS NULL ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| model_from_row(row, ""))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn model_update(
+        &self,
+        id: ModelId,
+        patch: &ModelPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Model>> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE models SET
+                name = COALESCE(?2, name), provider = COALESCE(?3, provider),
+                model = COALESCE(?4, model), params = COALESCE(?5, params),
+                active = COALESCE(?6, active), updated_at = ?7
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(&patch.name)
+        .bind(patch.provider.map(|p| p.as_str()))
+        .bind(&patch.model)
+        .bind(patch.params.as_ref().map(|p| p.to_string()))
+        .bind(patch.active)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let model = fetch_model(&mut tx, id).await?;
+        if model.as_ref().is_some_and(|m| !m.active) {
+            skip_queued(&mut tx, "model_id", id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    pub async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE models SET deleted_at = ?2, active = 0, updated_at = ?2
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if deleted {
+            skip_queued(&mut tx, "model_id", id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    // ---- prompts
+
+    pub async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+        )
+        .bind(&new.text)
+        .bind(new.runs)
+        .bind(new.active)
+        .bind(&new.schedule)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        let prompt = fetch_prompt(&mut tx, id).await?;
+        tx.commit().await?;
+        prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
+    }
+
+    pub async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_prompt(&mut conn, id).await
+    }
+
+    pub async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
+        let sql = format!(
+            "SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.deleted_at IS NULL ORDER BY p.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(prompt_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn prompt_update(
+        &self,
+        id: PromptId,
+        patch: &PromptPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Prompt>> {
+        let mut tx = self.begin().await?;
+        let (schedule_set, schedule) = match &patch.schedule {
+            Some(value) => (true, value.clone()),
+            None => (false, None),
+        };
+        let updated = sqlx::query(
+            "UPDATE prompts SET
+                text = COALESCE(?2, text), runs = COALESCE(?3, runs),
+                active = COALESCE(?4, active),
+                schedule = CASE WHEN ?5 THEN ?6 ELSE schedule END, updated_at = ?7
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(&patch.text)
+        .bind(patch.runs)
+        .bind(patch.active)
+        .bind(schedule_set)
+        .bind(schedule)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        if let Some(model_ids) = &patch.model_ids {
+            sqlx::query("DELETE FROM prompt_models WHERE prompt_id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+        }
+        if patch.active == Some(false) {
+            skip_queued(&mut tx, "prompt_id", id, now).await?;
+        }
+        let prompt = fetch_prompt(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(prompt)
+    }
+
+    pub async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE prompts SET deleted_at = ?2, active = 0, updated_at = ?2
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if deleted {
+            skip_queued(&mut tx, "prompt_id", id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+        let rows = sqlx::query(
+            "SELECT id, schedule, last_batch_key FROM prompts
+             WHERE active AND deleted_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PromptSchedule {
+                    prompt_id: row.try_get("id")?,
+                    schedule: row.try_get("schedule")?,
+                    last_batch_key: row.try_get("last_batch_key")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- the queue
+
+    pub async fn jobs_enqueue(
+        &self,
+        plan: &[PlannedBatch],
+        options: EnqueueOptions,
+    ) -> StoreResult<EnqueueReport> {
+        if plan.is_empty() {
+            return Ok(EnqueueReport::default());
+        }
+        let due = serde_json::Value::Array(
+            plan.iter()
+                .map(|b| {
+                    serde_json::json!([b.prompt_id, b.batch_key.as_str(), ms(b.scheduled_for)])
+                })
+                .collect(),
+        )
+        .to_string();
+        let mut tx = self.begin().await?;
+        // The writer is single, so the rows with ids above the current maximum are ours.
+        let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM prompt_jobs")
+            .fetch_one(&mut *tx)
+            .await?;
+        // The database expands prompts × active models × runs itself: one statement whatever
+        // the batch size.
+        let inserted = sqlx::query(
+            "WITH RECURSIVE
+                due(prompt_id, batch_key, scheduled_for) AS (
+                    SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)
+                ),
+                runs(run_index) AS (
+                    SELECT 0
+                    UNION ALL
+                    SELECT run_index + 1 FROM runs
+                    WHERE run_index + 1 < (SELECT COALESCE(MAX(runs), 1) FROM prompts)
+                )
+             INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
+                attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at)
+             SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
+                0, ?2, d.scheduled_for, ?3, ?3
+             FROM due d
+             JOIN prompts p ON p.id = d.prompt_id AND p.active
+             JOIN prompt_models pm ON pm.prompt_id = p.id
+             JOIN models m ON m.id = pm.model_id AND m.active
+             JOIN runs r ON r.run_index < p.runs
+             WHERE TRUE
+             ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
+             ON CONFLICT (prompt_id, model_id, run_index, batch_key) DO NOTHING",
+        )
+        .bind(&due)
+        .bind(options.max_attempts)
+        .bind(ms(options.now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let prompt_count: i64 = if inserted > 0 {
+            sqlx::query_scalar("SELECT COUNT(DISTINCT prompt_id) FROM prompt_jobs WHERE id > ?1")
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            0
+        };
+        if options.mark_prompts {
+            sqlx::query(
+                "UPDATE prompts SET last_run_at = ?2, last_batch_key = d.value ->> 1
+                 FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0",
+            )
+            .bind(&due)
+            .bind(ms(options.now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(EnqueueReport {
+            jobs_created: inserted,
+            prompt_count: prompt_count as u64,
+        })
+    }
+
+    pub async fn jobs_claim(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT j.id, p.active AND m.active AS runnable, p.text AS prompt_text,
+                m.id AS m_id, m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
+                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at
+             FROM prompt_jobs j
+             JOIN prompts p ON p.id = j.prompt_id
+             JOIN models m ON m.id = j.model_id
+             WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
+             ORDER BY j.next_attempt_at, j.id
+             LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed = claim_picked(&mut tx, &rows, now, lease_until).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    pub async fn job_claim(
+        &self,
+        id: JobId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<ClaimOne> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT j.id, j.status, p.active AND m.active AS runnable, p.text AS prompt_text,
+                m.id AS m_id, m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
+                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at
+             FROM prompt_jobs j
+             JOIN prompts p ON p.id = j.prompt_id
+             JOIN models m ON m.id = j.model_id
+             WHERE j.id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(ClaimOne::NotFound);
+        };
+        let status = parse_status(&row.try_get::<String, _>("status")?)?;
+        if status != JobStatus::Queued {
+            return Ok(ClaimOne::NotClaimable(status));
+        }
+        let runnable: bool = row.try_get("runnable")?;
+        let mut claimed =
+            claim_picked(&mut tx, std::slice::from_ref(&row), now, lease_until).await?;
+        tx.commit().await?;
+        match claimed.pop() {
+            Some(job) => Ok(ClaimOne::Claimed(Box::new(job))),
+            None if !runnable => Ok(ClaimOne::Skipped),
+            None => Ok(ClaimOne::NotClaimable(status)),
+        }
+    }
+
+    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            results.push(finish_one(&mut tx, finish).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE prompt_jobs SET
+                status = CASE WHEN attempt_count >= max_attempts THEN 'failed' ELSE 'queued' END,
+                error_message = ?2,
+                next_attempt_at = ?1,
+                lease_expires_at = NULL,
+                finished_at = CASE WHEN attempt_count >= max_attempts THEN ?1 END
+             WHERE status = 'processing' AND lease_expires_at < ?1
+             RETURNING id, attempt_count, started_at, status",
+        )
+        .bind(ms(now))
+        .bind(ABANDONED)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rescued = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = Rescued {
+                job_id: row.try_get("id")?,
+                attempt: row.try_get("attempt_count")?,
+                status: parse_status(&row.try_get::<String, _>("status")?)?,
+            };
+            sqlx::query(
+                "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                    error_class, error_message)
+                 VALUES (?1, ?2, ?3, ?4, 'abandoned', 'abandoned', ?5)",
+            )
+            .bind(job.job_id)
+            .bind(job.attempt)
+            .bind(row.try_get::<Option<i64>, _>("started_at")?)
+            .bind(ms(now))
+            .bind(ABANDONED)
+            .execute(&mut *tx)
+            .await?;
+            rescued.push(job);
+        }
+        tx.commit().await?;
+        rescued.sort_by_key(|job| job.job_id);
+        Ok(rescued)
+    }
+
+    pub async fn jobs_heartbeat(
+        &self,
+        attempts: &[(JobId, i32)],
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<JobId>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let owned = sqlx::query_scalar(
+            "UPDATE prompt_jobs SET lease_expires_at = ?2
+             WHERE status = 'processing' AND (id, attempt_count) IN
+                (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+             RETURNING id",
+        )
+        .bind(attempts_json(attempts))
+        .bind(ms(lease_until))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(owned)
+    }
+
+    pub async fn jobs_release(
+        &self,
+        attempts: &[(JobId, i32)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        if attempts.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let released = sqlx::query(
+            "UPDATE prompt_jobs SET status = 'queued', attempt_count = attempt_count - 1,
+                lease_expires_at = NULL, next_attempt_at = ?2, started_at = NULL
+             WHERE status = 'processing' AND (id, attempt_count) IN
+                (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
+        )
+        .bind(attempts_json(attempts))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    pub async fn jobs_cancel(
+        &self,
+        selector: &JobSelector,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE prompt_jobs SET status = 'skipped', finished_at = ",
+        );
+        query
+            .push_bind(ms(now))
+            .push(", error_message = ")
+            .push_bind(SKIPPED_CANCELLED)
+            .push(" WHERE status = 'queued'");
+        push_selector(&mut query, selector);
+        let mut tx = self.begin().await?;
+        let cancelled = query.build().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
+    pub async fn jobs_retry(
+        &self,
+        selector: &JobSelector,
+        extra_attempts: i32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count + ",
+        );
+        query
+            .push_bind(extra_attempts)
+            .push(", next_attempt_at = ")
+            .push_bind(ms(now))
+            .push(" WHERE status IN ('failed', 'skipped')");
+        push_selector(&mut query, selector);
+        let mut tx = self.begin().await?;
+        let retried = query.build().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(|row| job_from_row(&row)).transpose()?)
+    }
+
+    pub async fn jobs_list(&self, filter: &JobFilter, page: Page) -> StoreResult<Vec<Job>> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM prompt_jobs WHERE 1"));
+        push_job_filter(&mut query, filter);
+        query
+            .push(" ORDER BY id LIMIT ")
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let rows = query.build().fetch_all(&self.readers).await?;
+        Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn jobs_summary(&self, filter: &JobFilter) -> StoreResult<Summary> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT status, COUNT(*) AS n FROM prompt_jobs WHERE 1");
+        push_job_filter(&mut query, filter);
+        query.push(" GROUP BY status");
+        let rows = query.build().fetch_all(&self.readers).await?;
+        let mut summary = Summary::default();
+        for row in &rows {
+            let status: String = row.try_get("status")?;
+            summary.add(parse_status(&status)?, row.try_get("n")?);
+        }
+        Ok(summary)
+    }
+
+    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM prompt_jobs WHERE status = 'processing' AND lease_expires_at < ?1",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.readers)
+        .await?)
+    }
+
+    pub async fn job_attempts(&self, id: JobId) -> StoreResult<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT job_id, attempt, started_at, finished_at, outcome, http_status, error_class,
+                error_message
+             FROM job_attempts WHERE job_id = ?1 ORDER BY attempt, id",
+        )
+        .bind(id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRecord {
+                    job_id: row.try_get("job_id")?,
+                    attempt: row.try_get("attempt")?,
+                    started_at: opt_time(row.try_get("started_at")?),
+                    finished_at: time(row.try_get("finished_at")?),
+                    outcome: row.try_get("outcome")?,
+                    http_status: row.try_get("http_status")?,
+                    error_class: row.try_get("error_class")?,
+                    error_message: row.try_get("error_message")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn responses_list(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> StoreResult<Vec<StoredResponse>> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, job_id, prompt_id, model_id, batch_key, run_index, text, served_model,
+                finish_reason, prompt_tokens, completion_tokens, total_tokens, cached_tokens,
+                reasoning_tokens, cost_usd, latency_ms, provider_request_id, citations, raw,
+                created_at
+             FROM responses WHERE 1",
+        );
+        if let Some(id) = filter.prompt_id {
+            query.push(" AND prompt_id = ").push_bind(id);
+        }
+        if let Some(id) = filter.model_id {
+            query.push(" AND model_id = ").push_bind(id);
+        }
+        if let Some(key) = &filter.batch_key {
+            query.push(" AND batch_key = ").push_bind(key.clone());
+        }
+        if let Some(id) = filter.job_id {
+            query.push(" AND job_id = ").push_bind(id);
+        }
+        if let Some(from) = filter.created_from {
+            query.push(" AND created_at >= ").push_bind(ms(from));
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND created_at < ").push_bind(ms(before));
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(page.limit)
+            .push(" OFFSET ")
+            .push_bind(page.offset);
+        let rows = query.build().fetch_all(&self.readers).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredResponse {
+                    id: row.try_get("id")?,
+                    job_id: row.try_get("job_id")?,
+                    prompt_id: row.try_get("prompt_id")?,
+                    model_id: row.try_get("model_id")?,
+                    batch_key: row.try_get("batch_key")?,
+                    run_index: row.try_get("run_index")?,
+                    text: row.try_get("text")?,
+                    served_model: row.try_get("served_model")?,
+                    finish_reason: row.try_get("finish_reason")?,
+                    prompt_tokens: row.try_get("prompt_tokens")?,
+                    completion_tokens: row.try_get("completion_tokens")?,
+                    total_tokens: row.try_get("total_tokens")?,
+                    cached_tokens: row.try_get("cached_tokens")?,
+                    reasoning_tokens: row.try_get("reasoning_tokens")?,
+                    cost_usd: row.try_get("cost_usd")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    provider_request_id: row.try_get("provider_request_id")?,
+                    citations: row.try_get("citations")?,
+                    raw: row.try_get("raw")?,
+                    created_at: time(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Claims the picked rows (read in this transaction): runnable ones become `processing`,
+/// the others `skipped`. Returns the claimed jobs in pick order.
+async fn claim_picked(
+    tx: &mut SqliteTx,
+    rows: &[SqliteRow],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> StoreResult<Vec<ClaimedJob>> {
+    let mut picked = HashMap::with_capacity(rows.len());
+    let mut order = Vec::with_capacity(rows.len());
+    let mut skipped = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        if row.try_get::<bool, _>("runnable")? {
+            picked.insert(
+                id,
+                Picked {
+                    prompt_text: row.try_get("prompt_text")?,
+                    model: model_from_row(row, "m_")?,
+                },
+            );
+            order.push(id);
+        } else {
+            skipped.push(id);
+        }
+    }
+    if !skipped.is_empty() {
+        sqlx::query(
+            "UPDATE prompt_jobs SET status = 'skipped', finished_at = ?2, error_message = ?3
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids_json(&skipped))
+        .bind(ms(now))
+        .bind(SKIPPED_INACTIVE)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE prompt_jobs SET status = 'processing', attempt_count = attempt_count + 1,
+            started_at = ?2, lease_expires_at = ?3, finished_at = NULL
+         WHERE id IN (SELECT value FROM json_each(?1))
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids_json(&order))
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut jobs: HashMap<i64, Job> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let job = job_from_row(row)?;
+        jobs.insert(job.id, job);
+    }
+    let mut claimed = Vec::with_capacity(order.len());
+    for id in order {
+        if let (Some(job), Some(pick)) = (jobs.remove(&id), picked.remove(&id)) {
+            claimed.push(ClaimedJob {
+                attempt: job.attempt_count,
+                prompt_text: pick.prompt_text,
+                model: pick.model,
+                job,
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+/// One fenced finish inside the batch's transaction.
+async fn finish_one(tx: &mut SqliteTx, finish: &Finish) -> StoreResult<FinishResult> {
+    let (outcome, next, error, http_status) = match &finish.outcome {
+        Outcome::Succeeded(response) => ("succeeded", None, None, response.http_status),
+        Outcome::Retry { at, error } => ("retry", Some(*at), Some(error), error.http_status),
+        Outcome::Failed(error) => ("failed", None, Some(error), error.http_status),
+    };
+    let row = sqlx::query(
+        "UPDATE prompt_jobs SET
+            status = CASE ?3 WHEN 'retry' THEN 'queued' ELSE ?3 END,
+            error_message = ?4,
+            finished_at = CASE WHEN ?3 = 'retry' THEN NULL ELSE ?5 END,
+            next_attempt_at = COALESCE(?6, next_attempt_at),
+            lease_expires_at = NULL
+         WHERE id = ?1 AND status = 'processing' AND attempt_count = ?2
+         RETURNING status, started_at, prompt_id, model_id, batch_key, run_index",
+    )
+    .bind(finish.job_id)
+    .bind(finish.attempt)
+    .bind(outcome)
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(ms(finish.finished_at))
+    .bind(next.map(ms))
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM prompt_jobs WHERE id = ?1")
+                .bind(finish.job_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        return Ok(FinishResult {
+            job_id: finish.job_id,
+            applied: false,
+            status: status.as_deref().map(parse_status).transpose()?,
+            response_id: None,
+        });
+    };
+    let status = parse_status(&row.try_get::<String, _>("status")?)?;
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+            http_status, error_class, error_message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(finish.job_id)
+    .bind(finish.attempt)
+    .bind(row.try_get::<Option<i64>, _>("started_at")?)
+    .bind(ms(finish.finished_at))
+    .bind(outcome)
+    .bind(http_status.map(i32::from))
+    .bind(error.map(|e| e.class.as_str()))
+    .bind(error.map(|e| e.message.as_str()))
+    .execute(&mut **tx)
+    .await?;
+    let mut response_id = None;
+    if let Outcome::Succeeded(response) = &finish.outcome {
+        response_id = sqlx::query_scalar(
+            "INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
+                served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
+                cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
+                citations, raw, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19)
+             ON CONFLICT (job_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(finish.job_id)
+        .bind(row.try_get::<i64, _>("prompt_id")?)
+        .bind(row.try_get::<i64, _>("model_id")?)
+        .bind(row.try_get::<String, _>("batch_key")?)
+        .bind(row.try_get::<i32, _>("run_index")?)
+        .bind(&response.text)
+        .bind(&response.served_model)
+        .bind(&response.finish_reason)
+        .bind(response.prompt_tokens)
+        .bind(response.completion_tokens)
+        .bind(response.total_tokens)
+        .bind(response.cached_tokens)
+        .bind(response.reasoning_tokens)
+        .bind(response.cost_usd)
+        .bind(response.latency_ms)
+        .bind(&response.provider_request_id)
+        .bind(&response.citations)
+        .bind(&response.raw)
+        .bind(ms(finish.finished_at))
+        .fetch_optional(&mut **tx)
+        .await?;
+    }
+    Ok(FinishResult {
+        job_id: finish.job_id,
+        applied: true,
+        status: Some(status),
+        response_id,
+    })
+}
+
+/// `queued → skipped` for the jobs of a prompt or model that just went away.
+async fn skip_queued(
+    tx: &mut SqliteTx,
+    column: &'static str,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE prompt_jobs SET status = 'skipped', finished_at = ?2, error_message = ?3
+         WHERE {column} = ?1 AND status = 'queued'"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(ms(now))
+        .bind(SKIPPED_INACTIVE)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Links a prompt to the given live models, or to every active model when none are given.
+async fn set_prompt_models(
+    tx: &mut SqliteTx,
+    prompt_id: PromptId,
+    model_ids: Option<&[ModelId]>,
+) -> StoreResult<()> {
+    match model_ids {
+        None => {
+            sqlx::query(
+                "INSERT INTO prompt_models (prompt_id, model_id)
+                 SELECT ?1, id FROM models WHERE active AND deleted_at IS NULL",
+            )
+            .bind(prompt_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Some(ids) => {
+            let inserted = sqlx::query(
+                "INSERT INTO prompt_models (prompt_id, model_id)
+                 SELECT DISTINCT ?1, m.id FROM json_each(?2) AS wanted
+                 JOIN models m ON m.id = wanted.value AND m.deleted_at IS NULL",
+            )
+            .bind(prompt_id)
+            .bind(ids_json(ids))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            let mut distinct = ids.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if inserted != distinct.len() as u64 {
+                let known: Vec<i64> =
+                    sqlx::query_scalar("SELECT model_id FROM prompt_models WHERE prompt_id = ?1")
+                        .bind(prompt_id)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                let unknown = distinct.iter().find(|id| !known.contains(id)).copied();
+                return Err(StoreError::NotFound(format!(
+                    "unknown model id {}",
+                    unknown.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_model(conn: &mut sqlx::SqliteConnection, id: ModelId) -> StoreResult<Option<Model>> {
+    let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?1 AND deleted_at IS NULL");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|row| model_from_row(&row, "")).transpose()?)
+}
+
+async fn fetch_prompt(
+    conn: &mut sqlx::SqliteConnection,
+    id: PromptId,
+) -> StoreResult<Option<Prompt>> {
+    let sql =
+        format!("SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.id = ?1 AND p.deleted_at IS NULL");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.as_ref().map(prompt_from_row).transpose()?)
+}
+
+fn push_job_filter(query: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
+    if let Some(id) = filter.job_id {
+        query.push(" AND id = ").push_bind(id);
+    }
+    if let Some(key) = &filter.batch_key {
+        query.push(" AND batch_key = ").push_bind(key.clone());
+    }
+    if let Some(id) = filter.prompt_id {
+        query.push(" AND prompt_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.model_id {
+        query.push(" AND model_id = ").push_bind(id);
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+}
+
+/// Narrows a retry or cancel to its jobs.
+fn push_selector(query: &mut QueryBuilder<Sqlite>, selector: &JobSelector) {
+    match selector {
+        JobSelector::One(id) => {
+            query.push(" AND id = ").push_bind(*id);
+        }
+        JobSelector::Batch { batch_key, status } => {
+            query.push(" AND batch_key = ").push_bind(batch_key.clone());
+            if let Some(status) = status {
+                query.push(" AND status = ").push_bind(status.as_str());
+            }
+        }
+    }
+}
+
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::Value::from(ids.to_vec()).to_string()
+}
+
+fn attempts_json(attempts: &[(JobId, i32)]) -> String {
+    serde_json::Value::Array(
+        attempts
+            .iter()
+            .map(|(id, attempt)| serde_json::json!([id, attempt]))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn ms(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(time)
+}
+
+fn decode_error(message: String) -> sqlx::Error {
+    sqlx::Error::Decode(message.into())
+}
+
+fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
+    status
+        .parse()
+        .map_err(|err: crate::domain::ParseError| decode_error(err.0))
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        prompt_id: row.try_get("prompt_id")?,
+        model_id: row.try_get("model_id")?,
+        run_index: row.try_get("run_index")?,
+        batch_key: row.try_get("batch_key")?,
+        status: parse_status(&status)?,
+        error_message: row.try_get("error_message")?,
+        attempt_count: row.try_get("attempt_count")?,
+        max_attempts: row.try_get("max_attempts")?,
+        scheduled_for: time(row.try_get("scheduled_for")?),
+        next_attempt_at: time(row.try_get("next_attempt_at")?),
+        lease_expires_at: opt_time(row.try_get("lease_expires_at")?),
+        started_at: opt_time(row.try_get("started_at")?),
+        finished_at: opt_time(row.try_get("finished_at")?),
+        created_at: time(row.try_get("created_at")?),
+    })
+}
+
+/// Reads a model from columns named with `prefix` (`m_` when joined to a job).
+fn model_from_row(row: &SqliteRow, prefix: &str) -> Result<Model, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let provider: String = row.try_get(column("provider").as_str())?;
+    let params: String = row.try_get(column("params").as_str())?;
+    Ok(Model {
+        id: row.try_get(column("id").as_str())?,
+        name: row.try_get(column("name").as_str())?,
+        provider: provider
+            .parse()
+            .map_err(|err: crate::domain::ParseError| decode_error(err.0))?,
+        model: row.try_get(column("model").as_str())?,
+        params: serde_json::from_str(&params)
+            .map_err(|err| decode_error(format!("model params are not JSON: {err}")))?,
+        active: row.try_get(column("active").as_str())?,
+        created_at: time(row.try_get(column("created_at").as_str())?),
+    })
+}
+
+fn prompt_from_row(row: &SqliteRow) -> Result<Prompt, sqlx::Error> {
+    let model_ids: String = row.try_get("model_ids")?;
+    Ok(Prompt {
+        id: row.try_get("id")?,
+        text: row.try_get("text")?,
+        model_ids: serde_json::from_str(&model_ids)
+            .map_err(|err| decode_error(format!("prompt model ids: {err}")))?,
+        runs: row.try_get("runs")?,
+        active: row.try_get("active")?,
+        schedule: row.try_get("schedule")?,
+        last_run_at: opt_time(row.try_get("last_run_at")?),
+        last_batch_key: row.try_get("last_batch_key")?,
+        created_at: time(row.try_get("created_at")?),
+    })
+}

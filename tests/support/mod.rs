@@ -1,0 +1,299 @@
+//! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test.
+//!
+//! PostgreSQL comes from `TEST_DATABASE_URL` when it is set (a server where the user may
+//! create databases), else from a throwaway server this test binary starts by itself: `initdb`
+//! into `/dev/shm`, `pg_ctl start` on a private unix socket (as the `postgres` user when
+//! running as root, since the server refuses root), one migrated template database, and one
+//! `CREATE DATABASE … TEMPLATE` per test. A watchdog process stops the server and removes its
+//! directory when the test binary exits, however it exits.
+//!
+//! Where no PostgreSQL can be found the Postgres half of each test is skipped with a loud
+//! message, unless `PROMPTQ_REQUIRE_POSTGRES=1` (set by CI) makes that a failure.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use promptq::store::Store;
+
+/// A store on a database that lives as long as this value.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh, migrated SQLite database in a temporary directory.
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("promptq.db").display());
+    let store = Store::open(&url).await.expect("open sqlite store");
+    TestDb {
+        store,
+        url,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh, migrated PostgreSQL database, or `None` (with a loud message) where no server
+/// can be had and CI did not require one.
+pub async fn postgres() -> Option<TestDb> {
+    let server = match pg_server() {
+        Ok(server) => server,
+        Err(reason) => {
+            if std::env::var("PROMPTQ_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("PostgreSQL is required (PROMPTQ_REQUIRE_POSTGRES=1) but: {reason}");
+            }
+            eprintln!(
+                "\n!!! SKIPPING the PostgreSQL half of this test: {reason}\n!!! Set TEST_DATABASE_URL or install PostgreSQL (apt-get install -y postgresql).\n"
+            );
+            return None;
+        }
+    };
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = Store::connect(&server.url_for("postgres"))
+        .await
+        .expect("connect to the test server");
+    let Store::Postgres(pg) = &admin else {
+        unreachable!("a postgres URL gives a postgres store")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
+        server.template
+    )))
+    .execute(pg.pool())
+    .await
+    .expect("create the test database from the template");
+    admin.close().await;
+    let url = server.url_for(&name);
+    let store = Store::connect(&url)
+        .await
+        .expect("connect to the test database");
+    Some(TestDb {
+        store,
+        url,
+        _dir: None,
+    })
+}
+
+/// A running server and the migrated template database that tests copy.
+pub struct PgServer {
+    /// URL with `{db}` where the database name goes.
+    url_pattern: String,
+    template: String,
+}
+
+impl PgServer {
+    pub fn url_for(&self, database: &str) -> String {
+        self.url_pattern.replace("{db}", database)
+    }
+}
+
+/// The server of this test binary, started on first use.
+pub fn pg_server() -> Result<&'static PgServer, String> {
+    static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            // Its own thread and runtime: this may be called from inside a test's runtime.
+            std::thread::spawn(start_server)
+                .join()
+                .unwrap_or_else(|_| Err("starting PostgreSQL panicked".to_owned()))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn start_server() -> Result<PgServer, String> {
+    let url_pattern = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => pattern_from_url(&url)?,
+        _ => start_throwaway_server()?,
+    };
+    let template = format!("tpl_{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| err.to_string())?;
+    runtime.block_on(async {
+        let admin = Store::connect(&url_pattern.replace("{db}", "postgres"))
+            .await
+            .map_err(|err| format!("cannot connect to PostgreSQL: {err}"))?;
+        let Store::Postgres(pg) = &admin else {
+            return Err("not a postgres URL".to_owned());
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {template}")))
+            .execute(pg.pool())
+            .await
+            .map_err(|err| format!("cannot create the template database: {err}"))?;
+        admin.close().await;
+        let store = Store::open(&url_pattern.replace("{db}", &template))
+            .await
+            .map_err(|err| format!("cannot migrate the template database: {err}"))?;
+        store.close().await;
+        Ok(())
+    })?;
+    Ok(PgServer {
+        url_pattern,
+        template,
+    })
+}
+
+/// `postgres://user@host/db?x` → `postgres://user@host/{db}?x`.
+fn pattern_from_url(url: &str) -> Result<String, String> {
+    let (before_query, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = before_query
+        .find("://")
+        .ok_or("TEST_DATABASE_URL is not a URL")?
+        + 3;
+    let path_start = before_query[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(before_query.len());
+    Ok(format!("{}/{{db}}{query}", &before_query[..path_start]))
+}
+
+fn pg_bin_dir() -> Result<PathBuf, String> {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "no /usr/lib/postgresql (PostgreSQL server not installed)".to_owned())?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .collect();
+    candidates.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates
+        .pop()
+        .ok_or_else(|| "no initdb/pg_ctl under /usr/lib/postgresql/*/bin".to_owned())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a server binary, as `postgres` when we are root.
+fn server_command(program: &Path, as_postgres: bool) -> Command {
+    let mut command = if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    // The server must not inherit the test binary's stdout: the test runner waits for EOF.
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|err| format!("{what}: cannot run: {err}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn start_throwaway_server() -> Result<String, String> {
+    let bin = pg_bin_dir()?;
+    let as_postgres = is_root();
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("promptq-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {dir:?}: {err}"))?;
+    if as_postgres {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.arg("postgres:postgres").arg(&dir);
+                c
+            },
+            "chown the test server directory",
+        )?;
+    }
+    let data = dir.join("data");
+    let mut initdb = server_command(&bin.join("initdb"), as_postgres);
+    initdb
+        .arg("--no-sync")
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8"])
+        .arg("-D")
+        .arg(&data);
+    run(initdb, "initdb")?;
+    let options = format!(
+        "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        dir.display()
+    );
+    let mut start = server_command(&bin.join("pg_ctl"), as_postgres);
+    start
+        .args(["start", "-w", "-D"])
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .arg("-o")
+        .arg(&options);
+    run(start, "pg_ctl start")?;
+    spawn_watchdog(&bin, &data, &dir, as_postgres);
+    Ok(format!(
+        "postgres://postgres@localhost/{{db}}?host={}",
+        dir.display()
+    ))
+}
+
+/// Stops the server and removes its directory once this process is gone.
+fn spawn_watchdog(bin: &Path, data: &Path, dir: &Path, as_postgres: bool) {
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = if as_postgres {
+        format!(
+            "runuser -u postgres -- {} stop -D {} -m immediate",
+            pg_ctl.display(),
+            data.display()
+        )
+    } else {
+        format!(
+            "{} stop -D {} -m immediate",
+            pg_ctl.display(),
+            data.display()
+        )
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
