@@ -55,8 +55,8 @@ impl Schedule {
             .build()
             .parse(if off { MIDNIGHT } else { expr })
             .map_err(|err| invalid(err.to_string()))?;
-        // Such a pattern parses but has no slot at all: every pass would fail on it later, so
-        // it is refused here, where the user can still be told.
+        // A pattern like `0 0 30 2 *` parses but has no slot at all: every pass would fail on
+        // it later, so it is refused here, where the user can still be told.
         let reference = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
         let fires = reference.is_some_and(|at| {
             cron.find_next_occurrence(&at.with_timezone(&tz), true)
@@ -178,8 +178,8 @@ impl Schedule {
         // changes no answer and keeps croner's own fold arithmetic on exact seconds.
         let mut from = t.trunc_subsecs(0).with_timezone(&self.tz);
         let mut inclusive = direction == Direction::Backward;
-        // Each round moves strictly in `direction`, and only the repeated hour of a fall-back
-        // day (at most 60 fire times for `* * * * *`) sends it round again.
+        // Each round moves strictly in `direction`, and only the repeated wall-clock stretch of
+        // a fall-back day (an hour, at most a minute apart) sends it round again.
         loop {
             let found = match direction {
                 Direction::Forward => self.cron.find_next_occurrence(&from, inclusive),
