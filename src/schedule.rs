@@ -1,1 +1,0 @@
-//! Due-ness and batch keys from a cron expression (to be written).

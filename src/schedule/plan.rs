@@ -1,0 +1,381 @@
+//! [`plan`]: from a trigger and the active prompts to the batches to create.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::{Schedule, ScheduleError};
+use crate::domain::{BatchKey, PromptId};
+
+/// What started a scheduling pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `/api/cron` or `promptq cron` at `now`: each schedule's [`Schedule::trigger_slot`].
+    External { now: DateTime<Utc> },
+    /// The built-in cron, ticking at `slot` of the global schedule: each schedule's latest slot
+    /// at or before `slot`, with no grace (the tick is exactly on time by construction).
+    Tick { slot: DateTime<Utc> },
+    /// An explicit backfill of one batch: every given prompt, whatever its last batch key.
+    Backfill { batch_key: BatchKey },
+}
+
+/// What the scheduler needs to know of an active prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledPrompt {
+    pub prompt_id: PromptId,
+    /// Its own cron expression; `None` (or blank) follows the global schedule, `off` is daily.
+    pub schedule: Option<String>,
+    /// The key of the last batch created for it by a scheduled pass.
+    pub last_batch_key: Option<String>,
+}
+
+/// One prompt's batch to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBatch {
+    pub prompt_id: PromptId,
+    pub batch_key: BatchKey,
+    /// The slot of the prompt's schedule this batch belongs to (for a backfill, the start of
+    /// the key's period).
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// A prompt left out of a pass because its own schedule does not parse or has no slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptScheduleError {
+    pub prompt_id: PromptId,
+    pub message: String,
+}
+
+/// The outcome of a scheduling pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The global schedule's batch for this trigger (the cron response's `batchKey`), or the
+    /// backfilled key.
+    pub batch_key: BatchKey,
+    /// The slot that `batch_key` names.
+    pub scheduled_for: DateTime<Utc>,
+    /// The due prompts' batches, in the order of the prompts given.
+    pub batches: Vec<PlannedBatch>,
+    /// Prompts skipped because of their own schedule; the others are planned regardless.
+    pub errors: Vec<PromptScheduleError>,
+}
+
+/// Decides which of `prompts` (the active ones) are due for `trigger`, and in which batch.
+///
+/// A prompt follows its own schedule if it has one, else `default` (the global
+/// `CRON_SCHEDULE`, where `off` means daily); per-prompt expressions are read in `default`'s
+/// time zone (`TIMEZONE`). For an outside trigger or a tick, a prompt is due when the key of
+/// its schedule's current slot differs from its `last_batch_key`: a trigger delivered twice or
+/// a second early finds the key it already has and plans nothing again, and should a stale key
+/// ever come back, the store's unique job key still keeps the jobs from doubling.
+///
+/// A tick plans each prompt at its own schedule's latest slot at or before the tick, so a
+/// prompt whose schedule is finer than the global one runs once per global tick, not once per
+/// own slot: the cron loop must tick often enough for the finest schedule it serves.
+///
+/// Only `default` failing fails the pass; a prompt whose own schedule fails is reported in
+/// [`Plan::errors`] and the others go ahead.
+pub fn plan(
+    prompts: &[ScheduledPrompt],
+    default: &Schedule,
+    trigger: Trigger,
+) -> Result<Plan, ScheduleError> {
+    let tz = default.time_zone();
+    let (at, with_grace) = match trigger {
+        Trigger::Backfill { batch_key } => return backfill(prompts, batch_key, tz),
+        Trigger::External { now } => (now, true),
+        Trigger::Tick { slot } => (slot, false),
+    };
+    let current = |schedule: &Schedule| -> Result<(DateTime<Utc>, BatchKey), ScheduleError> {
+        let slot = if with_grace {
+            schedule.trigger_slot(at)?
+        } else {
+            schedule.slot_at_or_before(at)?
+        };
+        Ok((slot, schedule.batch_key(slot)?))
+    };
+
+    let (default_slot, default_key) = current(default)?;
+    // Prompts share a handful of expressions: parse and search each once per pass.
+    let mut own: HashMap<&str, Result<(DateTime<Utc>, BatchKey), String>> = HashMap::new();
+    let mut batches = Vec::new();
+    let mut errors = Vec::new();
+    for prompt in prompts {
+        let expr = prompt
+            .schedule
+            .as_deref()
+            .map(str::trim)
+            .filter(|expr| !expr.is_empty());
+        let (slot, key) = match expr {
+            None => (default_slot, default_key.clone()),
+            Some(expr) => {
+                let found = own.entry(expr).or_insert_with(|| {
+                    Schedule::parse(expr, tz)
+                        .and_then(|schedule| current(&schedule))
+                        .map_err(|err| err.to_string())
+                });
+                match found {
+                    Ok(found) => found.clone(),
+                    Err(message) => {
+                        errors.push(PromptScheduleError {
+                            prompt_id: prompt.prompt_id,
+                            message: message.clone(),
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        if prompt.last_batch_key.as_deref() != Some(key.as_str()) {
+            batches.push(PlannedBatch {
+                prompt_id: prompt.prompt_id,
+                batch_key: key,
+                scheduled_for: slot,
+            });
+        }
+    }
+    Ok(Plan {
+        batch_key: default_key,
+        scheduled_for: default_slot,
+        batches,
+        errors,
+    })
+}
+
+fn backfill(
+    prompts: &[ScheduledPrompt],
+    batch_key: BatchKey,
+    tz: Tz,
+) -> Result<Plan, ScheduleError> {
+    let scheduled_for = period_start(&batch_key, tz)?;
+    let batches = prompts
+        .iter()
+        .map(|prompt| PlannedBatch {
+            prompt_id: prompt.prompt_id,
+            batch_key: batch_key.clone(),
+            scheduled_for,
+        })
+        .collect();
+    Ok(Plan {
+        batch_key,
+        scheduled_for,
+        batches,
+        errors: Vec::new(),
+    })
+}
+
+/// The first instant of the period a batch key names in `tz`: local midnight of a date key,
+/// the local minute of a minute key. A local time in a gap moves to the first instant after
+/// it; one that happens twice takes its first occurrence, as slots do.
+pub fn period_start(key: &BatchKey, tz: Tz) -> Result<DateTime<Utc>, ScheduleError> {
+    let text = key.as_str();
+    let no_such_instant = || ScheduleError::NoSuchInstant {
+        key: text.to_owned(),
+        tz: tz.to_string(),
+    };
+    let local = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|date| date.and_time(NaiveTime::MIN))
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
+        .map_err(|_| no_such_instant())?;
+    // Gaps are whole minutes and at most a day long (Samoa skipped 2011-12-30 entirely).
+    (0..=2 * 24 * 60)
+        .find_map(|minutes| {
+            let at = local.checked_add_signed(TimeDelta::minutes(minutes))?;
+            tz.from_local_datetime(&at).earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
+        .ok_or_else(no_such_instant)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono_tz::{Europe, Pacific};
+
+    use super::*;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    fn prompt(id: PromptId, schedule: Option<&str>, last: Option<&str>) -> ScheduledPrompt {
+        ScheduledPrompt {
+            prompt_id: id,
+            schedule: schedule.map(str::to_owned),
+            last_batch_key: last.map(str::to_owned),
+        }
+    }
+
+    fn keys(plan: &Plan) -> Vec<(PromptId, &str)> {
+        plan.batches
+            .iter()
+            .map(|batch| (batch.prompt_id, batch.batch_key.as_str()))
+            .collect()
+    }
+
+    fn daily() -> Schedule {
+        Schedule::parse("0 0 * * *", Tz::UTC).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_is_due_once_per_period() {
+        let prompts = [
+            prompt(1, None, None),
+            prompt(2, None, Some("2025-10-13")),
+            prompt(3, None, Some("2025-10-14")),
+        ];
+        let now = utc(2025, 10, 14, 15, 0, 0);
+        let plan = plan(&prompts, &daily(), Trigger::External { now }).unwrap();
+        assert_eq!(plan.batch_key.as_str(), "2025-10-14");
+        assert_eq!(plan.scheduled_for, utc(2025, 10, 14, 0, 0, 0));
+        assert_eq!(keys(&plan), [(1, "2025-10-14"), (2, "2025-10-14")]);
+        assert!(
+            plan.batches
+                .iter()
+                .all(|b| b.scheduled_for == plan.scheduled_for)
+        );
+        assert!(plan.errors.is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_or_early_trigger_plans_nothing_twice() {
+        let schedule = daily();
+        let early = utc(2025, 10, 13, 23, 59, 59);
+        let first = plan(
+            &[prompt(1, None, Some("2025-10-13"))],
+            &schedule,
+            Trigger::External { now: early },
+        )
+        .unwrap();
+        assert_eq!(keys(&first), [(1, "2025-10-14")]);
+        // The store marked the prompt; the same trigger again, or one on time, finds it done.
+        let marked = [prompt(1, None, Some("2025-10-14"))];
+        for now in [
+            early,
+            utc(2025, 10, 14, 0, 0, 1),
+            utc(2025, 10, 14, 17, 0, 0),
+        ] {
+            let again = plan(&marked, &schedule, Trigger::External { now }).unwrap();
+            assert_eq!(again.batch_key.as_str(), "2025-10-14");
+            assert!(again.batches.is_empty(), "{now}");
+        }
+    }
+
+    #[test]
+    fn a_prompt_follows_its_own_schedule_in_the_global_zone() {
+        let default = Schedule::parse("0 0 * * *", Europe::Paris).unwrap();
+        let prompts = [
+            prompt(1, Some("0 * * * *"), Some("2025-07-14T11:00")),
+            prompt(2, Some("0 * * * *"), Some("2025-07-14T12:00")),
+            prompt(3, Some("  "), None),
+            prompt(4, Some("off"), Some("2025-07-13")),
+            prompt(5, Some("0 12 * * 1-5"), None),
+        ];
+        // 10:30 UTC is 12:30 in Paris, on Monday 2025-07-14.
+        let now = utc(2025, 7, 14, 10, 30, 0);
+        let plan = plan(&prompts, &default, Trigger::External { now }).unwrap();
+        assert_eq!(plan.batch_key.as_str(), "2025-07-14");
+        assert_eq!(
+            keys(&plan),
+            [
+                (1, "2025-07-14T12:00"),
+                (3, "2025-07-14"),
+                (4, "2025-07-14"),
+                (5, "2025-07-14")
+            ]
+        );
+        assert_eq!(plan.batches[0].scheduled_for, utc(2025, 7, 14, 10, 0, 0));
+    }
+
+    #[test]
+    fn an_unparsable_prompt_schedule_is_reported_and_skipped_alone() {
+        let prompts = [
+            prompt(1, Some("every day"), None),
+            prompt(2, None, None),
+            prompt(3, Some("every day"), None),
+        ];
+        let now = utc(2025, 10, 14, 15, 0, 0);
+        let plan = plan(&prompts, &daily(), Trigger::External { now }).unwrap();
+        assert_eq!(keys(&plan), [(2, "2025-10-14")]);
+        assert_eq!(plan.errors.len(), 2);
+        assert_eq!(plan.errors[0].prompt_id, 1);
+        assert_eq!(plan.errors[1].prompt_id, 3);
+        assert!(
+            plan.errors[0]
+                .message
+                .starts_with("invalid cron expression 'every day': ")
+        );
+    }
+
+    #[test]
+    fn a_tick_uses_its_slot_without_grace() {
+        let prompts = [
+            prompt(1, None, Some("2025-10-13")),
+            prompt(2, Some("0 12 * * *"), Some("2025-10-12")),
+        ];
+        let slot = utc(2025, 10, 14, 0, 0, 0);
+        let plan = plan(&prompts, &daily(), Trigger::Tick { slot }).unwrap();
+        assert_eq!(plan.batch_key.as_str(), "2025-10-14");
+        assert_eq!(plan.scheduled_for, slot);
+        // The noon prompt's current slot at midnight is yesterday noon.
+        assert_eq!(keys(&plan), [(1, "2025-10-14"), (2, "2025-10-13")]);
+        assert_eq!(plan.batches[1].scheduled_for, utc(2025, 10, 13, 12, 0, 0));
+    }
+
+    #[test]
+    fn a_backfill_plans_every_prompt_at_the_start_of_the_keys_period() {
+        let default = Schedule::parse("0 6 * * *", Europe::Paris).unwrap();
+        let prompts = [
+            prompt(1, None, Some("2025-10-10")),
+            prompt(2, Some("not cron"), None),
+        ];
+        let batch_key: BatchKey = "2025-10-10".parse().unwrap();
+        let plan = plan(&prompts, &default, Trigger::Backfill { batch_key }).unwrap();
+        assert_eq!(keys(&plan), [(1, "2025-10-10"), (2, "2025-10-10")]);
+        // Paris midnight in October (CEST) is 22:00 UTC the day before.
+        assert_eq!(plan.scheduled_for, utc(2025, 10, 9, 22, 0, 0));
+        assert!(
+            plan.batches
+                .iter()
+                .all(|b| b.scheduled_for == plan.scheduled_for)
+        );
+    }
+
+    #[test]
+    fn a_period_starts_at_its_local_time_or_after_a_gap() {
+        let key = |text: &str| text.parse::<BatchKey>().unwrap();
+        assert_eq!(
+            period_start(&key("2025-10-14"), Tz::UTC),
+            Ok(utc(2025, 10, 14, 0, 0, 0))
+        );
+        assert_eq!(
+            period_start(&key("2025-10-14T13:15"), Europe::Paris),
+            Ok(utc(2025, 10, 14, 11, 15, 0))
+        );
+        // 02:30 does not exist in Paris on 2025-03-30; 02:30 twice on 2025-10-26.
+        assert_eq!(
+            period_start(&key("2025-03-30T02:30"), Europe::Paris),
+            Ok(utc(2025, 3, 30, 1, 0, 0))
+        );
+        assert_eq!(
+            period_start(&key("2025-10-26T02:30"), Europe::Paris),
+            Ok(utc(2025, 10, 26, 0, 30, 0))
+        );
+        // Samoa skipped the whole of 2011-12-30.
+        assert_eq!(
+            period_start(&key("2011-12-30"), Pacific::Apia),
+            Ok(utc(2011, 12, 30, 10, 0, 0))
+        );
+    }
+
+    #[test]
+    fn the_global_schedule_failing_fails_the_pass() {
+        // Noon has no slot before the first midnight croner knows (year 1).
+        let noon = Schedule::parse("0 12 * * *", Tz::UTC).unwrap();
+        let far = utc(1, 1, 1, 0, 0, 0);
+        let err = plan(&[prompt(1, None, None)], &noon, Trigger::Tick { slot: far }).unwrap_err();
+        assert!(matches!(err, ScheduleError::OutOfRange { .. }), "{err}");
+    }
+}
