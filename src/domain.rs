@@ -297,10 +297,12 @@ pub struct NewResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeeded(Box<NewResponse>),
-    /// Back to `queued`, due again at `at`.
+    /// Back to `queued`, due again at `at`. With `refund_attempt` the attempt does not count
+    /// against the job's budget (a provider's rate limit delays a job, it does not fail it).
     Retry {
         at: DateTime<Utc>,
         error: AttemptError,
+        refund_attempt: bool,
     },
     Failed(AttemptError),
 }
@@ -347,6 +349,58 @@ impl Summary {
             JobStatus::Failed => self.failed += count,
             JobStatus::Skipped => self.skipped += count,
         }
+    }
+}
+
+/// What the scheduler needs to know of an active prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledPrompt {
+    pub prompt_id: PromptId,
+    /// Its own cron expression; `None` (or blank) follows the global schedule, `off` is daily.
+    pub schedule: Option<String>,
+    /// The key of the last batch created for it by a scheduled pass.
+    pub last_batch_key: Option<String>,
+}
+
+/// One prompt's batch to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBatch {
+    pub prompt_id: PromptId,
+    pub batch_key: BatchKey,
+    /// The slot of the prompt's schedule this batch belongs to (for a backfill, the start of
+    /// the key's period).
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// A value that must never be printed or stored: an API key, the cron secret.
+/// `Debug` and `Display` show `[redacted]`; only [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// `None` for a missing or empty value.
+    pub fn from_optional(value: Option<String>) -> Option<Self> {
+        value.filter(|v| !v.is_empty()).map(Secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use promptq::domain::{
-    AttemptError, BatchKey, ErrorClass, Finish, JobStatus, NewResponse, Outcome, ProviderKind,
+    AttemptError, BatchKey, ErrorClass, Finish, JobStatus, NewResponse, Outcome, PlannedBatch,
+    ProviderKind,
 };
 use promptq::store::{
     ClaimOne, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel, NewPrompt, Page,
-    PlannedBatch, PromptPatch, Store, StoreError,
+    PromptPatch, Store, StoreError,
 };
 
 /// Runs each named scenario on SQLite and on PostgreSQL.
@@ -348,6 +349,7 @@ async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
             Outcome::Retry {
                 at: later,
                 error: error(ErrorClass::Retryable, "503"),
+                refund_attempt: false,
             },
         )])
         .await
@@ -477,6 +479,7 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
             Outcome::Retry {
                 at: retry_at,
                 error: error(ErrorClass::RateLimited, "429 slow down"),
+                refund_attempt: true,
             },
         )])
         .await
@@ -484,6 +487,7 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
     assert_eq!(r[0].status, Some(JobStatus::Queued));
     let job = store.job_get(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.next_attempt_at, retry_at);
+    assert_eq!(job.max_attempts, 4, "a rate-limited attempt is refunded");
     assert_eq!(job.error_message.as_deref(), Some("429 slow down"));
     assert_eq!(job.finished_at, None);
 
@@ -805,6 +809,7 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
             Outcome::Retry {
                 at: now,
                 error: error(ErrorClass::Retryable, "503"),
+                refund_attempt: false,
             },
         )])
         .await
@@ -918,6 +923,7 @@ async fn batched_finish_of_many_jobs_mixes_outcomes(db: &support::TestDb) {
             Outcome::Retry {
                 at: now + Duration::seconds(5),
                 error: error(ErrorClass::Retryable, "timeout"),
+                refund_attempt: false,
             },
         ),
         finish(

@@ -21,25 +21,7 @@ pub enum Trigger {
     Backfill { batch_key: BatchKey },
 }
 
-/// What the scheduler needs to know of an active prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScheduledPrompt {
-    pub prompt_id: PromptId,
-    /// Its own cron expression; `None` (or blank) follows the global schedule, `off` is daily.
-    pub schedule: Option<String>,
-    /// The key of the last batch created for it by a scheduled pass.
-    pub last_batch_key: Option<String>,
-}
-
-/// One prompt's batch to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedBatch {
-    pub prompt_id: PromptId,
-    pub batch_key: BatchKey,
-    /// The slot of the prompt's schedule this batch belongs to (for a backfill, the start of
-    /// the key's period).
-    pub scheduled_for: DateTime<Utc>,
-}
+pub use crate::domain::{PlannedBatch, ScheduledPrompt};
 
 /// A prompt left out of a pass because its own schedule does not parse or has no slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

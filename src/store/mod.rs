@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{
-    BatchKey, ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Prompt,
-    PromptId, ProviderKind, Summary,
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
+    PromptId, ProviderKind, ScheduledPrompt, Summary,
 };
 
 /// Which database a [`Store`] runs on.
@@ -120,23 +120,6 @@ pub struct PromptPatch {
     pub runs: Option<i32>,
     pub active: Option<bool>,
     pub schedule: Option<Option<String>>,
-}
-
-/// What the scheduler needs to know of an active prompt to decide whether it is due.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptSchedule {
-    pub prompt_id: PromptId,
-    pub schedule: Option<String>,
-    pub last_batch_key: Option<String>,
-}
-
-/// One prompt's batch to create: every active model of the prompt × its runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedBatch {
-    pub prompt_id: PromptId,
-    pub batch_key: BatchKey,
-    /// The slot of the schedule this batch belongs to.
-    pub scheduled_for: DateTime<Utc>,
 }
 
 /// Settings of one enqueue.
@@ -329,6 +312,19 @@ impl Store {
         on_backend!(self.close())
     }
 
+    /// Wakes `notify` whenever another process announces work (Postgres LISTEN/NOTIFY), until
+    /// `stop`. `None` on SQLite, where announcements are in-process only.
+    pub fn spawn_job_listener(
+        &self,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(store) => Some(store.spawn_job_listener(notify, stop)),
+        }
+    }
+
     // ---- models
 
     pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
@@ -389,7 +385,7 @@ impl Store {
     }
 
     /// The active prompts with what due-ness needs.
-    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
         on_backend!(self.prompts_schedulable())
     }
 
@@ -476,6 +472,11 @@ impl Store {
         on_backend!(self.jobs_retry(selector, extra_attempts, now))
     }
 
+    /// Ids of queued jobs due at `now`, oldest first (for the HTTP fan-out).
+    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+        on_backend!(self.jobs_due_ids(now, limit))
+    }
+
     pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
         on_backend!(self.job_get(id))
     }
@@ -506,6 +507,49 @@ impl Store {
         page: Page,
     ) -> StoreResult<Vec<StoredResponse>> {
         on_backend!(self.responses_list(filter, page))
+    }
+}
+
+/// An attempt's outcome as the columns both backends write.
+pub(crate) struct OutcomeColumns<'a> {
+    /// `succeeded`, `retry` or `failed`, as in `job_attempts.outcome`.
+    pub name: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub error: Option<&'a crate::domain::AttemptError>,
+    pub http_status: Option<u16>,
+    pub refund_attempt: bool,
+}
+
+impl<'a> OutcomeColumns<'a> {
+    pub(crate) fn of(outcome: &'a crate::domain::Outcome) -> Self {
+        use crate::domain::Outcome;
+        match outcome {
+            Outcome::Succeeded(response) => OutcomeColumns {
+                name: "succeeded",
+                next_attempt_at: None,
+                error: None,
+                http_status: response.http_status,
+                refund_attempt: false,
+            },
+            Outcome::Retry {
+                at,
+                error,
+                refund_attempt,
+            } => OutcomeColumns {
+                name: "retry",
+                next_attempt_at: Some(*at),
+                error: Some(error),
+                http_status: error.http_status,
+                refund_attempt: *refund_attempt,
+            },
+            Outcome::Failed(error) => OutcomeColumns {
+                name: "failed",
+                next_attempt_at: None,
+                error: Some(error),
+                http_status: error.http_status,
+                refund_attempt: false,
+            },
+        }
     }
 }
 

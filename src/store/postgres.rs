@@ -15,12 +15,12 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, PlannedBatch, PromptPatch, PromptSchedule, Rescued,
-    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, PromptPatch, Rescued, ResponseFilter,
+    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
-    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, Prompt,
-    PromptId, Summary,
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
+    Prompt, PromptId, ScheduledPrompt, Summary,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -86,6 +86,44 @@ impl PostgresStore {
     /// The pool, for LISTEN connections and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Listens on [`JOBS_CHANNEL`] and wakes `notify` on every announcement; reconnects after
+    /// losing the server.
+    pub fn spawn_job_listener(
+        &self,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let listening = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(JOBS_CHANNEL).await?;
+                    loop {
+                        listener.recv().await?;
+                        notify.notify_waiters();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                };
+                tokio::select! {
+                    result = listening => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "job listener lost; reconnecting");
+                        }
+                        // Work may have been announced while we were deaf.
+                        notify.notify_waiters();
+                    }
+                    () = stop.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -296,7 +334,7 @@ impl PostgresStore {
         Ok(deleted)
     }
 
-    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
         let rows = sqlx::query(
             "SELECT id, schedule, last_batch_key FROM prompts
              WHERE active AND deleted_at IS NULL ORDER BY id",
@@ -305,7 +343,7 @@ impl PostgresStore {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(PromptSchedule {
+                Ok(ScheduledPrompt {
                     prompt_id: row.try_get("id")?,
                     schedule: row.try_get("schedule")?,
                     last_batch_key: row.try_get("last_batch_key")?,
@@ -458,15 +496,16 @@ impl PostgresStore {
         let rows = sqlx::query(
             "WITH input AS (
                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[],
-                    $5::timestamptz[], $6::text[], $7::int[], $8::text[])
+                    $5::timestamptz[], $6::text[], $7::int[], $8::text[], $23::bool[])
                     AS t(job_id, attempt, outcome, finished_at, next_attempt_at, error_class,
-                         http_status, error_message)
+                         http_status, error_message, refund)
             ), updated AS (
                 UPDATE prompt_jobs j SET
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE i.finished_at END,
                     next_attempt_at = COALESCE(i.next_attempt_at, j.next_attempt_at),
+                    max_attempts = j.max_attempts + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
                 FROM input i
                 WHERE j.id = i.job_id AND j.status = 'processing' AND j.attempt_count = i.attempt
@@ -529,6 +568,7 @@ impl PostgresStore {
         .bind(&responses.request_ids)
         .bind(&responses.citations)
         .bind(&responses.raws)
+        .bind(&columns.refunds)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -674,6 +714,17 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(retried)
+    }
+
+    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
@@ -1003,6 +1054,7 @@ struct FinishColumns<'a> {
     error_classes: Vec<Option<&'static str>>,
     http_statuses: Vec<Option<i32>>,
     error_messages: Vec<Option<&'a str>>,
+    refunds: Vec<bool>,
 }
 
 impl<'a> From<&'a [Finish]> for FinishColumns<'a> {
@@ -1016,25 +1068,23 @@ impl<'a> From<&'a [Finish]> for FinishColumns<'a> {
             error_classes: Vec::with_capacity(finishes.len()),
             http_statuses: Vec::with_capacity(finishes.len()),
             error_messages: Vec::with_capacity(finishes.len()),
+            refunds: Vec::with_capacity(finishes.len()),
         };
         for finish in finishes {
             columns.job_ids.push(finish.job_id);
             columns.attempts.push(finish.attempt);
             columns.finished_at.push(finish.finished_at);
-            let (outcome, next, error, http_status) = match &finish.outcome {
-                Outcome::Succeeded(response) => ("succeeded", None, None, response.http_status),
-                Outcome::Retry { at, error } => {
-                    ("retry", Some(*at), Some(error), error.http_status)
-                }
-                Outcome::Failed(error) => ("failed", None, Some(error), error.http_status),
-            };
-            columns.outcomes.push(outcome);
-            columns.next_attempt_at.push(next);
-            columns.error_classes.push(error.map(|e| e.class.as_str()));
-            columns.http_statuses.push(http_status.map(i32::from));
+            let parts = OutcomeColumns::of(&finish.outcome);
+            columns.outcomes.push(parts.name);
+            columns.next_attempt_at.push(parts.next_attempt_at);
+            columns
+                .error_classes
+                .push(parts.error.map(|e| e.class.as_str()));
+            columns.http_statuses.push(parts.http_status.map(i32::from));
             columns
                 .error_messages
-                .push(error.map(|e| e.message.as_str()));
+                .push(parts.error.map(|e| e.message.as_str()));
+            columns.refunds.push(parts.refund_attempt);
         }
         columns
     }

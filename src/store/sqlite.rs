@@ -21,12 +21,12 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, PlannedBatch, PromptPatch, PromptSchedule, Rescued,
-    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, PromptPatch, Rescued, ResponseFilter,
+    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
-    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, Prompt,
-    PromptId, Summary,
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
+    Prompt, PromptId, ScheduledPrompt, Summary,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -298,7 +298,7 @@ impl SqliteStore {
         Ok(deleted)
     }
 
-    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<PromptSchedule>> {
+    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
         let rows = sqlx::query(
             "SELECT id, schedule, last_batch_key FROM prompts
              WHERE active AND deleted_at IS NULL ORDER BY id",
@@ -307,7 +307,7 @@ impl SqliteStore {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(PromptSchedule {
+                Ok(ScheduledPrompt {
                     prompt_id: row.try_get("id")?,
                     schedule: row.try_get("schedule")?,
                     last_batch_key: row.try_get("last_batch_key")?,
@@ -603,6 +603,17 @@ impl SqliteStore {
         Ok(retried)
     }
 
+    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, id LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
     pub async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs WHERE id = ?1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -811,17 +822,15 @@ async fn claim_picked(
 
 /// One fenced finish inside the batch's transaction.
 async fn finish_one(tx: &mut SqliteTx, finish: &Finish) -> StoreResult<FinishResult> {
-    let (outcome, next, error, http_status) = match &finish.outcome {
-        Outcome::Succeeded(response) => ("succeeded", None, None, response.http_status),
-        Outcome::Retry { at, error } => ("retry", Some(*at), Some(error), error.http_status),
-        Outcome::Failed(error) => ("failed", None, Some(error), error.http_status),
-    };
+    let parts = OutcomeColumns::of(&finish.outcome);
+    let (outcome, error) = (parts.name, parts.error);
     let row = sqlx::query(
         "UPDATE prompt_jobs SET
             status = CASE ?3 WHEN 'retry' THEN 'queued' ELSE ?3 END,
             error_message = ?4,
             finished_at = CASE WHEN ?3 = 'retry' THEN NULL ELSE ?5 END,
             next_attempt_at = COALESCE(?6, next_attempt_at),
+            max_attempts = max_attempts + ?7,
             lease_expires_at = NULL
          WHERE id = ?1 AND status = 'processing' AND attempt_count = ?2
          RETURNING status, started_at, prompt_id, model_id, batch_key, run_index",
@@ -831,7 +840,8 @@ async fn finish_one(tx: &mut SqliteTx, finish: &Finish) -> StoreResult<FinishRes
     .bind(outcome)
     .bind(error.map(|e| e.message.as_str()))
     .bind(ms(finish.finished_at))
-    .bind(next.map(ms))
+    .bind(parts.next_attempt_at.map(ms))
+    .bind(i32::from(parts.refund_attempt))
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else {
@@ -858,7 +868,7 @@ async fn finish_one(tx: &mut SqliteTx, finish: &Finish) -> StoreResult<FinishRes
     .bind(row.try_get::<Option<i64>, _>("started_at")?)
     .bind(ms(finish.finished_at))
     .bind(outcome)
-    .bind(http_status.map(i32::from))
+    .bind(parts.http_status.map(i32::from))
     .bind(error.map(|e| e.class.as_str()))
     .bind(error.map(|e| e.message.as_str()))
     .execute(&mut **tx)

@@ -1,0 +1,559 @@
+//! The use cases: every face of promptq (HTTP, CLI, built-in cron, worker pool) calls these
+//! and holds no logic of its own.
+//!
+//! [`App`] owns the store, the providers and the validated configuration, and turns their
+//! errors into [`AppError`], whose variants say what the caller should answer (400, 404, 409,
+//! 503, 500). Input is parsed into domain values at the edge before it gets here; the checks
+//! that need the database (an unknown id, a job that is not queued) are made here.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::domain::{
+    BatchKey, ClaimedJob, Finish, Job, JobId, JobStatus, Model, ModelId, Prompt, PromptId,
+    ProviderKind, Summary,
+};
+use crate::engine::retry::RetryPolicy;
+use crate::providers::{ProviderSettings, Providers};
+use crate::schedule::{self, Schedule, Trigger};
+use crate::store::{
+    AttemptRecord, ClaimOne, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel,
+    NewPrompt, Page, PromptPatch, ResponseFilter, Store, StoreError, StoredResponse,
+};
+
+/// What went wrong in a use case, by what the caller should answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is wrong: 400 with this message.
+    #[error("{0}")]
+    BadInput(String),
+    /// An id names nothing: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (a job that is not queued): 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database does not answer: 503.
+    #[error("database unavailable")]
+    Unavailable(String),
+    /// A bug or a broken database: 500 without details; the details are logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(detail) => AppError::Unavailable(detail),
+            StoreError::Conflict(detail) => AppError::Conflict(detail),
+            StoreError::NotFound(detail) => AppError::NotFound(detail),
+            StoreError::InvalidUrl(detail) => AppError::BadInput(detail),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronReport {
+    pub success: bool,
+    pub message: String,
+    pub prompt_count: u64,
+    pub jobs_created: u64,
+    pub batch_key: String,
+    /// Prompts left out because their own schedule is broken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule_errors: Vec<schedule::PromptScheduleError>,
+}
+
+/// The answer of `POST /api/jobs/process`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessReport {
+    pub success: bool,
+    pub job_id: JobId,
+    pub status: JobStatus,
+    /// The stored response's id, for a success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// A job query as the status endpoint and the CLI take it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusQuery {
+    pub filter: JobFilter,
+    pub page: Page,
+}
+
+/// Summary counts of every matching job and one page of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub success: bool,
+    pub summary: Summary,
+    pub jobs: Vec<Job>,
+    /// `processing` jobs whose lease has expired (waiting for a rescue).
+    pub expired_leases: i64,
+}
+
+/// One job with its attempts and its stored response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDetail {
+    pub job: Job,
+    pub attempts: Vec<AttemptRecord>,
+    pub response: Option<StoredResponse>,
+}
+
+/// The largest page any listing returns.
+pub const MAX_PAGE: i64 = 1000;
+
+/// The service: cheap to clone, shared by every face.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    providers: Providers,
+    config: Config,
+    default_schedule: Schedule,
+    retry_policy: RetryPolicy,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Wakes the in-process workers when jobs were enqueued or retried.
+    work_available: Arc<Notify>,
+}
+
+impl App {
+    /// Opens (and migrates) the database and builds the providers from `config`.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let store = Store::open(&config.database_url).await?;
+        App::with_store(config, store)
+    }
+
+    /// Builds the service on an open store.
+    pub fn with_store(config: Config, store: Store) -> anyhow::Result<App> {
+        let providers = Providers::new(ProviderSettings {
+            openai_api_key: config.openai_api_key.clone(),
+            openai_base_url: config.openai_base_url.clone(),
+            openrouter_api_key: config.openrouter_api_key.clone(),
+            openrouter_base_url: config.openrouter_base_url.clone(),
+            app_url: config.app_url.clone(),
+            timeout: config.model_timeout,
+        })?;
+        let default_schedule = config.cron_schedule.clone();
+        Ok(App {
+            inner: Arc::new(Inner {
+                store,
+                providers,
+                default_schedule,
+                retry_policy: RetryPolicy::default(),
+                metrics: Arc::default(),
+                work_available: Arc::new(Notify::new()),
+                config,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The global schedule (`CRON_SCHEDULE`; `off` reads as daily and never ticks).
+    pub fn default_schedule(&self) -> &Schedule {
+        &self.inner.default_schedule
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry_policy
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// The signal the worker pool sleeps on.
+    pub fn work_available(&self) -> Arc<Notify> {
+        self.inner.work_available.clone()
+    }
+
+    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.inner.config.job_lease)
+            .unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    // ---- scheduling
+
+    /// One scheduling pass: creates the jobs of every due prompt for the trigger's batch.
+    pub async fn run_cron(&self, trigger: Trigger) -> AppResult<CronReport> {
+        let backfill = matches!(trigger, Trigger::Backfill { .. });
+        let prompts = self.inner.store.prompts_schedulable().await?;
+        let plan = schedule::plan(&prompts, &self.inner.default_schedule, trigger)
+            .map_err(|err| AppError::BadInput(err.to_string()))?;
+        let report = self
+            .inner
+            .store
+            .jobs_enqueue(
+                &plan.batches,
+                EnqueueOptions {
+                    now: Utc::now(),
+                    max_attempts: self.inner.config.max_attempts,
+                    mark_prompts: !backfill,
+                },
+            )
+            .await?;
+        if report.jobs_created > 0 {
+            self.inner.work_available.notify_waiters();
+        }
+        Ok(CronReport {
+            success: true,
+            message: format!(
+                "Enqueued {} jobs for {} prompts",
+                report.jobs_created, report.prompt_count
+            ),
+            prompt_count: report.prompt_count,
+            jobs_created: report.jobs_created,
+            batch_key: plan.batch_key.to_string(),
+            schedule_errors: plan.errors,
+        })
+    }
+
+    /// The pass an outside trigger asks for: the current batch, or `batch_key` to backfill.
+    pub async fn trigger_cron(&self, batch_key: Option<BatchKey>) -> AppResult<CronReport> {
+        let trigger = match batch_key {
+            Some(batch_key) => Trigger::Backfill { batch_key },
+            None => Trigger::External { now: Utc::now() },
+        };
+        self.run_cron(trigger).await
+    }
+
+    // ---- running one job (serverless dispatch)
+
+    /// Claims one queued job, runs its model call, stores the outcome.
+    pub async fn process_job(&self, id: JobId) -> AppResult<ProcessReport> {
+        let now = Utc::now();
+        let claimed = match self
+            .inner
+            .store
+            .job_claim(id, now, self.lease_until(now))
+            .await?
+        {
+            ClaimOne::Claimed(claimed) => claimed,
+            ClaimOne::NotFound => return Err(AppError::NotFound(format!("job {id} not found"))),
+            ClaimOne::NotClaimable(status) => {
+                return Err(AppError::Conflict(format!(
+                    "job {id} is {status}, not queued"
+                )));
+            }
+            ClaimOne::Skipped => {
+                return Ok(ProcessReport {
+                    success: true,
+                    job_id: id,
+                    status: JobStatus::Skipped,
+                    entity_id: None,
+                    error_message: Some(crate::store::SKIPPED_INACTIVE.to_owned()),
+                });
+            }
+        };
+        let started = std::time::Instant::now();
+        let finish = crate::engine::attempt::run_alone(self, &claimed).await;
+        self.metrics()
+            .observe_call(&claimed.model.name, started.elapsed(), &finish);
+        self.finish_one(&claimed, finish).await
+    }
+
+    async fn finish_one(&self, claimed: &ClaimedJob, finish: Finish) -> AppResult<ProcessReport> {
+        let error_message = match &finish.outcome {
+            crate::domain::Outcome::Succeeded(_) => None,
+            crate::domain::Outcome::Retry { error, .. } | crate::domain::Outcome::Failed(error) => {
+                Some(error.message.clone())
+            }
+        };
+        let result = self
+            .inner
+            .store
+            .jobs_finish(std::slice::from_ref(&finish))
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::Internal("finish returned no result".into()))?;
+        self.metrics().observe_finish(&finish, result.applied);
+        if result.applied {
+            crate::engine::worker::log_finish(&finish, result.response_id);
+        }
+        if !result.applied {
+            return Err(AppError::Conflict(format!(
+                "job {} changed while attempt {} ran (its lease expired or it was cancelled); the result was discarded",
+                claimed.job.id, claimed.attempt
+            )));
+        }
+        Ok(ProcessReport {
+            success: true,
+            job_id: claimed.job.id,
+            status: result.status.unwrap_or(JobStatus::Processing),
+            entity_id: result.response_id,
+            error_message,
+        })
+    }
+
+    // ---- observing
+
+    pub async fn status(&self, query: &StatusQuery) -> AppResult<StatusReport> {
+        check_page(query.page)?;
+        let store = &self.inner.store;
+        let (summary, jobs, expired) = tokio::try_join!(
+            store.jobs_summary(&query.filter),
+            store.jobs_list(&query.filter, query.page),
+            store.jobs_count_expired(Utc::now()),
+        )?;
+        Ok(StatusReport {
+            success: true,
+            summary,
+            jobs,
+            expired_leases: expired,
+        })
+    }
+
+    pub async fn job_detail(&self, id: JobId) -> AppResult<JobDetail> {
+        let store = &self.inner.store;
+        let job = store
+            .job_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+        let attempts = store.job_attempts(id).await?;
+        let response = store
+            .responses_list(
+                &ResponseFilter {
+                    job_id: Some(id),
+                    ..ResponseFilter::default()
+                },
+                Page {
+                    limit: 1,
+                    offset: 0,
+                },
+            )
+            .await?
+            .pop();
+        Ok(JobDetail {
+            job,
+            attempts,
+            response,
+        })
+    }
+
+    pub async fn responses(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> AppResult<Vec<StoredResponse>> {
+        check_page(page)?;
+        Ok(self.inner.store.responses_list(filter, page).await?)
+    }
+
+    // ---- acting on jobs
+
+    /// `failed | skipped → queued` with a fresh budget of attempts.
+    pub async fn retry(&self, selector: &JobSelector) -> AppResult<u64> {
+        if let JobSelector::One(id) = selector {
+            self.expect_job_status(*id, &[JobStatus::Failed, JobStatus::Skipped], "retried")
+                .await?;
+        }
+        let retried = self
+            .inner
+            .store
+            .jobs_retry(selector, self.inner.config.max_attempts, Utc::now())
+            .await?;
+        if retried > 0 {
+            self.inner.work_available.notify_waiters();
+        }
+        Ok(retried)
+    }
+
+    /// `queued → skipped`.
+    pub async fn cancel(&self, selector: &JobSelector) -> AppResult<u64> {
+        if let JobSelector::One(id) = selector {
+            self.expect_job_status(*id, &[JobStatus::Queued], "cancelled")
+                .await?;
+        }
+        Ok(self.inner.store.jobs_cancel(selector, Utc::now()).await?)
+    }
+
+    async fn expect_job_status(
+        &self,
+        id: JobId,
+        allowed: &[JobStatus],
+        verb: &str,
+    ) -> AppResult<()> {
+        let job = self
+            .inner
+            .store
+            .job_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+        if allowed.contains(&job.status) {
+            Ok(())
+        } else {
+            Err(AppError::Conflict(format!(
+                "job {id} is {}, it cannot be {verb}",
+                job.status
+            )))
+        }
+    }
+
+    // ---- models
+
+    pub async fn create_model(&self, new: NewModel) -> AppResult<Model> {
+        check_model(&new.name, new.provider, &new.model, &new.params)?;
+        Ok(self.inner.store.model_insert(&new, Utc::now()).await?)
+    }
+
+    pub async fn models(&self) -> AppResult<Vec<Model>> {
+        Ok(self.inner.store.model_list().await?)
+    }
+
+    pub async fn model(&self, id: ModelId) -> AppResult<Model> {
+        self.inner
+            .store
+            .model_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("model {id} not found")))
+    }
+
+    pub async fn update_model(&self, id: ModelId, patch: ModelPatch) -> AppResult<Model> {
+        let current = self.model(id).await?;
+        check_model(
+            patch.name.as_deref().unwrap_or(&current.name),
+            patch.provider.unwrap_or(current.provider),
+            patch.model.as_deref().unwrap_or(&current.model),
+            patch.params.as_ref().unwrap_or(&current.params),
+        )?;
+        self.inner
+            .store
+            .model_update(id, &patch, Utc::now())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("model {id} not found")))
+    }
+
+    pub async fn delete_model(&self, id: ModelId) -> AppResult<()> {
+        if self.inner.store.model_delete(id, Utc::now()).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(format!("model {id} not found")))
+        }
+    }
+
+    // ---- prompts
+
+    pub async fn create_prompt(&self, new: NewPrompt) -> AppResult<Prompt> {
+        self.check_prompt(Some(&new.text), Some(new.runs), new.schedule.as_deref())?;
+        Ok(self.inner.store.prompt_insert(&new, Utc::now()).await?)
+    }
+
+    pub async fn prompts(&self) -> AppResult<Vec<Prompt>> {
+        Ok(self.inner.store.prompt_list().await?)
+    }
+
+    pub async fn prompt(&self, id: PromptId) -> AppResult<Prompt> {
+        self.inner
+            .store
+            .prompt_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("prompt {id} not found")))
+    }
+
+    pub async fn update_prompt(&self, id: PromptId, patch: PromptPatch) -> AppResult<Prompt> {
+        self.check_prompt(
+            patch.text.as_deref(),
+            patch.runs,
+            patch.schedule.as_ref().and_then(|s| s.as_deref()),
+        )?;
+        self.inner
+            .store
+            .prompt_update(id, &patch, Utc::now())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("prompt {id} not found")))
+    }
+
+    pub async fn delete_prompt(&self, id: PromptId) -> AppResult<()> {
+        if self.inner.store.prompt_delete(id, Utc::now()).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(format!("prompt {id} not found")))
+        }
+    }
+
+    fn check_prompt(
+        &self,
+        text: Option<&str>,
+        runs: Option<i32>,
+        schedule: Option<&str>,
+    ) -> AppResult<()> {
+        if let Some(text) = text {
+            if text.trim().is_empty() {
+                return Err(AppError::BadInput("text must not be empty".into()));
+            }
+            if text.len() > 100_000 {
+                return Err(AppError::BadInput(
+                    "text must be at most 100000 bytes".into(),
+                ));
+            }
+        }
+        if let Some(runs) = runs
+            && !(1..=1000).contains(&runs)
+        {
+            return Err(AppError::BadInput(
+                "runs must be between 1 and 1000".into(),
+            ));
+        }
+        if let Some(expr) = schedule {
+            Schedule::parse(expr, self.inner.config.timezone)
+                .map_err(|err| AppError::BadInput(format!("schedule: {err}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_page(page: Page) -> AppResult<()> {
+    if !(1..=MAX_PAGE).contains(&page.limit) {
+        return Err(AppError::BadInput(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if page.offset < 0 {
+        return Err(AppError::BadInput("offset must not be negative".into()));
+    }
+    Ok(())
+}
+
+fn check_model(
+    name: &str,
+    provider: ProviderKind,
+    model: &str,
+    params: &serde_json::Value,
+) -> AppResult<()> {
+    if name.trim().is_empty() {
+        return Err(AppError::BadInput("name must not be empty".into()));
+    }
+    if model.trim().is_empty() {
+        return Err(AppError::BadInput("model must not be empty".into()));
+    }
+    crate::providers::check_params(provider, params)
+        .map_err(|err| AppError::BadInput(format!("params: {err}")))
+}

@@ -1,0 +1,210 @@
+//! Settings: every flag and environment variable of the contract, parsed and checked once.
+//!
+//! [`Settings`] is what clap reads (a flag wins over its variable); [`Settings::validate`]
+//! turns it into a [`Config`] whose values can only be valid: a parsed schedule and time zone,
+//! durations, bounded numbers. Nothing else in promptq reads the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::domain::Secret;
+
+/// Settings shared by every command; each one is a flag and an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Database: `sqlite:PATH` (embedded, created if missing) or `postgres://…`
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:promptq.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Secret that every /api/* request and the dashboard must present
+    #[arg(long, env = "CRON_SECRET", hide_env_values = true, global = true)]
+    pub cron_secret: Option<String>,
+
+    /// OpenAI API key
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<String>,
+
+    /// OpenAI API base URL
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1",
+        global = true
+    )]
+    pub openai_base_url: String,
+
+    /// OpenRouter API key
+    #[arg(
+        long,
+        env = "OPENROUTER_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub openrouter_api_key: Option<String>,
+
+    /// OpenRouter API base URL
+    #[arg(
+        long,
+        env = "OPENROUTER_BASE_URL",
+        default_value = "https://openrouter.ai/api/v1",
+        global = true
+    )]
+    pub openrouter_base_url: String,
+
+    /// Public base URL of this service (HTTP fan-out dispatch, OpenRouter attribution);
+    /// NEXT_PUBLIC_APP_URL is read too
+    #[arg(long, env = "APP_URL", global = true)]
+    pub app_url: Option<String>,
+
+    /// Listen address of `serve`
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", global = true)]
+    pub bind: SocketAddr,
+
+    /// Jobs in flight in this process; 0 = this process runs no jobs
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16, global = true)]
+    pub worker_concurrency: u32,
+
+    /// Cron expression (in TIMEZONE) of the built-in scheduler; `off` = only external triggers
+    #[arg(
+        long,
+        env = "CRON_SCHEDULE",
+        default_value = "0 0 * * *",
+        global = true
+    )]
+    pub cron_schedule: String,
+
+    /// IANA time zone in which schedules and daily batch keys are read
+    #[arg(long, env = "TIMEZONE", default_value = "UTC", global = true)]
+    pub timezone: String,
+
+    /// Attempts per job before it is `failed` for good
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    pub max_attempts: u32,
+
+    /// Seconds a claim holds without a heartbeat before the job is rescued
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30, global = true)]
+    pub job_lease_secs: u64,
+
+    /// Limit on one model call, in seconds
+    #[arg(long, env = "MODEL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub model_timeout_secs: u64,
+
+    /// How jobs are dispatched after a scheduling pass: `workers` (in-process pool) or
+    /// `http` (one POST {APP_URL}/api/jobs/process per job, as on serverless)
+    #[arg(long, env = "DISPATCH", default_value = "workers", global = true)]
+    pub dispatch: String,
+
+    /// Log format: `text` or `json`
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+/// How jobs reach a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchMode {
+    Workers,
+    Http,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub cron_secret: Option<Secret>,
+    pub openai_api_key: Option<Secret>,
+    pub openai_base_url: String,
+    pub openrouter_api_key: Option<Secret>,
+    pub openrouter_base_url: String,
+    pub app_url: Option<String>,
+    pub bind: SocketAddr,
+    pub worker_concurrency: usize,
+    /// The global schedule; `off` reads as daily and does not tick.
+    pub cron_schedule: crate::schedule::Schedule,
+    pub timezone: chrono_tz::Tz,
+    pub max_attempts: i32,
+    pub job_lease: Duration,
+    pub model_timeout: Duration,
+    pub dispatch: DispatchMode,
+    pub log_json: bool,
+}
+
+/// A setting that cannot be used, with what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let bad = |message: String| Err(ConfigError(message));
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return bad("DATABASE_URL must start with sqlite: or postgres://".into());
+        }
+        let timezone = crate::schedule::parse_time_zone(&self.timezone)
+            .map_err(|err| ConfigError(format!("TIMEZONE: {err}")))?;
+        let cron_schedule = crate::schedule::Schedule::parse(&self.cron_schedule, timezone)
+            .map_err(|err| ConfigError(format!("CRON_SCHEDULE: {err}")))?;
+        if !(1..=100).contains(&self.max_attempts) {
+            return bad("MAX_ATTEMPTS must be between 1 and 100".into());
+        }
+        if !(2..=86_400).contains(&self.job_lease_secs) {
+            return bad("JOB_LEASE_SECS must be between 2 and 86400".into());
+        }
+        if !(1..=3_600).contains(&self.model_timeout_secs) {
+            return bad("MODEL_TIMEOUT_SECS must be between 1 and 3600".into());
+        }
+        if self.worker_concurrency > 10_000 {
+            return bad("WORKER_CONCURRENCY must be at most 10000".into());
+        }
+        let dispatch = match self.dispatch.as_str() {
+            "workers" => DispatchMode::Workers,
+            "http" => DispatchMode::Http,
+            other => return bad(format!("DISPATCH must be workers or http, not '{other}'")),
+        };
+        let app_url = self
+            .app_url
+            .clone()
+            .or_else(|| std::env::var("NEXT_PUBLIC_APP_URL").ok())
+            .filter(|url| !url.is_empty())
+            .map(|url| url.trim_end_matches('/').to_owned());
+        if dispatch == DispatchMode::Http && app_url.is_none() {
+            return bad("DISPATCH=http needs APP_URL (or NEXT_PUBLIC_APP_URL)".into());
+        }
+        let log_json = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return bad(format!("LOG_FORMAT must be text or json, not '{other}'")),
+        };
+        let secret = |value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| Secret::new(v.to_owned()))
+        };
+        Ok(Config {
+            database_url: self.database_url.clone(),
+            cron_secret: secret(&self.cron_secret),
+            openai_api_key: secret(&self.openai_api_key),
+            openai_base_url: self.openai_base_url.trim_end_matches('/').to_owned(),
+            openrouter_api_key: secret(&self.openrouter_api_key),
+            openrouter_base_url: self.openrouter_base_url.trim_end_matches('/').to_owned(),
+            app_url,
+            bind: self.bind,
+            worker_concurrency: self.worker_concurrency as usize,
+            cron_schedule,
+            timezone,
+            max_attempts: self.max_attempts as i32,
+            job_lease: Duration::from_secs(self.job_lease_secs),
+            model_timeout: Duration::from_secs(self.model_timeout_secs),
+            dispatch,
+            log_json,
+        })
+    }
+}

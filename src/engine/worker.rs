@@ -1,0 +1,459 @@
+//! The worker pool: keeps up to `WORKER_CONCURRENCY` model calls in flight.
+//!
+//! One claim loop takes due jobs in batches sized to the free slots (one statement per batch),
+//! each job runs as its own task, and one finisher writes outcomes in batches (one transaction
+//! per batch), so that the queue's own cost per job stays far below a model call's. A
+//! heartbeat renews the leases of every running attempt in one statement; a sweeper rescues
+//! the expired leases of processes that died. The loop sleeps until work is announced (an
+//! in-process signal, LISTEN/NOTIFY on Postgres), a retry falls due, or the poll interval ends.
+//!
+//! Shutdown stops claiming, gives running calls a grace period, then hands every attempt it
+//! still holds back to `queued` without spending it. Nothing here decides an outcome
+//! ([`super::retry`]) or speaks SQL ([`crate::store`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
+
+use super::attempt::heartbeat_interval;
+use super::retry::decide;
+
+/// How the pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Model calls in flight at most.
+    pub concurrency: usize,
+    /// The most jobs one claim takes.
+    pub max_claim: usize,
+    /// The most outcomes one finish writes.
+    pub max_finish: usize,
+    /// How often to look for work when nothing announced any.
+    pub poll_interval: Duration,
+    /// How often to rescue expired leases.
+    pub rescue_interval: Duration,
+    /// How long running calls may go on after shutdown is asked.
+    pub shutdown_grace: Duration,
+}
+
+impl PoolOptions {
+    pub fn for_app(app: &App) -> Self {
+        let lease = app.config().job_lease;
+        PoolOptions {
+            concurrency: app.config().worker_concurrency,
+            max_claim: 200,
+            max_finish: 500,
+            poll_interval: Duration::from_secs(1),
+            // A dead process's jobs come back within one lease plus half a lease.
+            rescue_interval: (lease / 2).max(Duration::from_secs(1)),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An attempt this process is running.
+struct Running {
+    attempt: i32,
+    abort: AbortHandle,
+    /// Whether the model call has started (unstarted attempts are handed back at once).
+    started: bool,
+}
+
+struct Shared {
+    app: App,
+    options: PoolOptions,
+    running: Mutex<HashMap<JobId, Running>>,
+    slots: Arc<Semaphore>,
+    slot_freed: Notify,
+    /// The earliest retry this process scheduled, in ms since the epoch (i64::MAX: none).
+    next_retry_ms: AtomicI64,
+}
+
+/// Runs the pool until `shutdown` is cancelled and everything it held is written or released.
+pub async fn run_pool(
+    app: App,
+    options: PoolOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if options.concurrency == 0 {
+        shutdown.cancelled().await;
+        return Ok(());
+    }
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(options.concurrency)),
+        app,
+        options,
+        running: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+        next_retry_ms: AtomicI64::new(i64::MAX),
+    });
+    let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
+    let stop_background = CancellationToken::new();
+    let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
+    let rescuer = tokio::spawn(rescuer(shared.clone(), stop_background.clone()));
+    let listener = shared
+        .app
+        .store()
+        .spawn_job_listener(shared.app.work_available(), stop_background.clone());
+
+    let mut tasks = JoinSet::new();
+    claim_loop(&shared, &finish_tx, &mut tasks, &shutdown).await;
+
+    // Shutdown: calls not yet started are handed back now; running ones get a grace period.
+    release_unstarted(&shared).await;
+    let grace = tokio::time::sleep(shared.options.shutdown_grace);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { break },
+            () = &mut grace => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    drop(finish_tx);
+    // Every finish sent is written before what is left is released.
+    let _ = finisher.await;
+    release_all(&shared).await;
+    stop_background.cancel();
+    let _ = heartbeat.await;
+    let _ = rescuer.await;
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    Ok(())
+}
+
+async fn claim_loop(
+    shared: &Arc<Shared>,
+    finish_tx: &mpsc::Sender<Finish>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
+    let work_available = shared.app.work_available();
+    let mut store_errors = 0u32;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        // Reap finished tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+        let free = shared.slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = shared.slot_freed.notified() => continue,
+                () = shutdown.cancelled() => return,
+            }
+        }
+        // Register for a wake-up before looking, so an announcement made while we claim
+        // is not lost.
+        let announced = work_available.notified();
+        tokio::pin!(announced);
+        announced.as_mut().enable();
+        let now = Utc::now();
+        let limit = free.min(shared.options.max_claim) as i64;
+        let claimed = match shared
+            .app
+            .store()
+            .jobs_claim(limit, now, lease_until(&shared.app, now))
+            .await
+        {
+            Ok(claimed) => {
+                store_errors = 0;
+                claimed
+            }
+            Err(err) => {
+                store_errors += 1;
+                tracing::warn!(error = %err, "claim failed; retrying");
+                let pause = Duration::from_millis(200 * u64::from(store_errors.min(25)));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        let got = claimed.len();
+        shared
+            .app
+            .metrics()
+            .claimed
+            .fetch_add(got as u64, Ordering::Relaxed);
+        for job in claimed {
+            let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+                // Only this loop takes permits, and it asked for no more than were free.
+                unreachable!("a claimed job without a free slot");
+            };
+            let job_id = job.job.id;
+            let attempt = job.attempt;
+            let shared_for_task = shared.clone();
+            let finish_tx = finish_tx.clone();
+            let mut running = lock(&shared.running);
+            let abort = tasks.spawn(async move {
+                run_job(&shared_for_task, job, finish_tx).await;
+                drop(permit);
+                shared_for_task.slot_freed.notify_one();
+            });
+            running.insert(
+                job_id,
+                Running {
+                    attempt,
+                    abort,
+                    started: false,
+                },
+            );
+        }
+        if got as i64 == limit {
+            continue;
+        }
+        // Nothing more is due now: sleep until work is announced, a retry falls due, or the
+        // poll interval ends.
+        let wait = sleep_until_next_retry(shared).min(shared.options.poll_interval);
+        tokio::select! {
+            () = &mut announced => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shared.slot_freed.notified(), if got > 0 => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn sleep_until_next_retry(shared: &Shared) -> Duration {
+    let next = shared.next_retry_ms.load(Ordering::Relaxed);
+    if next == i64::MAX {
+        return Duration::MAX;
+    }
+    let now = Utc::now().timestamp_millis();
+    if next <= now {
+        shared.next_retry_ms.store(i64::MAX, Ordering::Relaxed);
+        return Duration::ZERO;
+    }
+    Duration::from_millis((next - now) as u64)
+}
+
+async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finish>) {
+    if let Some(running) = lock(&shared.running).get_mut(&job.job.id) {
+        running.started = true;
+    }
+    let started = std::time::Instant::now();
+    let result = shared
+        .app
+        .providers()
+        .complete(
+            &job.model,
+            &job.prompt_text,
+            job.job.run_index,
+            job.attempt,
+        )
+        .await;
+    let finish = decide(
+        &job,
+        result,
+        Utc::now(),
+        shared.app.retry_policy(),
+        &mut rand::rng(),
+    );
+    shared
+        .app
+        .metrics()
+        .observe_call(&job.model.name, started.elapsed(), &finish);
+    if let Outcome::Retry { at, .. } = &finish.outcome {
+        shared
+            .next_retry_ms
+            .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+    }
+    // Gone from `running` before the finish is sent, so a shutdown never releases an attempt
+    // whose outcome is on its way.
+    lock(&shared.running).remove(&job.job.id);
+    let _ = finish_tx.send(finish).await;
+}
+
+/// Writes outcomes in batches: whatever arrived while the previous batch was written.
+async fn finisher(shared: Arc<Shared>, mut finishes: mpsc::Receiver<Finish>) {
+    let mut batch = Vec::with_capacity(shared.options.max_finish);
+    while let Some(first) = finishes.recv().await {
+        batch.push(first);
+        while batch.len() < shared.options.max_finish {
+            match finishes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        write_finishes(&shared, &batch).await;
+        batch.clear();
+    }
+}
+
+async fn write_finishes(shared: &Shared, batch: &[Finish]) {
+    let mut failures = 0u32;
+    let results = loop {
+        match shared.app.store().jobs_finish(batch).await {
+            Ok(results) => break results,
+            Err(err) => {
+                // The database is away: keep the outcomes and try again. If it stays away
+                // past the leases, the stale finishes change nothing and rescue re-runs them.
+                failures += 1;
+                tracing::warn!(error = %err, jobs = batch.len(), "finish failed; retrying");
+                if failures > 300 {
+                    tracing::error!(jobs = batch.len(), "giving up on a batch of finishes");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
+            }
+        }
+    };
+    let metrics = shared.app.metrics();
+    for (finish, result) in batch.iter().zip(&results) {
+        metrics.observe_finish(finish, result.applied);
+        if !result.applied {
+            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, "stale finish ignored");
+            continue;
+        }
+        log_finish(finish, result.response_id);
+    }
+}
+
+/// One line per job finish, with its ids.
+pub fn log_finish(finish: &Finish, response_id: Option<i64>) {
+    match &finish.outcome {
+        Outcome::Succeeded(_) => {
+            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, response_id, "job succeeded");
+        }
+        Outcome::Retry { at, error, .. } => {
+            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, retry_at = %at, error = %error.message, "job will be retried");
+        }
+        Outcome::Failed(error) => {
+            tracing::warn!(job_id = finish.job_id, attempt = finish.attempt, error = %error.message, "job failed");
+        }
+    }
+}
+
+/// Renews the leases of every running attempt, in one statement per beat. An attempt that
+/// lost its job (rescued after a long pause, or cancelled) is stopped: its result would be
+/// discarded anyway.
+async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
+    let lease = shared.app.config().job_lease;
+    let every = heartbeat_interval(lease);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let attempts: Vec<(JobId, i32)> = lock(&shared.running)
+            .iter()
+            .map(|(id, running)| (*id, running.attempt))
+            .collect();
+        if attempts.is_empty() {
+            continue;
+        }
+        let until = lease_until(&shared.app, Utc::now());
+        match shared.app.store().jobs_heartbeat(&attempts, until).await {
+            Ok(owned) => {
+                if owned.len() < attempts.len() {
+                    let mut running = lock(&shared.running);
+                    for (id, attempt) in attempts {
+                        if !owned.contains(&id)
+                            && let Some(lost) = running.get(&id)
+                            && lost.attempt == attempt
+                        {
+                            tracing::warn!(job_id = id, attempt, "lost the job's lease; stopping its call");
+                            lost.abort.abort();
+                            running.remove(&id);
+                            shared.slot_freed.notify_one();
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "heartbeat failed; the lease covers the next beat"),
+        }
+    }
+}
+
+/// Rescues the expired leases of dead processes (and of this one, at start-up).
+async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        match shared.app.store().jobs_rescue_expired(Utc::now()).await {
+            Ok(rescued) if !rescued.is_empty() => {
+                shared
+                    .app
+                    .metrics()
+                    .rescued
+                    .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                tracing::warn!(jobs = rescued.len(), "rescued jobs whose lease expired");
+                shared.app.work_available().notify_waiters();
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "rescue failed; trying again later"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(shared.options.rescue_interval) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Hands back at once the attempts whose call has not started.
+async fn release_unstarted(shared: &Shared) {
+    let unstarted: Vec<(JobId, i32)> = {
+        let mut running = lock(&shared.running);
+        let ids: Vec<(JobId, i32)> = running
+            .iter()
+            .filter(|(_, r)| !r.started)
+            .map(|(id, r)| (*id, r.attempt))
+            .collect();
+        for (id, _) in &ids {
+            if let Some(r) = running.remove(id) {
+                r.abort.abort();
+            }
+        }
+        ids
+    };
+    release(shared, &unstarted).await;
+}
+
+/// Hands back every attempt still held (calls cut by the end of the grace period).
+async fn release_all(shared: &Shared) {
+    let held: Vec<(JobId, i32)> = lock(&shared.running)
+        .drain()
+        .map(|(id, r)| (id, r.attempt))
+        .collect();
+    release(shared, &held).await;
+}
+
+async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
+    if attempts.is_empty() {
+        return;
+    }
+    match shared.app.store().jobs_release(attempts, Utc::now()).await {
+        Ok(released) => {
+            shared
+                .app
+                .metrics()
+                .released
+                .fetch_add(released, Ordering::Relaxed);
+            tracing::info!(jobs = released, "handed jobs back to the queue");
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not hand jobs back; their leases will expire")
+        }
+    }
+}
+
+fn lease_until(app: &App, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(app.config().job_lease).unwrap_or(chrono::Duration::seconds(30))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock leaves plain data behind; keep going with it.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

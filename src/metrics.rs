@@ -1,0 +1,246 @@
+//! The process's counters, in the Prometheus text format (`GET /metrics`).
+//!
+//! Counters are atomics bumped on the job path (claims, finishes, retries, rescues, 429s,
+//! tokens, cost) and a latency histogram per model; what the database knows (jobs by status,
+//! queue depth, the oldest queued job's age) is read at scrape time and passed in as
+//! [`QueueGauges`]. Counting must stay cheap: no allocation on the hot path but the first
+//! observation of a model.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::domain::{Finish, Outcome, Summary};
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+/// Counters of this process since it started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub claimed: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub stale: AtomicU64,
+    pub rescued: AtomicU64,
+    pub released: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+    /// Cost in millionths of a US dollar.
+    pub cost_micro_usd: AtomicU64,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+}
+
+/// What the database says at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueGauges {
+    pub jobs: Summary,
+    /// Queued jobs due now.
+    pub due: i64,
+    /// Age of the oldest due queued job, in seconds.
+    pub oldest_due_age_seconds: f64,
+    pub expired_leases: i64,
+}
+
+impl Metrics {
+    /// Counts one model call of `model` that took `latency` and ended as `finish`.
+    pub fn observe_call(&self, model: &str, latency: Duration, finish: &Finish) {
+        match &finish.outcome {
+            Outcome::Succeeded(response) => {
+                let tokens = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+                self.prompt_tokens
+                    .fetch_add(tokens(response.prompt_tokens), Ordering::Relaxed);
+                self.completion_tokens
+                    .fetch_add(tokens(response.completion_tokens), Ordering::Relaxed);
+                if let Some(cost) = response.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
+                    self.cost_micro_usd
+                        .fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
+                }
+            }
+            Outcome::Retry { error, .. } | Outcome::Failed(error) => {
+                if error.http_status == Some(429) {
+                    self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let seconds = latency.as_secs_f64();
+        let mut histograms = self
+            .latency
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let histogram = match histograms.get_mut(model) {
+            Some(h) => h,
+            None => histograms.entry(model.to_owned()).or_default(),
+        };
+        histogram.count += 1;
+        histogram.sum_seconds += seconds;
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| seconds <= le) {
+            histogram.buckets[i] += 1;
+        }
+    }
+
+    /// Counts a written finish by what it did.
+    pub fn observe_finish(&self, finish: &Finish, applied: bool) {
+        let counter = if !applied {
+            &self.stale
+        } else {
+            match finish.outcome {
+                Outcome::Succeeded(_) => &self.succeeded,
+                Outcome::Retry { .. } => &self.retried,
+                Outcome::Failed(_) => &self.failed,
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of these counters and `gauges`.
+    pub fn render(&self, gauges: &QueueGauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let jobs = gauges.jobs;
+        out.push_str(
+            "# HELP promptq_jobs Jobs in the database by status.\n# TYPE promptq_jobs gauge\n",
+        );
+        for (status, count) in [
+            ("queued", jobs.queued),
+            ("processing", jobs.processing),
+            ("succeeded", jobs.succeeded),
+            ("failed", jobs.failed),
+            ("skipped", jobs.skipped),
+        ] {
+            let _ = writeln!(out, "promptq_jobs{{status=\"{status}\"}} {count}");
+        }
+        gauge(
+            &mut out,
+            "promptq_queue_depth",
+            "Queued jobs due now.",
+            gauges.due as f64,
+        );
+        gauge(
+            &mut out,
+            "promptq_oldest_queued_age_seconds",
+            "Age of the oldest queued job that is due.",
+            gauges.oldest_due_age_seconds,
+        );
+        gauge(
+            &mut out,
+            "promptq_expired_leases",
+            "Processing jobs whose lease expired, waiting for a rescue.",
+            gauges.expired_leases as f64,
+        );
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "promptq_claims_total",
+            "Jobs claimed by this process.",
+            load(&self.claimed),
+        );
+        let _ = write!(
+            out,
+            "# HELP promptq_finishes_total Attempts finished by this process, by outcome.\n# TYPE promptq_finishes_total counter\n\
+             promptq_finishes_total{{outcome=\"succeeded\"}} {}\n\
+             promptq_finishes_total{{outcome=\"retry\"}} {}\n\
+             promptq_finishes_total{{outcome=\"failed\"}} {}\n\
+             promptq_finishes_total{{outcome=\"stale\"}} {}\n",
+            load(&self.succeeded),
+            load(&self.retried),
+            load(&self.failed),
+            load(&self.stale)
+        );
+        counter(
+            &mut out,
+            "promptq_retries_total",
+            "Attempts that ended in a retry.",
+            load(&self.retried),
+        );
+        counter(
+            &mut out,
+            "promptq_rescues_total",
+            "Jobs rescued from expired leases by this process.",
+            load(&self.rescued),
+        );
+        counter(
+            &mut out,
+            "promptq_released_total",
+            "Jobs handed back to the queue without spending an attempt.",
+            load(&self.released),
+        );
+        counter(
+            &mut out,
+            "promptq_rate_limited_total",
+            "Model calls answered 429.",
+            load(&self.rate_limited),
+        );
+        let _ = write!(
+            out,
+            "# HELP promptq_tokens_total Tokens used by successful calls.\n# TYPE promptq_tokens_total counter\n\
+             promptq_tokens_total{{kind=\"prompt\"}} {}\n\
+             promptq_tokens_total{{kind=\"completion\"}} {}\n",
+            load(&self.prompt_tokens),
+            load(&self.completion_tokens)
+        );
+        let _ = write!(
+            out,
+            "# HELP promptq_cost_usd_total Cost reported by providers, in US dollars.\n# TYPE promptq_cost_usd_total counter\npromptq_cost_usd_total {}\n",
+            load(&self.cost_micro_usd) as f64 / 1e6
+        );
+        out.push_str("# HELP promptq_model_latency_seconds Duration of model calls.\n# TYPE promptq_model_latency_seconds histogram\n");
+        let histograms = self
+            .latency
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (model, h) in histograms.iter() {
+            let model = escape_label(model);
+            let mut cumulative = 0;
+            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "promptq_model_latency_seconds_bucket{{model=\"{model}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "promptq_model_latency_seconds_bucket{{model=\"{model}\",le=\"+Inf\"}} {}\n\
+                 promptq_model_latency_seconds_sum{{model=\"{model}\"}} {}\n\
+                 promptq_model_latency_seconds_count{{model=\"{model}\"}} {}",
+                h.count, h.sum_seconds, h.count
+            );
+        }
+        out
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+    );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+    );
+}
+
+/// Label values escape backslash, quote and newline.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
