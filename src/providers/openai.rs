@@ -310,7 +310,6 @@ fn rule(status: u16, detail: &ErrorDetail, retry_after: Option<Duration>) -> Rul
         409 => rule(Retryable, "conflict"),
         413 => rule(Permanent, "request too large"),
         422 => rule(Permanent, "unprocessable request"),
-        500 => rule(Retryable, "server error"),
         502 => rule(
             Retryable,
             "bad gateway (the model is down or answered badly)",

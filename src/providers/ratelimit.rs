@@ -14,11 +14,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::header::HeaderMap;
 
 /// What the provider told us about its rate limits, for the limiter to slow down before a
-/// 429 and to size its waits after one.
+/// 429 and to size its waits after one. (The `x-ratelimit-limit-*` ceilings are left out:
+/// remaining and reset are enough to pace calls, and they keep [`super::ProviderError`]
+/// small.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateLimitHint {
-    pub limit_requests: Option<u64>,
-    pub limit_tokens: Option<u64>,
     pub remaining_requests: Option<u64>,
     pub remaining_tokens: Option<u64>,
     /// Until the request budget is full again.
@@ -31,9 +31,6 @@ impl RateLimitHint {
     /// Reads the `x-ratelimit-*` headers; `None` when the provider sent none.
     pub fn from_headers(headers: &HeaderMap, now: SystemTime) -> Option<RateLimitHint> {
         let hint = RateLimitHint {
-            limit_requests: count(headers, "x-ratelimit-limit-requests")
-                .or_else(|| count(headers, "x-ratelimit-limit")),
-            limit_tokens: count(headers, "x-ratelimit-limit-tokens"),
             remaining_requests: count(headers, "x-ratelimit-remaining-requests")
                 .or_else(|| count(headers, "x-ratelimit-remaining")),
             remaining_tokens: count(headers, "x-ratelimit-remaining-tokens"),
@@ -264,8 +261,6 @@ mod tests {
             ("x-ratelimit-reset-tokens", "20ms"),
         ]);
         let hint = RateLimitHint::from_headers(&map, now).expect("hint");
-        assert_eq!(hint.limit_requests, Some(500));
-        assert_eq!(hint.limit_tokens, Some(30000));
         assert_eq!(hint.remaining_requests, Some(0));
         assert_eq!(hint.remaining_tokens, Some(29000));
         assert_eq!(hint.reset_requests, Some(Duration::from_secs(360)));
@@ -282,7 +277,6 @@ mod tests {
             remaining_tokens: Some(10),
             reset_requests: Some(Duration::from_secs(1)),
             reset_tokens: Some(Duration::from_secs(4)),
-            ..RateLimitHint::default()
         };
         assert_eq!(hint.wait_hint(), Some(Duration::from_secs(4)));
     }
@@ -297,7 +291,6 @@ mod tests {
             ("x-ratelimit-reset", &reset_ms),
         ]);
         let hint = RateLimitHint::from_headers(&map, now).expect("hint");
-        assert_eq!(hint.limit_requests, Some(20));
         assert_eq!(hint.remaining_requests, Some(0));
         assert_eq!(hint.reset_requests, Some(Duration::from_secs(5)));
     }
