@@ -117,7 +117,12 @@ impl ProviderSettings {
             openrouter_base_url: var("OPENROUTER_BASE_URL")
                 .unwrap_or_else(|| DEFAULT_OPENROUTER_BASE_URL.to_owned()),
             app_url: var("APP_URL").or_else(|| var("NEXT_PUBLIC_APP_URL")),
-            compatible_keys: std::env::vars()
+            // vars_os: `vars()` panics on a variable that is not UTF-8, and any process
+            // environment may hold one; such variables are simply not keys.
+            compatible_keys: std::env::vars_os()
+                .filter_map(|(name, value)| {
+                    Some((name.into_string().ok()?, value.into_string().ok()?))
+                })
                 .filter(|(name, _)| is_key_variable_name(name))
                 .filter_map(|(name, value)| Secret::from_optional(Some(value)).map(|s| (name, s)))
                 .collect(),
