@@ -8,7 +8,7 @@
 //! completions client ([`openai`]); `mock` answers locally and deterministically ([`mock`]).
 //!
 //! What this module must never do: log, store or return an API key (every message passes
-//! through a [`Redactor`], and [`Secret`] prints as `[redacted]`); read the environment
+//! through a redactor, and [`Secret`] prints as `[redacted]`); read the environment
 //! after start-up (keys are resolved once into [`ProviderSettings`]); touch the database or
 //! decide retry policy (backoff and caps belong to the engine). The HTTP client is built once
 //! and shared, so calls reuse pooled connections.
@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use crate::domain::{Model, NewResponse, ProviderKind};
 
-pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError, Redactor};
+pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
+use error::Redactor;
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
 pub use ratelimit::{RateLimitHint, parse_duration, parse_http_date};
 

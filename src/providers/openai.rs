@@ -6,7 +6,7 @@
 //! back the way the providers document it and the official OpenAI SDK behaves: transport
 //! failures, timeouts, 408, 409, 429 and 5xx are retryable; other 4xx are permanent, and a
 //! 429 that means "out of quota" is permanent too. Bodies are read leniently
-//! ([`response`]) because compatible servers differ in the details. It never logs or
+//! (`response`) because compatible servers differ in the details. It never logs or
 //! returns a key, and never retries by itself: one call, one answer, the engine decides.
 
 mod response;
