@@ -149,6 +149,7 @@ impl App {
             openrouter_api_key: config.openrouter_api_key.clone(),
             openrouter_base_url: config.openrouter_base_url.clone(),
             app_url: config.app_url.clone(),
+            compatible_keys: config.compatible_keys.clone(),
             timeout: config.model_timeout,
         })?;
         let default_schedule = config.cron_schedule.clone();
@@ -518,9 +519,7 @@ impl App {
         if let Some(runs) = runs
             && !(1..=1000).contains(&runs)
         {
-            return Err(AppError::BadInput(
-                "runs must be between 1 and 1000".into(),
-            ));
+            return Err(AppError::BadInput("runs must be between 1 and 1000".into()));
         }
         if let Some(expr) = schedule {
             Schedule::parse(expr, self.inner.config.timezone)

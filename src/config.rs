@@ -120,6 +120,8 @@ pub struct Config {
     pub openai_base_url: String,
     pub openrouter_api_key: Option<Secret>,
     pub openrouter_base_url: String,
+    /// `*_API_KEY` variables that `openai-compatible` models may name with `apiKeyEnv`.
+    pub compatible_keys: std::collections::BTreeMap<String, Secret>,
     pub app_url: Option<String>,
     pub bind: SocketAddr,
     pub worker_concurrency: usize,
@@ -182,12 +184,7 @@ impl Settings {
             "json" => true,
             other => return bad(format!("LOG_FORMAT must be text or json, not '{other}'")),
         };
-        let secret = |value: &Option<String>| {
-            value
-                .as_deref()
-                .filter(|v| !v.is_empty())
-                .map(|v| Secret::new(v.to_owned()))
-        };
+        let secret = |value: &Option<String>| Secret::from_optional(value.clone());
         Ok(Config {
             database_url: self.database_url.clone(),
             cron_secret: secret(&self.cron_secret),
@@ -195,6 +192,8 @@ impl Settings {
             openai_base_url: self.openai_base_url.trim_end_matches('/').to_owned(),
             openrouter_api_key: secret(&self.openrouter_api_key),
             openrouter_base_url: self.openrouter_base_url.trim_end_matches('/').to_owned(),
+            compatible_keys: crate::providers::ProviderSettings::from_env(Duration::from_secs(1))
+                .compatible_keys,
             app_url,
             bind: self.bind,
             worker_concurrency: self.worker_concurrency as usize,

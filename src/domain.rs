@@ -382,9 +382,9 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// `None` for a missing or empty value.
+    /// `None` for a missing or blank value.
     pub fn from_optional(value: Option<String>) -> Option<Self> {
-        value.filter(|v| !v.is_empty()).map(Secret)
+        value.filter(|v| !v.trim().is_empty()).map(Secret)
     }
 
     pub fn expose(&self) -> &str {

@@ -9,9 +9,10 @@
 //! Arrows that must never be: [`domain`] imports nothing of the crate; only [`store`] knows
 //! SQL; only [`providers`] knows an LLM API.
 
+pub mod app;
 pub mod config;
 pub mod domain;
-
+pub mod engine;
 pub mod metrics;
 pub mod providers;
 pub mod schedule;

@@ -249,12 +249,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
     let result = shared
         .app
         .providers()
-        .complete(
-            &job.model,
-            &job.prompt_text,
-            job.job.run_index,
-            job.attempt,
-        )
+        .complete(&job.model, &job.prompt_text, job.job.run_index, job.attempt)
         .await;
     let finish = decide(
         &job,
@@ -316,7 +311,11 @@ async fn write_finishes(shared: &Shared, batch: &[Finish]) {
     for (finish, result) in batch.iter().zip(&results) {
         metrics.observe_finish(finish, result.applied);
         if !result.applied {
-            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, "stale finish ignored");
+            tracing::info!(
+                job_id = finish.job_id,
+                attempt = finish.attempt,
+                "stale finish ignored"
+            );
             continue;
         }
         log_finish(finish, result.response_id);
@@ -327,7 +326,12 @@ async fn write_finishes(shared: &Shared, batch: &[Finish]) {
 pub fn log_finish(finish: &Finish, response_id: Option<i64>) {
     match &finish.outcome {
         Outcome::Succeeded(_) => {
-            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, response_id, "job succeeded");
+            tracing::info!(
+                job_id = finish.job_id,
+                attempt = finish.attempt,
+                response_id,
+                "job succeeded"
+            );
         }
         Outcome::Retry { at, error, .. } => {
             tracing::info!(job_id = finish.job_id, attempt = finish.attempt, retry_at = %at, error = %error.message, "job will be retried");
@@ -366,7 +370,11 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                             && let Some(lost) = running.get(&id)
                             && lost.attempt == attempt
                         {
-                            tracing::warn!(job_id = id, attempt, "lost the job's lease; stopping its call");
+                            tracing::warn!(
+                                job_id = id,
+                                attempt,
+                                "lost the job's lease; stopping its call"
+                            );
                             lost.abort.abort();
                             running.remove(&id);
                             shared.slot_freed.notify_one();
@@ -374,7 +382,9 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                     }
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "heartbeat failed; the lease covers the next beat"),
+            Err(err) => {
+                tracing::warn!(error = %err, "heartbeat failed; the lease covers the next beat")
+            }
         }
     }
 }
@@ -450,10 +460,13 @@ async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
 }
 
 fn lease_until(app: &App, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(app.config().job_lease).unwrap_or(chrono::Duration::seconds(30))
+    now + chrono::Duration::from_std(app.config().job_lease)
+        .unwrap_or(chrono::Duration::seconds(30))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock leaves plain data behind; keep going with it.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

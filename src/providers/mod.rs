@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use crate::domain::{Model, NewResponse, ProviderKind};
 
-pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
 use error::Redactor;
+pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
 pub use ratelimit::{RateLimitHint, parse_duration, parse_http_date};
 
@@ -38,40 +38,7 @@ pub const DEFAULT_OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
 /// `MODEL_TIMEOUT_SECS` when not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A credential. Its `Debug` and `Display` print `[redacted]`, so a settings struct can be
-/// logged whole; the value is only reachable through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// An unset or blank variable means "no key", not an empty key sent to the provider.
-    pub fn from_optional(value: Option<String>) -> Option<Self> {
-        value
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .map(Secret)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::domain::Secret;
 
 /// Everything the providers need from the configuration, read once at start-up.
 #[derive(Debug, Clone)]
