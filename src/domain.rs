@@ -382,9 +382,12 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// `None` for a missing or blank value.
+    /// `None` for a missing or blank value; surrounding whitespace (a pasted newline) is dropped.
     pub fn from_optional(value: Option<String>) -> Option<Self> {
-        value.filter(|v| !v.trim().is_empty()).map(Secret)
+        value
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(Secret)
     }
 
     pub fn expose(&self) -> &str {
