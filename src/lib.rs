@@ -10,6 +10,7 @@
 //! SQL; only [`providers`] knows an LLM API.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -1,3 +1,48 @@
-fn main() {
-    println!("promptq: under construction");
+//! The `promptq` binary: parse the command line, set up logging, hand over to [`promptq::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use promptq::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(promptq::cli::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the error and its causes, never a backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; long-running commands log at info, one-shot commands only warnings, so
+/// that progress bars and JSON output stay readable. `RUST_LOG` overrides.
+fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Serve | Command::Worker => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

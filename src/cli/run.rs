@@ -1,0 +1,155 @@
+//! `run` and `demo`: schedule a batch and process it to completion in this process, with a
+//! progress bar (jobs done / total, rate, failures so far).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::domain::{BatchKey, ProviderKind, Summary};
+use crate::engine::worker::{PoolOptions, run_pool};
+use crate::store::{JobFilter, NewModel, NewPrompt};
+
+/// Schedules the batch, then runs the pool until no job of it is queued or processing.
+pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow::Result<ExitCode> {
+    let report = app.trigger_cron(batch_key).await?;
+    eprintln!("{} (batch {})", report.message, report.batch_key);
+    let summary = drain(&app, &report.batch_key).await?;
+    print_summary(&report.batch_key, &summary);
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the worker pool until the batch has nothing left to do (or Ctrl-C), showing progress.
+async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(run_pool(
+        app.clone(),
+        PoolOptions::for_app(app),
+        shutdown.clone(),
+    ));
+    let filter = JobFilter {
+        batch_key: Some(batch_key.to_owned()),
+        ..JobFilter::default()
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} jobs  {per_sec}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let summary = loop {
+        let summary = app.store().jobs_summary(&filter).await?;
+        let done = summary.succeeded + summary.failed + summary.skipped;
+        bar.set_length(summary.total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{} failed", summary.failed));
+        if summary.queued + summary.processing == 0 {
+            break summary;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = &mut interrupted => {
+                bar.abandon_with_message("interrupted: handing jobs back");
+                shutdown.cancel();
+                let _ = pool.await;
+                anyhow::bail!("interrupted; unfinished jobs are queued again");
+            }
+        }
+    };
+    bar.finish();
+    shutdown.cancel();
+    pool.await??;
+    Ok(summary)
+}
+
+fn print_summary(batch_key: &str, summary: &Summary) {
+    println!(
+        "batch {batch_key}: {} jobs, {} succeeded, {} failed, {} skipped",
+        summary.total, summary.succeeded, summary.failed, summary.skipped
+    );
+}
+
+/// Sample models of the demo: (name, model, latency ms, failure rate).
+const DEMO_MODELS: [(&str, &str, u64, f64); 3] = [
+    ("fast-mock", "mock-fast-1", 60, 0.0),
+    ("careful-mock", "mock-careful-2", 250, 0.0),
+    ("flaky-mock", "mock-flaky-1", 120, 0.3),
+];
+
+const DEMO_PROMPTS: [&str; 8] = [
+    "What is the best CRM for a small business?",
+    "Which project management tools do startups recommend in 2025?",
+    "Recommend a reliable password manager for a family.",
+    "What are the top alternatives to Slack for remote teams?",
+    "Which cloud provider is cheapest for hosting a Postgres database?",
+    "What is the best running shoe brand for beginners?",
+    "Which email marketing platform has the best deliverability?",
+    "Name the most trusted brands of noise-cancelling headphones.",
+];
+
+const DEMO_RUNS: i32 = 3;
+
+/// The whole pipeline on a fresh embedded database with mock models.
+pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => anyhow::bail!("cannot remove the old demo database {path:?}: {err}"),
+        }
+    }
+    config.database_url = format!("sqlite:{}", file.display());
+    config.worker_concurrency = config.worker_concurrency.max(16);
+    let app = App::start(config).await?;
+    eprintln!("promptq demo: a fresh database at {}", file.display());
+    for (name, model, latency_ms, fail_rate) in DEMO_MODELS {
+        app.create_model(NewModel {
+            name: name.to_owned(),
+            provider: ProviderKind::Mock,
+            model: model.to_owned(),
+            params: serde_json::json!({"latencyMs": latency_ms, "failRate": fail_rate}),
+            active: true,
+        })
+        .await?;
+    }
+    for text in DEMO_PROMPTS {
+        app.create_prompt(NewPrompt {
+            text: text.to_owned(),
+            model_ids: None,
+            runs: DEMO_RUNS,
+            active: true,
+            schedule: None,
+        })
+        .await?;
+    }
+    eprintln!(
+        "{} models ({} with a 30% failure rate, so retries show), {} prompts × {} runs",
+        DEMO_MODELS.len(),
+        DEMO_MODELS[2].0,
+        DEMO_PROMPTS.len(),
+        DEMO_RUNS
+    );
+    let report = app.trigger_cron(None).await?;
+    eprintln!("{} (batch {})", report.message, report.batch_key);
+    let summary = drain(&app, &report.batch_key).await?;
+    print_summary(&report.batch_key, &summary);
+    println!(
+        "\nSee every job and answer in the dashboard:\n  CRON_SECRET=choose-a-secret promptq serve --database-url sqlite:{}\n  then open http://127.0.0.1:3000/ and log in with that secret.",
+        file.display()
+    );
+    app.store().close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,68 @@
+//! `serve` and `worker`: the long-running process, and its orderly shutdown.
+//!
+//! `serve` runs the HTTP API and dashboard, the built-in scheduler and the worker pool;
+//! `worker` runs only the pool. SIGINT or SIGTERM stops the HTTP server from taking requests,
+//! stops the scheduler, and lets the pool hand back what it holds before the process exits.
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::engine::scheduler::run_scheduler;
+use crate::engine::worker::{PoolOptions, run_pool};
+
+pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> {
+    let app = App::start(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let pool = tokio::spawn(run_pool(
+        app.clone(),
+        PoolOptions::for_app(&app),
+        shutdown.clone(),
+    ));
+    let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
+    tracing::info!(
+        backend = ?app.store().backend(),
+        concurrency = app.config().worker_concurrency,
+        schedule = %app.default_schedule(),
+        "promptq {} started",
+        if with_http { "server" } else { "worker" }
+    );
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new jobs; running calls get a grace period");
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
+    match pool.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "worker pool stopped with an error"),
+        Err(err) => tracing::error!(error = %err, "worker pool panicked"),
+    }
+    app.store().close().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    token.cancel();
+}
