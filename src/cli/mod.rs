@@ -4,6 +4,7 @@
 //! [`crate::app`] (or start the [`crate::engine`]), and print. Errors reach `main` as one
 //! clear line and a non-zero exit, never a backtrace.
 
+mod bench;
 mod run;
 mod serve;
 
@@ -46,6 +47,14 @@ pub enum Command {
         #[arg(long)]
         batch_key: Option<BatchKey>,
     },
+    /// Measure the queue: enqueue, drain and model-bound workloads, median of repetitions
+    Bench(bench::BenchArgs),
+    /// One repetition of one benchmark workload (run by `bench` in a child process)
+    #[command(hide = true)]
+    BenchOne {
+        #[arg(long, value_enum)]
+        workload: bench::Workload,
+    },
     /// The whole pipeline on a fresh embedded database with the built-in mock models
     Demo {
         /// The demo's database file (created anew)
@@ -74,6 +83,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
         Command::Demo { file } => run::demo(config, &file).await,
+        Command::Bench(args) => bench::bench(args).await,
+        Command::BenchOne { workload } => bench::bench_one(config, workload).await,
     }
 }
 

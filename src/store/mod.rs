@@ -325,6 +325,24 @@ impl Store {
         }
     }
 
+    /// Runs an administrative statement (`CREATE DATABASE` for the benchmark) on Postgres.
+    pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
+        match self {
+            Store::Sqlite(_) => Err(StoreError::InvalidUrl(
+                "administrative statements need a postgres:// URL".into(),
+            )),
+            Store::Postgres(store) => store.admin_execute(sql).await,
+        }
+    }
+
+    /// Bytes written to the write-ahead log so far (Postgres), for WAL bytes per job.
+    pub async fn wal_position(&self) -> StoreResult<Option<i64>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(store) => store.wal_position().await.map(Some),
+        }
+    }
+
     // ---- models
 
     pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {

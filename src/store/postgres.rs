@@ -126,6 +126,21 @@ impl PostgresStore {
         })
     }
 
+    pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn wal_position(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())

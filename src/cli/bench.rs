@@ -1,0 +1,426 @@
+//! `promptq bench`: the queue measured against its limits, on either backend.
+//!
+//! Three fixed workloads, each repeated on a fresh database, each repetition in a fresh child
+//! process (so that its peak RSS is its own): W1 enqueues 20,000 jobs in one scheduling pass;
+//! W2 drains 20,000 queued jobs of a 0 ms mock model at concurrency 10 and 50, each job
+//! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose
+//! ideal is 4.0 s. Figures are reported as median and min–max, as a table or `--json`.
+//!
+//! On Postgres, `--db` names a server: each repetition creates its own database there and
+//! drops it afterwards. Performance is measured here and recorded in BENCHMARKS.md, never
+//! asserted in a test.
+
+use std::process::{Command as ProcessCommand, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::domain::ProviderKind;
+use crate::engine::worker::{PoolOptions, run_pool};
+use crate::schedule::Trigger;
+use crate::store::{NewModel, NewPrompt, Store};
+
+/// The workloads, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum Workload {
+    W1,
+    W2c10,
+    W2c50,
+    W3,
+}
+
+impl Workload {
+    const ALL: [Workload; 4] = [Workload::W1, Workload::W2c10, Workload::W2c50, Workload::W3];
+
+    fn label(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1 enqueue 20,000 jobs (one pass)",
+            Workload::W2c10 => "W2 drain 20,000 × 0 ms, c=10",
+            Workload::W2c50 => "W2 drain 20,000 × 0 ms, c=50",
+            Workload::W3 => "W3 2,000 × 200 ms, c=100",
+        }
+    }
+}
+
+/// What one repetition measured (the child's answer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    pub workload: Workload,
+    pub jobs: u64,
+    pub seconds: f64,
+    pub peak_rss_kb: u64,
+    pub wal_bytes: Option<i64>,
+}
+
+/// Arguments of `promptq bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Database to measure: `sqlite:PATH` (a temporary file by default) or a `postgres://`
+    /// server on which the bench may create and drop databases
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Repetitions of each workload
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Only these workloads (default: all)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workload: Vec<Workload>,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs every repetition in a child process and reports.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let workloads = if args.workload.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        args.workload.clone()
+    };
+    let exe = std::env::current_exe()?;
+    let temp = tempfile::tempdir()?;
+    let mut samples: Vec<Sample> = Vec::new();
+    for &workload in &workloads {
+        for round in 0..args.repeat.max(1) {
+            let tag = format!("{}_{round}", format!("{workload:?}").to_lowercase());
+            let db = FreshDatabase::create(args.db.as_deref(), temp.path(), &tag).await?;
+            if !args.json {
+                eprintln!("{} (run {}/{})…", workload.label(), round + 1, args.repeat);
+            }
+            let output = ProcessCommand::new(&exe)
+                .arg("bench-one")
+                .arg("--workload")
+                .arg(format!("{workload:?}").to_lowercase())
+                .env("DATABASE_URL", &db.url)
+                .env("RUST_LOG", "error")
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()?;
+            db.drop_if_server().await?;
+            if !output.status.success() {
+                anyhow::bail!("{} failed (exit {})", workload.label(), output.status);
+            }
+            let sample: Sample = serde_json::from_slice(&output.stdout)
+                .map_err(|err| anyhow::anyhow!("unreadable bench sample: {err}"))?;
+            samples.push(sample);
+        }
+    }
+    let report = Report::from_samples(&samples, args.db.as_deref().unwrap_or("sqlite (temp)"));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print_table();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A database for one repetition.
+struct FreshDatabase {
+    url: String,
+    /// (server URL of the `postgres` database, name) to drop afterwards.
+    server: Option<(String, String)>,
+}
+
+impl FreshDatabase {
+    async fn create(db: Option<&str>, temp: &std::path::Path, tag: &str) -> anyhow::Result<Self> {
+        match db {
+            Some(url) if url.starts_with("postgres") => {
+                let name = format!("promptq_bench_{}_{tag}", std::process::id());
+                let admin_url = replace_database(url, "postgres");
+                let admin = Store::connect(&admin_url).await?;
+                admin
+                    .admin_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .await?;
+                admin
+                    .admin_execute(&format!("CREATE DATABASE {name}"))
+                    .await?;
+                admin.close().await;
+                Ok(FreshDatabase {
+                    url: replace_database(url, &name),
+                    server: Some((admin_url, name)),
+                })
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = format!("{}.{tag}", url.trim_start_matches("sqlite:"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+                Ok(FreshDatabase {
+                    url: format!("sqlite:{path}"),
+                    server: None,
+                })
+            }
+            Some(other) => anyhow::bail!("--db must be sqlite:PATH or postgres://…, not {other}"),
+            None => Ok(FreshDatabase {
+                url: format!("sqlite:{}", temp.join(format!("bench-{tag}.db")).display()),
+                server: None,
+            }),
+        }
+    }
+
+    async fn drop_if_server(&self) -> anyhow::Result<()> {
+        if let Some((admin_url, name)) = &self.server {
+            let admin = Store::connect(admin_url).await?;
+            admin
+                .admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
+            admin.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// `postgres://u@h:p/db?x` with another database name.
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| i + authority_start)
+        .unwrap_or(base.len());
+    format!("{}/{database}{query}", &base[..path_start])
+}
+
+/// Runs one repetition in this (child) process and prints its sample as JSON.
+pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result<ExitCode> {
+    config.max_attempts = 3;
+    let (concurrency, prompts, models, runs, latency_ms) = match workload {
+        Workload::W1 => (0, 1000, 4, 5, 0),
+        Workload::W2c10 => (10, 1000, 4, 5, 0),
+        Workload::W2c50 => (50, 1000, 4, 5, 0),
+        Workload::W3 => (100, 400, 1, 5, 200),
+    };
+    config.worker_concurrency = concurrency;
+    let app = App::start(config).await?;
+    seed(&app, prompts, models, runs, latency_ms).await?;
+    let jobs = (prompts * models) as u64 * runs as u64;
+    let slot = chrono::Utc::now();
+
+    let wal_before = app.store().wal_position().await?;
+    let started = Instant::now();
+    let seconds = if workload == Workload::W1 {
+        let report = app.run_cron(Trigger::Tick { slot }).await?;
+        anyhow::ensure!(
+            report.jobs_created == jobs,
+            "W1 created {} jobs",
+            report.jobs_created
+        );
+        started.elapsed().as_secs_f64()
+    } else {
+        let report = app.run_cron(Trigger::Tick { slot }).await?;
+        anyhow::ensure!(
+            report.jobs_created == jobs,
+            "created {} jobs",
+            report.jobs_created
+        );
+        let started = Instant::now();
+        drain(&app, jobs).await?;
+        started.elapsed().as_secs_f64()
+    };
+    let wal_after = app.store().wal_position().await?;
+    let sample = Sample {
+        workload,
+        jobs,
+        seconds,
+        peak_rss_kb: peak_rss_kb(),
+        wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
+    };
+    app.store().close().await;
+    println!("{}", serde_json::to_string(&sample)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed(
+    app: &App,
+    prompts: usize,
+    models: usize,
+    runs: i32,
+    latency_ms: u64,
+) -> anyhow::Result<()> {
+    for m in 0..models {
+        app.create_model(NewModel {
+            name: format!("bench-{m}"),
+            provider: ProviderKind::Mock,
+            model: format!("mock-{m}"),
+            params: serde_json::json!({"latencyMs": latency_ms}),
+            active: true,
+        })
+        .await?;
+    }
+    for p in 0..prompts {
+        app.create_prompt(NewPrompt {
+            text: format!("Which brands lead category {p}?"),
+            model_ids: None,
+            runs,
+            active: true,
+            schedule: None,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the pool until `jobs` attempts succeeded; the count is in-process, so waiting for it
+/// costs the database nothing.
+async fn drain(app: &App, jobs: u64) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(run_pool(
+        app.clone(),
+        PoolOptions::for_app(app),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while app.metrics().succeeded.load(Ordering::Relaxed) < jobs {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the drain did not finish in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    shutdown.cancel();
+    pool.await??;
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), in KiB; 0 where /proc is not there.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Median and range of one figure.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Figure {
+    fn of(mut values: Vec<f64>) -> Option<Figure> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        Some(Figure {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    database: String,
+    w1_jobs_per_s: Option<f64>,
+    w2_c10_jobs_per_s: Option<f64>,
+    w2_c50_jobs_per_s: Option<f64>,
+    w3_ratio: Option<f64>,
+    /// W3's peak RSS (median), in MB.
+    peak_rss_mb: Option<f64>,
+    detail: Vec<Detail>,
+}
+
+#[derive(Debug, Serialize)]
+struct Detail {
+    workload: Workload,
+    label: &'static str,
+    jobs_per_s: Figure,
+    seconds: Figure,
+    peak_rss_mb: Figure,
+    wal_bytes_per_job: Option<Figure>,
+}
+
+impl Report {
+    fn from_samples(samples: &[Sample], database: &str) -> Report {
+        let mut detail = Vec::new();
+        for workload in Workload::ALL {
+            let mine: Vec<&Sample> = samples.iter().filter(|s| s.workload == workload).collect();
+            let figure =
+                |f: &dyn Fn(&Sample) -> f64| Figure::of(mine.iter().map(|s| f(s)).collect());
+            let (Some(jobs_per_s), Some(seconds), Some(peak_rss_mb)) = (
+                figure(&|s| s.jobs as f64 / s.seconds),
+                figure(&|s| s.seconds),
+                figure(&|s| s.peak_rss_kb as f64 / 1024.0),
+            ) else {
+                continue;
+            };
+            let wal: Vec<f64> = mine
+                .iter()
+                .filter_map(|s| s.wal_bytes.map(|w| w as f64 / s.jobs as f64))
+                .collect();
+            detail.push(Detail {
+                workload,
+                label: workload.label(),
+                jobs_per_s,
+                seconds,
+                peak_rss_mb,
+                wal_bytes_per_job: Figure::of(wal),
+            });
+        }
+        let median = |w: Workload| {
+            detail
+                .iter()
+                .find(|d| d.workload == w)
+                .map(|d| d.jobs_per_s.median)
+        };
+        let w3 = detail.iter().find(|d| d.workload == Workload::W3);
+        Report {
+            database: database.to_owned(),
+            w1_jobs_per_s: median(Workload::W1),
+            w2_c10_jobs_per_s: median(Workload::W2c10),
+            w2_c50_jobs_per_s: median(Workload::W2c50),
+            w3_ratio: w3.map(|d| d.seconds.median / 4.0),
+            peak_rss_mb: w3.map(|d| d.peak_rss_mb.median),
+            detail,
+        }
+    }
+
+    fn print_table(&self) {
+        println!("database: {}", self.database);
+        println!(
+            "{:<36} {:>22} {:>20} {:>12} {:>12}",
+            "workload", "jobs/s median (min–max)", "seconds median", "peak RSS MB", "WAL B/job"
+        );
+        for d in &self.detail {
+            println!(
+                "{:<36} {:>22} {:>20} {:>12.1} {:>12}",
+                d.label,
+                format!(
+                    "{:.0} ({:.0}–{:.0})",
+                    d.jobs_per_s.median, d.jobs_per_s.min, d.jobs_per_s.max
+                ),
+                format!("{:.3} s", d.seconds.median),
+                d.peak_rss_mb.median,
+                d.wal_bytes_per_job
+                    .map(|w| format!("{:.0}", w.median))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        if let Some(ratio) = self.w3_ratio {
+            println!("W3 wall / ideal 4.0 s: {ratio:.3}");
+        }
+    }
+}
