@@ -11,7 +11,7 @@
 //! still holds back to `queued` without spending it. Nothing here decides an outcome
 //! ([`super::retry`]) or speaks SQL ([`crate::store`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub struct PoolOptions {
     pub concurrency: usize,
     /// The most jobs one claim takes.
     pub max_claim: usize,
+    /// Jobs claimed ahead of free slots, started the moment a slot frees.
+    pub prefetch: usize,
     /// The most outcomes one finish writes.
     pub max_finish: usize,
     /// How often to look for work when nothing announced any.
@@ -50,6 +52,7 @@ impl PoolOptions {
         PoolOptions {
             concurrency: app.config().worker_concurrency,
             max_claim: 200,
+            prefetch: app.config().worker_concurrency.clamp(1, 200),
             max_finish: 500,
             poll_interval: Duration::from_secs(1),
             // A dead process's jobs come back within one lease plus half a lease.
@@ -62,7 +65,8 @@ impl PoolOptions {
 /// An attempt this process is running.
 struct Running {
     attempt: i32,
-    abort: AbortHandle,
+    /// `None` while the job waits in the claim loop's buffer.
+    abort: Option<AbortHandle>,
     /// Whether the model call has started (unstarted attempts are handed back at once).
     started: bool,
 }
@@ -142,90 +146,108 @@ async fn claim_loop(
     shutdown: &CancellationToken,
 ) {
     let work_available = shared.app.work_available();
+    let metrics = shared.app.metrics();
+    // Jobs claimed ahead of free slots, so that a freed slot starts its next job without
+    // waiting for a round trip to the database.
+    let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut claiming: Option<ClaimFuture> = None;
+    let mut asked = 0usize;
+    // The last claim came back short (or failed): wait for news before claiming again.
+    let mut idle = false;
     let mut store_errors = 0u32;
+    let mut announced = Box::pin(work_available.clone().notified_owned());
+    announced.as_mut().enable();
     loop {
-        if shutdown.is_cancelled() {
+        let stopping = shutdown.is_cancelled();
+        if stopping && claiming.is_none() {
+            // What the buffer still holds is handed back by the shutdown that follows.
             return;
         }
-        // Reap finished tasks so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
-        let free = shared.slots.available_permits();
-        if free == 0 {
-            tokio::select! {
-                () = shared.slot_freed.notified() => continue,
-                () = shutdown.cancelled() => return,
+        while !stopping && !buffer.is_empty() {
+            let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            if let Some(job) = buffer.pop_front() {
+                start_job(shared, job, permit, finish_tx, tasks);
             }
         }
-        // Register for a wake-up before looking, so an announcement made while we claim
-        // is not lost.
-        let announced = work_available.notified();
-        tokio::pin!(announced);
-        announced.as_mut().enable();
-        let now = Utc::now();
-        let limit = free.min(shared.options.max_claim) as i64;
-        let claimed = match shared
-            .app
-            .store()
-            .jobs_claim(limit, now, lease_until(&shared.app, now))
-            .await
-        {
-            Ok(claimed) => {
-                store_errors = 0;
-                claimed
-            }
-            Err(err) => {
-                store_errors += 1;
-                tracing::warn!(error = %err, "claim failed; retrying");
-                let pause = Duration::from_millis(200 * u64::from(store_errors.min(25)));
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => continue,
-                    () = shutdown.cancelled() => return,
+        let free = shared.slots.available_permits();
+        let want = (free + shared.options.prefetch).saturating_sub(buffer.len());
+        if claiming.is_none() && !idle && want > 0 && !stopping {
+            asked = want.min(shared.options.max_claim);
+            // Re-armed before the claim, so that work announced while it runs is not missed.
+            announced = Box::pin(work_available.clone().notified_owned());
+            announced.as_mut().enable();
+            let store = shared.app.store().clone();
+            let now = Utc::now();
+            let lease = lease_until(&shared.app, now);
+            claiming = Some(Box::pin(async move {
+                store.jobs_claim(asked as i64, now, lease).await
+            }));
+        }
+        let wait = if store_errors > 0 {
+            Duration::from_millis(200 * u64::from(store_errors.min(25)))
+        } else {
+            sleep_until_next_retry(shared).min(shared.options.poll_interval)
+        };
+        tokio::select! {
+            result = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
+                claiming = None;
+                match result {
+                    Ok(jobs) => {
+                        store_errors = 0;
+                        idle = jobs.len() < asked;
+                        metrics.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                        let mut running = lock(&shared.running);
+                        for job in jobs {
+                            running.insert(job.job.id, Running { attempt: job.attempt, abort: None, started: false });
+                            buffer.push_back(job);
+                        }
+                    }
+                    Err(err) => {
+                        store_errors += 1;
+                        idle = true;
+                        tracing::warn!(error = %err, "claim failed; retrying");
+                    }
                 }
             }
-        };
-        let got = claimed.len();
-        shared
-            .app
-            .metrics()
-            .claimed
-            .fetch_add(got as u64, Ordering::Relaxed);
-        for job in claimed {
-            let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-                // Only this loop takes permits, and it asked for no more than were free.
-                unreachable!("a claimed job without a free slot");
-            };
-            let job_id = job.job.id;
-            let attempt = job.attempt;
-            let shared_for_task = shared.clone();
-            let finish_tx = finish_tx.clone();
-            let mut running = lock(&shared.running);
-            let abort = tasks.spawn(async move {
-                run_job(&shared_for_task, job, finish_tx).await;
-                drop(permit);
-                shared_for_task.slot_freed.notify_one();
-            });
-            running.insert(
-                job_id,
-                Running {
-                    attempt,
-                    abort,
-                    started: false,
-                },
-            );
-        }
-        if got as i64 == limit {
-            continue;
-        }
-        // Nothing more is due now: sleep until work is announced, a retry falls due, or the
-        // poll interval ends.
-        let wait = sleep_until_next_retry(shared).min(shared.options.poll_interval);
-        tokio::select! {
-            () = &mut announced => {}
-            () = tokio::time::sleep(wait) => {}
-            () = shared.slot_freed.notified(), if got > 0 => {}
-            () = shutdown.cancelled() => return,
+            () = shared.slot_freed.notified() => {}
+            () = &mut announced => {
+                idle = false;
+                announced = Box::pin(work_available.clone().notified_owned());
+                announced.as_mut().enable();
+            }
+            () = tokio::time::sleep(wait), if idle => idle = false,
+            () = shutdown.cancelled(), if !stopping => {}
         }
     }
+}
+
+type ClaimFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = crate::store::StoreResult<Vec<ClaimedJob>>> + Send>,
+>;
+
+/// Runs a claimed job in a free slot.
+fn start_job(
+    shared: &Arc<Shared>,
+    job: ClaimedJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    finish_tx: &mpsc::Sender<Finish>,
+    tasks: &mut JoinSet<()>,
+) {
+    let mut running = lock(&shared.running);
+    let Some(entry) = running.get_mut(&job.job.id) else {
+        // Its lease was lost while it waited (a heartbeat said so): its result would be stale.
+        return;
+    };
+    let shared_for_task = shared.clone();
+    let finish_tx = finish_tx.clone();
+    entry.abort = Some(tasks.spawn(async move {
+        run_job(&shared_for_task, job, finish_tx).await;
+        drop(permit);
+        shared_for_task.slot_freed.notify_one();
+    }));
 }
 
 fn sleep_until_next_retry(shared: &Shared) -> Duration {
@@ -375,7 +397,9 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                                 attempt,
                                 "lost the job's lease; stopping its call"
                             );
-                            lost.abort.abort();
+                            if let Some(abort) = &lost.abort {
+                                abort.abort();
+                            }
                             running.remove(&id);
                             shared.slot_freed.notify_one();
                         }
@@ -422,8 +446,8 @@ async fn release_unstarted(shared: &Shared) {
             .map(|(id, r)| (*id, r.attempt))
             .collect();
         for (id, _) in &ids {
-            if let Some(r) = running.remove(id) {
-                r.abort.abort();
+            if let Some(abort) = running.remove(id).and_then(|r| r.abort) {
+                abort.abort();
             }
         }
         ids

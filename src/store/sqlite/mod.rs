@@ -21,13 +21,15 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, PromptPatch, Rescued, ResponseFilter,
-    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ModelPatch, NewModel, NewPrompt, Page, PromptPatch, Rescued, ResponseFilter, SKIPPED_CANCELLED,
+    SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
-    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
-    Prompt, PromptId, ScheduledPrompt, Summary,
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
+    PromptId, ScheduledPrompt, Summary,
 };
+
+mod finish;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -465,10 +467,7 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let mut results = Vec::with_capacity(finishes.len());
-        for finish in finishes {
-            results.push(finish_one(&mut tx, finish).await?);
-        }
+        let results = finish::finish_batch(&mut tx, finishes).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -818,101 +817,6 @@ async fn claim_picked(
         }
     }
     Ok(claimed)
-}
-
-/// One fenced finish inside the batch's transaction.
-async fn finish_one(tx: &mut SqliteTx, finish: &Finish) -> StoreResult<FinishResult> {
-    let parts = OutcomeColumns::of(&finish.outcome);
-    let (outcome, error) = (parts.name, parts.error);
-    let row = sqlx::query(
-        "UPDATE prompt_jobs SET
-            status = CASE ?3 WHEN 'retry' THEN 'queued' ELSE ?3 END,
-            error_message = ?4,
-            finished_at = CASE WHEN ?3 = 'retry' THEN NULL ELSE ?5 END,
-            next_attempt_at = COALESCE(?6, next_attempt_at),
-            max_attempts = max_attempts + ?7,
-            lease_expires_at = NULL
-         WHERE id = ?1 AND status = 'processing' AND attempt_count = ?2
-         RETURNING status, started_at, prompt_id, model_id, batch_key, run_index",
-    )
-    .bind(finish.job_id)
-    .bind(finish.attempt)
-    .bind(outcome)
-    .bind(error.map(|e| e.message.as_str()))
-    .bind(ms(finish.finished_at))
-    .bind(parts.next_attempt_at.map(ms))
-    .bind(i32::from(parts.refund_attempt))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM prompt_jobs WHERE id = ?1")
-                .bind(finish.job_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        return Ok(FinishResult {
-            job_id: finish.job_id,
-            applied: false,
-            status: status.as_deref().map(parse_status).transpose()?,
-            response_id: None,
-        });
-    };
-    let status = parse_status(&row.try_get::<String, _>("status")?)?;
-    sqlx::query(
-        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
-            http_status, error_class, error_message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .bind(finish.job_id)
-    .bind(finish.attempt)
-    .bind(row.try_get::<Option<i64>, _>("started_at")?)
-    .bind(ms(finish.finished_at))
-    .bind(outcome)
-    .bind(parts.http_status.map(i32::from))
-    .bind(error.map(|e| e.class.as_str()))
-    .bind(error.map(|e| e.message.as_str()))
-    .execute(&mut **tx)
-    .await?;
-    let mut response_id = None;
-    if let Outcome::Succeeded(response) = &finish.outcome {
-        response_id = sqlx::query_scalar(
-            "INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
-                served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
-                cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
-                citations, raw, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19)
-             ON CONFLICT (job_id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(finish.job_id)
-        .bind(row.try_get::<i64, _>("prompt_id")?)
-        .bind(row.try_get::<i64, _>("model_id")?)
-        .bind(row.try_get::<String, _>("batch_key")?)
-        .bind(row.try_get::<i32, _>("run_index")?)
-        .bind(&response.text)
-        .bind(&response.served_model)
-        .bind(&response.finish_reason)
-        .bind(response.prompt_tokens)
-        .bind(response.completion_tokens)
-        .bind(response.total_tokens)
-        .bind(response.cached_tokens)
-        .bind(response.reasoning_tokens)
-        .bind(response.cost_usd)
-        .bind(response.latency_ms)
-        .bind(&response.provider_request_id)
-        .bind(&response.citations)
-        .bind(&response.raw)
-        .bind(ms(finish.finished_at))
-        .fetch_optional(&mut **tx)
-        .await?;
-    }
-    Ok(FinishResult {
-        job_id: finish.job_id,
-        applied: true,
-        status: Some(status),
-        response_id,
-    })
 }
 
 /// `queued → skipped` for the jobs of a prompt or model that just went away.
