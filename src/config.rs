@@ -94,6 +94,11 @@ pub struct Settings {
     #[arg(long, env = "MODEL_TIMEOUT_SECS", default_value_t = 120, global = true)]
     pub model_timeout_secs: u64,
 
+    /// Seconds running model calls may go on after SIGINT/SIGTERM before they are cut and
+    /// their jobs handed back to the queue
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10, global = true)]
+    pub shutdown_grace_secs: u64,
+
     /// How jobs are dispatched after a scheduling pass: `workers` (in-process pool) or
     /// `http` (one POST {APP_URL}/api/jobs/process per job, as on serverless)
     #[arg(long, env = "DISPATCH", default_value = "workers", global = true)]
@@ -131,6 +136,7 @@ pub struct Config {
     pub max_attempts: i32,
     pub job_lease: Duration,
     pub model_timeout: Duration,
+    pub shutdown_grace: Duration,
     pub dispatch: DispatchMode,
     pub log_json: bool,
 }
@@ -202,6 +208,7 @@ impl Settings {
             max_attempts: self.max_attempts as i32,
             job_lease: Duration::from_secs(self.job_lease_secs),
             model_timeout: Duration::from_secs(self.model_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             dispatch,
             log_json,
         })

@@ -57,7 +57,7 @@ impl PoolOptions {
             poll_interval: Duration::from_secs(1),
             // A dead process's jobs come back within one lease plus half a lease.
             rescue_interval: (lease / 2).max(Duration::from_secs(1)),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: app.config().shutdown_grace,
         }
     }
 }

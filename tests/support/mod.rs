@@ -19,6 +19,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use promptq::store::Store;
 
+/// A validated configuration for `url`, with extra `--flag value` arguments.
+pub fn config(url: &str, extra: &[&str]) -> promptq::config::Config {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        settings: promptq::config::Settings,
+    }
+    let mut argv = vec!["promptq", "--database-url", url, "--cron-schedule", "off"];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv)
+        .settings
+        .validate()
+        .expect("valid test settings")
+}
+
 /// A store on a database that lives as long as this value.
 pub struct TestDb {
     pub store: Store,

@@ -1,0 +1,341 @@
+//! The engine end to end: the worker pool in-process, and the real binary as processes that
+//! are killed, restarted and run side by side, on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use promptq::app::App;
+use promptq::domain::{JobStatus, ProviderKind};
+use promptq::engine::worker::{PoolOptions, run_pool};
+use promptq::store::{JobFilter, NewModel, NewPrompt, Page, ResponseFilter, Store};
+use tokio_util::sync::CancellationToken;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::support::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = crate::support::postgres().await else { return };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    pool_drains_a_batch_with_retries_and_one_response_per_job,
+    shutdown_hands_every_held_job_back,
+    killed_worker_loses_nothing_after_a_restart,
+    three_workers_share_a_batch_and_a_killed_one_loses_nothing,
+);
+
+/// `prompts` prompts on one mock model with these params, `runs` runs each.
+async fn seed(store: &Store, params: serde_json::Value, prompts: usize, runs: i32) {
+    store
+        .model_insert(
+            &NewModel {
+                name: "mock".into(),
+                provider: ProviderKind::Mock,
+                model: "mock-1".into(),
+                params,
+                active: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    for p in 0..prompts {
+        store
+            .prompt_insert(
+                &NewPrompt {
+                    text: format!("question {p}"),
+                    model_ids: None,
+                    runs,
+                    active: true,
+                    schedule: None,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn summary(store: &Store) -> promptq::domain::Summary {
+    store.jobs_summary(&JobFilter::default()).await.unwrap()
+}
+
+/// Every succeeded job has exactly one response and every response a succeeded job.
+async fn assert_one_response_per_succeeded_job(store: &Store) {
+    let responses = store
+        .responses_list(
+            &ResponseFilter::default(),
+            Page {
+                limit: 100_000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut per_job: HashMap<i64, usize> = HashMap::new();
+    for r in &responses {
+        *per_job.entry(r.job_id).or_default() += 1;
+    }
+    assert!(per_job.values().all(|&n| n == 1), "a job has two responses");
+    let succeeded = store
+        .jobs_list(
+            &JobFilter {
+                status: Some(JobStatus::Succeeded),
+                ..JobFilter::default()
+            },
+            Page {
+                limit: 100_000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), responses.len());
+    for job in succeeded {
+        assert_eq!(
+            per_job.get(&job.id),
+            Some(&1),
+            "job {} lacks its response",
+            job.id
+        );
+    }
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pool_drains_a_batch_with_retries_and_one_response_per_job(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(
+        &store,
+        serde_json::json!({"latencyMs": 5, "failRate": 0.3}),
+        20,
+        3,
+    )
+    .await;
+    let config = support::config(
+        &db.url,
+        &["--worker-concurrency", "8", "--max-attempts", "5"],
+    );
+    let app = App::with_store(config, store.clone()).unwrap();
+    let report = app.trigger_cron(None).await.unwrap();
+    assert_eq!(report.jobs_created, 60);
+    let shutdown = CancellationToken::new();
+    let mut options = PoolOptions::for_app(&app);
+    // Retries come back within a few hundred milliseconds.
+    options.poll_interval = Duration::from_millis(50);
+    let pool = tokio::spawn(run_pool(app.clone(), options, shutdown.clone()));
+    wait_until("the batch to finish", Duration::from_secs(60), async || {
+        let s = summary(&store).await;
+        s.queued + s.processing == 0
+    })
+    .await;
+    shutdown.cancel();
+    pool.await.unwrap().unwrap();
+    let s = summary(&store).await;
+    assert_eq!(s.total, 60);
+    assert_eq!(s.succeeded + s.failed, 60);
+    assert!(
+        s.succeeded >= 50,
+        "with 5 attempts at 30% failure almost all succeed: {s:?}"
+    );
+    assert_one_response_per_succeeded_job(&store).await;
+    // The failures showed as retries, each recorded as an attempt.
+    let retried = app
+        .metrics()
+        .retried
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(retried > 0, "a 30% failure rate produced no retry");
+    let mut attempts = 0;
+    for job in store
+        .jobs_list(
+            &JobFilter::default(),
+            Page {
+                limit: 100,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap()
+    {
+        let recorded = store.job_attempts(job.id).await.unwrap();
+        assert_eq!(recorded.len() as i32, job.attempt_count);
+        attempts += recorded.len();
+    }
+    assert_eq!(attempts as u64, 60 + retried);
+}
+
+async fn shutdown_hands_every_held_job_back(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 5000}), 10, 2).await;
+    let config = support::config(
+        &db.url,
+        &["--worker-concurrency", "4", "--shutdown-grace-secs", "0"],
+    );
+    let app = App::with_store(config, store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(run_pool(
+        app.clone(),
+        PoolOptions::for_app(&app),
+        shutdown.clone(),
+    ));
+    wait_until("calls to start", Duration::from_secs(10), async || {
+        summary(&store).await.processing >= 4
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), pool)
+        .await
+        .expect("the pool stops within its grace period")
+        .unwrap()
+        .unwrap();
+    let s = summary(&store).await;
+    assert_eq!(s.processing, 0, "shutdown left jobs processing: {s:?}");
+    assert_eq!(s.queued, 20);
+    for job in store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap()
+    {
+        assert_eq!(job.attempt_count, 0, "a released job spent an attempt");
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+fn worker(url: &str, concurrency: usize) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_promptq"))
+        .arg("worker")
+        .env("DATABASE_URL", url)
+        .env("WORKER_CONCURRENCY", concurrency.to_string())
+        .env("JOB_LEASE_SECS", "2")
+        .env("CRON_SCHEDULE", "off")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker")
+}
+
+fn cron(url: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_promptq"))
+        .arg("cron")
+        .env("DATABASE_URL", url)
+        .env("CRON_SCHEDULE", "off")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+fn stop(child: &mut Child) {
+    // SIGTERM: the orderly shutdown.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+async fn killed_worker_loses_nothing_after_a_restart(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 300}), 20, 2).await;
+    cron(&db.url);
+    let mut first = worker(&db.url, 8);
+    wait_until("some progress", Duration::from_secs(30), async || {
+        summary(&store).await.succeeded >= 8
+    })
+    .await;
+    kill_9(&mut first);
+    let mid = summary(&store).await;
+    assert!(
+        mid.processing > 0 || mid.queued > 0,
+        "killed too late to matter: {mid:?}"
+    );
+    let mut second = worker(&db.url, 8);
+    wait_until(
+        "the batch to finish after the restart",
+        Duration::from_secs(60),
+        async || {
+            let s = summary(&store).await;
+            s.succeeded == 40
+        },
+    )
+    .await;
+    stop(&mut second);
+    let s = summary(&store).await;
+    assert_eq!(
+        (s.succeeded, s.processing, s.queued, s.failed),
+        (40, 0, 0, 0)
+    );
+    assert_one_response_per_succeeded_job(&store).await;
+}
+
+async fn three_workers_share_a_batch_and_a_killed_one_loses_nothing(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 100}), 30, 2).await;
+    cron(&db.url);
+    let mut workers: Vec<Child> = (0..3).map(|_| worker(&db.url, 4)).collect();
+    wait_until("half the batch", Duration::from_secs(30), async || {
+        summary(&store).await.succeeded >= 20
+    })
+    .await;
+    kill_9(&mut workers[0]);
+    wait_until("the batch to finish", Duration::from_secs(60), async || {
+        summary(&store).await.succeeded == 60
+    })
+    .await;
+    for w in workers.iter_mut().skip(1) {
+        stop(w);
+    }
+    let s = summary(&store).await;
+    assert_eq!((s.succeeded, s.processing, s.queued), (60, 0, 0));
+    assert_one_response_per_succeeded_job(&store).await;
+    // No job ran twice except those the killed worker held when it died.
+    let mut run_twice = 0;
+    for job in store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap()
+    {
+        let attempts = store.job_attempts(job.id).await.unwrap();
+        let succeeded = attempts.iter().filter(|a| a.outcome == "succeeded").count();
+        assert_eq!(succeeded, 1, "job {} succeeded {succeeded} times", job.id);
+        if attempts.len() > 1 {
+            assert!(attempts.iter().any(|a| a.outcome == "abandoned"));
+            run_twice += 1;
+        }
+    }
+    assert!(
+        run_twice <= 8,
+        "more jobs re-ran than the killed worker could hold"
+    );
+}
