@@ -130,6 +130,7 @@ struct Inner {
     default_schedule: Schedule,
     retry_policy: RetryPolicy,
     metrics: Arc<crate::metrics::Metrics>,
+    limits: Arc<crate::engine::limits::Limits>,
     /// Wakes the in-process workers when jobs were enqueued or retried.
     work_available: Arc<Notify>,
 }
@@ -153,6 +154,10 @@ impl App {
             timeout: config.model_timeout,
         })?;
         let default_schedule = config.cron_schedule.clone();
+        let limits = Arc::new(crate::engine::limits::Limits::new(
+            store.clone(),
+            config.worker_concurrency,
+        ));
         Ok(App {
             inner: Arc::new(Inner {
                 store,
@@ -160,6 +165,7 @@ impl App {
                 default_schedule,
                 retry_policy: RetryPolicy::default(),
                 metrics: Arc::default(),
+                limits,
                 work_available: Arc::new(Notify::new()),
                 config,
             }),
@@ -185,6 +191,10 @@ impl App {
 
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.inner.retry_policy
+    }
+
+    pub fn limits(&self) -> &crate::engine::limits::Limits {
+        &self.inner.limits
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
@@ -271,6 +281,26 @@ impl App {
                     status: JobStatus::Skipped,
                     entity_id: None,
                     error_message: Some(crate::store::SKIPPED_INACTIVE.to_owned()),
+                });
+            }
+        };
+        let _model_permit = match self.limits().admit(&claimed).await {
+            crate::engine::limits::Admission::Go(permit) => permit,
+            crate::engine::limits::Admission::Later(at) => {
+                self.inner
+                    .store
+                    .jobs_release(&[(claimed.job.id, claimed.attempt)], at)
+                    .await?;
+                return Ok(ProcessReport {
+                    success: true,
+                    job_id: id,
+                    status: JobStatus::Queued,
+                    entity_id: None,
+                    error_message: Some(format!(
+                        "model {} is rate limited or paused; the job is due again at {}",
+                        claimed.model.name,
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )),
                 });
             }
         };
@@ -554,5 +584,8 @@ fn check_model(
         return Err(AppError::BadInput("model must not be empty".into()));
     }
     crate::providers::check_params(provider, params)
+        .map_err(|err| AppError::BadInput(format!("params: {err}")))?;
+    crate::engine::limits::ModelLimits::parse(params)
+        .map(|_| ())
         .map_err(|err| AppError::BadInput(format!("params: {err}")))
 }

@@ -1,5 +1,5 @@
 //! One attempt of one claimed job, run alone: the model call, a heartbeat that keeps the lease
-//! while the call outlives it, and the outcome.
+//! while the call outlives it, and the outcome. Limits are admitted by the caller.
 //!
 //! This is the path of `POST /api/jobs/process` (one job per HTTP call, as on serverless). The
 //! worker pool runs the same call and the same [`decide`](super::retry::decide), but batches
@@ -40,7 +40,10 @@ pub async fn run_alone(app: &App, claimed: &ClaimedJob) -> Finish {
         }
     };
     tokio::select! {
-        result = call => decide(claimed, result, Utc::now(), app.retry_policy(), &mut rand::rng()),
+        result = call => {
+            app.limits().observe(claimed, &result).await;
+            decide(claimed, result, Utc::now(), app.retry_policy(), &mut rand::rng())
+        }
         () = heartbeat => Finish {
             job_id: claimed.job.id,
             attempt: claimed.attempt,

@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 
 use super::attempt::heartbeat_interval;
+use super::limits::Admission;
 use super::retry::decide;
 
 /// How the pool runs.
@@ -264,6 +265,26 @@ fn sleep_until_next_retry(shared: &Shared) -> Duration {
 }
 
 async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finish>) {
+    let limits = shared.app.limits();
+    let model_permit = match limits.admit(&job).await {
+        Admission::Go(permit) => permit,
+        Admission::Later(at) => {
+            // A long wait for a limit goes back to the queue instead of holding a slot.
+            lock(&shared.running).remove(&job.job.id);
+            if let Err(err) = shared
+                .app
+                .store()
+                .jobs_release(&[(job.job.id, job.attempt)], at)
+                .await
+            {
+                tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire");
+            }
+            shared
+                .next_retry_ms
+                .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+            return;
+        }
+    };
     if let Some(running) = lock(&shared.running).get_mut(&job.job.id) {
         running.started = true;
     }
@@ -273,6 +294,9 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
         .providers()
         .complete(&job.model, &job.prompt_text, job.job.run_index, job.attempt)
         .await;
+    let elapsed = started.elapsed();
+    limits.observe(&job, &result).await;
+    drop(model_permit);
     let finish = decide(
         &job,
         result,
@@ -283,7 +307,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
     shared
         .app
         .metrics()
-        .observe_call(&job.model.name, started.elapsed(), &finish);
+        .observe_call(&job.model.name, elapsed, &finish);
     if let Outcome::Retry { at, .. } = &finish.outcome {
         shared
             .next_retry_ms

@@ -251,6 +251,32 @@ pub struct ResponseFilter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
+/// What a pause applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseScope {
+    Provider(ProviderKind),
+    Model(ModelId),
+}
+
+impl PauseScope {
+    /// The key stored in `pauses.scope`.
+    pub fn key(&self) -> String {
+        match self {
+            PauseScope::Provider(kind) => format!("provider:{kind}"),
+            PauseScope::Model(id) => format!("model:{id}"),
+        }
+    }
+}
+
+/// A provider or model that must not be called before `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    pub scope: String,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+}
+
 /// The queue on one of its two databases.
 #[derive(Clone)]
 pub enum Store {
@@ -462,13 +488,14 @@ impl Store {
         on_backend!(self.jobs_heartbeat(attempts, lease_until))
     }
 
-    /// Hands claimed attempts back to `queued` without spending an attempt (shutdown).
+    /// Hands claimed attempts back to `queued`, due at `due_at`, without spending an attempt
+    /// (shutdown, or a limit that asks to wait).
     pub async fn jobs_release(
         &self,
         attempts: &[(JobId, i32)],
-        now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        on_backend!(self.jobs_release(attempts, now))
+        on_backend!(self.jobs_release(attempts, due_at))
     }
 
     /// `queued → skipped` for the selected jobs; returns how many changed.
@@ -488,6 +515,35 @@ impl Store {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         on_backend!(self.jobs_retry(selector, extra_attempts, now))
+    }
+
+    /// Pauses `scope` until `until` (extending, never shortening, a pause in force) and moves
+    /// its queued jobs that would fall due earlier to `until`; returns how many moved.
+    pub async fn pause(
+        &self,
+        scope: PauseScope,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        on_backend!(self.pause(scope, until, reason, now))
+    }
+
+    /// The pauses still in force at `now`.
+    pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
+        on_backend!(self.pauses_active(now))
+    }
+
+    /// Reserves one request of weight `cost` (the request's share of the limit's period) on the
+    /// rate limit `scope` (GCRA): returns when the request may start, `now` or later. The
+    /// state lives in the database, so the limit holds across every process sharing it.
+    pub async fn rate_reserve(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        cost: std::time::Duration,
+    ) -> StoreResult<DateTime<Utc>> {
+        on_backend!(self.rate_reserve(scope, now, cost))
     }
 
     /// Ids of queued jobs due at `now`, oldest first (for the HTTP fan-out).

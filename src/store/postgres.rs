@@ -15,8 +15,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, PromptPatch, Rescued, ResponseFilter,
-    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
@@ -729,6 +729,91 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(retried)
+    }
+
+    pub async fn pause(
+        &self,
+        scope: PauseScope,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO pauses (scope, until, reason, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope) DO UPDATE SET
+                until = GREATEST(pauses.until, EXCLUDED.until), reason = EXCLUDED.reason",
+        )
+        .bind(scope.key())
+        .bind(until)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let moved = match scope {
+            PauseScope::Model(id) => {
+                sqlx::query(
+                    "UPDATE prompt_jobs SET next_attempt_at = $2
+                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2",
+                )
+                .bind(id)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?
+            }
+            PauseScope::Provider(kind) => {
+                sqlx::query(
+                    "UPDATE prompt_jobs SET next_attempt_at = $2
+                     WHERE status = 'queued' AND next_attempt_at < $2
+                       AND model_id IN (SELECT id FROM models WHERE provider = $1)",
+                )
+                .bind(kind.as_str())
+                .bind(until)
+                .execute(&mut *tx)
+                .await?
+            }
+        }
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
+        let rows =
+            sqlx::query("SELECT scope, until, reason FROM pauses WHERE until > $1 ORDER BY scope")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pause {
+                    scope: row.try_get("scope")?,
+                    until: row.try_get("until")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn rate_reserve(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        cost: Duration,
+    ) -> StoreResult<DateTime<Utc>> {
+        let micros = i64::try_from(cost.as_micros()).unwrap_or(i64::MAX);
+        let tat: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO rate_limits (scope, tat) VALUES ($1, $2 + $3 * interval '1 microsecond')
+             ON CONFLICT (scope) DO UPDATE SET
+                tat = GREATEST(rate_limits.tat, $2) + $3 * interval '1 microsecond'
+             RETURNING tat",
+        )
+        .bind(scope)
+        .bind(now)
+        .bind(micros)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(tat - chrono::Duration::microseconds(micros))
     }
 
     pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {

@@ -21,8 +21,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, PromptPatch, Rescued, ResponseFilter, SKIPPED_CANCELLED,
-    SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued, ResponseFilter,
+    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
@@ -600,6 +600,92 @@ impl SqliteStore {
         let retried = query.build().execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         Ok(retried)
+    }
+
+    pub async fn pause(
+        &self,
+        scope: PauseScope,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO pauses (scope, until, reason, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (scope) DO UPDATE SET
+                until = max(pauses.until, excluded.until), reason = excluded.reason",
+        )
+        .bind(scope.key())
+        .bind(ms(until))
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        let moved = match scope {
+            PauseScope::Model(id) => {
+                sqlx::query(
+                    "UPDATE prompt_jobs SET next_attempt_at = ?2
+                     WHERE model_id = ?1 AND status = 'queued' AND next_attempt_at < ?2",
+                )
+                .bind(id)
+                .bind(ms(until))
+                .execute(&mut *tx)
+                .await?
+            }
+            PauseScope::Provider(kind) => {
+                sqlx::query(
+                    "UPDATE prompt_jobs SET next_attempt_at = ?2
+                     WHERE status = 'queued' AND next_attempt_at < ?2
+                       AND model_id IN (SELECT id FROM models WHERE provider = ?1)",
+                )
+                .bind(kind.as_str())
+                .bind(ms(until))
+                .execute(&mut *tx)
+                .await?
+            }
+        }
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
+        let rows =
+            sqlx::query("SELECT scope, until, reason FROM pauses WHERE until > ?1 ORDER BY scope")
+                .bind(ms(now))
+                .fetch_all(&self.readers)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pause {
+                    scope: row.try_get("scope")?,
+                    until: time(row.try_get("until")?),
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn rate_reserve(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        cost: Duration,
+    ) -> StoreResult<DateTime<Utc>> {
+        let cost_ms = i64::try_from(cost.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.begin().await?;
+        let tat: i64 = sqlx::query_scalar(
+            "INSERT INTO rate_limits (scope, tat) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (scope) DO UPDATE SET tat = max(rate_limits.tat, ?2) + ?3
+             RETURNING tat",
+        )
+        .bind(scope)
+        .bind(ms(now))
+        .bind(cost_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(time(tat - cost_ms))
     }
 
     pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {

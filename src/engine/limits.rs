@@ -1,0 +1,304 @@
+//! Concurrency and rate limits per model and provider, configured and adaptive.
+//!
+//! Before a call, [`Limits::admit`] decides whether it may start now, after a short wait, or
+//! must be rescheduled (a long wait never holds a worker slot). Three things are checked:
+//! - **pauses** in the database (`pauses` table): a model slowed down by the provider's 429s,
+//!   or a provider whose account failed (bad key, no credit), shared by every process;
+//! - **concurrency** per model: `params.maxConcurrency`, lowered adaptively (halved on a 429,
+//!   raised by one per success) when the provider pushes back; per process;
+//! - **rates** per model: `params.rpm` and `params.tpm` as GCRA reservations in the database,
+//!   so that a limit holds across every process sharing it (an estimate of the call's tokens
+//!   is reserved for `tpm`).
+//!
+//! After a call, [`Limits::observe`] feeds the provider's answer back: a 429 or exhausted
+//! `x-ratelimit-remaining-*` pauses that model only (other models keep their full speed), an
+//! account-level error pauses the whole provider for [`ACCOUNT_COOL_DOWN`]. Models with no
+//! configured limit and no pushback pay a hash lookup and a semaphore, nothing more.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::domain::{ClaimedJob, ModelId};
+use crate::providers::{Completion, ProviderError};
+use crate::store::{PauseScope, Store};
+
+/// How long a provider is left alone after an account-level error.
+pub const ACCOUNT_COOL_DOWN: Duration = Duration::from_secs(60);
+/// The longest a call waits in its slot for a limit; longer waits reschedule the job.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+/// How long a model is paused after a 429 that named no wait.
+const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(2);
+/// How often the pauses made by other processes are read.
+const PAUSE_REFRESH: Duration = Duration::from_secs(1);
+/// Tokens reserved for a `tpm` limit when a model sets no `maxTokens`.
+const DEFAULT_COMPLETION_TOKENS: u64 = 512;
+
+/// A model's configured limits (`params.maxConcurrency`, `params.rpm`, `params.tpm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelLimits {
+    pub max_concurrency: Option<usize>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl ModelLimits {
+    pub fn parse(params: &Value) -> Result<ModelLimits, String> {
+        let read = |name: &str| -> Result<Option<u64>, String> {
+            match params.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => match value.as_u64() {
+                    Some(n) if n >= 1 => Ok(Some(n)),
+                    _ => Err(format!(
+                        "params.{name} must be a whole number of at least 1, not {value}"
+                    )),
+                },
+            }
+        };
+        Ok(ModelLimits {
+            max_concurrency: read("maxConcurrency")?.map(|n| n.min(100_000) as usize),
+            rpm: read("rpm")?,
+            tpm: read("tpm")?,
+        })
+    }
+}
+
+/// The answer of [`Limits::admit`].
+pub enum Admission {
+    /// Call now; the permit holds the model's concurrency slot until dropped.
+    Go(OwnedSemaphorePermit),
+    /// Hand the job back to the queue, due at this time (no attempt spent).
+    Later(DateTime<Utc>),
+}
+
+/// One model's concurrency gate.
+struct Gate {
+    semaphore: Arc<Semaphore>,
+    /// Permits the gate may have at most (configured, else the pool's size).
+    ceiling: usize,
+    /// Permits the gate has now (lowered by pushback, raised by successes).
+    capacity: usize,
+}
+
+/// The limits of this process; cheap to share.
+pub struct Limits {
+    store: Store,
+    pool_size: usize,
+    gates: Mutex<HashMap<ModelId, Gate>>,
+    pauses: Mutex<PauseCache>,
+}
+
+struct PauseCache {
+    read_at: Option<Instant>,
+    until: HashMap<String, DateTime<Utc>>,
+}
+
+impl Limits {
+    pub fn new(store: Store, pool_size: usize) -> Self {
+        Limits {
+            store,
+            pool_size: pool_size.max(1),
+            gates: Mutex::new(HashMap::new()),
+            pauses: Mutex::new(PauseCache {
+                read_at: None,
+                until: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Decides when `job` may call its model.
+    pub async fn admit(&self, job: &ClaimedJob) -> Admission {
+        let now = Utc::now();
+        if let Some(until) = self.paused_until(job, now).await {
+            return Admission::Later(until);
+        }
+        let limits = ModelLimits::parse(&job.model.params).unwrap_or_default();
+        let semaphore = self.gate(job.model.id, limits.max_concurrency);
+        let permit = match tokio::time::timeout(MAX_INLINE_WAIT, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Admission::Later(now + chrono::Duration::seconds(1)),
+        };
+        let mut start = now;
+        if let Some(rpm) = limits.rpm {
+            let cost = Duration::from_secs(60).div_f64(rpm as f64);
+            match self
+                .store
+                .rate_reserve(&format!("model:{}:rpm", job.model.id), now, cost)
+                .await
+            {
+                Ok(at) => start = start.max(at),
+                Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
+            }
+        }
+        if let Some(tpm) = limits.tpm {
+            let cost = Duration::from_secs(60).div_f64(tpm as f64)
+                * u32::try_from(estimated_tokens(job)).unwrap_or(u32::MAX);
+            match self
+                .store
+                .rate_reserve(&format!("model:{}:tpm", job.model.id), now, cost)
+                .await
+            {
+                Ok(at) => start = start.max(at),
+                Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
+            }
+        }
+        let wait = (start - Utc::now()).to_std().unwrap_or_default();
+        if wait > MAX_INLINE_WAIT {
+            return Admission::Later(start);
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Admission::Go(permit)
+    }
+
+    /// Learns from a call's answer: pushback slows the model down, success speeds it up.
+    pub async fn observe(&self, job: &ClaimedJob, result: &Result<Completion, ProviderError>) {
+        let now = Utc::now();
+        match result {
+            Ok(completion) => {
+                self.widen(job.model.id);
+                let exhausted = completion.rate_limit.as_ref().and_then(|hint| {
+                    let requests = (hint.remaining_requests == Some(0))
+                        .then_some(hint.reset_requests)
+                        .flatten();
+                    let tokens = (hint.remaining_tokens == Some(0))
+                        .then_some(hint.reset_tokens)
+                        .flatten();
+                    requests.max(tokens)
+                });
+                if let Some(wait) = exhausted {
+                    self.pause(
+                        PauseScope::Model(job.model.id),
+                        wait,
+                        "the provider reported its rate limit exhausted",
+                        now,
+                    )
+                    .await;
+                }
+            }
+            Err(error) if error.account_level => {
+                self.pause(
+                    PauseScope::Provider(job.model.provider),
+                    ACCOUNT_COOL_DOWN,
+                    &error.message,
+                    now,
+                )
+                .await;
+            }
+            Err(error) if error.rate_limited => {
+                self.narrow(job.model.id);
+                let wait = error
+                    .retry_after
+                    .or_else(|| error.rate_limit.as_ref().and_then(|h| h.wait_hint()))
+                    .unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
+                self.pause(PauseScope::Model(job.model.id), wait, &error.message, now)
+                    .await;
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn pause(&self, scope: PauseScope, wait: Duration, reason: &str, now: DateTime<Utc>) {
+        let until = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        lock(&self.pauses).until.insert(scope.key(), until);
+        match self.store.pause(scope, until, reason, now).await {
+            Ok(moved) => {
+                tracing::warn!(scope = %scope.key(), %until, jobs_moved = moved, reason, "paused")
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not record a pause; this process keeps it")
+            }
+        }
+    }
+
+    /// The end of a pause in force for the job's model or provider.
+    async fn paused_until(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let stale = lock(&self.pauses)
+            .read_at
+            .is_none_or(|at| at.elapsed() >= PAUSE_REFRESH);
+        if stale {
+            // Mark first so that concurrent admissions do not all read.
+            lock(&self.pauses).read_at = Some(Instant::now());
+            if let Ok(active) = self.store.pauses_active(now).await {
+                let mut cache = lock(&self.pauses);
+                cache.until.retain(|_, until| *until > now);
+                for pause in active {
+                    let entry = cache.until.entry(pause.scope).or_insert(pause.until);
+                    *entry = (*entry).max(pause.until);
+                }
+            }
+        }
+        let cache = lock(&self.pauses);
+        if cache.until.is_empty() {
+            return None;
+        }
+        [
+            PauseScope::Model(job.model.id).key(),
+            PauseScope::Provider(job.model.provider).key(),
+        ]
+        .iter()
+        .filter_map(|key| cache.until.get(key).copied())
+        .filter(|until| *until > now)
+        .max()
+    }
+
+    fn gate(&self, model: ModelId, configured: Option<usize>) -> Arc<Semaphore> {
+        let ceiling = configured.unwrap_or(self.pool_size);
+        let mut gates = lock(&self.gates);
+        let gate = gates.entry(model).or_insert_with(|| Gate {
+            semaphore: Arc::new(Semaphore::new(ceiling)),
+            ceiling,
+            capacity: ceiling,
+        });
+        if gate.ceiling != ceiling {
+            // The model's maxConcurrency was edited: start over from the new ceiling.
+            *gate = Gate {
+                semaphore: Arc::new(Semaphore::new(ceiling)),
+                ceiling,
+                capacity: ceiling,
+            };
+        }
+        gate.semaphore.clone()
+    }
+
+    /// Halves the model's concurrency (at least 1).
+    fn narrow(&self, model: ModelId) {
+        if let Some(gate) = lock(&self.gates).get_mut(&model) {
+            let target = (gate.capacity / 2).max(1);
+            let removed = gate.semaphore.forget_permits(gate.capacity - target);
+            gate.capacity -= removed;
+        }
+    }
+
+    /// Gives the model one more concurrent call, up to its ceiling.
+    fn widen(&self, model: ModelId) {
+        if let Some(gate) = lock(&self.gates).get_mut(&model)
+            && gate.capacity < gate.ceiling
+        {
+            gate.semaphore.add_permits(1);
+            gate.capacity += 1;
+        }
+    }
+}
+
+/// Tokens a call may use: its prompt (about four characters a token) and its completion cap.
+fn estimated_tokens(job: &ClaimedJob) -> u64 {
+    let completion = job
+        .model
+        .params
+        .get("maxTokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_COMPLETION_TOKENS);
+    job.prompt_text.len() as u64 / 4 + 1 + completion
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
