@@ -4,8 +4,15 @@
 //! [`crate::app`] (or start the [`crate::engine`]), and print. Errors reach `main` as one
 //! clear line and a non-zero exit, never a backtrace.
 
+mod catalog;
+mod export;
+mod jobs;
+mod models;
+mod prompts;
 mod run;
 mod serve;
+mod status;
+mod table;
 
 use std::process::ExitCode;
 
@@ -19,7 +26,12 @@ use crate::domain::BatchKey;
 #[derive(Debug, Parser)]
 #[command(name = "promptq", version, about, long_about = None)]
 pub struct Cli {
-    #[command(flatten)]
+    // Under their own heading, so that in a subcommand's --help its own options come first
+    // instead of being interleaved with the global settings.
+    #[command(
+        flatten,
+        next_help_heading = "Settings (each also an environment variable)"
+    )]
     pub settings: Settings,
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +64,19 @@ pub enum Command {
         #[arg(long, default_value = "promptq-demo.db")]
         file: std::path::PathBuf,
     },
+    /// Show job counts and a page of jobs, as a table or as the JSON of /api/jobs/status
+    Status(status::StatusArgs),
+    /// Add, list, change, remove or import prompts
+    #[command(subcommand)]
+    Prompts(prompts::PromptsCommand),
+    /// Add, list, change, remove or import models
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Retry or cancel jobs, one job or a whole batch
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Write stored answers as CSV or JSON Lines, by batch or date range
+    Export(export::ExportArgs),
 }
 
 /// Runs the parsed command.
@@ -74,9 +99,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
         Command::Demo { file } => run::demo(config, &file).await,
+        Command::Status(args) => {
+            with_app(config, async |app| status::status(app, args).await).await
+        }
+        Command::Prompts(command) => {
+            with_app(config, async |app| prompts::run(app, command).await).await
+        }
+        Command::Models(command) => {
+            with_app(config, async |app| models::run(app, command).await).await
+        }
+        Command::Jobs(command) => with_app(config, async |app| jobs::run(app, command).await).await,
+        Command::Export(args) => {
+            with_app(config, async |app| export::export(app, args).await).await
+        }
     }
 }
 
 async fn start(config: Config) -> anyhow::Result<App> {
     App::start(config).await
+}
+
+/// Runs a one-shot command on a started app, then closes the database cleanly (SQLite
+/// checkpoints its WAL on close) whether the command succeeded or not.
+async fn with_app(
+    config: Config,
+    command: impl AsyncFnOnce(&App) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let app = start(config).await?;
+    let result = command(&app).await;
+    app.store().close().await;
+    result
 }
