@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use crate::app::{App, ImportScope};
+use crate::app::{App, AppError, ImportScope};
 use crate::domain::{Model, ModelId, ProviderKind};
 use crate::store::{ModelPatch, NewModel};
 
@@ -140,7 +140,11 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                 params: params.apply(&Value::Null)?,
                 active: !inactive,
             };
-            let model = app.create_model(new).await?;
+            let name = new.name.clone();
+            let model = app
+                .create_model(new)
+                .await
+                .map_err(|err| name_taken(err, Some(&name)))?;
             println!("added {}", describe(&model));
         }
         ModelsCommand::List { json } => {
@@ -177,7 +181,11 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                     "nothing to change: give at least one of --name, --provider, --model, --param, --params, --active, --inactive"
                 );
             }
-            let model = app.update_model(id, patch).await?;
+            let name = patch.name.clone();
+            let model = app
+                .update_model(id, patch)
+                .await
+                .map_err(|err| name_taken(err, name.as_deref()))?;
             println!("updated {}", describe(&model));
         }
         ModelsCommand::Remove { id } => {
@@ -189,6 +197,17 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The database's words for a taken name ("UNIQUE constraint failed: models.name") are not
+/// a user's: the only unique column of a model is its name.
+fn name_taken(err: AppError, name: Option<&str>) -> anyhow::Error {
+    match (err, name) {
+        (AppError::Conflict(_), Some(name)) => {
+            anyhow::anyhow!("a model named '{name}' already exists")
+        }
+        (err, _) => err.into(),
+    }
 }
 
 fn describe(model: &Model) -> String {

@@ -93,7 +93,8 @@ fn text_arg(text: String) -> anyhow::Result<String> {
     std::io::stdin()
         .read_to_string(&mut read)
         .context("cannot read the prompt from standard input")?;
-    Ok(read)
+    // `echo` and here-strings end with a line break that is not part of the prompt.
+    Ok(read.trim_end().to_owned())
 }
 
 pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode> {
@@ -173,10 +174,12 @@ pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode>
 
 fn describe(prompt: &Prompt) -> String {
     format!(
-        "prompt {} ({} models × {} runs{}{}): {}",
+        "prompt {} ({} model{} × {} run{}{}{}): {}",
         prompt.id,
         prompt.model_ids.len(),
+        if prompt.model_ids.len() == 1 { "" } else { "s" },
         prompt.runs,
+        if prompt.runs == 1 { "" } else { "s" },
         prompt
             .schedule
             .as_deref()
