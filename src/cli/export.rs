@@ -131,7 +131,7 @@ impl<'a> ExportRow<'a> {
 
 /// Rows to bytes in the chosen format.
 enum Encoder {
-    Csv(csv::Writer<Box<dyn Write>>),
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
     Jsonl(Box<dyn Write>),
 }
 
@@ -143,7 +143,7 @@ impl Encoder {
                     .has_headers(false)
                     .from_writer(out);
                 writer.write_record(COLUMNS).map_err(csv_io)?;
-                Encoder::Csv(writer)
+                Encoder::Csv(Box::new(writer))
             }
             ExportFormat::Jsonl => Encoder::Jsonl(out),
         })
