@@ -5,6 +5,11 @@
 
 mod support;
 
+// A test crate's root looks for modules next to itself; this one lives under tests/cli/ so
+// that Cargo does not take it for a test crate of its own.
+#[path = "cli/export_pages.rs"]
+mod export_pages;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

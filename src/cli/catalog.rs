@@ -48,26 +48,29 @@ pub async fn import(app: &App, file: &Path, scope: ImportScope) -> anyhow::Resul
         .import_catalog(catalog, scope)
         .await
         .with_context(|| format!("{}", file.display()))?;
-    print_report(&report, scope);
+    print_report(&report, scope)?;
     if scope == ImportScope::Models && skipped_prompts > 0 {
-        println!(
+        outln!(
             "the file's {skipped_prompts} prompts were checked, not imported (`promptq prompts import` does that)"
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(report: &ImportReport, scope: ImportScope) {
+fn print_report(report: &ImportReport, scope: ImportScope) -> std::io::Result<()> {
     let line = |what: &str, counts: &ImportCounts| {
-        println!(
+        outln!(
             "{what}: {} created, {} updated, {} unchanged",
-            counts.created, counts.updated, counts.unchanged
-        );
+            counts.created,
+            counts.updated,
+            counts.unchanged
+        )
     };
-    line("models", &report.models);
+    line("models", &report.models)?;
     if scope == ImportScope::Everything {
-        line("prompts", &report.prompts);
+        line("prompts", &report.prompts)?;
     }
+    Ok(())
 }
 
 /// Reads and parses an import file; errors name the file and, for syntax, the line.

@@ -54,11 +54,11 @@ pub async fn run(app: &App, command: JobsCommand) -> anyhow::Result<ExitCode> {
         JobsCommand::Retry { target, status } => {
             let status = status.map(|s| s.parse::<JobStatus>()).transpose()?;
             let retried = app.retry(&target.selector(status)).await?;
-            println!("{retried} {} queued again", jobs(retried));
+            outln!("{retried} {} queued again", jobs(retried))?;
         }
         JobsCommand::Cancel { target } => {
             let cancelled = app.cancel(&target.selector(None)).await?;
-            println!("{cancelled} {} cancelled (skipped)", jobs(cancelled));
+            outln!("{cancelled} {} cancelled (skipped)", jobs(cancelled))?;
         }
     }
     Ok(ExitCode::SUCCESS)

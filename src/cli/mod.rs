@@ -4,6 +4,16 @@
 //! [`crate::app`] (or start the [`crate::engine`]), and print. Errors reach `main` as one
 //! clear line and a non-zero exit, never a backtrace.
 
+/// `println!` for the one-shot commands: it returns the write error instead of panicking when
+/// standard output is closed early (`promptq prompts list --json | head`), and `with_app` ends
+/// such a command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod catalog;
 mod export;
 mod jobs;
@@ -128,5 +138,17 @@ async fn with_app(
     let app = start(config).await?;
     let result = command(&app).await;
     app.store().close().await;
-    result
+    match result {
+        Err(err) if is_broken_pipe(&err) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// The reader of our output went away (`| head`): not an error of ours.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -145,12 +145,12 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                 .create_model(new)
                 .await
                 .map_err(|err| name_taken(err, Some(&name)))?;
-            println!("added {}", describe(&model));
+            outln!("added {}", describe(&model))?;
         }
         ModelsCommand::List { json } => {
             let models = app.models().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&models)?);
+                outln!("{}", serde_json::to_string_pretty(&models)?)?;
             } else {
                 print_table(&models)?;
             }
@@ -186,11 +186,11 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                 .update_model(id, patch)
                 .await
                 .map_err(|err| name_taken(err, name.as_deref()))?;
-            println!("updated {}", describe(&model));
+            outln!("updated {}", describe(&model))?;
         }
         ModelsCommand::Remove { id } => {
             app.delete_model(id).await?;
-            println!("removed model {id}; its queued jobs are skipped, its answers stay");
+            outln!("removed model {id}; its queued jobs are skipped, its answers stay")?;
         }
         ModelsCommand::Import { file } => {
             return super::catalog::import(app, &file, ImportScope::Models).await;
@@ -223,9 +223,7 @@ fn describe(model: &Model) -> String {
 
 fn print_table(models: &[Model]) -> anyhow::Result<()> {
     if models.is_empty() {
-        println!(
-            "no models yet: add one with `promptq models add` or `promptq models import FILE`"
-        );
+        outln!("no models yet: add one with `promptq models add` or `promptq models import FILE`")?;
         return Ok(());
     }
     let mut table = Table::new(&[

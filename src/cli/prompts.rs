@@ -115,12 +115,12 @@ pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode>
                     schedule,
                 })
                 .await?;
-            println!("added {}", describe(&prompt));
+            outln!("added {}", describe(&prompt))?;
         }
         PromptsCommand::List { json } => {
             let prompts = app.prompts().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&prompts)?);
+                outln!("{}", serde_json::to_string_pretty(&prompts)?)?;
             } else {
                 print_table(app, &prompts).await?;
             }
@@ -159,11 +159,11 @@ pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode>
                 );
             }
             let prompt = app.update_prompt(id, patch).await?;
-            println!("updated {}", describe(&prompt));
+            outln!("updated {}", describe(&prompt))?;
         }
         PromptsCommand::Remove { id } => {
             app.delete_prompt(id).await?;
-            println!("removed prompt {id}; its queued jobs are skipped, its answers stay");
+            outln!("removed prompt {id}; its queued jobs are skipped, its answers stay")?;
         }
         PromptsCommand::Import { file } => {
             return super::catalog::import(app, &file, ImportScope::Everything).await;
@@ -192,9 +192,9 @@ fn describe(prompt: &Prompt) -> String {
 
 async fn print_table(app: &App, prompts: &[Prompt]) -> anyhow::Result<()> {
     if prompts.is_empty() {
-        println!(
+        outln!(
             "no prompts yet: add one with `promptq prompts add` or `promptq prompts import FILE`"
-        );
+        )?;
         return Ok(());
     }
     let names: HashMap<ModelId, String> = app.model_names().await?;

@@ -59,7 +59,7 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let report = app.status(&query).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     print_report(app, &report, query.page).await?;
@@ -68,19 +68,24 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::Result<()> {
     let s = &report.summary;
-    println!(
+    outln!(
         "{} jobs: {} queued, {} processing, {} succeeded, {} failed, {} skipped",
-        s.total, s.queued, s.processing, s.succeeded, s.failed, s.skipped
-    );
+        s.total,
+        s.queued,
+        s.processing,
+        s.succeeded,
+        s.failed,
+        s.skipped
+    )?;
     if report.expired_leases > 0 {
-        println!(
+        outln!(
             "{} processing jobs lost their worker (lease expired); a running worker will rescue them",
             report.expired_leases
-        );
+        )?;
     }
     if report.jobs.is_empty() {
         if s.total > 0 {
-            println!("no jobs at offset {}", page.offset);
+            outln!("no jobs at offset {}", page.offset)?;
         }
         return Ok(());
     }
@@ -125,12 +130,12 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
     let first = page.offset + 1;
     let last = page.offset + report.jobs.len() as i64;
     if last < s.total {
-        println!(
+        outln!(
             "jobs {first}–{last} of {}; see more with --offset {last}",
             s.total
-        );
+        )?;
     } else if page.offset > 0 {
-        println!("jobs {first}–{last} of {}", s.total);
+        outln!("jobs {first}–{last} of {}", s.total)?;
     }
     Ok(())
 }
