@@ -250,6 +250,29 @@ fn an_invalid_file_is_refused_whole_with_each_place_named() {
         serde_json::json!([])
     );
 
+    let twice = promptq.write(
+        "twice.yaml",
+        "models:\n  - {name: a, provider: mock, model: m}\n  - {name: a, provider: mock, model: n}\n\
+         prompts:\n  - {text: hi, models: [a, ghost]}\n  - {text: hi}\n",
+    );
+    let err = promptq.fails(&["prompts", "import", twice.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("models[1].name: 'a' is already used by models[0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("prompts[0].models[1]: no model named 'ghost'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("prompts[1].text: the same text as prompts[0]"),
+        "{err}"
+    );
+    assert_eq!(
+        promptq.json(&["models", "list", "--json"]),
+        serde_json::json!([])
+    );
+
     let typo = promptq.write("typo.yaml", "prompts:\n  - txt: hello\n");
     let err = promptq.fails(&["prompts", "import", typo.to_str().expect("utf-8")]);
     assert!(err.contains("txt") && err.contains("line 2"), "{err}");

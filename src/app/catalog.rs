@@ -94,16 +94,6 @@ pub struct ImportCounts {
     pub unchanged: u64,
 }
 
-/// A model item checked and turned into what the store takes.
-struct ValidModel {
-    new: NewModel,
-}
-
-/// A prompt item checked; model names are resolved to ids only after the models are written.
-struct ValidPrompt {
-    item: CatalogPrompt,
-}
-
 /// At most this many problems are listed; the rest are counted (the error is one line).
 const MAX_LISTED_PROBLEMS: usize = 5;
 
@@ -122,7 +112,7 @@ impl App {
             .into_iter()
             .map(|model| (model.name.clone(), model))
             .collect();
-        for ValidModel { new } in models {
+        for new in models {
             let model = match by_name.get(&new.name) {
                 None => {
                     report.models.created += 1;
@@ -157,7 +147,7 @@ impl App {
             // Several live prompts may share a text; the oldest one is the file's.
             by_text.entry(prompt.text.clone()).or_insert(prompt);
         }
-        for ValidPrompt { item } in prompts {
+        for item in prompts {
             let model_ids = item.models.as_ref().map(|names| {
                 sorted(
                     names
@@ -193,17 +183,18 @@ impl App {
     }
 
     /// Checks every item; all problems are reported at once, each with its place in the file.
+    /// Prompts keep their model names: they become ids once the models are written.
     fn validate_catalog(
         &self,
         catalog: Catalog,
         existing_models: &[Model],
-    ) -> AppResult<(Vec<ValidModel>, Vec<ValidPrompt>)> {
+    ) -> AppResult<(Vec<NewModel>, Vec<CatalogPrompt>)> {
         let mut problems = Vec::new();
         let mut models = Vec::new();
         let mut model_names: BTreeMap<String, usize> = BTreeMap::new();
         for (index, item) in catalog.models.into_iter().enumerate() {
             let at = format!("models[{index}]");
-            if let Some(first) = model_names.insert(item.name.clone(), index) {
+            if let Some(first) = first_place(&mut model_names, &item.name, index) {
                 problems.push(format!(
                     "{at}.name: '{}' is already used by models[{first}]",
                     item.name
@@ -232,14 +223,12 @@ impl App {
             if problems.len() > before {
                 continue;
             }
-            models.push(ValidModel {
-                new: NewModel {
-                    name: item.name,
-                    provider,
-                    model: item.model,
-                    params,
-                    active: item.active,
-                },
+            models.push(NewModel {
+                name: item.name,
+                provider,
+                model: item.model,
+                params,
+                active: item.active,
             });
         }
 
@@ -253,7 +242,7 @@ impl App {
         for (index, item) in catalog.prompts.into_iter().enumerate() {
             let at = format!("prompts[{index}]");
             let before = problems.len();
-            if let Some(first) = texts.insert(item.text.clone(), index) {
+            if let Some(first) = first_place(&mut texts, &item.text, index) {
                 problems.push(format!("{at}.text: the same text as prompts[{first}]"));
             }
             // The same checks as `create_prompt`, one field at a time to name the field.
@@ -286,7 +275,7 @@ impl App {
                 None => {}
             }
             if problems.len() == before {
-                prompts.push(ValidPrompt { item });
+                prompts.push(item);
             }
         }
 
@@ -303,6 +292,17 @@ impl App {
             message.push_str(&format!(" (and {} more)", count - MAX_LISTED_PROBLEMS));
         }
         Err(AppError::BadInput(format!("nothing imported: {message}")))
+    }
+}
+
+/// Records where `key` first appeared; for a repeat, that first place.
+fn first_place(seen: &mut BTreeMap<String, usize>, key: &str, index: usize) -> Option<usize> {
+    match seen.get(key) {
+        Some(first) => Some(*first),
+        None => {
+            seen.insert(key.to_owned(), index);
+            None
+        }
     }
 }
 
