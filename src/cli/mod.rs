@@ -86,6 +86,10 @@ pub enum Command {
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Write stored answers as CSV or JSON Lines, by batch or date range
+    ///
+    /// One row per stored answer, newest first: its id, job, prompt and model ids, the model's
+    /// name, batch key, run index, text, token counts, cost, latency, the model version the
+    /// provider reported, finish reason and time. Rows are read a page at a time.
     Export(export::ExportArgs),
 }
 
