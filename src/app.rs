@@ -6,6 +6,9 @@
 //! 503, 500). Input is parsed into domain values at the edge before it gets here; the checks
 //! that need the database (an unknown id, a job that is not queued) are made here.
 
+mod catalog;
+mod export;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -58,6 +61,9 @@ impl From<StoreError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
+pub use export::ResponseExport;
 
 /// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -4,9 +4,26 @@
 //! [`crate::app`] (or start the [`crate::engine`]), and print. Errors reach `main` as one
 //! clear line and a non-zero exit, never a backtrace.
 
+/// `println!` for the one-shot commands: it returns the write error instead of panicking when
+/// standard output is closed early (`promptq prompts list --json | head`), and `with_app` ends
+/// such a command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
+mod catalog;
+mod export;
+mod jobs;
+mod models;
+mod prompts;
 mod run;
 mod serve;
+mod status;
+mod table;
 
 use std::process::ExitCode;
 
@@ -20,7 +37,12 @@ use crate::domain::BatchKey;
 #[derive(Debug, Parser)]
 #[command(name = "promptq", version, about, long_about = None)]
 pub struct Cli {
-    #[command(flatten)]
+    // Under their own heading, so that in a subcommand's --help its own options come first
+    // instead of being interleaved with the global settings.
+    #[command(
+        flatten,
+        next_help_heading = "Settings (each also an environment variable)"
+    )]
     pub settings: Settings,
     #[command(subcommand)]
     pub command: Command,
@@ -61,6 +83,23 @@ pub enum Command {
         #[arg(long, default_value = "promptq-demo.db")]
         file: std::path::PathBuf,
     },
+    /// Show job counts and a page of jobs, as a table or as the JSON of /api/jobs/status
+    Status(status::StatusArgs),
+    /// Add, list, change, remove or import prompts
+    #[command(subcommand)]
+    Prompts(prompts::PromptsCommand),
+    /// Add, list, change, remove or import models
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Retry or cancel jobs, one job or a whole batch
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Write stored answers as CSV or JSON Lines, by batch or date range
+    ///
+    /// One row per stored answer, newest first: its id, job, prompt and model ids, the model's
+    /// name, batch key, run index, text, token counts, cost, latency, the model version the
+    /// provider reported, finish reason and time. Rows are read a page at a time.
+    Export(export::ExportArgs),
 }
 
 /// Runs the parsed command.
@@ -85,9 +124,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { file } => run::demo(config, &file).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::BenchOne { workload } => bench::bench_one(config, workload).await,
+        Command::Status(args) => {
+            with_app(config, async |app| status::status(app, args).await).await
+        }
+        Command::Prompts(command) => {
+            with_app(config, async |app| prompts::run(app, command).await).await
+        }
+        Command::Models(command) => {
+            with_app(config, async |app| models::run(app, command).await).await
+        }
+        Command::Jobs(command) => with_app(config, async |app| jobs::run(app, command).await).await,
+        Command::Export(args) => {
+            with_app(config, async |app| export::export(app, args).await).await
+        }
     }
 }
 
 async fn start(config: Config) -> anyhow::Result<App> {
     App::start(config).await
+}
+
+/// Runs a one-shot command on a started app, then closes the database cleanly (SQLite
+/// checkpoints its WAL on close) whether the command succeeded or not.
+async fn with_app(
+    config: Config,
+    command: impl AsyncFnOnce(&App) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let app = start(config).await?;
+    let result = command(&app).await;
+    app.store().close().await;
+    match result {
+        Err(err) if is_broken_pipe(&err) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// The reader of our output went away (`| head`): not an error of ours.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

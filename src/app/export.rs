@@ -1,0 +1,76 @@
+//! Exporting stored responses page by page, so that an export of any size holds one page in
+//! memory at a time.
+//!
+//! The store lists responses newest first (by id) with an offset. Answers stored while an
+//! export runs get new, higher ids and push the older rows further down, so a plain offset
+//! would hand out some rows twice. [`ResponseExport`] therefore remembers the lowest id it
+//! has handed out and drops any row at or above it: every response that existed when the
+//! first page was read comes out exactly once, and none stored after it does.
+
+use std::collections::HashMap;
+
+use super::{App, AppResult, MAX_PAGE};
+use crate::domain::ModelId;
+use crate::store::{Page, ResponseFilter, StoredResponse};
+
+/// Responses read a page at a time; see the module documentation.
+pub struct ResponseExport {
+    app: App,
+    filter: ResponseFilter,
+    offset: i64,
+    /// The lowest id handed out so far; rows at or above it were seen already.
+    below_id: Option<i64>,
+    done: bool,
+}
+
+/// Rows per database round trip: large enough to be cheap, small enough to stay light.
+const EXPORT_PAGE: i64 = 500;
+
+impl ResponseExport {
+    /// The next page of responses, newest first; `None` once every one was handed out.
+    pub async fn next_page(&mut self) -> AppResult<Option<Vec<StoredResponse>>> {
+        while !self.done {
+            let page = Page {
+                limit: EXPORT_PAGE.min(MAX_PAGE),
+                offset: self.offset,
+            };
+            let mut rows = self.app.responses(&self.filter, page).await?;
+            self.offset += rows.len() as i64;
+            self.done = (rows.len() as i64) < page.limit;
+            if let Some(below) = self.below_id {
+                rows.retain(|row| row.id < below);
+            }
+            if let Some(lowest) = rows.iter().map(|row| row.id).min() {
+                self.below_id = Some(lowest);
+            }
+            if !rows.is_empty() {
+                return Ok(Some(rows));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl App {
+    /// The responses matching `filter`, to read with [`ResponseExport::next_page`].
+    pub fn export_responses(&self, filter: ResponseFilter) -> ResponseExport {
+        ResponseExport {
+            app: self.clone(),
+            filter,
+            offset: 0,
+            below_id: None,
+            done: false,
+        }
+    }
+
+    /// Every model's name by id, for exports and tables that show names. Removed models are
+    /// not listed (the store hides them), so callers must expect an id without a name.
+    pub async fn model_names(&self) -> AppResult<HashMap<ModelId, String>> {
+        Ok(self
+            .models()
+            .await?
+            .into_iter()
+            .map(|model| (model.id, model.name))
+            .collect())
+    }
+}

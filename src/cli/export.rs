@@ -1,0 +1,360 @@
+//! `export`: stored responses as CSV or JSON Lines, to standard output or a file, streamed a
+//! page at a time ([`App::export_responses`]) so that memory does not grow with the export.
+//!
+//! Both formats carry the same columns, named as in the JSON API (camelCase). CSV goes
+//! through the `csv` crate, which quotes answers full of commas, quotes and line breaks as
+//! RFC 4180 says. A file is written under a `.partial` name and renamed once complete, so a
+//! failed export never leaves a file that looks whole. A closed pipe (`| head`) ends the
+//! export quietly.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::domain::{BatchKey, ModelId, PromptId};
+use crate::store::{ResponseFilter, StoredResponse};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row
+    Csv,
+    /// One JSON object per line
+    Jsonl,
+}
+
+/// What to export and where.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Only answers of this batch (YYYY-MM-DD or YYYY-MM-DDTHH:MM)
+    #[arg(long)]
+    pub batch_key: Option<BatchKey>,
+    /// Only answers stored at or after this: a date (YYYY-MM-DD, from its start in TIMEZONE)
+    /// or an RFC 3339 time
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Only answers stored before this: a date (YYYY-MM-DD, that whole day included) or an
+    /// RFC 3339 time (excluded)
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Only answers to this prompt
+    #[arg(long)]
+    pub prompt_id: Option<PromptId>,
+    /// Only answers of this model
+    #[arg(long)]
+    pub model_id: Option<ModelId>,
+    /// Write to this file instead of standard output
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// One exported answer. The field order is the CSV column order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportRow<'a> {
+    id: i64,
+    job_id: i64,
+    prompt_id: PromptId,
+    model_id: ModelId,
+    /// Empty for a model that was removed since.
+    model_name: &'a str,
+    batch_key: &'a str,
+    run_index: i32,
+    text: &'a str,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    total_tokens: Option<i64>,
+    cached_tokens: Option<i64>,
+    reasoning_tokens: Option<i64>,
+    cost_usd: Option<f64>,
+    latency_ms: i64,
+    served_model: Option<&'a str>,
+    finish_reason: Option<&'a str>,
+    created_at: DateTime<Utc>,
+}
+
+/// The CSV header, written even when nothing matches so that readers always find columns.
+const COLUMNS: [&str; 18] = [
+    "id",
+    "jobId",
+    "promptId",
+    "modelId",
+    "modelName",
+    "batchKey",
+    "runIndex",
+    "text",
+    "promptTokens",
+    "completionTokens",
+    "totalTokens",
+    "cachedTokens",
+    "reasoningTokens",
+    "costUsd",
+    "latencyMs",
+    "servedModel",
+    "finishReason",
+    "createdAt",
+];
+
+impl<'a> ExportRow<'a> {
+    fn of(response: &'a StoredResponse, names: &'a HashMap<ModelId, String>) -> Self {
+        ExportRow {
+            id: response.id,
+            job_id: response.job_id,
+            prompt_id: response.prompt_id,
+            model_id: response.model_id,
+            model_name: names.get(&response.model_id).map_or("", String::as_str),
+            batch_key: &response.batch_key,
+            run_index: response.run_index,
+            text: &response.text,
+            prompt_tokens: response.prompt_tokens,
+            completion_tokens: response.completion_tokens,
+            total_tokens: response.total_tokens,
+            cached_tokens: response.cached_tokens,
+            reasoning_tokens: response.reasoning_tokens,
+            cost_usd: response.cost_usd,
+            latency_ms: response.latency_ms,
+            served_model: response.served_model.as_deref(),
+            finish_reason: response.finish_reason.as_deref(),
+            created_at: response.created_at,
+        }
+    }
+}
+
+/// Rows to bytes in the chosen format.
+enum Encoder {
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
+    Jsonl(Box<dyn Write>),
+}
+
+impl Encoder {
+    fn new(format: ExportFormat, out: Box<dyn Write>) -> io::Result<Self> {
+        Ok(match format {
+            ExportFormat::Csv => {
+                let mut writer = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(out);
+                writer.write_record(COLUMNS).map_err(csv_io)?;
+                Encoder::Csv(Box::new(writer))
+            }
+            ExportFormat::Jsonl => Encoder::Jsonl(out),
+        })
+    }
+
+    fn write(&mut self, row: &ExportRow<'_>) -> io::Result<()> {
+        match self {
+            Encoder::Csv(writer) => writer.serialize(row).map_err(csv_io),
+            Encoder::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, row)?;
+                out.write_all(b"\n")
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Encoder::Csv(mut writer) => writer.flush(),
+            Encoder::Jsonl(mut out) => out.flush(),
+        }
+    }
+}
+
+fn csv_io(err: csv::Error) -> io::Error {
+    match err.into_kind() {
+        csv::ErrorKind::Io(err) => err,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+pub async fn export(app: &App, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let tz = app.config().timezone;
+    let created_from = args
+        .from
+        .as_deref()
+        .map(|text| parse_bound(text, tz, false).context("--from"))
+        .transpose()?;
+    let created_before = args
+        .to
+        .as_deref()
+        .map(|text| parse_bound(text, tz, true).context("--to"))
+        .transpose()?;
+    if let (Some(from), Some(before)) = (created_from, created_before)
+        && from >= before
+    {
+        anyhow::bail!("--from must be before --to");
+    }
+    let filter = ResponseFilter {
+        prompt_id: args.prompt_id,
+        model_id: args.model_id,
+        batch_key: args.batch_key.map(String::from),
+        job_id: None,
+        created_from,
+        created_before,
+    };
+    match &args.output {
+        None => {
+            let out = Box::new(BufWriter::new(io::stdout()));
+            match write_all(app, filter, args.format, out).await {
+                Ok(count) => eprintln!("exported {count} responses"),
+                Err(ExportError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Some(path) => {
+            let partial = partial_path(path);
+            let file = File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            let out = Box::new(BufWriter::new(file));
+            let written = write_all(app, filter, args.format, out).await;
+            let count = match written {
+                Ok(count) => count,
+                Err(err) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(anyhow::Error::from(err).context(path.display().to_string()));
+                }
+            };
+            std::fs::rename(&partial, path).with_context(|| {
+                format!("cannot rename {} to {}", partial.display(), path.display())
+            })?;
+            eprintln!("exported {count} responses to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+    #[error("cannot write: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Streams every matching response into `out`; returns how many were written.
+async fn write_all(
+    app: &App,
+    filter: ResponseFilter,
+    format: ExportFormat,
+    out: Box<dyn Write>,
+) -> Result<u64, ExportError> {
+    let names = app.model_names().await?;
+    let mut encoder = Encoder::new(format, out)?;
+    let mut export = app.export_responses(filter);
+    let mut count = 0;
+    while let Some(page) = export.next_page().await? {
+        for response in &page {
+            encoder.write(&ExportRow::of(response, &names))?;
+            count += 1;
+        }
+    }
+    encoder.finish()?;
+    Ok(count)
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// A bound of the date range: an RFC 3339 time as given, or a date at the start of that
+/// day in `tz` (with `end`, the start of the next day, so that the date is included).
+fn parse_bound(text: &str, tz: chrono_tz::Tz, end: bool) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        anyhow::anyhow!("'{text}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time")
+    })?;
+    let date = if end {
+        date.succ_opt()
+            .ok_or_else(|| anyhow::anyhow!("'{text}' is too far in the future"))?
+    } else {
+        date
+    };
+    start_of_day(date, tz).ok_or_else(|| anyhow::anyhow!("'{text}' has no start in {tz}"))
+}
+
+/// Midnight, or the first valid time after it where a clock change skips midnight.
+fn start_of_day(date: NaiveDate, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    let midnight = date.and_time(NaiveTime::MIN);
+    (0..=24 * 4)
+        .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
+        .find_map(|local| tz.from_local_datetime(&local).earliest())
+        .map(|time| time.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_matches_the_row_fields() {
+        let response = StoredResponse {
+            id: 1,
+            job_id: 2,
+            prompt_id: 3,
+            model_id: 4,
+            batch_key: "2025-10-14".into(),
+            run_index: 0,
+            text: "a, \"quoted\"\nanswer".into(),
+            served_model: None,
+            finish_reason: Some("stop".into()),
+            prompt_tokens: Some(5),
+            completion_tokens: None,
+            total_tokens: None,
+            cached_tokens: None,
+            reasoning_tokens: None,
+            cost_usd: Some(0.5),
+            latency_ms: 7,
+            provider_request_id: None,
+            citations: None,
+            raw: None,
+            created_at: DateTime::from_timestamp(0, 0).expect("epoch"),
+        };
+        let names = HashMap::from([(4, "m".to_owned())]);
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        csv.serialize(ExportRow::of(&response, &names))
+            .expect("serialize");
+        let bytes = csv.into_inner().expect("flush");
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let header: Vec<String> = reader
+            .headers()
+            .expect("header")
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(header, COLUMNS);
+        let record = reader.records().next().expect("a row").expect("valid");
+        assert_eq!(&record[7], "a, \"quoted\"\nanswer");
+    }
+
+    #[test]
+    fn dates_cover_whole_days_in_the_time_zone() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().expect("zone");
+        let from = parse_bound("2025-10-14", paris, false).expect("date");
+        let to = parse_bound("2025-10-14", paris, true).expect("date");
+        assert_eq!(from.to_rfc3339(), "2025-10-13T22:00:00+00:00");
+        assert_eq!(to.to_rfc3339(), "2025-10-14T22:00:00+00:00");
+        let exact = parse_bound("2025-10-14T08:30:00+02:00", paris, true).expect("time");
+        assert_eq!(exact.to_rfc3339(), "2025-10-14T06:30:00+00:00");
+        assert!(parse_bound("14/10/2025", paris, false).is_err());
+    }
+
+    #[test]
+    fn a_skipped_midnight_starts_the_day_at_the_first_valid_time() {
+        // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
+        let santiago: chrono_tz::Tz = "America/Santiago".parse().expect("zone");
+        let start = start_of_day(NaiveDate::from_ymd_opt(2024, 9, 8).expect("date"), santiago)
+            .expect("a start");
+        assert_eq!(start.to_rfc3339(), "2024-09-08T04:00:00+00:00");
+    }
+}

@@ -1,0 +1,141 @@
+//! `status`: the counts of the matching jobs and one page of them, as a table or as the JSON
+//! of `GET /api/jobs/status` (both come from the same use case, [`App::status`]).
+
+use std::process::ExitCode;
+
+use crate::app::{App, StatusQuery, StatusReport};
+use crate::domain::{BatchKey, JobId, JobStatus, ModelId, PromptId};
+use crate::store::{JobFilter, Page};
+
+use super::table::{Align, Table, cell, or_dash};
+
+/// Filters and paging of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this job
+    #[arg(long)]
+    pub job_id: Option<JobId>,
+    /// Only jobs of this batch (YYYY-MM-DD or YYYY-MM-DDTHH:MM)
+    #[arg(long)]
+    pub batch_key: Option<BatchKey>,
+    /// Only jobs of this prompt
+    #[arg(long)]
+    pub prompt_id: Option<PromptId>,
+    /// Only jobs on this model
+    #[arg(long)]
+    pub model_id: Option<ModelId>,
+    /// Only jobs in this state: queued, processing, succeeded, failed or skipped
+    #[arg(long)]
+    pub status: Option<JobStatus>,
+    /// Jobs to list (the counts always cover every matching job); at most 1000
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    /// Jobs to skip before the listed ones
+    #[arg(long, default_value_t = 0)]
+    pub offset: i64,
+    /// Print the JSON of GET /api/jobs/status instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Longest error message shown in the table; `--json` has them whole.
+const ERROR_WIDTH: usize = 60;
+/// Longest prompt text shown in the table.
+const PROMPT_WIDTH: usize = 32;
+
+pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let query = StatusQuery {
+        filter: JobFilter {
+            job_id: args.job_id,
+            batch_key: args.batch_key.map(String::from),
+            prompt_id: args.prompt_id,
+            model_id: args.model_id,
+            status: args.status,
+        },
+        page: Page {
+            limit: args.limit,
+            offset: args.offset,
+        },
+    };
+    let report = app.status(&query).await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_report(app, &report, query.page).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::Result<()> {
+    let s = &report.summary;
+    outln!(
+        "{} jobs: {} queued, {} processing, {} succeeded, {} failed, {} skipped",
+        s.total,
+        s.queued,
+        s.processing,
+        s.succeeded,
+        s.failed,
+        s.skipped
+    )?;
+    if report.expired_leases > 0 {
+        outln!(
+            "{} processing jobs lost their worker (lease expired); a running worker will rescue them",
+            report.expired_leases
+        )?;
+    }
+    if report.jobs.is_empty() {
+        if s.total > 0 {
+            outln!("no jobs at offset {}", page.offset)?;
+        }
+        return Ok(());
+    }
+    // Names read better than ids; one query each, whatever the page size.
+    let models = app.model_names().await?;
+    let prompts: std::collections::HashMap<PromptId, String> = app
+        .prompts()
+        .await?
+        .into_iter()
+        .map(|prompt| (prompt.id, prompt.text))
+        .collect();
+    let mut table = Table::new(&[
+        ("id", Align::Right),
+        ("prompt", Align::Left),
+        ("model", Align::Left),
+        ("run", Align::Right),
+        ("batch", Align::Left),
+        ("status", Align::Left),
+        ("attempts", Align::Right),
+        ("error", Align::Left),
+    ]);
+    for job in &report.jobs {
+        let prompt = match prompts.get(&job.prompt_id) {
+            Some(text) => format!("{} {}", job.prompt_id, cell(text, PROMPT_WIDTH)),
+            None => job.prompt_id.to_string(),
+        };
+        table.push(vec![
+            job.id.to_string(),
+            prompt,
+            models
+                .get(&job.model_id)
+                .cloned()
+                .unwrap_or_else(|| job.model_id.to_string()),
+            job.run_index.to_string(),
+            job.batch_key.clone(),
+            job.status.to_string(),
+            format!("{}/{}", job.attempt_count, job.max_attempts),
+            or_dash(job.error_message.as_deref().map(|e| cell(e, ERROR_WIDTH))),
+        ]);
+    }
+    table.print()?;
+    let first = page.offset + 1;
+    let last = page.offset + report.jobs.len() as i64;
+    if last < s.total {
+        outln!(
+            "jobs {first}–{last} of {}; see more with --offset {last}",
+            s.total
+        )?;
+    } else if page.offset > 0 {
+        outln!("jobs {first}–{last} of {}", s.total)?;
+    }
+    Ok(())
+}
