@@ -2,7 +2,8 @@
 //!
 //! Pure decisions, no I/O: a success is stored; a permanent error fails the job at once; a
 //! transient error is retried with exponential backoff and full jitter (capped), never sooner
-//! than the provider's `Retry-After`, until the job's attempts are spent. A rate limit (429)
+//! than the provider's `Retry-After`, until the job's attempts are spent. An account-level
+//! error (bad key, no credit) waits out the provider's cool-down, spending its attempt. A rate limit (429)
 //! delays a job without spending its attempt, up to [`RATE_LIMIT_FREE_ATTEMPTS`] in all, so a
 //! burst of 429s never turns into failed jobs.
 
@@ -78,6 +79,16 @@ pub fn decide(
 ) -> Finish {
     let outcome = match result {
         Ok(completion) => Outcome::Succeeded(Box::new(completion.into_response())),
+        // An account that cannot pay or authenticate may be fixed (a new key, more credit):
+        // the job waits out the provider's cool-down rather than failing at once, but the
+        // attempt counts, so a provider that stays broken fails its jobs in the end.
+        Err(error) if error.account_level && job.attempt < job.job.max_attempts => Outcome::Retry {
+            at: now
+                + chrono::Duration::from_std(super::limits::ACCOUNT_COOL_DOWN)
+                    .unwrap_or(chrono::Duration::MAX),
+            error: error.to_attempt_error(),
+            refund_attempt: false,
+        },
         Err(error) if !error.is_retryable() => Outcome::Failed(error.to_attempt_error()),
         Err(error) => {
             let refund = error.rate_limited && job.attempt < RATE_LIMIT_FREE_ATTEMPTS;

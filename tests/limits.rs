@@ -1,0 +1,266 @@
+//! Limits seen from the provider's side: a local OpenAI-compatible server counts what reaches
+//! it (calls in flight, request times, 429s answered) while the real worker pool runs a batch,
+//! on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use promptq::app::App;
+use promptq::domain::ProviderKind;
+use promptq::engine::worker::{PoolOptions, run_pool};
+use promptq::store::{JobFilter, NewModel, NewPrompt, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let db = crate::support::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = crate::support::postgres().await else { return };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    max_concurrency_caps_calls_in_flight,
+    rpm_spaces_requests_at_the_configured_rate,
+    a_burst_of_429s_delays_jobs_without_failing_them,
+    an_account_error_pauses_the_provider_instead_of_burning_the_batch,
+);
+
+/// What the fake provider saw.
+#[derive(Default)]
+struct Seen {
+    in_flight: usize,
+    peak_in_flight: usize,
+    started: Vec<Instant>,
+    /// Scripted answers, used first; then 200s.
+    script: VecDeque<(u16, Vec<(&'static str, &'static str)>)>,
+}
+
+struct Fake {
+    seen: Arc<Mutex<Seen>>,
+    base_url: String,
+}
+
+async fn fake_provider(latency: Duration) -> Fake {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(
+                async move |State(seen): State<Arc<Mutex<Seen>>>| -> Response {
+                    let scripted = {
+                        let mut s = seen.lock().unwrap();
+                        s.in_flight += 1;
+                        s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                        s.started.push(Instant::now());
+                        s.script.pop_front()
+                    };
+                    tokio::time::sleep(latency).await;
+                    seen.lock().unwrap().in_flight -= 1;
+                    match scripted {
+                        Some((status, headers)) => {
+                            let mut response = (
+                                StatusCode::from_u16(status).unwrap(),
+                                axum::Json(json!({"error": {"message": "scripted", "code": null}})),
+                            )
+                                .into_response();
+                            for (name, value) in headers {
+                                response.headers_mut().insert(name, value.parse().unwrap());
+                            }
+                            response
+                        }
+                        None => axum::Json(json!({
+                            "id": "chatcmpl-1",
+                            "model": "fake-1",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+                        }))
+                        .into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Fake {
+        seen,
+        base_url: format!("http://{address}/v1"),
+    }
+}
+
+/// One openai-compatible model at the fake with these limits, `jobs` prompts of one run.
+async fn seed(store: &Store, fake: &Fake, limits: serde_json::Value, jobs: usize) {
+    let mut params = json!({"baseUrl": fake.base_url});
+    for (key, value) in limits.as_object().unwrap() {
+        params[key] = value.clone();
+    }
+    store
+        .model_insert(
+            &NewModel {
+                name: "local".into(),
+                provider: ProviderKind::OpenAiCompatible,
+                model: "fake-1".into(),
+                params,
+                active: true,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    for p in 0..jobs {
+        store
+            .prompt_insert(
+                &NewPrompt {
+                    text: format!("question {p}"),
+                    model_ids: None,
+                    runs: 1,
+                    active: true,
+                    schedule: None,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs the pool until nothing is queued or processing, or `limit` passes.
+async fn run_batch(db: &support::TestDb, extra: &[&str], limit: Duration) -> App {
+    let config = support::config(&db.url, extra);
+    let app = App::with_store(config, db.store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let mut options = PoolOptions::for_app(&app);
+    options.poll_interval = Duration::from_millis(50);
+    let pool = tokio::spawn(run_pool(app.clone(), options, shutdown.clone()));
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+        if s.queued + s.processing == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    pool.await.unwrap().unwrap();
+    app
+}
+
+async fn max_concurrency_caps_calls_in_flight(db: &support::TestDb) {
+    let fake = fake_provider(Duration::from_millis(100)).await;
+    seed(&db.store, &fake, json!({"maxConcurrency": 2}), 12).await;
+    run_batch(db, &["--worker-concurrency", "8"], Duration::from_secs(30)).await;
+    let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+    assert_eq!(summary.succeeded, 12);
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen.started.len(), 12);
+    assert!(
+        seen.peak_in_flight <= 2,
+        "peak {} calls in flight",
+        seen.peak_in_flight
+    );
+    assert_eq!(seen.peak_in_flight, 2, "the limit is not a crawl either");
+}
+
+async fn rpm_spaces_requests_at_the_configured_rate(db: &support::TestDb) {
+    let fake = fake_provider(Duration::from_millis(5)).await;
+    // 240 a minute: one request every 250 ms.
+    seed(&db.store, &fake, json!({"rpm": 240}), 8).await;
+    run_batch(db, &["--worker-concurrency", "8"], Duration::from_secs(30)).await;
+    let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+    assert_eq!(summary.succeeded, 8);
+    let seen = fake.seen.lock().unwrap();
+    let mut started = seen.started.clone();
+    started.sort();
+    for pair in started.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(230),
+            "two requests {gap:?} apart at 240 rpm"
+        );
+    }
+    // Spacing, not a crawl: 8 requests take about 7 intervals.
+    let span = started[started.len() - 1] - started[0];
+    assert!(span < Duration::from_secs(4), "8 requests took {span:?}");
+}
+
+async fn a_burst_of_429s_delays_jobs_without_failing_them(db: &support::TestDb) {
+    let fake = fake_provider(Duration::from_millis(5)).await;
+    {
+        let mut seen = fake.seen.lock().unwrap();
+        for _ in 0..6 {
+            seen.script
+                .push_back((429, vec![("retry-after-ms", "300")]));
+        }
+    }
+    seed(&db.store, &fake, json!({}), 6).await;
+    // Two attempts only: if 429s counted, jobs would fail.
+    let app = run_batch(
+        db,
+        &["--worker-concurrency", "6", "--max-attempts", "2"],
+        Duration::from_secs(30),
+    )
+    .await;
+    let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+    assert_eq!((summary.succeeded, summary.failed), (6, 0), "{summary:?}");
+    let rate_limited = app
+        .metrics()
+        .rate_limited
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rate_limited, 6, "every scripted 429 was seen");
+}
+
+async fn an_account_error_pauses_the_provider_instead_of_burning_the_batch(db: &support::TestDb) {
+    let fake = fake_provider(Duration::from_millis(20)).await;
+    {
+        let mut seen = fake.seen.lock().unwrap();
+        for _ in 0..100 {
+            seen.script.push_back((401, vec![]));
+        }
+    }
+    seed(&db.store, &fake, json!({}), 30).await;
+    run_batch(db, &["--worker-concurrency", "4"], Duration::from_secs(3)).await;
+    let calls = fake.seen.lock().unwrap().started.len();
+    assert!(
+        calls <= 8,
+        "{calls} calls went to a provider that refused the key"
+    );
+    let pauses = db.store.pauses_active(chrono::Utc::now()).await.unwrap();
+    assert!(
+        pauses
+            .iter()
+            .any(|p| p.scope == "provider:openai-compatible"),
+        "{pauses:?}"
+    );
+    let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+    assert_eq!(
+        summary.failed, 0,
+        "a paused provider's jobs wait, they do not fail"
+    );
+    assert_eq!(summary.queued, 30);
+}
