@@ -29,6 +29,9 @@ use crate::domain::{
     Prompt, PromptId, ScheduledPrompt, Summary,
 };
 
+/// Read-only aggregates (status figures, queue gauges).
+mod stats;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone)]
