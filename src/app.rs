@@ -18,9 +18,9 @@ use crate::domain::{
     ProviderKind, Summary,
 };
 use crate::engine::retry::RetryPolicy;
+use crate::metrics::QueueGauges;
 use crate::providers::{ProviderSettings, Providers};
 use crate::schedule::{self, Schedule, Trigger};
-use crate::metrics::QueueGauges;
 use crate::store::{
     AttemptRecord, ClaimOne, EnqueueOptions, JobFilter, JobSelector, JobStats, ModelPatch,
     NewModel, NewPrompt, Page, PromptPatch, ResponseFilter, Store, StoreError, StoredResponse,

@@ -13,6 +13,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod providers;
 pub mod schedule;
