@@ -45,7 +45,15 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
         })
 }
 
+/// Every body of this API is an object. serde would also read a struct from an array
+/// (`[1]` as `{"jobId": 1}`); that is a mistyped body here, not a shorthand.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b == b'[') {
+        return Err(ApiError::BadRequest(
+            "the JSON body must be an object, not an array".to_owned(),
+        ));
+    }
     Json::<T>::from_bytes(bytes)
         .map(|Json(value)| value)
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
