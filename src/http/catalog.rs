@@ -11,10 +11,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, double_option};
 use super::jobs::{Success, success};
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::domain::{Model, ModelId, Prompt, PromptId, ProviderKind};
 use crate::store::{ModelPatch, NewModel, NewPrompt, PromptPatch};
 
@@ -60,6 +60,17 @@ pub struct Deleted {
     pub id: i64,
 }
 
+/// The one conflict a model write can meet is its name (unique among live models); say so
+/// instead of quoting the database's constraint message.
+fn name_taken(err: AppError, name: Option<&str>) -> ApiError {
+    match (err, name) {
+        (AppError::Conflict(_), Some(name)) => {
+            ApiError::Conflict(format!("a model named '{name}' already exists"))
+        }
+        (err, _) => err.into(),
+    }
+}
+
 /// A model to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -99,6 +110,7 @@ pub async fn create_model(
     State(app): State<App>,
     ApiJson(body): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<Success<OneModel>>)> {
+    let name = body.name.clone();
     let model = app
         .create_model(NewModel {
             name: body.name,
@@ -107,7 +119,8 @@ pub async fn create_model(
             params: body.params,
             active: body.active,
         })
-        .await?;
+        .await
+        .map_err(|err| name_taken(err, Some(&name)))?;
     Ok((StatusCode::CREATED, success(OneModel { model })))
 }
 
@@ -151,9 +164,12 @@ pub async fn update_model(
         params: body.params,
         active: body.active,
     };
-    Ok(success(OneModel {
-        model: app.update_model(id, patch).await?,
-    }))
+    let name = patch.name.clone();
+    let model = app
+        .update_model(id, patch)
+        .await
+        .map_err(|err| name_taken(err, name.as_deref()))?;
+    Ok(success(OneModel { model }))
 }
 
 /// Deletes a model (its history stays) and skips its queued jobs.
@@ -174,7 +190,7 @@ pub async fn delete_model(
 pub struct CreatePrompt {
     pub text: String,
     /// Default: every active model.
-    pub model_ids: Option<Vec<ModelId>>,
+    pub model_ids: Option<Vec<i64>>,
     /// Runs per batch, 1 to 1000 (default 1).
     #[serde(default = "one")]
     pub runs: i32,
@@ -189,7 +205,7 @@ pub struct CreatePrompt {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePrompt {
     pub text: Option<String>,
-    pub model_ids: Option<Vec<ModelId>>,
+    pub model_ids: Option<Vec<i64>>,
     pub runs: Option<i32>,
     pub active: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]

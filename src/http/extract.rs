@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -56,7 +57,13 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     Json::<T>::from_bytes(bytes)
         .map(|Json(value)| value)
-        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+        .map_err(|rejection| {
+            let what = match rejection {
+                JsonRejection::JsonSyntaxError(_) => "malformed JSON body",
+                _ => "invalid JSON body",
+            };
+            ApiError::BadRequest(format!("{what}: {}", detail(&rejection.body_text())))
+        })
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
@@ -107,7 +114,12 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+            .map_err(|rejection| {
+                ApiError::BadRequest(format!(
+                    "invalid query string: {}",
+                    detail(&rejection.body_text())
+                ))
+            })
     }
 }
 
@@ -122,8 +134,16 @@ where
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| ApiPath(value))
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+            .map_err(|rejection| {
+                ApiError::BadRequest(format!("invalid path: {}", detail(&rejection.body_text())))
+            })
     }
+}
+
+/// axum's rejection text without its own prefix ("Failed to deserialize the JSON body into
+/// the target type: jobId: invalid type…" → "jobId: invalid type…").
+fn detail(text: &str) -> &str {
+    text.split_once(": ").map_or(text, |(_, rest)| rest)
 }
 
 /// Reads a query parameter through its `FromStr`, an empty value as absent: forms and scripts

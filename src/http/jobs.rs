@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, empty_as_none};
 use crate::app::{App, CronReport, JobDetail, ProcessReport, StatusQuery, StatusReport};
 use crate::config::DispatchMode;
-use crate::domain::{BatchKey, JobId, JobStatus, ModelId, PromptId};
+use crate::domain::{BatchKey, JobId, JobStatus};
 use crate::engine::dispatch::FanOutReport;
 use crate::store::{JobFilter, JobSelector, JobStats, Page, ResponseFilter, StoredResponse};
 
@@ -98,7 +98,7 @@ async fn run_cron(app: &App, batch_key: Option<BatchKey>) -> ApiResult<Json<Cron
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessBody {
-    pub job_id: JobId,
+    pub job_id: i64,
 }
 
 /// Claims one queued job, runs its model call and stores the outcome; a failed attempt is a
@@ -121,14 +121,14 @@ pub async fn process(
 #[into_params(parameter_in = Query)]
 pub struct StatusParams {
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub job_id: Option<JobId>,
+    pub job_id: Option<i64>,
     #[serde(default, deserialize_with = "empty_as_none")]
     #[param(value_type = Option<String>)]
     pub batch_key: Option<BatchKey>,
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub prompt_id: Option<PromptId>,
+    pub prompt_id: Option<i64>,
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub model_id: Option<ModelId>,
+    pub model_id: Option<i64>,
     /// queued, processing, succeeded, failed or skipped
     #[serde(default, deserialize_with = "empty_as_none")]
     #[param(value_type = Option<String>)]
@@ -211,7 +211,7 @@ pub async fn detail(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelectBody {
-    pub job_id: Option<JobId>,
+    pub job_id: Option<i64>,
     #[schema(value_type = Option<String>)]
     pub batch_key: Option<BatchKey>,
     #[schema(value_type = Option<String>)]
@@ -272,14 +272,14 @@ pub async fn cancel(
 #[into_params(parameter_in = Query)]
 pub struct ResponsesParams {
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub prompt_id: Option<PromptId>,
+    pub prompt_id: Option<i64>,
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub model_id: Option<ModelId>,
+    pub model_id: Option<i64>,
     #[serde(default, deserialize_with = "empty_as_none")]
     #[param(value_type = Option<String>)]
     pub batch_key: Option<BatchKey>,
     #[serde(default, deserialize_with = "empty_as_none")]
-    pub job_id: Option<JobId>,
+    pub job_id: Option<i64>,
     /// 1 to 1000, default 100
     #[serde(default, deserialize_with = "empty_as_none")]
     pub limit: Option<i64>,

@@ -42,13 +42,17 @@ pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
     assert_eq!(defaults.status, StatusCode::CREATED);
     assert_eq!(defaults.json["model"]["params"], json!({}));
 
-    server
+    let taken = server
         .post(
             "/api/models",
             json!({"name": "fast", "provider": "mock", "model": "other"}),
         )
-        .await
-        .assert_error(409);
+        .await;
+    taken.assert_error(409);
+    assert_eq!(
+        taken.json["error"],
+        json!("a model named 'fast' already exists")
+    );
 
     let list = server.get("/api/models").await;
     assert_eq!(list.keys(), set(&["success", "models"]));
