@@ -14,7 +14,10 @@ use tower::Layer;
 use vercel_runtime::axum::VercelLayer;
 
 #[derive(Parser)]
-#[command(name = "promptq-serverless", about = "promptq's HTTP API as a Vercel function")]
+#[command(
+    name = "promptq-serverless",
+    about = "promptq's HTTP API as a Vercel function"
+)]
 struct Args {
     #[command(flatten)]
     settings: Settings,

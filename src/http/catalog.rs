@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, double_option};
-use super::jobs::{Success, success};
+use super::{Success, success};
 use crate::app::{App, AppError};
 use crate::domain::{Model, ModelId, Prompt, PromptId, ProviderKind};
 use crate::store::{ModelPatch, NewModel, NewPrompt, PromptPatch};

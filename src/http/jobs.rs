@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, empty_as_none};
+use super::{Success, success};
 use crate::app::{App, CronReport, JobDetail, ProcessReport, StatusQuery, StatusReport};
 use crate::config::DispatchMode;
 use crate::domain::{BatchKey, JobId, JobStatus};
@@ -179,21 +180,6 @@ pub async fn status(
     };
     let (report, stats) = tokio::try_join!(app.status(&query), app.job_stats(&query.filter))?;
     Ok(Json(StatusAnswer { report, stats }))
-}
-
-/// A success wrapper: `{"success": true, …the fields of T}`.
-#[derive(Debug, Serialize)]
-pub struct Success<T> {
-    pub success: bool,
-    #[serde(flatten)]
-    pub body: T,
-}
-
-pub fn success<T>(body: T) -> Json<Success<T>> {
-    Json(Success {
-        success: true,
-        body,
-    })
 }
 
 /// One job with its attempts and its stored response.

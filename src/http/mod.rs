@@ -20,12 +20,13 @@ pub mod ops;
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -89,6 +90,21 @@ pub fn router_with(app: App, extra: Router) -> Router {
         .layer(middleware::from_fn_with_state(secret, error::scrub_secret))
         .layer(middleware::from_fn(error::catch_panic))
         .layer(TraceLayer::new_for_http())
+}
+
+/// A success wrapper: `{"success": true, …the fields of T}`.
+#[derive(Debug, Serialize)]
+pub struct Success<T> {
+    pub success: bool,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+pub fn success<T>(body: T) -> Json<Success<T>> {
+    Json(Success {
+        success: true,
+        body,
+    })
 }
 
 /// Unknown routes: 404 in the API's error shape.

@@ -235,6 +235,15 @@ impl Server {
             .collect()
     }
 
+    /// The batch key an outside trigger names now, by the server's own schedule.
+    pub fn current_batch(&self) -> String {
+        let schedule = self.app.default_schedule();
+        let slot = schedule
+            .trigger_slot(chrono::Utc::now())
+            .expect("a trigger slot");
+        schedule.batch_key(slot).expect("a batch key").to_string()
+    }
+
     /// Runs `/api/cron` and returns the batch key.
     pub async fn cron(&self) -> String {
         let cron = self.get("/api/cron").await;
