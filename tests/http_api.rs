@@ -80,6 +80,11 @@ on_both_databases!(
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_answers_500_without_details() {
+    operations::a_panicking_handler_answers_500_without_details(support::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_the_api_is_open() {
     auth::without_a_secret_the_api_is_open(support::sqlite().await).await;
 }

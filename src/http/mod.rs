@@ -4,7 +4,7 @@
 //!
 //! [`router`] builds the whole thing on an [`App`]; the server (`promptq serve`) and the
 //! serverless entry point (`api/serverless.rs`, feature `vercel`) serve the same router. The
-//! layers, outermost first: request tracing (no headers logged), a 500 for a handler's panic,
+//! layers, outermost first: request tracing (method and path only), a 500 for a handler's panic,
 //! the secret scrubber for error bodies, the `CRON_SECRET` check of every `/api/*` path (so an
 //! unauthenticated caller always gets 401), the 1 MiB body limit. Handlers parse, call one use case of [`App`] and map its result through
 //! [`error::ApiError`]; this module must never touch SQL or a provider, and never answer with
@@ -89,7 +89,13 @@ pub fn router_with(app: App, extra: Router) -> Router {
         ))
         .layer(middleware::from_fn_with_state(secret, error::scrub_secret))
         .layer(middleware::from_fn(error::catch_panic))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The span of a request: its method and path only. Not the query string (a misguided client
+/// may put a secret there) and not the headers (the secret is in one).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// A success wrapper: `{"success": true, …the fields of T}`.

@@ -33,6 +33,8 @@ pub struct Options {
     pub http_dispatch: bool,
     /// More flags for `Settings`.
     pub args: Vec<String>,
+    /// Routes merged under the same layers (`router_with`).
+    pub extra: Option<axum::Router>,
 }
 
 pub struct Server {
@@ -84,7 +86,10 @@ pub async fn start_with(db: TestDb, options: Options) -> Server {
         .validate()
         .expect("valid test settings");
     let app = App::with_store(config, db.store.clone()).expect("build the app");
-    let router = promptq::http::router(app.clone());
+    let router = match options.extra {
+        Some(extra) => promptq::http::router_with(app.clone(), extra),
+        None => promptq::http::router(app.clone()),
+    };
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {

@@ -189,3 +189,31 @@ pub async fn openapi_document_describes_the_real_answers(db: TestDb) {
     assert_documented_exactly(&document, "Health", &health.json);
     assert_eq!(keys(&health.json), set(&["status"]));
 }
+
+pub async fn a_panicking_handler_answers_500_without_details(db: TestDb) {
+    async fn boom() -> &'static str {
+        panic!("boom: SELECT * FROM secrets")
+    }
+    let extra = axum::Router::new()
+        .route("/api/boom", axum::routing::get(boom))
+        .route("/boom", axum::routing::get(boom));
+    let server = crate::harness::start_with(
+        db,
+        crate::harness::Options {
+            extra: Some(extra),
+            ..Default::default()
+        },
+    )
+    .await;
+    server
+        .send(server.client.get(server.url("/api/boom")))
+        .await
+        .assert_error(401);
+    for path in ["/api/boom", "/boom"] {
+        let answer = server.get(path).await;
+        answer.assert_error(500);
+        assert_eq!(answer.json["error"], json!("internal error"));
+    }
+    // The server is still there.
+    server.get("/api/jobs/status").await.assert_ok();
+}
