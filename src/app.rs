@@ -21,11 +21,12 @@ use crate::domain::{
     ProviderKind, Summary,
 };
 use crate::engine::retry::RetryPolicy;
+use crate::metrics::QueueGauges;
 use crate::providers::{ProviderSettings, Providers};
 use crate::schedule::{self, Schedule, Trigger};
 use crate::store::{
-    AttemptRecord, ClaimOne, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel,
-    NewPrompt, Page, PromptPatch, ResponseFilter, Store, StoreError, StoredResponse,
+    AttemptRecord, ClaimOne, EnqueueOptions, JobFilter, JobSelector, JobStats, ModelPatch,
+    NewModel, NewPrompt, Page, PromptPatch, ResponseFilter, Store, StoreError, StoredResponse,
 };
 
 /// What went wrong in a use case, by what the caller should answer.
@@ -366,6 +367,38 @@ impl App {
             jobs,
             expired_leases: expired,
         })
+    }
+
+    /// Per-model counts, tokens, cost and latency percentiles of the jobs matching `filter`.
+    pub async fn job_stats(&self, filter: &JobFilter) -> AppResult<JobStats> {
+        Ok(self.inner.store.jobs_stats(filter).await?)
+    }
+
+    /// What `/metrics` reads from the database at scrape time.
+    pub async fn queue_gauges(&self) -> AppResult<QueueGauges> {
+        let now = Utc::now();
+        let store = &self.inner.store;
+        let all = JobFilter::default();
+        let (jobs, due, expired_leases) = tokio::try_join!(
+            store.jobs_summary(&all),
+            store.jobs_due_stats(now),
+            store.jobs_count_expired(now),
+        )?;
+        let oldest_due_age_seconds = due
+            .oldest_due_at
+            .map(|at| ((now - at).num_milliseconds().max(0)) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(QueueGauges {
+            jobs,
+            due: due.due,
+            oldest_due_age_seconds,
+            expired_leases,
+        })
+    }
+
+    /// Answers when the database answers (`/healthz`).
+    pub async fn health(&self) -> AppResult<()> {
+        Ok(self.inner.store.ping().await?)
     }
 
     pub async fn job_detail(&self, id: JobId) -> AppResult<JobDetail> {

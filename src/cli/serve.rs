@@ -14,9 +14,23 @@ use crate::engine::scheduler::run_scheduler;
 use crate::engine::worker::{PoolOptions, run_pool};
 
 pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> {
+    if with_http {
+        crate::http::check_bind(config.bind, config.cron_secret.as_ref())
+            .map_err(|reason| anyhow::anyhow!(reason))?;
+    }
     let app = App::start(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let listener = if with_http {
+        let bind = app.config().bind;
+        Some(
+            tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot listen on {bind}: {err}"))?,
+        )
+    } else {
+        None
+    };
 
     let pool = tokio::spawn(run_pool(
         app.clone(),
@@ -31,7 +45,16 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         "promptq {} started",
         if with_http { "server" } else { "worker" }
     );
-    shutdown.cancelled().await;
+    match listener {
+        Some(listener) => {
+            tracing::info!(address = %app.config().bind, "listening");
+            let router = crate::http::router(app.clone());
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await?;
+        }
+        None => shutdown.cancelled().await,
+    }
     tracing::info!("shutting down: no new jobs; running calls get a grace period");
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;

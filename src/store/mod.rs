@@ -294,6 +294,10 @@ macro_rules! on_backend {
     };
 }
 
+// After the macro, which it uses.
+pub mod stats;
+pub use stats::{DueStats, JobStats, LatencyStats, ModelCounts, TokenTotals};
+
 impl Store {
     /// Opens (and for SQLite creates) the database at `url` without migrating it.
     pub async fn connect(url: &str) -> StoreResult<Store> {

@@ -23,6 +23,9 @@ use crate::domain::{
     Prompt, PromptId, ScheduledPrompt, Summary,
 };
 
+/// Read-only aggregates (status figures, queue gauges).
+mod stats;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The channel on which enqueues and retries announce new work to sleeping workers.

@@ -30,6 +30,8 @@ use crate::domain::{
 };
 
 mod finish;
+/// Read-only aggregates (status figures, queue gauges).
+mod stats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 

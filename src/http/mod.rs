@@ -1,0 +1,172 @@
+//! The HTTP face of promptq (axum): the original serverless API (`/api/cron`,
+//! `/api/jobs/process`, `/api/jobs/status`), the management API around it, `/healthz`,
+//! `/metrics` and the OpenAPI document.
+//!
+//! [`router`] builds the whole thing on an [`App`]; the server (`promptq serve`) and the
+//! serverless entry point (`api/serverless.rs`, feature `vercel`) serve the same router. The
+//! layers, outermost first: request tracing (method and path only), a 500 for a handler's panic,
+//! the secret scrubber for error bodies, the `CRON_SECRET` check of every `/api/*` path (so an
+//! unauthenticated caller always gets 401), the 1 MiB body limit. Handlers parse, call one use case of [`App`] and map its result through
+//! [`error::ApiError`]; this module must never touch SQL or a provider, and never answer with
+//! internals or a secret.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod openapi;
+pub mod ops;
+
+use std::net::SocketAddr;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::domain::Secret;
+use error::ApiError;
+
+/// The largest request body accepted: 1 MiB (a prompt is at most 100 kB).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The API on `app`, with every layer: ready for `axum::serve` or a serverless runtime.
+pub fn router(app: App) -> Router {
+    router_with(app, Router::new())
+}
+
+/// The API plus `extra` routes (the dashboard), under the same layers: `extra`'s `/api/*`
+/// paths, if any, need the secret too; its other paths do their own authentication.
+pub fn router_with(app: App, extra: Router) -> Router {
+    let secret = app.config().cron_secret.clone();
+    Router::new()
+        .route("/api/cron", get(jobs::cron_get).post(jobs::cron_post))
+        .route("/api/jobs/process", post(jobs::process))
+        .route("/api/jobs/status", get(jobs::status))
+        .route("/api/jobs/retry", post(jobs::retry))
+        .route("/api/jobs/cancel", post(jobs::cancel))
+        .route("/api/jobs/{id}", get(jobs::detail))
+        .route("/api/responses", get(jobs::responses))
+        .route(
+            "/api/models",
+            get(catalog::list_models).post(catalog::create_model),
+        )
+        .route(
+            "/api/models/{id}",
+            get(catalog::get_model)
+                .patch(catalog::update_model)
+                .delete(catalog::delete_model),
+        )
+        .route(
+            "/api/prompts",
+            get(catalog::list_prompts).post(catalog::create_prompt),
+        )
+        .route(
+            "/api/prompts/{id}",
+            get(catalog::get_prompt)
+                .patch(catalog::update_prompt)
+                .delete(catalog::delete_prompt),
+        )
+        .route("/api/openapi.json", get(ops::openapi_json))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(app)
+        .merge(extra)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // The last layer added runs first.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(middleware::from_fn_with_state(
+            secret.clone(),
+            auth::require_secret,
+        ))
+        .layer(middleware::from_fn_with_state(secret, error::scrub_secret))
+        .layer(middleware::from_fn(error::catch_panic))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The span of a request: its method and path only. Not the query string (a misguided client
+/// may put a secret there) and not the headers (the secret is in one).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+}
+
+/// A success wrapper: `{"success": true, …the fields of T}`.
+#[derive(Debug, Serialize)]
+pub struct Success<T> {
+    pub success: bool,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+pub fn success<T>(body: T) -> Json<Success<T>> {
+    Json(Success {
+        success: true,
+        body,
+    })
+}
+
+/// Unknown routes: 404 in the API's error shape.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+/// Answers 413 at once when the declared length is over the limit, before any body is read
+/// (the body extractors enforce the same limit on bodies sent without a length).
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether `serve` may listen on `bind`: anywhere with a secret, only on a loopback address
+/// without one (the API would be open to anyone who can reach it).
+pub fn check_bind(bind: SocketAddr, secret: Option<&Secret>) -> Result<(), String> {
+    if secret.is_some() || bind.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to listen on {bind} without CRON_SECRET: every /api/* route would be open \
+             to anyone who can reach it. Set CRON_SECRET, or bind a loopback address (127.0.0.1)."
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_bind_needs_a_secret_off_loopback() {
+        let secret = Secret::new("s");
+        let loopback: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let loopback6: SocketAddr = "[::1]:3000".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.5:3000".parse().unwrap();
+        assert!(check_bind(loopback, None).is_ok());
+        assert!(check_bind(loopback6, None).is_ok());
+        assert!(check_bind(any, None).is_err());
+        assert!(check_bind(lan, None).is_err());
+        assert!(check_bind(any, Some(&secret)).is_ok());
+        assert!(check_bind(lan, Some(&secret)).is_ok());
+        let message = check_bind(any, None).unwrap_err();
+        assert!(message.contains("CRON_SECRET"), "{message}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Read-only figures over many jobs, computed in the database: the richer job status (counts
+//! per model, tokens, cost, latency percentiles) and the queue gauges that `/metrics` exposes.
+//!
+//! These are reads only; they never change a row. Each figure is one aggregate query over the
+//! same [`JobFilter`] as the job listing, so that a status page's numbers and its rows agree.
+//! Percentiles are nearest-rank (the smallest value with at least `p` of the values at or
+//! below it): what PostgreSQL's `percentile_disc` computes, and what SQLite computes with
+//! `ORDER BY … LIMIT 1 OFFSET k`, so both backends give the same answer.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{JobFilter, Store, StoreResult};
+use crate::domain::{ModelId, Summary};
+
+/// Figures of the jobs matching a filter, beyond their counts by status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStats {
+    /// Counts by status per model, by model id.
+    pub per_model: Vec<ModelCounts>,
+    /// Tokens of the stored responses of the matching jobs.
+    pub tokens: TokenTotals,
+    /// Sum of the costs providers reported for those responses; `None` when none reported one.
+    pub cost_usd: Option<f64>,
+    /// Latency of those responses' model calls.
+    pub latency_ms: LatencyStats,
+}
+
+/// One model's jobs by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelCounts {
+    pub model_id: ModelId,
+    /// `None` when the model row is gone (it never is: models are soft-deleted).
+    pub model_name: Option<String>,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Token sums; a response that reported no figure counts as zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenTotals {
+    pub prompt: i64,
+    pub completion: i64,
+    pub total: i64,
+}
+
+/// Nearest-rank percentiles of the responses' latency; `None` without responses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyStats {
+    /// Responses the figures are computed over.
+    pub count: i64,
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+}
+
+/// The queued jobs that are due now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DueStats {
+    pub due: i64,
+    /// When the longest-waiting due job became due (`next_attempt_at`).
+    pub oldest_due_at: Option<DateTime<Utc>>,
+}
+
+/// The 0-based offset of the nearest-rank `p` percentile among `n` sorted values.
+pub(crate) fn nearest_rank_offset(n: i64, p: f64) -> i64 {
+    ((p * n as f64).ceil() as i64 - 1).clamp(0, (n - 1).max(0))
+}
+
+impl Store {
+    /// Per-model counts, token and cost sums, latency percentiles of the matching jobs.
+    pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
+        on_backend!(self.jobs_stats(filter))
+    }
+
+    /// Queued jobs due at `now` and when the oldest of them became due.
+    pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
+        on_backend!(self.jobs_due_stats(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank_offset;
+
+    #[test]
+    fn nearest_rank_matches_percentile_disc() {
+        // 1..=10: p50 is the 5th value, p95 the 10th.
+        assert_eq!(nearest_rank_offset(10, 0.5), 4);
+        assert_eq!(nearest_rank_offset(10, 0.95), 9);
+        assert_eq!(nearest_rank_offset(1, 0.5), 0);
+        assert_eq!(nearest_rank_offset(1, 0.95), 0);
+        assert_eq!(nearest_rank_offset(3, 0.5), 1);
+        assert_eq!(nearest_rank_offset(20, 0.95), 18);
+    }
+}
