@@ -27,7 +27,10 @@ pub fn config(url: &str, extra: &[&str]) -> promptq::config::Config {
         #[command(flatten)]
         settings: promptq::config::Settings,
     }
-    let mut argv = vec!["promptq", "--database-url", url, "--cron-schedule", "off"];
+    let mut argv = vec!["promptq", "--database-url", url];
+    if !extra.contains(&"--cron-schedule") {
+        argv.extend_from_slice(&["--cron-schedule", "off"]);
+    }
     argv.extend_from_slice(extra);
     Args::parse_from(argv)
         .settings
@@ -236,6 +239,72 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 }
 
 fn start_throwaway_server() -> Result<String, String> {
+    start_server_in("main").map(|server| server.url_pattern)
+}
+
+/// A server of its own, for a test that stops and restarts it.
+pub struct DedicatedPg {
+    url_pattern: String,
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    options: String,
+    as_postgres: bool,
+}
+
+impl DedicatedPg {
+    /// A migrated database `db` on this server.
+    pub async fn database(&self, db: &str) -> String {
+        let admin = Store::connect(&self.url_pattern.replace("{db}", "postgres"))
+            .await
+            .expect("connect to the dedicated server");
+        let Store::Postgres(pg) = &admin else {
+            unreachable!()
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(pg.pool())
+            .await
+            .expect("create a database");
+        admin.close().await;
+        self.url_pattern.replace("{db}", db)
+    }
+
+    /// `pg_ctl stop -m fast`: every connection is cut.
+    pub fn stop(&self) {
+        let mut stop = server_command(&self.bin.join("pg_ctl"), self.as_postgres);
+        stop.args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&self.data);
+        run(stop, "pg_ctl stop").expect("stop the dedicated server");
+    }
+
+    pub fn start(&self) {
+        let mut start = server_command(&self.bin.join("pg_ctl"), self.as_postgres);
+        start
+            .args(["start", "-w", "-D"])
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .arg("-o")
+            .arg(&self.options);
+        run(start, "pg_ctl start").expect("start the dedicated server");
+    }
+}
+
+/// A dedicated throwaway server named `name`, or `None` (loudly) where none can be had.
+pub fn dedicated_postgres(name: &str) -> Option<DedicatedPg> {
+    match start_server_in(name) {
+        Ok(server) => Some(server),
+        Err(reason) => {
+            if std::env::var("PROMPTQ_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("PostgreSQL is required (PROMPTQ_REQUIRE_POSTGRES=1) but: {reason}");
+            }
+            eprintln!("\n!!! SKIPPING a PostgreSQL test: {reason}\n");
+            None
+        }
+    }
+}
+
+fn start_server_in(name: &str) -> Result<DedicatedPg, String> {
     let bin = pg_bin_dir()?;
     let as_postgres = is_root();
     let base = if Path::new("/dev/shm").is_dir() {
@@ -243,7 +312,7 @@ fn start_throwaway_server() -> Result<String, String> {
     } else {
         std::env::temp_dir()
     };
-    let dir = base.join(format!("promptq-pg-{}", std::process::id()));
+    let dir = base.join(format!("promptq-pg-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {dir:?}: {err}"))?;
     if as_postgres {
@@ -268,20 +337,28 @@ fn start_throwaway_server() -> Result<String, String> {
         "-c listen_addresses='' -c unix_socket_directories='{}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
-    let mut start = server_command(&bin.join("pg_ctl"), as_postgres);
+    let server = DedicatedPg {
+        url_pattern: format!(
+            "postgres://postgres@localhost/{{db}}?host={}",
+            dir.display()
+        ),
+        log: dir.join("server.log"),
+        bin,
+        data,
+        options,
+        as_postgres,
+    };
+    let mut start = server_command(&server.bin.join("pg_ctl"), as_postgres);
     start
         .args(["start", "-w", "-D"])
-        .arg(&data)
+        .arg(&server.data)
         .arg("-l")
-        .arg(dir.join("server.log"))
+        .arg(&server.log)
         .arg("-o")
-        .arg(&options);
+        .arg(&server.options);
     run(start, "pg_ctl start")?;
-    spawn_watchdog(&bin, &data, &dir, as_postgres);
-    Ok(format!(
-        "postgres://postgres@localhost/{{db}}?host={}",
-        dir.display()
-    ))
+    spawn_watchdog(&server.bin, &server.data, &dir, as_postgres);
+    Ok(server)
 }
 
 /// Stops the server and removes its directory once this process is gone.
