@@ -110,6 +110,8 @@ pub struct StatusReport {
     pub jobs: Vec<Job>,
     /// `processing` jobs whose lease has expired (waiting for a rescue).
     pub expired_leases: i64,
+    /// Providers and models paused now (rate limited, or an account error), with why.
+    pub pauses: Vec<crate::store::Pause>,
 }
 
 /// One job with its attempts and its stored response.
@@ -356,16 +358,19 @@ impl App {
     pub async fn status(&self, query: &StatusQuery) -> AppResult<StatusReport> {
         check_page(query.page)?;
         let store = &self.inner.store;
-        let (summary, jobs, expired) = tokio::try_join!(
+        let now = Utc::now();
+        let (summary, jobs, expired, pauses) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
-            store.jobs_count_expired(Utc::now()),
+            store.jobs_count_expired(now),
+            store.pauses_active(now),
         )?;
         Ok(StatusReport {
             success: true,
             summary,
             jobs,
             expired_leases: expired,
+            pauses,
         })
     }
 

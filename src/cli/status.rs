@@ -83,6 +83,16 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             report.expired_leases
         )?;
     }
+    for pause in &report.pauses {
+        outln!(
+            "paused: {} until {} ({})",
+            pause.scope,
+            pause
+                .until
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pause.reason
+        )?;
+    }
     if report.jobs.is_empty() {
         if s.total > 0 {
             outln!("no jobs at offset {}", page.offset)?;

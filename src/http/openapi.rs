@@ -193,6 +193,16 @@ pub struct LatencyStatsDoc {
     p95: Option<i64>,
 }
 
+/// A provider or model that is not called before `until`.
+#[derive(ToSchema)]
+#[schema(as = Pause, rename_all = "camelCase")]
+pub struct PauseDoc {
+    /// `provider:<name>` or `model:<id>`
+    scope: String,
+    until: DateTime<Utc>,
+    reason: String,
+}
+
 /// The answer of `/api/jobs/status`.
 #[derive(ToSchema)]
 #[schema(as = StatusAnswer, rename_all = "camelCase")]
@@ -204,6 +214,8 @@ pub struct StatusAnswerDoc {
     jobs: Vec<JobDoc>,
     /// `processing` jobs (of any filter) whose lease has expired, waiting for a rescue.
     expired_leases: i64,
+    /// Providers and models paused now (rate limited, or an account error).
+    pauses: Vec<PauseDoc>,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,
     /// Sum of reported costs in US dollars; null when no response reported one.

@@ -120,6 +120,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "summary",
             "jobs",
             "expiredLeases",
+            "pauses",
             "perModel",
             "tokens",
             "costUsd",
