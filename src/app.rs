@@ -114,6 +114,19 @@ pub struct StatusReport {
     pub pauses: Vec<crate::store::Pause>,
 }
 
+/// One model's share of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelReport {
+    pub model_id: ModelId,
+    pub model_name: String,
+    pub summary: Summary,
+    pub attempts: i64,
+    pub tokens: i64,
+    pub latency_p50_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+}
+
 /// One job with its attempts and its stored response.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -377,6 +390,36 @@ impl App {
     /// Per-model counts, tokens, cost and latency percentiles of the jobs matching `filter`.
     pub async fn job_stats(&self, filter: &JobFilter) -> AppResult<JobStats> {
         Ok(self.inner.store.jobs_stats(filter).await?)
+    }
+
+    /// One line per model of a batch: its jobs, attempts, tokens and latency.
+    pub async fn model_report(&self, batch_key: &str) -> AppResult<Vec<ModelReport>> {
+        let filter = JobFilter {
+            batch_key: Some(batch_key.to_owned()),
+            ..JobFilter::default()
+        };
+        let stats = self.inner.store.jobs_stats(&filter).await?;
+        let mut report = Vec::with_capacity(stats.per_model.len());
+        for counts in stats.per_model {
+            let of_model = self
+                .inner
+                .store
+                .jobs_stats(&JobFilter {
+                    model_id: Some(counts.model_id),
+                    ..filter.clone()
+                })
+                .await?;
+            report.push(ModelReport {
+                model_id: counts.model_id,
+                model_name: counts.model_name.unwrap_or_default(),
+                summary: counts.summary,
+                attempts: counts.attempts,
+                tokens: of_model.tokens.total,
+                latency_p50_ms: of_model.latency_ms.p50,
+                latency_p95_ms: of_model.latency_ms.p95,
+            });
+        }
+        Ok(report)
     }
 
     /// What `/metrics` reads from the database at scrape time.

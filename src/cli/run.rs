@@ -19,7 +19,7 @@ pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow:
     let report = app.trigger_cron(batch_key).await?;
     eprintln!("{} (batch {})", report.message, report.batch_key);
     let summary = drain(&app, &report.batch_key).await?;
-    print_summary(&report.batch_key, &summary);
+    print_summary(&app, &report.batch_key, &summary).await?;
     Ok(if summary.failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -73,11 +73,37 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn print_summary(batch_key: &str, summary: &Summary) {
+/// The batch's numbers and a table per model.
+async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow::Result<()> {
     println!(
         "batch {batch_key}: {} jobs, {} succeeded, {} failed, {} skipped",
         summary.total, summary.succeeded, summary.failed, summary.skipped
     );
+    use super::table::{Align, Table};
+    let mut table = Table::new(&[
+        ("model", Align::Left),
+        ("succeeded", Align::Right),
+        ("failed", Align::Right),
+        ("attempts", Align::Right),
+        ("p50 latency", Align::Right),
+        ("p95 latency", Align::Right),
+        ("tokens", Align::Right),
+    ]);
+    let ms = |v: Option<i64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+    for m in app.model_report(batch_key).await? {
+        table.push(vec![
+            m.model_name,
+            m.summary.succeeded.to_string(),
+            m.summary.failed.to_string(),
+            m.attempts.to_string(),
+            ms(m.latency_p50_ms),
+            ms(m.latency_p95_ms),
+            m.tokens.to_string(),
+        ]);
+    }
+    println!();
+    table.print()?;
+    Ok(())
 }
 
 /// Sample models of the demo: (name, model, latency ms, failure rate).
@@ -145,7 +171,7 @@ pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
     let report = app.trigger_cron(None).await?;
     eprintln!("{} (batch {})", report.message, report.batch_key);
     let summary = drain(&app, &report.batch_key).await?;
-    print_summary(&report.batch_key, &summary);
+    print_summary(&app, &report.batch_key, &summary).await?;
     println!(
         "\nSee every job and answer in the dashboard:\n  CRON_SECRET=choose-a-secret promptq serve --database-url sqlite:{}\n  then open http://127.0.0.1:3000/ and log in with that secret.",
         file.display()

@@ -173,6 +173,8 @@ pub struct ModelCountsDoc {
     succeeded: i64,
     failed: i64,
     skipped: i64,
+    /// Attempts spent by these jobs (retries included).
+    attempts: i64,
 }
 
 /// Token sums of the stored responses.

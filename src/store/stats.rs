@@ -36,6 +36,8 @@ pub struct ModelCounts {
     pub model_name: Option<String>,
     #[serde(flatten)]
     pub summary: Summary,
+    /// Attempts spent by these jobs (retries included).
+    pub attempts: i64,
 }
 
 /// Token sums; a response that reported no figure counts as zero.

@@ -11,7 +11,7 @@ use crate::store::{JobFilter, StoreResult};
 impl PostgresStore {
     pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
         let mut per_model_query = QueryBuilder::<Postgres>::new(
-            "SELECT j.model_id, j.status, count(*) AS n,
+            "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
              FROM prompt_jobs j WHERE TRUE",
         );
@@ -27,12 +27,14 @@ impl PostgresStore {
                     model_id,
                     model_name: row.try_get("model_name")?,
                     summary: Default::default(),
+                    attempts: 0,
                 });
             }
             if let Some(counts) = per_model.last_mut() {
                 counts
                     .summary
                     .add(parse_status(&status)?, row.try_get("n")?);
+                counts.attempts += row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
             }
         }
 

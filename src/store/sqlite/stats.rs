@@ -20,7 +20,7 @@ fn push_matching_jobs(query: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
 impl SqliteStore {
     pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
         let mut per_model_query = QueryBuilder::<Sqlite>::new(
-            "SELECT model_id, status, COUNT(*) AS n,
+            "SELECT model_id, status, COUNT(*) AS n, SUM(attempt_count) AS attempts,
                 (SELECT name FROM models WHERE models.id = prompt_jobs.model_id) AS model_name
              FROM prompt_jobs WHERE 1",
         );
@@ -36,12 +36,14 @@ impl SqliteStore {
                     model_id,
                     model_name: row.try_get("model_name")?,
                     summary: Default::default(),
+                    attempts: 0,
                 });
             }
             if let Some(counts) = per_model.last_mut() {
                 counts
                     .summary
                     .add(parse_status(&status)?, row.try_get("n")?);
+                counts.attempts += row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
             }
         }
 
