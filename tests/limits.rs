@@ -47,6 +47,7 @@ on_both!(
     rpm_spaces_requests_at_the_configured_rate,
     a_burst_of_429s_delays_jobs_without_failing_them,
     an_account_error_pauses_the_provider_instead_of_burning_the_batch,
+    rpm_at_the_providers_limit_sees_almost_no_429s,
 );
 
 /// What the fake provider saw.
@@ -57,6 +58,10 @@ struct Seen {
     started: Vec<Instant>,
     /// Scripted answers, used first; then 200s.
     script: VecDeque<(u16, Vec<(&'static str, &'static str)>)>,
+    /// A limit the fake enforces like a provider: at most `n` accepted requests per `window`.
+    window_limit: Option<(usize, Duration)>,
+    accepted: VecDeque<Instant>,
+    answered_429: usize,
 }
 
 struct Fake {
@@ -75,8 +80,23 @@ async fn fake_provider(latency: Duration) -> Fake {
                         let mut s = seen.lock().unwrap();
                         s.in_flight += 1;
                         s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
-                        s.started.push(Instant::now());
-                        s.script.pop_front()
+                        let now = Instant::now();
+                        s.started.push(now);
+                        match s.window_limit {
+                            Some((n, window)) => {
+                                while s.accepted.front().is_some_and(|t| now - *t >= window) {
+                                    s.accepted.pop_front();
+                                }
+                                if s.accepted.len() >= n {
+                                    s.answered_429 += 1;
+                                    Some((429, vec![]))
+                                } else {
+                                    s.accepted.push_back(now);
+                                    None
+                                }
+                            }
+                            None => s.script.pop_front(),
+                        }
                     };
                     tokio::time::sleep(latency).await;
                     seen.lock().unwrap().in_flight -= 1;
@@ -263,4 +283,69 @@ async fn an_account_error_pauses_the_provider_instead_of_burning_the_batch(db: &
         "a paused provider's jobs wait, they do not fail"
     );
     assert_eq!(summary.queued, 30);
+}
+
+/// The provider allows 5 requests a second (300 a minute). Without a configured limit the
+/// pool runs into it and slows down by itself; with `rpm` at the provider's limit it does not.
+async fn rpm_at_the_providers_limit_sees_almost_no_429s(db: &support::TestDb) {
+    let limit = Some((5, Duration::from_secs(1)));
+    let unlimited = fake_provider(Duration::from_millis(10)).await;
+    unlimited.seen.lock().unwrap().window_limit = limit;
+    let limited = fake_provider(Duration::from_millis(10)).await;
+    limited.seen.lock().unwrap().window_limit = limit;
+    for (name, fake, params) in [
+        ("unlimited", &unlimited, json!({})),
+        ("limited", &limited, json!({"rpm": 300})),
+    ] {
+        let mut full = json!({"baseUrl": fake.base_url});
+        for (key, value) in params.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        db.store
+            .model_insert(
+                &NewModel {
+                    name: name.into(),
+                    provider: ProviderKind::OpenAiCompatible,
+                    model: "fake-1".into(),
+                    params: full,
+                    active: true,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    for p in 0..15 {
+        db.store
+            .prompt_insert(
+                &NewPrompt {
+                    text: format!("question {p}"),
+                    model_ids: None,
+                    runs: 1,
+                    active: true,
+                    schedule: None,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    run_batch(
+        db,
+        &["--worker-concurrency", "8", "--max-attempts", "2"],
+        Duration::from_secs(60),
+    )
+    .await;
+    let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
+    assert_eq!((summary.succeeded, summary.failed), (30, 0), "{summary:?}");
+    let without = unlimited.seen.lock().unwrap().answered_429;
+    let with = limited.seen.lock().unwrap().answered_429;
+    eprintln!(
+        "429s answered by a 300 rpm provider: {without} without a limit, {with} with rpm = 300"
+    );
+    assert!(with <= 1, "{with} 429s with rpm at the provider's limit");
+    assert!(
+        without > with,
+        "the unlimited model never hit the provider's limit"
+    );
 }

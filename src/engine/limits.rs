@@ -35,6 +35,10 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(2);
 /// How often the pauses made by other processes are read.
 const PAUSE_REFRESH: Duration = Duration::from_secs(1);
+/// Requests are spaced this much wider than a configured rate: the provider counts arrivals,
+/// and network jitter would otherwise put the n+1st request of evenly spaced ones into the
+/// window of the first.
+const RATE_MARGIN: f64 = 1.03;
 /// Tokens reserved for a `tpm` limit when a model sets no `maxTokens`.
 const DEFAULT_COMPLETION_TOKENS: u64 = 512;
 
@@ -124,7 +128,7 @@ impl Limits {
         };
         let mut start = now;
         if let Some(rpm) = limits.rpm {
-            let cost = Duration::from_secs(60).div_f64(rpm as f64);
+            let cost = Duration::from_secs(60).div_f64(rpm as f64 / RATE_MARGIN);
             match self
                 .store
                 .rate_reserve(&format!("model:{}:rpm", job.model.id), now, cost)
@@ -135,7 +139,7 @@ impl Limits {
             }
         }
         if let Some(tpm) = limits.tpm {
-            let cost = Duration::from_secs(60).div_f64(tpm as f64)
+            let cost = Duration::from_secs(60).div_f64(tpm as f64 / RATE_MARGIN)
                 * u32::try_from(estimated_tokens(job)).unwrap_or(u32::MAX);
             match self
                 .store
