@@ -47,7 +47,7 @@ pub(super) async fn finish_batch(
             next_attempt_at = COALESCE(i.value ->> 4, next_attempt_at),
             max_attempts = max_attempts + (i.value ->> 8),
             lease_expires_at = NULL
-         FROM json_each(?1) AS i
+         FROM jsonb_each(?1) AS i
          WHERE prompt_jobs.id = i.value ->> 0
            AND prompt_jobs.status = 'processing'
            AND prompt_jobs.attempt_count = i.value ->> 1
@@ -73,7 +73,7 @@ pub(super) async fn finish_batch(
             http_status, error_class, error_message)
          SELECT j.id, i.value ->> 1, j.started_at, i.value ->> 3, i.value ->> 2,
             i.value ->> 6, i.value ->> 5, i.value ->> 7
-         FROM json_each(?1) AS i
+         FROM jsonb_each(?1) AS i
          JOIN prompt_jobs j ON j.id = i.value ->> 0
          WHERE j.id IN (SELECT value FROM json_each(?2))",
     )
@@ -117,7 +117,7 @@ pub(super) async fn finish_batch(
                 r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6,
                 r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11,
                 r.value ->> 12, r.value ->> 13, r.value ->> 14
-             FROM json_each(?1) AS r
+             FROM jsonb_each(?1) AS r
              JOIN prompt_jobs j ON j.id = r.value ->> 0
              WHERE TRUE
              ON CONFLICT (job_id) DO NOTHING
