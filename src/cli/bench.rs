@@ -53,6 +53,8 @@ pub struct Sample {
     pub jobs: u64,
     pub seconds: f64,
     pub peak_rss_kb: u64,
+    /// Peak RSS once the database was seeded, before the measured part.
+    pub seeded_rss_kb: u64,
     pub wal_bytes: Option<i64>,
 }
 
@@ -202,6 +204,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     seed(&app, prompts, models, runs, latency_ms).await?;
     let jobs = (prompts * models) as u64 * runs as u64;
     let slot = chrono::Utc::now();
+    let seeded_rss_kb = peak_rss_kb();
 
     let wal_before = app.store().wal_position().await?;
     let started = Instant::now();
@@ -230,6 +233,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         jobs,
         seconds,
         peak_rss_kb: peak_rss_kb(),
+        seeded_rss_kb,
         wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
     };
     app.store().close().await;
