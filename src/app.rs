@@ -269,6 +269,35 @@ impl App {
         })
     }
 
+    /// The soonest slot after `after` of the global schedule and of every active prompt's own
+    /// schedule (broken per-prompt schedules are left out: the pass reports them).
+    pub async fn next_scheduled_slot(
+        &self,
+        after: DateTime<Utc>,
+    ) -> AppResult<Option<DateTime<Utc>>> {
+        let mut expressions: Vec<String> = self
+            .inner
+            .store
+            .prompts_schedulable()
+            .await?
+            .into_iter()
+            .filter_map(|prompt| prompt.schedule)
+            .filter(|expr| !expr.trim().is_empty())
+            .collect();
+        expressions.sort();
+        expressions.dedup();
+        let tz = self.inner.default_schedule.time_zone();
+        let mut next = self.inner.default_schedule.next_tick(after).ok().flatten();
+        for expr in expressions {
+            if let Ok(schedule) = Schedule::parse(&expr, tz)
+                && let Ok(Some(slot)) = schedule.next_tick(after)
+            {
+                next = Some(next.map_or(slot, |n| n.min(slot)));
+            }
+        }
+        Ok(next)
+    }
+
     /// The pass an outside trigger asks for: the current batch, or `batch_key` to backfill.
     pub async fn trigger_cron(&self, batch_key: Option<BatchKey>) -> AppResult<CronReport> {
         let trigger = match batch_key {

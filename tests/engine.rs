@@ -41,6 +41,7 @@ on_both!(
     shutdown_hands_every_held_job_back,
     killed_worker_loses_nothing_after_a_restart,
     three_workers_share_a_batch_and_a_killed_one_loses_nothing,
+    the_cron_wakes_for_a_prompts_finer_schedule_of_its_own,
 );
 
 /// `prompts` prompts on one mock model with these params, `runs` runs each.
@@ -338,4 +339,47 @@ async fn three_workers_share_a_batch_and_a_killed_one_loses_nothing(db: &support
         run_twice <= 8,
         "more jobs re-ran than the killed worker could hold"
     );
+}
+
+async fn the_cron_wakes_for_a_prompts_finer_schedule_of_its_own(db: &support::TestDb) {
+    use chrono::TimeZone;
+    use promptq::schedule::Trigger;
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({}), 1, 1).await;
+    store
+        .prompt_insert(
+            &NewPrompt {
+                text: "every six hours".into(),
+                model_ids: None,
+                runs: 1,
+                active: true,
+                schedule: Some("0 */6 * * *".into()),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let config = support::config(&db.url, &["--cron-schedule", "0 0 * * *"]);
+    let app = App::with_store(config, store.clone()).unwrap();
+    let at = |h: u32| chrono::Utc.with_ymd_and_hms(2025, 10, 14, h, 0, 0).unwrap();
+    // The daily global cron would sleep until tomorrow; the prompt's own schedule wakes it at 06:00.
+    assert_eq!(app.next_scheduled_slot(at(1)).await.unwrap(), Some(at(6)));
+    let midnight = app.run_cron(Trigger::Tick { slot: at(0) }).await.unwrap();
+    assert_eq!(
+        (midnight.jobs_created, midnight.batch_key.as_str()),
+        (2, "2025-10-14")
+    );
+    let six = app.run_cron(Trigger::Tick { slot: at(6) }).await.unwrap();
+    assert_eq!(
+        six.jobs_created, 1,
+        "only the six-hourly prompt is due at 06:00"
+    );
+    let keys: std::collections::BTreeSet<String> = store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.batch_key)
+        .collect();
+    assert!(keys.contains("2025-10-14T06:00"), "{keys:?}");
 }

@@ -1,7 +1,9 @@
 //! The built-in cron: a scheduling pass at each tick of `CRON_SCHEDULE`.
 //!
-//! The batch key comes from the tick's scheduled slot, never from the clock at delivery, so a
-//! late wake-up still fills the slot it was meant for. At start-up the latest slot is caught up
+//! The loop wakes at the soonest slot of the global schedule and of every prompt's own
+//! schedule, so a prompt with a finer schedule of its own runs at its own slots. The batch key
+//! comes from the tick's scheduled slot, never from the clock at delivery, so a late wake-up
+//! still fills the slot it was meant for. At start-up each schedule's latest slot is caught up
 //! once (not every missed one): due-ness by batch key makes that pass harmless when the batch
 //! already ran. Many processes may run this loop; the store's unique job key means no
 //! duplicates, and on Postgres the enqueue's advisory lock lets one of them do the work while
@@ -13,50 +15,58 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::schedule::Trigger;
 
-/// Ticks until `shutdown`; returns at once when the schedule is `off`.
+/// How long the loop sleeps at most before it looks at the schedules again, so that a prompt
+/// given a finer schedule of its own is picked up without a restart.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Ticks until `shutdown`; returns at once when `CRON_SCHEDULE` is `off`.
 pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
-    let schedule = app.default_schedule().clone();
-    let mut last_tick = None;
+    if !app.default_schedule().ticks() {
+        return;
+    }
+    // Start-up: every schedule's latest slot, once, however many were missed while down.
+    pass(&app, Utc::now()).await;
+    let mut after = Utc::now();
     loop {
-        let now = Utc::now();
-        let due = match schedule.catch_up(last_tick, now) {
-            Ok(due) => due,
+        // The soonest slot of the global schedule and of every prompt's own schedule.
+        let next = match app.next_scheduled_slot(after).await {
+            Ok(next) => next,
             Err(err) => {
-                tracing::error!(error = %err, "the schedule has no slot; the built-in cron stops");
-                return;
+                tracing::warn!(error = %err, "cannot read the schedules; trying again");
+                None
             }
         };
-        if let Some(slot) = due {
-            match app.run_cron(Trigger::Tick { slot }).await {
-                Ok(report) => tracing::info!(
-                    batch_key = %report.batch_key,
-                    jobs_created = report.jobs_created,
-                    prompts = report.prompt_count,
-                    "scheduled pass"
-                ),
-                Err(err) => tracing::error!(error = %err, %slot, "scheduled pass failed"),
-            }
-            if app.config().dispatch == crate::config::DispatchMode::Http {
-                super::dispatch::fan_out(&app).await;
-            }
-            last_tick = Some(slot);
-        }
-        let next = match schedule.next_tick(last_tick.unwrap_or(now).max(now)) {
-            Ok(Some(next)) => next,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::error!(error = %err, "the schedule has no next slot; the built-in cron stops");
-                return;
-            }
-        };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        let recheck = Utc::now() + chrono::Duration::from_std(RECHECK).unwrap_or_default();
+        let wake = next.map_or(recheck, |next| next.min(recheck));
+        let wait = (wake - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
-        // Sleep can end a little early; the pass must belong to `next`, so wait it out.
-        while Utc::now() < next {
+        let Some(slot) = next.filter(|next| *next <= wake) else {
+            continue;
+        };
+        // Sleep can end a little early; the pass must belong to `slot`, so wait it out.
+        while Utc::now() < slot {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        pass(&app, slot).await;
+        after = slot;
+    }
+}
+
+/// One scheduling pass for the tick at `slot` (and the HTTP fan-out when so configured).
+async fn pass(app: &App, slot: chrono::DateTime<Utc>) {
+    match app.run_cron(Trigger::Tick { slot }).await {
+        Ok(report) => tracing::info!(
+            batch_key = %report.batch_key,
+            jobs_created = report.jobs_created,
+            prompts = report.prompt_count,
+            "scheduled pass"
+        ),
+        Err(err) => tracing::error!(error = %err, %slot, "scheduled pass failed"),
+    }
+    if app.config().dispatch == crate::config::DispatchMode::Http {
+        super::dispatch::fan_out(app).await;
     }
 }
