@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
 
 use super::html::{Esc, badge, millis, opt_time, time};
-use super::pages::parse_batch_key;
+use super::listing::parse_batch_key;
 use super::{PageError, PageResult, page};
 use crate::app::{App, AppError};
 use crate::domain::{JobId, JobStatus};
@@ -76,10 +76,12 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
     item("Started", opt_time(job.started_at));
     item("Finished", opt_time(job.finished_at));
     if let Some(error) = &job.error_message {
-        item(
-            "Error",
-            format!("<span class=\"err\">{}</span>", Esc(error)),
-        );
+        // A retried job keeps the message of the attempt that failed it until it runs again.
+        let term = match job.status {
+            JobStatus::Failed | JobStatus::Skipped => "Error",
+            _ => "Last error",
+        };
+        item(term, format!("<span class=\"err\">{}</span>", Esc(error)));
     }
     body.push_str("</dl><h2>Prompt</h2>");
     match &prompt {

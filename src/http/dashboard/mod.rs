@@ -18,6 +18,7 @@
 mod chart;
 mod html;
 mod job;
+mod listing;
 mod pages;
 pub mod session;
 
