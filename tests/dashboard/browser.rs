@@ -143,8 +143,9 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
         .expect("JSON");
     assert_eq!(detail["job"]["status"], json!("queued"), "{detail}");
     println!(
-        "dashboard screenshots: {} and {}",
+        "dashboard screenshots: {}, {} and {}",
         seen.overview.display(),
+        seen.failed.display(),
         seen.retried.display()
     );
 }
@@ -153,6 +154,7 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
 struct Seen {
     job: i64,
     overview: PathBuf,
+    failed: PathBuf,
     retried: PathBuf,
 }
 
@@ -214,6 +216,8 @@ async fn drive(browser: &mut Browser, base: &str) -> Result<Seen, String> {
             "the failed jobs",
         )
         .await?;
+    let failed = screenshot_path("dashboard-failed.png");
+    browser.screenshot(&failed).await?;
     let job = browser
         .eval("document.querySelector('a.job').textContent")
         .await?;
@@ -265,6 +269,7 @@ async fn drive(browser: &mut Browser, base: &str) -> Result<Seen, String> {
     Ok(Seen {
         job,
         overview,
+        failed,
         retried,
     })
 }

@@ -23,6 +23,10 @@ pub async fn a_wrong_secret_answers_401_and_sets_no_cookie(db: TestDb) {
         "{html}"
     );
     assert!(html.contains("type=\"password\""), "{html}");
+    assert!(
+        !html.contains("href=\"/failed\""),
+        "no links that lead back here"
+    );
     for wrong in [
         "",
         "nope",

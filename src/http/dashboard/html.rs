@@ -44,6 +44,8 @@ pub struct Frame<'a> {
     pub title: &'a str,
     /// Reload every few seconds (a batch or job is still running).
     pub refresh: bool,
+    /// Show the links to the pages (not on the login form, where they would only lead back).
+    pub nav: bool,
     /// Show the logout button (only when the dashboard has a secret to log in with).
     pub logout: bool,
 }
@@ -66,7 +68,9 @@ pub fn document(frame: &Frame<'_>, body: &str) -> String {
     let _ = write!(out, "<title>{} · promptq</title>", Esc(frame.title));
     out.push_str(STYLE);
     out.push_str("</head><body><header><a class=\"brand\" href=\"/\">promptq</a><nav>");
-    out.push_str("<a href=\"/\">Overview</a><a href=\"/failed\">Failed jobs</a>");
+    if frame.nav {
+        out.push_str("<a href=\"/\">Overview</a><a href=\"/failed\">Failed jobs</a>");
+    }
     if frame.logout {
         out.push_str(
             "<form method=\"post\" action=\"/logout\" class=\"inline\">\
@@ -97,7 +101,7 @@ h1{font-size:1.4em;margin:.4em 0}h2{font-size:1.1em;margin:1.4em 0 .5em}
 table{border-collapse:collapse;background:#fff;width:100%}
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e8eaef;vertical-align:top}
 th{font-weight:600;color:#555;font-size:.9em}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td.nw{white-space:nowrap}
 pre{white-space:pre-wrap;word-break:break-word;background:#fff;border:1px solid #e1e4ea;padding:.8em;max-height:40em;overflow:auto}
 .st{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em}
 .st-queued{background:#e8ecf3}.st-processing{background:#d6e4ff}.st-succeeded{background:#d5f0dc}
@@ -234,6 +238,7 @@ mod tests {
         let frame = |refresh| Frame {
             title: "<t>",
             refresh,
+            nav: true,
             logout: false,
         };
         assert!(document(&frame(true), "").contains("http-equiv=\"refresh\""));

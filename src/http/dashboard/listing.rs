@@ -72,7 +72,11 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> String 
             id = job.id
         );
         if failures {
-            let _ = write!(out, "<td>{}</td>", Esc(&job.batch_key));
+            let _ = write!(
+                out,
+                "<td class=\"nw\"><a href=\"/batches/{k}\">{k}</a></td>",
+                k = Esc(&job.batch_key)
+            );
         }
         let _ = write!(
             out,

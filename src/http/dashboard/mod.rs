@@ -84,6 +84,7 @@ fn page(app: &App, title: &str, refresh: bool, body: &str) -> Response {
     let frame = Frame {
         title,
         refresh,
+        nav: true,
         logout: app.config().cron_secret.is_some(),
     };
     Html(document(&frame, body)).into_response()
@@ -151,6 +152,7 @@ impl IntoResponse for PageError {
             title,
             // A database outage is usually short: keep trying without the user.
             refresh: status == StatusCode::SERVICE_UNAVAILABLE,
+            nav: true,
             logout: false,
         };
         (status, Html(document(&frame, &body))).into_response()

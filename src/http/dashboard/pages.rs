@@ -177,8 +177,8 @@ pub(super) async fn batch(
     if all.summary.failed > 0 {
         let _ = write!(
             body,
-            "<p><form method=\"post\" action=\"/batches/{key_html}/retry-failed\" class=\"inline\">\
-             <button type=\"submit\">Retry all {} failed in this batch</button></form></p>",
+            "<div><form method=\"post\" action=\"/batches/{key_html}/retry-failed\" class=\"inline\">\
+             <button type=\"submit\">Retry all {} failed in this batch</button></form></div>",
             all.summary.failed
         );
     }

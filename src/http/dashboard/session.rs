@@ -207,6 +207,7 @@ fn login_page(status: StatusCode, message: Option<&str>) -> Response {
     let frame = Frame {
         title: "Log in",
         refresh: false,
+        nav: false,
         logout: false,
     };
     (status, Html(document(&frame, &body))).into_response()
