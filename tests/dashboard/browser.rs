@@ -46,7 +46,7 @@ fn promptq(database_url: &str) -> Command {
     command
 }
 
-/// `promptq serve`, killed on drop.
+/// A `promptq` process, killed on drop.
 struct Serve(Child);
 
 impl Drop for Serve {
@@ -54,6 +54,25 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs `command` to its end and returns its exit code; kills it after `limit` (`None`).
+fn finish_within(mut command: Command, limit: Duration) -> Option<i32> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start promptq");
+    let mut child = Serve(child);
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.0.try_wait().expect("wait for promptq") {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 fn free_port() -> u16 {
@@ -98,19 +117,18 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
     let database_url = format!("sqlite:{}", dir.path().join("promptq.db").display());
     let catalog = dir.path().join("catalog.yaml");
     std::fs::write(&catalog, CATALOG).expect("write the catalog");
-    let import = promptq(&database_url)
-        .arg("prompts")
-        .arg("import")
-        .arg(&catalog)
-        .output()
-        .expect("run promptq prompts import");
-    assert!(import.status.success(), "{import:?}");
-    let run = promptq(&database_url)
-        .args(["run", "--batch-key", BATCH])
-        .output()
-        .expect("run promptq run");
+    let mut import = promptq(&database_url);
+    import.arg("prompts").arg("import").arg(&catalog);
+    let imported = finish_within(import, Duration::from_secs(60));
+    assert_eq!(imported, Some(0), "promptq prompts import");
+    let mut run = promptq(&database_url);
+    run.args(["run", "--batch-key", BATCH]);
     // `run` exits non-zero because jobs failed: that is the point.
-    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        finish_within(run, Duration::from_secs(60)),
+        Some(1),
+        "promptq run"
+    );
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
