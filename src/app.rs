@@ -8,6 +8,7 @@
 
 mod catalog;
 mod export;
+mod overview;
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use export::ResponseExport;
+pub use overview::Overview;
 
 /// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
 #[derive(Debug, Clone, PartialEq, Serialize)]

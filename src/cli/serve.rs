@@ -48,7 +48,8 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     match listener {
         Some(listener) => {
             tracing::info!(address = %app.config().bind, "listening");
-            let router = crate::http::router(app.clone());
+            let router =
+                crate::http::router_with(app.clone(), crate::http::dashboard::router(app.clone()));
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await?;

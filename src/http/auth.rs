@@ -4,9 +4,10 @@
 //! A request is let through when its `Authorization` header is the `CRON_SECRET` itself (as the
 //! original deployment's scripts send it) or `Bearer <CRON_SECRET>` (as Vercel Cron sends it).
 //! The comparison runs in constant time for a given length. Nothing else authenticates: not a
-//! query parameter (URLs end up in logs and browser histories), not a cookie. With no secret
-//! configured (loopback development) `/api/*` is open. This module must never log, echo or
-//! store the presented header.
+//! query parameter (URLs end up in logs and browser histories), not a cookie (the dashboard's
+//! session cookie opens its pages only: `dashboard::session`). With no secret configured
+//! (loopback development) `/api/*` is open. This module must never log, echo or store the
+//! presented header or the dashboard's typed secret.
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -57,6 +58,13 @@ pub fn presents_secret(headers: &HeaderMap, secret: &Secret) -> bool {
     bool::from(as_is | as_bearer) && !expected.is_empty()
 }
 
+/// Whether `presented` (the dashboard's login form) is the secret, surrounding whitespace aside.
+/// Constant time for a given length, like [`presents_secret`].
+pub fn is_secret(presented: &str, secret: &Secret) -> bool {
+    let expected = secret.expose().as_bytes();
+    bool::from(presented.as_bytes().trim_ascii().ct_eq(expected)) && !expected.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +101,16 @@ mod tests {
             "Bearers3cret",
         ] {
             assert!(!presents_secret(&with(value), &secret), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_typed_secret_matches_only_itself() {
+        let secret = Secret::new("s3cret");
+        assert!(is_secret("s3cret", &secret));
+        assert!(is_secret(" s3cret\n", &secret));
+        for typed in ["", "s3cre", "s3cret2", "S3CRET", "Bearer s3cret"] {
+            assert!(!is_secret(typed, &secret), "{typed:?}");
         }
     }
 

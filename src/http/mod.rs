@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod jobs;

@@ -296,7 +296,9 @@ macro_rules! on_backend {
 
 // After the macro, which it uses.
 pub mod stats;
-pub use stats::{DueStats, JobStats, LatencyStats, ModelCounts, TokenTotals};
+pub use stats::{
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
+};
 
 impl Store {
     /// Opens (and for SQLite creates) the database at `url` without migrating it.

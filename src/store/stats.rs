@@ -5,7 +5,8 @@
 //! same [`JobFilter`] as the job listing, so that a status page's numbers and its rows agree.
 //! Percentiles are nearest-rank (the smallest value with at least `p` of the values at or
 //! below it): what PostgreSQL's `percentile_disc` computes, and what SQLite computes with
-//! `ORDER BY … LIMIT 1 OFFSET k`, so both backends give the same answer.
+//! `ORDER BY … LIMIT 1 OFFSET k` (or the same rank from a window function), so both backends
+//! give the same answer.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -68,6 +69,26 @@ pub struct DueStats {
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
 
+/// One batch's jobs by status (the dashboard's list of batches).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSummary {
+    pub batch_key: String,
+    pub summary: Summary,
+}
+
+/// One model's jobs by status and its calls' latency over a set of batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelWindow {
+    pub model_id: ModelId,
+    /// `None` when the model row is gone (it never is: models are soft-deleted).
+    pub model_name: Option<String>,
+    pub summary: Summary,
+    /// Latency of the model's stored responses in those batches.
+    pub latency_ms: LatencyStats,
+}
+
 /// The 0-based offset of the nearest-rank `p` percentile among `n` sorted values.
 pub(crate) fn nearest_rank_offset(n: i64, p: f64) -> i64 {
     ((p * n as f64).ceil() as i64 - 1).clamp(0, (n - 1).max(0))
@@ -77,6 +98,21 @@ impl Store {
     /// Per-model counts, token and cost sums, latency percentiles of the matching jobs.
     pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
         on_backend!(self.jobs_stats(filter))
+    }
+
+    /// The `limit` greatest batch keys (the newest batches: keys of one schedule sort in time
+    /// order) with their jobs' counts by status, newest first.
+    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
+        on_backend!(self.batches_recent(limit))
+    }
+
+    /// Per model, counts by status and latency percentiles of the jobs of `batch_keys`, by
+    /// model id. Models without jobs in those batches are left out.
+    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
+        if batch_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(self.models_window(batch_keys))
     }
 
     /// Queued jobs due at `now` and when the oldest of them became due.

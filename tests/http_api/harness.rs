@@ -35,6 +35,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Routes merged under the same layers (`router_with`).
     pub extra: Option<axum::Router>,
+    /// Merge the dashboard's routes too, as `promptq serve` does.
+    pub dashboard: bool,
 }
 
 pub struct Server {
@@ -86,10 +88,11 @@ pub async fn start_with(db: TestDb, options: Options) -> Server {
         .validate()
         .expect("valid test settings");
     let app = App::with_store(config, db.store.clone()).expect("build the app");
-    let router = match options.extra {
-        Some(extra) => promptq::http::router_with(app.clone(), extra),
-        None => promptq::http::router(app.clone()),
-    };
+    let mut extra = options.extra.unwrap_or_default();
+    if options.dashboard {
+        extra = extra.merge(promptq::http::dashboard::router(app.clone()));
+    }
+    let router = promptq::http::router_with(app.clone(), extra);
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {

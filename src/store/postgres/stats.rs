@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{PostgresStore, parse_status, push_job_filter};
-use crate::store::stats::{DueStats, JobStats, LatencyStats, ModelCounts, TokenTotals};
+use crate::domain::Summary;
+use crate::store::stats::{
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
+};
 use crate::store::{JobFilter, StoreResult};
 
 impl PostgresStore {
@@ -66,6 +69,91 @@ impl PostgresStore {
                 p95: row.try_get("p95")?,
             },
         })
+    }
+
+    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
+        // A loose index scan (PostgreSQL has no skip scan before 18): each step jumps to the
+        // next smaller key through the (batch_key, status) index; the outer LIMIT stops the
+        // recursion, which PostgreSQL evaluates lazily.
+        let rows = sqlx::query(
+            "WITH RECURSIVE keys(batch_key) AS (
+                SELECT max(batch_key) FROM prompt_jobs
+                UNION ALL
+                SELECT (SELECT p.batch_key FROM prompt_jobs p WHERE p.batch_key < keys.batch_key
+                        ORDER BY p.batch_key DESC LIMIT 1)
+                FROM keys WHERE keys.batch_key IS NOT NULL
+             ),
+             recent AS (SELECT batch_key FROM keys WHERE batch_key IS NOT NULL LIMIT $1)
+             SELECT j.batch_key, j.status, count(*) AS n
+             FROM recent JOIN prompt_jobs j ON j.batch_key = recent.batch_key
+             GROUP BY j.batch_key, j.status ORDER BY j.batch_key DESC",
+        )
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batches: Vec<BatchSummary> = Vec::new();
+        for row in &rows {
+            let batch_key: String = row.try_get("batch_key")?;
+            if batches.last().is_none_or(|b| b.batch_key != batch_key) {
+                batches.push(BatchSummary {
+                    batch_key,
+                    summary: Summary::default(),
+                });
+            }
+            let status: String = row.try_get("status")?;
+            if let Some(batch) = batches.last_mut() {
+                batch.summary.add(parse_status(&status)?, row.try_get("n")?);
+            }
+        }
+        Ok(batches)
+    }
+
+    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
+        let rows = sqlx::query(
+            "SELECT j.model_id, j.status, count(*) AS n,
+                (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
+             FROM prompt_jobs j WHERE j.batch_key = ANY($1)
+             GROUP BY j.model_id, j.status ORDER BY j.model_id",
+        )
+        .bind(batch_keys)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut models: Vec<ModelWindow> = Vec::new();
+        for row in &rows {
+            let model_id: i64 = row.try_get("model_id")?;
+            if models.last().is_none_or(|m| m.model_id != model_id) {
+                models.push(ModelWindow {
+                    model_id,
+                    model_name: row.try_get("model_name")?,
+                    summary: Summary::default(),
+                    latency_ms: LatencyStats::default(),
+                });
+            }
+            let status: String = row.try_get("status")?;
+            if let Some(model) = models.last_mut() {
+                model.summary.add(parse_status(&status)?, row.try_get("n")?);
+            }
+        }
+        let latency = sqlx::query(
+            "SELECT r.model_id, count(*) AS n,
+                percentile_disc(0.5) WITHIN GROUP (ORDER BY r.latency_ms) AS p50,
+                percentile_disc(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS p95
+             FROM responses r WHERE r.batch_key = ANY($1) GROUP BY r.model_id",
+        )
+        .bind(batch_keys)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &latency {
+            let model_id: i64 = row.try_get("model_id")?;
+            if let Some(model) = models.iter_mut().find(|m| m.model_id == model_id) {
+                model.latency_ms = LatencyStats {
+                    count: row.try_get("n")?,
+                    p50: row.try_get("p50")?,
+                    p95: row.try_get("p95")?,
+                };
+            }
+        }
+        Ok(models)
     }
 
     pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{SqliteStore, ms, parse_status, push_job_filter, time};
+use crate::domain::Summary;
 use crate::store::stats::{
-    DueStats, JobStats, LatencyStats, ModelCounts, TokenTotals, nearest_rank_offset,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
+    nearest_rank_offset,
 };
 use crate::store::{JobFilter, StoreResult};
 
@@ -90,6 +92,94 @@ impl SqliteStore {
         Ok(query.build_query_scalar().fetch_one(&self.readers).await?)
     }
 
+    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
+        // A loose index scan: each step jumps to the next smaller key through the
+        // (batch_key, status) index, so the cost follows the batches shown, not the jobs
+        // stored. The recursion's own LIMIT stops it (it counts the final NULL, if reached).
+        let rows = sqlx::query(
+            "WITH RECURSIVE keys(batch_key) AS (
+                SELECT MAX(batch_key) FROM prompt_jobs
+                UNION ALL
+                SELECT (SELECT p.batch_key FROM prompt_jobs p WHERE p.batch_key < keys.batch_key
+                        ORDER BY p.batch_key DESC LIMIT 1)
+                FROM keys WHERE keys.batch_key IS NOT NULL
+                LIMIT ?1
+             )
+             SELECT j.batch_key, j.status, COUNT(*) AS n
+             FROM keys JOIN prompt_jobs j ON j.batch_key = keys.batch_key
+             GROUP BY j.batch_key, j.status ORDER BY j.batch_key DESC",
+        )
+        .bind(limit.max(0))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut batches: Vec<BatchSummary> = Vec::new();
+        for row in &rows {
+            let batch_key: String = row.try_get("batch_key")?;
+            if batches.last().is_none_or(|b| b.batch_key != batch_key) {
+                batches.push(BatchSummary {
+                    batch_key,
+                    summary: Summary::default(),
+                });
+            }
+            let status: String = row.try_get("status")?;
+            if let Some(batch) = batches.last_mut() {
+                batch.summary.add(parse_status(&status)?, row.try_get("n")?);
+            }
+        }
+        Ok(batches)
+    }
+
+    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
+        let mut counts = QueryBuilder::<Sqlite>::new(
+            "SELECT model_id, status, COUNT(*) AS n,
+                (SELECT name FROM models WHERE models.id = prompt_jobs.model_id) AS model_name
+             FROM prompt_jobs WHERE batch_key IN (",
+        );
+        push_keys(&mut counts, batch_keys);
+        counts.push(") GROUP BY model_id, status ORDER BY model_id");
+        let mut models: Vec<ModelWindow> = Vec::new();
+        for row in &counts.build().fetch_all(&self.readers).await? {
+            let model_id: i64 = row.try_get("model_id")?;
+            if models.last().is_none_or(|m| m.model_id != model_id) {
+                models.push(ModelWindow {
+                    model_id,
+                    model_name: row.try_get("model_name")?,
+                    summary: Summary::default(),
+                    latency_ms: LatencyStats::default(),
+                });
+            }
+            let status: String = row.try_get("status")?;
+            if let Some(model) = models.last_mut() {
+                model.summary.add(parse_status(&status)?, row.try_get("n")?);
+            }
+        }
+
+        // Nearest rank per model with window functions: the value at 1-based rank ceil(p·n),
+        // in integers: (n + 1) / 2 for p50 and (95n + 99) / 100 for p95.
+        let mut latency = QueryBuilder::<Sqlite>::new(
+            "SELECT model_id, MAX(n) AS n,
+                MAX(CASE WHEN rn = (n + 1) / 2 THEN latency_ms END) AS p50,
+                MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN latency_ms END) AS p95
+             FROM (SELECT model_id, latency_ms,
+                     ROW_NUMBER() OVER (PARTITION BY model_id ORDER BY latency_ms) AS rn,
+                     COUNT(*) OVER (PARTITION BY model_id) AS n
+                   FROM responses WHERE batch_key IN (",
+        );
+        push_keys(&mut latency, batch_keys);
+        latency.push(")) GROUP BY model_id");
+        for row in &latency.build().fetch_all(&self.readers).await? {
+            let model_id: i64 = row.try_get("model_id")?;
+            if let Some(model) = models.iter_mut().find(|m| m.model_id == model_id) {
+                model.latency_ms = LatencyStats {
+                    count: row.try_get("n")?,
+                    p50: row.try_get("p50")?,
+                    p95: row.try_get("p95")?,
+                };
+            }
+        }
+        Ok(models)
+    }
+
     pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM prompt_jobs
@@ -103,5 +193,13 @@ impl SqliteStore {
             due: row.try_get("n")?,
             oldest_due_at: oldest.map(time),
         })
+    }
+}
+
+/// `?, ?, …` bound to `keys`, inside an `IN (…)` the caller opened.
+fn push_keys(query: &mut QueryBuilder<Sqlite>, keys: &[String]) {
+    let mut list = query.separated(", ");
+    for key in keys {
+        list.push_bind(key.clone());
     }
 }

@@ -1,0 +1,153 @@
+//! The per-model chart of the overview: success rate and p50/p95 latency over the newest
+//! batches, as inline SVG (no script, no image request, readable without colour thanks to the
+//! numbers beside each bar).
+
+use std::fmt::Write as _;
+
+use super::html::{Esc, millis, truncate};
+use crate::store::ModelWindow;
+
+const WIDTH: u32 = 720;
+const ROW: u32 = 30;
+const TOP: u32 = 26;
+/// Where the success bars and the latency bars start, and how long a full bar is.
+const RATE_X: u32 = 170;
+const RATE_W: u32 = 160;
+const LATENCY_X: u32 = 410;
+const LATENCY_W: u32 = 200;
+
+/// The share of a model's finished jobs that succeeded; `None` before any finished.
+pub fn success_rate(model: &ModelWindow) -> Option<f64> {
+    let finished = model.summary.succeeded + model.summary.failed;
+    (finished > 0).then(|| model.summary.succeeded as f64 / finished as f64)
+}
+
+/// The model's name as shown (its id when the row has none).
+pub fn model_label(model: &ModelWindow) -> String {
+    model
+        .model_name
+        .clone()
+        .unwrap_or_else(|| format!("model #{}", model.model_id))
+}
+
+/// One row per model: name, success-rate bar, latency bars (p95 pale, p50 dark inside it).
+pub fn model_chart(models: &[ModelWindow]) -> String {
+    let height = TOP + ROW * models.len() as u32 + 4;
+    let slowest = models
+        .iter()
+        .filter_map(|m| m.latency_ms.p95)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" \
+         aria-label=\"Success rate and latency per model\">"
+    );
+    let _ = write!(
+        out,
+        "<text x=\"0\" y=\"14\" font-weight=\"600\">model</text>\
+         <text x=\"{RATE_X}\" y=\"14\" font-weight=\"600\">success rate</text>\
+         <text x=\"{LATENCY_X}\" y=\"14\" font-weight=\"600\">latency p50 / p95</text>"
+    );
+    for (i, model) in models.iter().enumerate() {
+        let y = TOP + ROW * i as u32;
+        let name = model_label(model);
+        let _ = write!(
+            out,
+            "<text x=\"0\" y=\"{}\"><title>{}</title>{}</text>",
+            y + 13,
+            Esc(&name),
+            Esc(&truncate(&name, 22))
+        );
+        let _ = write!(
+            out,
+            "<rect x=\"{RATE_X}\" y=\"{y}\" width=\"{RATE_W}\" height=\"16\" fill=\"#eef0f4\"/>"
+        );
+        let rate_label = match success_rate(model) {
+            Some(rate) => {
+                let width = (rate * RATE_W as f64).round();
+                let colour = if rate >= 0.9 { "#3aa55d" } else { "#d64545" };
+                let _ = write!(
+                    out,
+                    "<rect x=\"{RATE_X}\" y=\"{y}\" width=\"{width}\" height=\"16\" fill=\"{colour}\"/>"
+                );
+                format!(
+                    "{:.0}% ({}/{})",
+                    rate * 100.0,
+                    model.summary.succeeded,
+                    model.summary.succeeded + model.summary.failed
+                )
+            }
+            None => "no finished jobs".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\">{rate_label}</text>",
+            RATE_X + RATE_W + 6,
+            y + 13
+        );
+        let latency_label = match (model.latency_ms.p50, model.latency_ms.p95) {
+            (Some(p50), Some(p95)) => {
+                let scale = |ms: i64| (ms as f64 / slowest as f64 * LATENCY_W as f64).round();
+                let _ = write!(
+                    out,
+                    "<rect x=\"{LATENCY_X}\" y=\"{y}\" width=\"{}\" height=\"16\" fill=\"#c9d8f6\"/>\
+                     <rect x=\"{LATENCY_X}\" y=\"{}\" width=\"{}\" height=\"8\" fill=\"#2150a8\"/>",
+                    scale(p95),
+                    y + 4,
+                    scale(p50)
+                );
+                format!("{} / {}", millis(p50), millis(p95))
+            }
+            _ => "no responses".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\">{latency_label}</text>",
+            LATENCY_X + LATENCY_W + 6,
+            y + 13
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{JobStatus, Summary};
+    use crate::store::LatencyStats;
+
+    fn model(name: &str, succeeded: i64, failed: i64, p50: Option<i64>) -> ModelWindow {
+        let mut summary = Summary::default();
+        summary.add(JobStatus::Succeeded, succeeded);
+        summary.add(JobStatus::Failed, failed);
+        ModelWindow {
+            model_id: 1,
+            model_name: Some(name.to_owned()),
+            summary,
+            latency_ms: LatencyStats {
+                count: succeeded,
+                p50,
+                p95: p50.map(|ms| ms * 2),
+            },
+        }
+    }
+
+    #[test]
+    fn names_are_escaped_and_figures_shown() {
+        let svg = model_chart(&[
+            model("<b>x</b>", 3, 1, Some(100)),
+            model("quiet", 0, 0, None),
+        ]);
+        assert!(svg.contains("&lt;b&gt;x&lt;/b&gt;"), "{svg}");
+        assert!(!svg.contains("<b>"), "{svg}");
+        assert!(svg.contains("75% (3/4)"), "{svg}");
+        assert!(svg.contains("100 ms / 200 ms"), "{svg}");
+        assert!(svg.contains("no finished jobs"), "{svg}");
+        assert!(svg.contains("no responses"), "{svg}");
+    }
+}
