@@ -244,3 +244,122 @@ fn escape_label(value: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{AttemptError, ErrorClass, NewResponse};
+
+    /// A strict reader of the Prometheus text format (0.0.4) for what `render` writes:
+    /// every sample belongs to a family whose TYPE came first, every value is a number,
+    /// label values are quoted. Returns the samples by their full name with labels.
+    fn parse(text: &str) -> HashMap<String, f64> {
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut samples = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            assert!(
+                !line.starts_with('#') && !line.is_empty(),
+                "stray line {line:?}"
+            );
+            let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("value of {line:?}"));
+            let name = series.split('{').next().unwrap_or(series);
+            if let Some(labels) = series.strip_prefix(name) {
+                if !labels.is_empty() {
+                    assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                    for pair in labels[1..labels.len() - 1].split("\",") {
+                        let (key, quoted) = pair.split_once('=').expect("label=value");
+                        assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                        assert!(quoted.starts_with('"'), "{line}");
+                    }
+                }
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|f| types.contains_key(*f)))
+                .unwrap_or(name);
+            assert!(types.contains_key(family), "{name} has no TYPE before it");
+            samples.insert(series.to_owned(), value);
+        }
+        samples
+    }
+
+    #[test]
+    fn the_exposition_parses_as_prometheus_text() {
+        let metrics = Metrics::default();
+        let now = Utc::now();
+        let ok = Finish {
+            job_id: 1,
+            attempt: 1,
+            finished_at: now,
+            outcome: Outcome::Succeeded(Box::new(NewResponse {
+                prompt_tokens: Some(10),
+                completion_tokens: Some(5),
+                cost_usd: Some(0.25),
+                ..NewResponse::default()
+            })),
+        };
+        let limited = Finish {
+            job_id: 2,
+            attempt: 1,
+            finished_at: now,
+            outcome: Outcome::Retry {
+                at: now,
+                error: AttemptError {
+                    class: ErrorClass::RateLimited,
+                    http_status: Some(429),
+                    message: "slow down".into(),
+                },
+                refund_attempt: true,
+            },
+        };
+        metrics.observe_call("gpt \"quoted\"", Duration::from_millis(120), &ok);
+        metrics.observe_call("gpt \"quoted\"", Duration::from_secs(400), &limited);
+        metrics.observe_finish(&ok, true);
+        metrics.observe_finish(&limited, true);
+        let text = metrics.render(&QueueGauges {
+            due: 3,
+            oldest_due_age_seconds: 1.5,
+            ..QueueGauges::default()
+        });
+        let samples = parse(&text);
+        assert_eq!(samples["promptq_queue_depth"], 3.0);
+        assert_eq!(samples["promptq_rate_limited_total"], 1.0);
+        assert_eq!(samples["promptq_finishes_total{outcome=\"retry\"}"], 1.0);
+        assert_eq!(samples["promptq_tokens_total{kind=\"prompt\"}"], 10.0);
+        assert_eq!(samples["promptq_cost_usd_total"], 0.25);
+        let model = "model=\"gpt \\\"quoted\\\"\"";
+        assert_eq!(
+            samples[&format!("promptq_model_latency_seconds_count{{{model}}}")],
+            2.0
+        );
+        // Buckets are cumulative; the 400 s call lands only in +Inf.
+        assert_eq!(
+            samples[&format!("promptq_model_latency_seconds_bucket{{{model},le=\"0.25\"}}")],
+            1.0
+        );
+        assert_eq!(
+            samples[&format!("promptq_model_latency_seconds_bucket{{{model},le=\"120\"}}")],
+            1.0
+        );
+        assert_eq!(
+            samples[&format!("promptq_model_latency_seconds_bucket{{{model},le=\"+Inf\"}}")],
+            2.0
+        );
+    }
+}
