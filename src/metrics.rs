@@ -279,14 +279,14 @@ mod tests {
                 .parse()
                 .unwrap_or_else(|_| panic!("value of {line:?}"));
             let name = series.split('{').next().unwrap_or(series);
-            if let Some(labels) = series.strip_prefix(name) {
-                if !labels.is_empty() {
-                    assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-                    for pair in labels[1..labels.len() - 1].split("\",") {
-                        let (key, quoted) = pair.split_once('=').expect("label=value");
-                        assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-                        assert!(quoted.starts_with('"'), "{line}");
-                    }
+            if let Some(labels) = series.strip_prefix(name)
+                && !labels.is_empty()
+            {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                for pair in labels[1..labels.len() - 1].split("\",") {
+                    let (key, quoted) = pair.split_once('=').expect("label=value");
+                    assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                    assert!(quoted.starts_with('"'), "{line}");
                 }
             }
             let family = ["_bucket", "_sum", "_count"]
