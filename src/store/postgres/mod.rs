@@ -1,0 +1,259 @@
+//! The scale-out backend: many processes on many machines share one PostgreSQL.
+//!
+//! PostgreSQL is the coordination engine here, not a home-made one: claims take rows with
+//! `FOR UPDATE SKIP LOCKED` so concurrent workers never wait on each other, concurrent
+//! enqueues of one batch are serialised by a transaction-level advisory lock and deduplicated
+//! by the unique job key, and bulk writes travel as arrays (`unnest`) so that 20,000 jobs or a
+//! batch of finishes are one statement, not one round trip each. Every write made for an
+//! attempt is fenced by `status = 'processing' AND attempt_count = <attempt>`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{
+    ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+};
+use crate::domain::{
+    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
+    Prompt, PromptId, ScheduledPrompt, Summary,
+};
+
+/// Read-only aggregates (status figures, queue gauges).
+mod stats;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel on which enqueues and retries announce new work to sleeping workers.
+pub const JOBS_CHANNEL: &str = "promptq_jobs";
+
+/// Key of the advisory lock that serialises enqueues (and keeps the cron to one process).
+const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
+    j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for, j.next_attempt_at, \
+    j.lease_expires_at, j.started_at, j.finished_at, j.created_at";
+
+const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
+
+const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last_run_at, \
+    p.last_batch_key, p.created_at, \
+    ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) AS model_ids";
+
+/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is now,
+/// $2 the lease expiry. A picked job whose prompt or model went away ends `skipped`.
+macro_rules! claim_update {
+    ($picked:literal) => {
+        concat!(
+            "WITH picked AS (",
+            $picked,
+            ") UPDATE prompt_jobs j SET
+                status = CASE WHEN picked.runnable THEN 'processing' ELSE 'skipped' END,
+                attempt_count = j.attempt_count + CASE WHEN picked.runnable THEN 1 ELSE 0 END,
+                started_at = CASE WHEN picked.runnable THEN $1 ELSE j.started_at END,
+                lease_expires_at = CASE WHEN picked.runnable THEN $2 END,
+                finished_at = CASE WHEN picked.runnable THEN NULL ELSE $1 END,
+                error_message = CASE WHEN picked.runnable THEN j.error_message
+                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
+            FROM picked, prompts p, models m
+            WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
+            RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
+                j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for,
+                j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at,
+                picked.runnable, p.text AS prompt_text, m.id AS m_id, m.name AS m_name,
+                m.provider AS m_provider, m.model AS m_model, m.params AS m_params,
+                m.active AS m_active, m.created_at AS m_created_at"
+        )
+    };
+}
+
+mod catalog;
+mod queue;
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The pool, for LISTEN connections and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Listens on [`JOBS_CHANNEL`] and wakes `notify` on every announcement; reconnects after
+    /// losing the server.
+    pub fn spawn_job_listener(
+        &self,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let listening = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(JOBS_CHANNEL).await?;
+                    loop {
+                        listener.recv().await?;
+                        notify.notify_waiters();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                };
+                tokio::select! {
+                    result = listening => {
+                        if let Err(err) = result {
+                            tracing::debug!(error = %err, "job listener lost; reconnecting");
+                        }
+                        // Work may have been announced while we were deaf.
+                        notify.notify_waiters();
+                    }
+                    () = stop.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        })
+    }
+
+    pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn wal_position(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+type PgTx = sqlx::Transaction<'static, Postgres>;
+
+async fn notify_jobs(tx: &mut PgTx) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn push_job_filter(query: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    if let Some(id) = filter.job_id {
+        query.push(" AND j.id = ").push_bind(id);
+    }
+    if let Some(key) = &filter.batch_key {
+        query.push(" AND j.batch_key = ").push_bind(key.clone());
+    }
+    if let Some(id) = filter.prompt_id {
+        query.push(" AND j.prompt_id = ").push_bind(id);
+    }
+    if let Some(id) = filter.model_id {
+        query.push(" AND j.model_id = ").push_bind(id);
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND j.status = ").push_bind(status.as_str());
+    }
+}
+
+fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
+    status
+        .parse()
+        .map_err(|err: crate::domain::ParseError| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        prompt_id: row.try_get("prompt_id")?,
+        model_id: row.try_get("model_id")?,
+        run_index: row.try_get("run_index")?,
+        batch_key: row.try_get("batch_key")?,
+        status: parse_status(&status)?,
+        error_message: row.try_get("error_message")?,
+        attempt_count: row.try_get("attempt_count")?,
+        max_attempts: row.try_get("max_attempts")?,
+        scheduled_for: row.try_get("scheduled_for")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Reads a model from columns named with `prefix` (`m_` when joined to a job).
+fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let provider: String = row.try_get(column("provider").as_str())?;
+    Ok(Model {
+        id: row.try_get(column("id").as_str())?,
+        name: row.try_get(column("name").as_str())?,
+        provider: provider
+            .parse()
+            .map_err(|err: crate::domain::ParseError| sqlx::Error::Decode(Box::new(err)))?,
+        model: row.try_get(column("model").as_str())?,
+        params: row.try_get(column("params").as_str())?,
+        active: row.try_get(column("active").as_str())?,
+        created_at: row.try_get(column("created_at").as_str())?,
+    })
+}
+
+fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
+    Ok(Prompt {
+        id: row.try_get("id")?,
+        text: row.try_get("text")?,
+        model_ids: row.try_get("model_ids")?,
+        runs: row.try_get("runs")?,
+        active: row.try_get("active")?,
+        schedule: row.try_get("schedule")?,
+        last_run_at: row.try_get("last_run_at")?,
+        last_batch_key: row.try_get("last_batch_key")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
+    let job = job_from_row(row)?;
+    Ok(ClaimedJob {
+        attempt: job.attempt_count,
+        prompt_text: row.try_get("prompt_text")?,
+        model: model_from_row(row, "m_")?,
+        job,
+    })
+}
