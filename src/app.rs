@@ -320,7 +320,12 @@ impl App {
             .job_claim(id, now, self.lease_until(now))
             .await?
         {
-            ClaimOne::Claimed(claimed) => claimed,
+            ClaimOne::Claimed(claimed) => {
+                self.metrics()
+                    .claimed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                claimed
+            }
             ClaimOne::NotFound => return Err(AppError::NotFound(format!("job {id} not found"))),
             ClaimOne::NotClaimable(status) => {
                 return Err(AppError::Conflict(format!(

@@ -55,7 +55,12 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
         bar.set_position(done as u64);
         bar.set_message(format!("{} failed", summary.failed));
         if summary.queued + summary.processing == 0 {
-            break summary;
+            // Every pending job, not only this batch's: prompts on their own schedule have
+            // batches of their own, and retries of earlier batches may be waiting.
+            let everything = app.store().jobs_summary(&JobFilter::default()).await?;
+            if everything.queued + everything.processing == 0 {
+                break summary;
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
