@@ -117,6 +117,8 @@ impl Limits {
     /// Decides when `job` may call its model.
     pub async fn admit(&self, job: &ClaimedJob) -> Admission {
         let now = Utc::now();
+        // The database round trips below are rare and their futures large: boxed, so that every
+        // worker task does not carry room for them.
         if let Some(until) = self.paused_until(job, now).await {
             return Admission::Later(until);
         }
@@ -129,10 +131,12 @@ impl Limits {
         let mut start = now;
         if let Some(rpm) = limits.rpm {
             let cost = Duration::from_secs(60).div_f64(rpm as f64 / RATE_MARGIN);
-            match self
-                .store
-                .rate_reserve(&format!("model:{}:rpm", job.model.id), now, cost)
-                .await
+            match Box::pin(self.store.rate_reserve(
+                &format!("model:{}:rpm", job.model.id),
+                now,
+                cost,
+            ))
+            .await
             {
                 Ok(at) => start = start.max(at),
                 Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
@@ -141,10 +145,12 @@ impl Limits {
         if let Some(tpm) = limits.tpm {
             let cost = Duration::from_secs(60).div_f64(tpm as f64 / RATE_MARGIN)
                 * u32::try_from(estimated_tokens(job)).unwrap_or(u32::MAX);
-            match self
-                .store
-                .rate_reserve(&format!("model:{}:tpm", job.model.id), now, cost)
-                .await
+            match Box::pin(self.store.rate_reserve(
+                &format!("model:{}:tpm", job.model.id),
+                now,
+                cost,
+            ))
+            .await
             {
                 Ok(at) => start = start.max(at),
                 Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
@@ -210,7 +216,7 @@ impl Limits {
     async fn pause(&self, scope: PauseScope, wait: Duration, reason: &str, now: DateTime<Utc>) {
         let until = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
         lock(&self.pauses).until.insert(scope.key(), until);
-        match self.store.pause(scope, until, reason, now).await {
+        match Box::pin(self.store.pause(scope, until, reason, now)).await {
             Ok(moved) => {
                 tracing::warn!(scope = %scope.key(), %until, jobs_moved = moved, reason, "paused")
             }
@@ -228,7 +234,7 @@ impl Limits {
         if stale {
             // Mark first so that concurrent admissions do not all read.
             lock(&self.pauses).read_at = Some(Instant::now());
-            if let Ok(active) = self.store.pauses_active(now).await {
+            if let Ok(active) = Box::pin(self.store.pauses_active(now)).await {
                 let mut cache = lock(&self.pauses);
                 cache.until.retain(|_, until| *until > now);
                 for pause in active {

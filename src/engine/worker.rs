@@ -271,11 +271,13 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
         Admission::Later(at) => {
             // A long wait for a limit goes back to the queue instead of holding a slot.
             lock(&shared.running).remove(&job.job.id);
-            if let Err(err) = shared
-                .app
-                .store()
-                .jobs_release(&[(job.job.id, job.attempt)], at)
-                .await
+            if let Err(err) = Box::pin(
+                shared
+                    .app
+                    .store()
+                    .jobs_release(&[(job.job.id, job.attempt)], at),
+            )
+            .await
             {
                 tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire");
             }

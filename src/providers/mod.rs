@@ -231,7 +231,9 @@ impl Providers {
                             ..err
                         }
                     })?;
-                openai::complete(
+                // Boxed: the HTTP call's state is large, and every worker task would otherwise
+                // carry room for it, mock calls included (peak memory of a pool).
+                Box::pin(openai::complete(
                     &inner.client,
                     &inner.redactor,
                     &endpoint,
@@ -239,7 +241,7 @@ impl Providers {
                     model,
                     &params,
                     prompt,
-                )
+                ))
                 .await
             }
         }
