@@ -114,8 +114,6 @@ pub enum SetupError {
     InvalidBaseUrl { name: &'static str, reason: String },
     #[error("the timeout must be longer than zero")]
     ZeroTimeout,
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
 }
 
 /// The model-calling service: one pooled HTTP client and the settings, cheap to clone.
@@ -125,7 +123,9 @@ pub struct Providers {
 }
 
 struct Inner {
-    client: reqwest::Client,
+    /// Built at the first call to a real provider: a process that only runs `mock` models
+    /// never pays for the TLS stack (its memory shows in a worker's peak RSS).
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
     settings: ProviderSettings,
     redactor: Redactor,
 }
@@ -139,8 +139,8 @@ impl fmt::Debug for Providers {
 }
 
 impl Providers {
-    /// Checks the settings and builds the one HTTP client (rustls, connection pool). Fails
-    /// at start-up rather than at the first call.
+    /// Checks the settings at start-up rather than at the first call; the one HTTP client
+    /// (rustls, connection pool) is built at the first call to a real provider.
     pub fn new(settings: ProviderSettings) -> Result<Self, SetupError> {
         for (name, url) in [
             ("OPENAI_BASE_URL", &settings.openai_base_url),
@@ -151,20 +151,10 @@ impl Providers {
         if settings.timeout.is_zero() {
             return Err(SetupError::ZeroTimeout);
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("promptq/", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            // An API endpoint has no business redirecting a POST; following one would
-            // turn it into a GET, or carry the key to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SetupError::Client(e.to_string()))?;
         let redactor = Redactor::new(settings.all_keys());
         Ok(Providers {
             inner: Arc::new(Inner {
-                client,
+                client: std::sync::OnceLock::new(),
                 settings,
                 redactor,
             }),
@@ -173,6 +163,27 @@ impl Providers {
 
     pub fn settings(&self) -> &ProviderSettings {
         &self.inner.settings
+    }
+
+    /// The HTTP client, built on first use.
+    fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        let settings = &self.inner.settings;
+        self.inner
+            .client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("promptq/", env!("CARGO_PKG_VERSION")))
+                    .timeout(settings.timeout)
+                    .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    // An API endpoint has no business redirecting a POST; following one would
+                    // turn it into a GET, or carry the key to another host.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|message| ProviderError::new(ErrorKind::Permanent, message.clone()))
     }
 
     /// Whether calls to this provider can be made at all (its key is set), for the CLI and
@@ -233,8 +244,9 @@ impl Providers {
                     })?;
                 // Boxed: the HTTP call's state is large, and every worker task would otherwise
                 // carry room for it, mock calls included (peak memory of a pool).
+                let client = self.client()?;
                 Box::pin(openai::complete(
-                    &inner.client,
+                    client,
                     &inner.redactor,
                     &endpoint,
                     &inner.settings,
