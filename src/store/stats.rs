@@ -89,6 +89,39 @@ pub struct ModelWindow {
     pub latency_ms: LatencyStats,
 }
 
+/// One (model, status) group of a per-model count query.
+pub(crate) struct ModelStatusGroup {
+    pub model_id: ModelId,
+    pub model_name: Option<String>,
+    pub status: crate::domain::JobStatus,
+    pub jobs: i64,
+    pub attempts: i64,
+}
+
+/// Folds (model, status) groups, ordered by model, into one entry per model; both backends'
+/// per-model figures go through here.
+pub(crate) fn fold_model_counts(groups: Vec<ModelStatusGroup>) -> Vec<ModelCounts> {
+    let mut per_model: Vec<ModelCounts> = Vec::new();
+    for group in groups {
+        if per_model
+            .last()
+            .is_none_or(|m| m.model_id != group.model_id)
+        {
+            per_model.push(ModelCounts {
+                model_id: group.model_id,
+                model_name: group.model_name,
+                summary: Summary::default(),
+                attempts: 0,
+            });
+        }
+        if let Some(counts) = per_model.last_mut() {
+            counts.summary.add(group.status, group.jobs);
+            counts.attempts += group.attempts;
+        }
+    }
+    per_model
+}
+
 /// The 0-based offset of the nearest-rank `p` percentile among `n` sorted values.
 pub(crate) fn nearest_rank_offset(n: i64, p: f64) -> i64 {
     ((p * n as f64).ceil() as i64 - 1).clamp(0, (n - 1).max(0))

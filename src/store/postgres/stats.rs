@@ -7,7 +7,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{PostgresStore, parse_status, push_job_filter};
 use crate::domain::Summary;
 use crate::store::stats::{
-    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, TokenTotals,
+    fold_model_counts,
 };
 use crate::store::{JobFilter, StoreResult};
 
@@ -21,25 +22,8 @@ impl PostgresStore {
         push_job_filter(&mut per_model_query, filter);
         per_model_query.push(" GROUP BY j.model_id, j.status ORDER BY j.model_id");
         let rows = per_model_query.build().fetch_all(&self.pool).await?;
-        let mut per_model: Vec<ModelCounts> = Vec::new();
-        for row in &rows {
-            let model_id: i64 = row.try_get("model_id")?;
-            let status: String = row.try_get("status")?;
-            if per_model.last().is_none_or(|m| m.model_id != model_id) {
-                per_model.push(ModelCounts {
-                    model_id,
-                    model_name: row.try_get("model_name")?,
-                    summary: Default::default(),
-                    attempts: 0,
-                });
-            }
-            if let Some(counts) = per_model.last_mut() {
-                counts
-                    .summary
-                    .add(parse_status(&status)?, row.try_get("n")?);
-                counts.attempts += row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
-            }
-        }
+        let per_model =
+            fold_model_counts(rows.iter().map(group_from_row).collect::<Result<_, _>>()?);
 
         // SUM(bigint) is numeric in PostgreSQL: cast back to bigint for the driver.
         let mut sums = QueryBuilder::<Postgres>::new(
@@ -110,7 +94,7 @@ impl PostgresStore {
 
     pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
         let rows = sqlx::query(
-            "SELECT j.model_id, j.status, count(*) AS n,
+            "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
              FROM prompt_jobs j WHERE j.batch_key = ANY($1)
              GROUP BY j.model_id, j.status ORDER BY j.model_id",
@@ -118,22 +102,16 @@ impl PostgresStore {
         .bind(batch_keys)
         .fetch_all(&self.pool)
         .await?;
-        let mut models: Vec<ModelWindow> = Vec::new();
-        for row in &rows {
-            let model_id: i64 = row.try_get("model_id")?;
-            if models.last().is_none_or(|m| m.model_id != model_id) {
-                models.push(ModelWindow {
-                    model_id,
-                    model_name: row.try_get("model_name")?,
-                    summary: Summary::default(),
+        let mut models: Vec<ModelWindow> =
+            fold_model_counts(rows.iter().map(group_from_row).collect::<Result<_, _>>()?)
+                .into_iter()
+                .map(|counts| ModelWindow {
+                    model_id: counts.model_id,
+                    model_name: counts.model_name,
+                    summary: counts.summary,
                     latency_ms: LatencyStats::default(),
-                });
-            }
-            let status: String = row.try_get("status")?;
-            if let Some(model) = models.last_mut() {
-                model.summary.add(parse_status(&status)?, row.try_get("n")?);
-            }
-        }
+                })
+                .collect();
         let latency = sqlx::query(
             "SELECT r.model_id, count(*) AS n,
                 percentile_disc(0.5) WITHIN GROUP (ORDER BY r.latency_ms) AS p50,
@@ -169,4 +147,16 @@ impl PostgresStore {
             oldest_due_at: row.try_get("oldest")?,
         })
     }
+}
+
+/// One row of a `GROUP BY model_id, status` query (columns model_id, model_name, status, n,
+/// attempts).
+fn group_from_row(row: &sqlx::postgres::PgRow) -> Result<ModelStatusGroup, sqlx::Error> {
+    Ok(ModelStatusGroup {
+        model_id: row.try_get("model_id")?,
+        model_name: row.try_get("model_name")?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        jobs: row.try_get("n")?,
+        attempts: row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
+    })
 }

@@ -7,8 +7,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{SqliteStore, ms, parse_status, push_job_filter, time};
 use crate::domain::Summary;
 use crate::store::stats::{
-    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
-    nearest_rank_offset,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, TokenTotals,
+    fold_model_counts, nearest_rank_offset,
 };
 use crate::store::{JobFilter, StoreResult};
 
@@ -29,25 +29,8 @@ impl SqliteStore {
         push_job_filter(&mut per_model_query, filter);
         per_model_query.push(" GROUP BY model_id, status ORDER BY model_id");
         let rows = per_model_query.build().fetch_all(&self.readers).await?;
-        let mut per_model: Vec<ModelCounts> = Vec::new();
-        for row in &rows {
-            let model_id: i64 = row.try_get("model_id")?;
-            let status: String = row.try_get("status")?;
-            if per_model.last().is_none_or(|m| m.model_id != model_id) {
-                per_model.push(ModelCounts {
-                    model_id,
-                    model_name: row.try_get("model_name")?,
-                    summary: Default::default(),
-                    attempts: 0,
-                });
-            }
-            if let Some(counts) = per_model.last_mut() {
-                counts
-                    .summary
-                    .add(parse_status(&status)?, row.try_get("n")?);
-                counts.attempts += row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
-            }
-        }
+        let per_model =
+            fold_model_counts(rows.iter().map(group_from_row).collect::<Result<_, _>>()?);
 
         let mut sums = QueryBuilder::<Sqlite>::new(
             "SELECT COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS prompt,
@@ -131,28 +114,27 @@ impl SqliteStore {
 
     pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
         let mut counts = QueryBuilder::<Sqlite>::new(
-            "SELECT model_id, status, COUNT(*) AS n,
+            "SELECT model_id, status, COUNT(*) AS n, SUM(attempt_count) AS attempts,
                 (SELECT name FROM models WHERE models.id = prompt_jobs.model_id) AS model_name
              FROM prompt_jobs WHERE batch_key IN (",
         );
         push_keys(&mut counts, batch_keys);
         counts.push(") GROUP BY model_id, status ORDER BY model_id");
-        let mut models: Vec<ModelWindow> = Vec::new();
-        for row in &counts.build().fetch_all(&self.readers).await? {
-            let model_id: i64 = row.try_get("model_id")?;
-            if models.last().is_none_or(|m| m.model_id != model_id) {
-                models.push(ModelWindow {
-                    model_id,
-                    model_name: row.try_get("model_name")?,
-                    summary: Summary::default(),
-                    latency_ms: LatencyStats::default(),
-                });
-            }
-            let status: String = row.try_get("status")?;
-            if let Some(model) = models.last_mut() {
-                model.summary.add(parse_status(&status)?, row.try_get("n")?);
-            }
-        }
+        let groups = counts.build().fetch_all(&self.readers).await?;
+        let mut models: Vec<ModelWindow> = fold_model_counts(
+            groups
+                .iter()
+                .map(group_from_row)
+                .collect::<Result<_, _>>()?,
+        )
+        .into_iter()
+        .map(|counts| ModelWindow {
+            model_id: counts.model_id,
+            model_name: counts.model_name,
+            summary: counts.summary,
+            latency_ms: LatencyStats::default(),
+        })
+        .collect();
 
         // Nearest rank per model with window functions: the value at 1-based rank ceil(p·n),
         // in integers: (n + 1) / 2 for p50 and (95n + 99) / 100 for p95.
@@ -202,4 +184,16 @@ fn push_keys(query: &mut QueryBuilder<Sqlite>, keys: &[String]) {
     for key in keys {
         list.push_bind(key.clone());
     }
+}
+
+/// One row of a `GROUP BY model_id, status` query (columns model_id, model_name, status, n,
+/// attempts).
+fn group_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ModelStatusGroup, sqlx::Error> {
+    Ok(ModelStatusGroup {
+        model_id: row.try_get("model_id")?,
+        model_name: row.try_get("model_name")?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        jobs: row.try_get("n")?,
+        attempts: row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
+    })
 }
