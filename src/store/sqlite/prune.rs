@@ -110,7 +110,7 @@ impl SqliteStore {
             PruneTarget::Jobs => {
                 let deleted: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM prompt_jobs AS j WHERE j.id IN (SELECT value FROM json_each(?2)) \
-                     AND {JOB_PRUNABLE} RETURNING j.id"
+                     AND {JOB_PRUNABLE} RETURNING id"
                 )))
                 .bind(cutoff)
                 .bind(&ids)
