@@ -1,5 +1,9 @@
 //! Reliability under faults, bounded in time: workers killed at random points, PostgreSQL
 //! restarted mid-batch, ten schedulers ticking together, and random request bodies.
+//!
+//! Each fault test also proves that its fault hit work in flight (a kill lands only after the
+//! worker claimed jobs, and abandoned attempts are on record; the server stops while jobs are
+//! pending and jobs finish after it is back), so none can pass without exercising its case.
 
 mod support;
 
@@ -105,9 +109,36 @@ async fn assert_each_succeeded_job_has_one_response(store: &Store, expected: i64
     assert!(per_job.values().all(|&n| n == 1), "a job has two responses");
 }
 
+/// Attempts spent by every job so far: it grows exactly when a worker claims.
+async fn attempts_spent(store: &Store) -> i64 {
+    let stats = store.jobs_stats(&JobFilter::default()).await.unwrap();
+    stats.per_model.iter().map(|m| m.attempts).sum()
+}
+
+/// Attempt records of every job whose outcome was `abandoned` (rescued from a dead worker).
+async fn abandoned_attempts(store: &Store) -> usize {
+    let jobs = store
+        .jobs_list(
+            &JobFilter::default(),
+            Page {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut abandoned = 0;
+    for job in jobs {
+        let attempts = store.job_attempts(job.id).await.unwrap();
+        abandoned += attempts.iter().filter(|a| a.outcome == "abandoned").count();
+    }
+    abandoned
+}
+
 fn worker(url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_promptq"))
         .arg("worker")
+        .env_clear()
         .env("DATABASE_URL", url)
         .env("WORKER_CONCURRENCY", "6")
         .env("JOB_LEASE_SECS", "2")
@@ -123,15 +154,34 @@ fn worker(url: &str) -> Child {
 
 async fn workers_killed_at_random_points_lose_nothing(db: &support::TestDb) {
     let store = db.store.clone();
-    seed(&store, serde_json::json!({"latencyMs": 150}), 2, 15, 2).await;
+    seed(&store, serde_json::json!({"latencyMs": 300}), 2, 15, 2).await;
     let config = support::config(&db.url, &[]);
     let app = App::with_store(config, store.clone()).unwrap();
     app.trigger_cron(None).await.unwrap();
     let mut rng = rand::rng();
-    // Four workers die by SIGKILL at random moments: mid-claim, mid-call, mid-finish.
-    for _ in 0..4 {
+    // Four workers die by SIGKILL at random moments after their first claim: mid-call,
+    // mid-finish, mid-claim of the next jobs. None is killed before it took work.
+    let kills = 4;
+    for kill in 0..kills {
+        let before = attempts_spent(&store).await;
         let mut child = worker(&db.url);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..700))).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = summary(&store).await;
+            if s.processing > 0 && attempts_spent(&store).await > before {
+                break;
+            }
+            assert!(
+                s.succeeded < 60,
+                "kill {kill}: the batch was done before the kill"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: the worker claimed nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -144,9 +194,14 @@ async fn workers_killed_at_random_points_lose_nothing(db: &support::TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg(last.id().to_string()).status();
-    let _ = last.wait();
+    support::terminate(&mut last, Duration::from_secs(20));
     assert_each_succeeded_job_has_one_response(&store, 60).await;
+    let abandoned = abandoned_attempts(&store).await;
+    eprintln!("{abandoned} attempts abandoned by {kills} killed workers");
+    assert!(
+        abandoned >= kills,
+        "{abandoned} attempts abandoned by {kills} kills: a kill interrupted nothing"
+    );
 }
 
 async fn ten_schedulers_ticking_together_neither_duplicate_nor_miss(db: &support::TestDb) {
@@ -206,7 +261,8 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
     };
     let url = server.database("restart").await;
     let store = Store::open(&url).await.unwrap();
-    seed(&store, serde_json::json!({"latencyMs": 100}), 2, 20, 1).await;
+    // 40 jobs of 200 ms on 4 slots: about 2 s of work, so the stop lands mid-batch.
+    seed(&store, serde_json::json!({"latencyMs": 200}), 2, 20, 1).await;
     let config = support::config(
         &url,
         &["--worker-concurrency", "4", "--job-lease-secs", "5"],
@@ -220,13 +276,19 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
         shutdown.clone(),
     ));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while summary(&store).await.succeeded < 8 {
+    while summary(&store).await.succeeded < 4 {
         assert!(Instant::now() < deadline, "no progress before the restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let before_stop = summary(&store).await;
     server.stop();
+    assert!(
+        before_stop.queued + before_stop.processing > 0,
+        "the batch was done before the server stopped: {before_stop:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.start();
+    let restarted = Utc::now();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // Reads fail while the connections are re-made; the pool must get there by itself.
@@ -241,6 +303,15 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let jobs = store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.finished_at.is_some_and(|at| at > restarted)),
+        "no job finished after the restart"
+    );
     shutdown.cancel();
     pool.await.unwrap().unwrap();
     assert_each_succeeded_job_has_one_response(&store, 40).await;
