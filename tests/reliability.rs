@@ -7,6 +7,10 @@
 
 mod support;
 
+#[path = "providers/fake.rs"]
+#[allow(dead_code)]
+mod fake;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +48,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    a_429s_retry_after_is_the_recorded_wait_before_the_next_attempt,
     workers_killed_at_random_points_lose_nothing,
     ten_schedulers_ticking_together_neither_duplicate_nor_miss,
 );
@@ -202,6 +207,78 @@ async fn workers_killed_at_random_points_lose_nothing(db: &support::TestDb) {
         abandoned >= kills,
         "{abandoned} attempts abandoned by {kills} kills: a kill interrupted nothing"
     );
+}
+
+/// A 429 with `Retry-After: 7` is honoured: checked on the times the store recorded (the
+/// attempt's finish and the job's `next_attempt_at`, and claims at chosen instants), not on
+/// the wall clock, so a slow machine changes nothing.
+async fn a_429s_retry_after_is_the_recorded_wait_before_the_next_attempt(db: &support::TestDb) {
+    let provider = fake::Fake::start().await;
+    provider.reply(
+        fake::Reply::json(429, serde_json::json!({"error": {"message": "slow down"}}))
+            .header("retry-after", "7"),
+    );
+    let store = db.store.clone();
+    store
+        .model_insert(
+            &NewModel {
+                name: "limited".into(),
+                provider: ProviderKind::OpenAiCompatible,
+                model: "fake-1".into(),
+                params: serde_json::json!({"baseUrl": provider.base_url()}),
+                active: true,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    seed(&store, serde_json::json!({}), 0, 1, 1).await;
+    let app = App::with_store(support::config(&db.url, &[]), store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let job = store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap()[0]
+        .clone();
+
+    let report = app.process_job(job.id).await.unwrap();
+    assert_eq!(
+        report.status,
+        promptq::domain::JobStatus::Queued,
+        "{report:?}"
+    );
+    let attempts = store.job_attempts(job.id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].outcome.as_str(), attempts[0].http_status),
+        ("retry", Some(429))
+    );
+    let finished = attempts[0].finished_at;
+    let due = store
+        .job_get(job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_attempt_at;
+    let wait = (due - finished).to_std().expect("due after the attempt");
+    // What the provider asked for, plus at most 10 % of spread so retries do not bunch.
+    assert!(
+        wait >= Duration::from_secs(7) && wait <= Duration::from_millis(7_700),
+        "due {wait:?} after the 429 that asked for 7 s"
+    );
+    let lease = |at: chrono::DateTime<Utc>| at + chrono::Duration::seconds(30);
+    let early = finished + chrono::Duration::seconds(6);
+    assert!(
+        store
+            .jobs_claim(10, early, lease(early))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed before its Retry-After"
+    );
+    let claimed = store.jobs_claim(10, due, lease(due)).await.unwrap();
+    assert_eq!(claimed.len(), 1, "due at its recorded time");
+    assert_eq!(claimed[0].attempt, 2);
 }
 
 async fn ten_schedulers_ticking_together_neither_duplicate_nor_miss(db: &support::TestDb) {
