@@ -9,6 +9,7 @@
 mod catalog;
 mod export;
 mod overview;
+mod prune;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub type AppResult<T> = Result<T, AppError>;
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use export::ResponseExport;
 pub use overview::Overview;
+pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
 
 /// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -458,26 +460,27 @@ impl App {
         Ok(report)
     }
 
-    /// What `/metrics` reads from the database at scrape time.
+    /// What `/metrics` reads from the database: cached for a few seconds and shared by
+    /// concurrent scrapes (see [`crate::metrics::Metrics::gauges`]).
     pub async fn queue_gauges(&self) -> AppResult<QueueGauges> {
-        let now = Utc::now();
         let store = &self.inner.store;
-        let all = JobFilter::default();
-        let (jobs, due, expired_leases) = tokio::try_join!(
-            store.jobs_summary(&all),
-            store.jobs_due_stats(now),
-            store.jobs_count_expired(now),
-        )?;
-        let oldest_due_age_seconds = due
-            .oldest_due_at
-            .map(|at| ((now - at).num_milliseconds().max(0)) as f64 / 1000.0)
-            .unwrap_or(0.0);
-        Ok(QueueGauges {
-            jobs,
-            due: due.due,
-            oldest_due_age_seconds,
-            expired_leases,
-        })
+        self.metrics()
+            .gauges(async || {
+                let now = Utc::now();
+                let figures = store.queue_figures(now).await?;
+                let oldest_due_age_seconds = figures
+                    .due
+                    .oldest_due_at
+                    .map(|at| ((now - at).num_milliseconds().max(0)) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                Ok(QueueGauges {
+                    jobs: figures.jobs,
+                    due: figures.due.due,
+                    oldest_due_age_seconds,
+                    expired_leases: figures.expired_leases,
+                })
+            })
+            .await
     }
 
     /// Answers when the database answers (`/healthz`).

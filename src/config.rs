@@ -104,6 +104,11 @@ pub struct Settings {
     #[arg(long, env = "DISPATCH", default_value = "workers", global = true)]
     pub dispatch: String,
 
+    /// Days after which attempt records and raw provider bodies are pruned, hourly, by
+    /// `serve` and `worker` (jobs and answers stay); unset = keep everything
+    #[arg(long, env = "RETENTION_DAYS", global = true)]
+    pub retention_days: Option<u32>,
+
     /// Log format: `text` or `json`
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -139,6 +144,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub dispatch: DispatchMode,
     pub log_json: bool,
+    /// Age after which `serve` and `worker` prune attempts and raw bodies; `None` = never.
+    pub retention: Option<chrono::Duration>,
 }
 
 /// A setting that cannot be used, with what is wrong.
@@ -190,6 +197,11 @@ impl Settings {
             "json" => true,
             other => return bad(format!("LOG_FORMAT must be text or json, not '{other}'")),
         };
+        let retention = match self.retention_days {
+            None => None,
+            Some(days @ 1..=36_500) => Some(chrono::Duration::days(i64::from(days))),
+            Some(_) => return bad("RETENTION_DAYS must be between 1 and 36500".into()),
+        };
         let secret = |value: &Option<String>| Secret::from_optional(value.clone());
         Ok(Config {
             database_url: self.database_url.clone(),
@@ -211,6 +223,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             dispatch,
             log_json,
+            retention,
         })
     }
 }

@@ -2,15 +2,16 @@
 //!
 //! Counters are atomics bumped on the job path (claims, finishes, retries, rescues, 429s,
 //! tokens, cost) and a latency histogram per model; what the database knows (jobs by status,
-//! queue depth, the oldest queued job's age) is read at scrape time and passed in as
-//! [`QueueGauges`]. Counting must stay cheap: no allocation on the hot path but the first
-//! observation of a model.
+//! queue depth, the oldest queued job's age) is read from the database at most once per
+//! [`GAUGE_TTL`] and shared by every scrape in that period ([`Metrics::gauges`]), so an open
+//! `/metrics` costs the database nothing however often it is scraped. Counting must stay
+//! cheap: no allocation on the hot path but the first observation of a model.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::domain::{Finish, Outcome, Summary};
 
@@ -42,7 +43,15 @@ pub struct Metrics {
     /// Cost in millionths of a US dollar.
     pub cost_micro_usd: AtomicU64,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Database reads of the gauges (each one aggregate statement).
+    pub gauge_refreshes: AtomicU64,
+    /// The last gauges read and when; the async lock makes concurrent scrapes of a stale
+    /// cache wait for one read instead of each starting its own.
+    gauge_cache: tokio::sync::Mutex<Option<(Instant, QueueGauges)>>,
 }
+
+/// How long gauges read from the database are served before they are read again.
+pub const GAUGE_TTL: Duration = Duration::from_secs(5);
 
 /// What the database says at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,6 +65,25 @@ pub struct QueueGauges {
 }
 
 impl Metrics {
+    /// The queue's gauges, read with `read` when the cached ones are older than [`GAUGE_TTL`].
+    /// One read at a time: scrapes that arrive while it runs wait for it and share its answer.
+    /// A failed read is not cached, so the next scrape tries again.
+    pub async fn gauges<E>(
+        &self,
+        read: impl AsyncFnOnce() -> Result<QueueGauges, E>,
+    ) -> Result<QueueGauges, E> {
+        let mut cache = self.gauge_cache.lock().await;
+        if let Some((at, gauges)) = *cache
+            && at.elapsed() < GAUGE_TTL
+        {
+            return Ok(gauges);
+        }
+        self.gauge_refreshes.fetch_add(1, Ordering::Relaxed);
+        let gauges = read().await?;
+        *cache = Some((Instant::now(), gauges));
+        Ok(gauges)
+    }
+
     /// Counts one model call of `model` that took `latency` and ended as `finish`.
     pub fn observe_call(&self, model: &str, latency: Duration, finish: &Finish) {
         match &finish.outcome {
@@ -141,6 +169,12 @@ impl Metrics {
             gauges.expired_leases as f64,
         );
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "promptq_gauge_refreshes_total",
+            "Reads of the gauges above from the database (at most one per 5 s).",
+            load(&self.gauge_refreshes),
+        );
         counter(
             &mut out,
             "promptq_claims_total",

@@ -232,6 +232,7 @@ async fn shutdown_hands_every_held_job_back(db: &support::TestDb) {
 fn worker(url: &str, concurrency: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_promptq"))
         .arg("worker")
+        .env_clear()
         .env("DATABASE_URL", url)
         .env("WORKER_CONCURRENCY", concurrency.to_string())
         .env("JOB_LEASE_SECS", "2")
@@ -247,6 +248,7 @@ fn worker(url: &str, concurrency: usize) -> Child {
 fn cron(url: &str) {
     let status = Command::new(env!("CARGO_BIN_EXE_promptq"))
         .arg("cron")
+        .env_clear()
         .env("DATABASE_URL", url)
         .env("CRON_SCHEDULE", "off")
         .stdout(Stdio::null())
@@ -261,9 +263,8 @@ fn kill_9(child: &mut Child) {
 }
 
 fn stop(child: &mut Child) {
-    // SIGTERM: the orderly shutdown.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    // SIGTERM: the orderly shutdown, which must end the process cleanly and soon.
+    support::terminate(child, Duration::from_secs(20));
 }
 
 async fn killed_worker_loses_nothing_after_a_restart(db: &support::TestDb) {

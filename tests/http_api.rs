@@ -72,6 +72,7 @@ on_both_databases!(
     concurrency::concurrent_crons_create_each_job_once,
     concurrency::concurrent_process_calls_run_the_model_once,
     operations::healthz_and_metrics_are_open,
+    operations::concurrent_scrapes_share_one_database_read,
     operations::healthz_and_api_answer_503_when_the_database_is_gone,
     operations::openapi_document_describes_the_real_answers,
     store_stats::stats_count_per_model_and_sum_tokens_and_cost,

@@ -1,7 +1,15 @@
 //! Reliability under faults, bounded in time: workers killed at random points, PostgreSQL
 //! restarted mid-batch, ten schedulers ticking together, and random request bodies.
+//!
+//! Each fault test also proves that its fault hit work in flight (a kill lands only after the
+//! worker claimed jobs, and abandoned attempts are on record; the server stops while jobs are
+//! pending and jobs finish after it is back), so none can pass without exercising its case.
 
 mod support;
+
+#[path = "providers/fake.rs"]
+#[allow(dead_code)]
+mod fake;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +48,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    a_429s_retry_after_is_the_recorded_wait_before_the_next_attempt,
     workers_killed_at_random_points_lose_nothing,
     ten_schedulers_ticking_together_neither_duplicate_nor_miss,
 );
@@ -105,9 +114,36 @@ async fn assert_each_succeeded_job_has_one_response(store: &Store, expected: i64
     assert!(per_job.values().all(|&n| n == 1), "a job has two responses");
 }
 
+/// Attempts spent by every job so far: it grows exactly when a worker claims.
+async fn attempts_spent(store: &Store) -> i64 {
+    let stats = store.jobs_stats(&JobFilter::default()).await.unwrap();
+    stats.per_model.iter().map(|m| m.attempts).sum()
+}
+
+/// Attempt records of every job whose outcome was `abandoned` (rescued from a dead worker).
+async fn abandoned_attempts(store: &Store) -> usize {
+    let jobs = store
+        .jobs_list(
+            &JobFilter::default(),
+            Page {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut abandoned = 0;
+    for job in jobs {
+        let attempts = store.job_attempts(job.id).await.unwrap();
+        abandoned += attempts.iter().filter(|a| a.outcome == "abandoned").count();
+    }
+    abandoned
+}
+
 fn worker(url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_promptq"))
         .arg("worker")
+        .env_clear()
         .env("DATABASE_URL", url)
         .env("WORKER_CONCURRENCY", "6")
         .env("JOB_LEASE_SECS", "2")
@@ -123,15 +159,34 @@ fn worker(url: &str) -> Child {
 
 async fn workers_killed_at_random_points_lose_nothing(db: &support::TestDb) {
     let store = db.store.clone();
-    seed(&store, serde_json::json!({"latencyMs": 150}), 2, 15, 2).await;
+    seed(&store, serde_json::json!({"latencyMs": 300}), 2, 15, 2).await;
     let config = support::config(&db.url, &[]);
     let app = App::with_store(config, store.clone()).unwrap();
     app.trigger_cron(None).await.unwrap();
     let mut rng = rand::rng();
-    // Four workers die by SIGKILL at random moments: mid-claim, mid-call, mid-finish.
-    for _ in 0..4 {
+    // Four workers die by SIGKILL at random moments after their first claim: mid-call,
+    // mid-finish, mid-claim of the next jobs. None is killed before it took work.
+    let kills = 4;
+    for kill in 0..kills {
+        let before = attempts_spent(&store).await;
         let mut child = worker(&db.url);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..700))).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = summary(&store).await;
+            if s.processing > 0 && attempts_spent(&store).await > before {
+                break;
+            }
+            assert!(
+                s.succeeded < 60,
+                "kill {kill}: the batch was done before the kill"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: the worker claimed nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -144,9 +199,86 @@ async fn workers_killed_at_random_points_lose_nothing(db: &support::TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg(last.id().to_string()).status();
-    let _ = last.wait();
+    support::terminate(&mut last, Duration::from_secs(20));
     assert_each_succeeded_job_has_one_response(&store, 60).await;
+    let abandoned = abandoned_attempts(&store).await;
+    eprintln!("{abandoned} attempts abandoned by {kills} killed workers");
+    assert!(
+        abandoned >= kills,
+        "{abandoned} attempts abandoned by {kills} kills: a kill interrupted nothing"
+    );
+}
+
+/// A 429 with `Retry-After: 7` is honoured: checked on the times the store recorded (the
+/// attempt's finish and the job's `next_attempt_at`, and claims at chosen instants), not on
+/// the wall clock, so a slow machine changes nothing.
+async fn a_429s_retry_after_is_the_recorded_wait_before_the_next_attempt(db: &support::TestDb) {
+    let provider = fake::Fake::start().await;
+    provider.reply(
+        fake::Reply::json(429, serde_json::json!({"error": {"message": "slow down"}}))
+            .header("retry-after", "7"),
+    );
+    let store = db.store.clone();
+    store
+        .model_insert(
+            &NewModel {
+                name: "limited".into(),
+                provider: ProviderKind::OpenAiCompatible,
+                model: "fake-1".into(),
+                params: serde_json::json!({"baseUrl": provider.base_url()}),
+                active: true,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    seed(&store, serde_json::json!({}), 0, 1, 1).await;
+    let app = App::with_store(support::config(&db.url, &[]), store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let job = store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap()[0]
+        .clone();
+
+    let report = app.process_job(job.id).await.unwrap();
+    assert_eq!(
+        report.status,
+        promptq::domain::JobStatus::Queued,
+        "{report:?}"
+    );
+    let attempts = store.job_attempts(job.id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].outcome.as_str(), attempts[0].http_status),
+        ("retry", Some(429))
+    );
+    let finished = attempts[0].finished_at;
+    let due = store
+        .job_get(job.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .next_attempt_at;
+    let wait = (due - finished).to_std().expect("due after the attempt");
+    // What the provider asked for, plus at most 10 % of spread so retries do not bunch.
+    assert!(
+        wait >= Duration::from_secs(7) && wait <= Duration::from_millis(7_700),
+        "due {wait:?} after the 429 that asked for 7 s"
+    );
+    let lease = |at: chrono::DateTime<Utc>| at + chrono::Duration::seconds(30);
+    let early = finished + chrono::Duration::seconds(6);
+    assert!(
+        store
+            .jobs_claim(10, early, lease(early))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed before its Retry-After"
+    );
+    let claimed = store.jobs_claim(10, due, lease(due)).await.unwrap();
+    assert_eq!(claimed.len(), 1, "due at its recorded time");
+    assert_eq!(claimed[0].attempt, 2);
 }
 
 async fn ten_schedulers_ticking_together_neither_duplicate_nor_miss(db: &support::TestDb) {
@@ -206,7 +338,8 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
     };
     let url = server.database("restart").await;
     let store = Store::open(&url).await.unwrap();
-    seed(&store, serde_json::json!({"latencyMs": 100}), 2, 20, 1).await;
+    // 40 jobs of 200 ms on 4 slots: about 2 s of work, so the stop lands mid-batch.
+    seed(&store, serde_json::json!({"latencyMs": 200}), 2, 20, 1).await;
     let config = support::config(
         &url,
         &["--worker-concurrency", "4", "--job-lease-secs", "5"],
@@ -220,13 +353,19 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
         shutdown.clone(),
     ));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while summary(&store).await.succeeded < 8 {
+    while summary(&store).await.succeeded < 4 {
         assert!(Instant::now() < deadline, "no progress before the restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let before_stop = summary(&store).await;
     server.stop();
+    assert!(
+        before_stop.queued + before_stop.processing > 0,
+        "the batch was done before the server stopped: {before_stop:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.start();
+    let restarted = Utc::now();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // Reads fail while the connections are re-made; the pool must get there by itself.
@@ -241,6 +380,15 @@ async fn postgres_restarted_mid_batch_the_pool_recovers_and_finishes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let jobs = store
+        .jobs_list(&JobFilter::default(), Page::default())
+        .await
+        .unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.finished_at.is_some_and(|at| at > restarted)),
+        "no job finished after the restart"
+    );
     shutdown.cancel();
     pool.await.unwrap().unwrap();
     assert_each_succeeded_job_has_one_response(&store, 40).await;

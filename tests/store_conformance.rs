@@ -53,7 +53,7 @@ conformance!(
     retry_and_failure_outcomes_record_attempts,
     stale_attempt_cannot_finish_a_rescued_job,
     rescue_fails_a_job_whose_attempts_are_spent,
-    crash_between_claim_and_finish_is_recovered_by_rescue,
+    claimer_whose_pool_closes_unfinished_is_recovered_by_rescue,
     heartbeat_extends_only_attempts_still_owned,
     release_hands_jobs_back_without_spending_an_attempt,
     cancel_and_retry_by_job_and_by_batch,
@@ -593,7 +593,7 @@ async fn rescue_fails_a_job_whose_attempts_are_spent(db: &support::TestDb) {
     assert_eq!(job.finished_at, Some(now));
 }
 
-async fn crash_between_claim_and_finish_is_recovered_by_rescue(db: &support::TestDb) {
+async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &support::TestDb) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let url_store = reopen(db).await;
@@ -603,7 +603,8 @@ async fn crash_between_claim_and_finish_is_recovered_by_rescue(db: &support::Tes
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
-    // The worker process dies: its connections go away without a finish.
+    // The claimer goes away without a finish. This is a graceful close of its pool, not a
+    // crash; workers really killed with SIGKILL mid-batch are in tests/reliability.rs.
     url_store.close().await;
     drop(url_store);
 

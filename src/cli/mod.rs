@@ -20,6 +20,7 @@ mod export;
 mod jobs;
 mod models;
 mod prompts;
+mod prune;
 mod run;
 mod serve;
 mod status;
@@ -100,6 +101,11 @@ pub enum Command {
     /// name, batch key, run index, text, token counts, cost, latency, the model version the
     /// provider reported, finish reason and time. Rows are read a page at a time.
     Export(export::ExportArgs),
+    /// Remove old attempt records and raw provider bodies (and with --jobs old finished jobs)
+    ///
+    /// Dry run by default: prints what would be removed; --yes removes it, 1,000 rows per
+    /// transaction. A job that is queued or processing is never removed.
+    Prune(prune::PruneArgs),
 }
 
 /// Runs the parsed command.
@@ -137,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => {
             with_app(config, async |app| export::export(app, args).await).await
         }
+        Command::Prune(args) => with_app(config, async |app| prune::prune(app, args).await).await,
     }
 }
 

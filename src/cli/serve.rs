@@ -38,6 +38,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         shutdown.clone(),
     ));
     let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
+    let retention = crate::app::spawn_retention(app.clone(), shutdown.clone());
     tracing::info!(
         backend = ?app.store().backend(),
         concurrency = app.config().worker_concurrency,
@@ -59,6 +60,9 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     tracing::info!("shutting down: no new jobs; running calls get a grace period");
     if let Some(scheduler) = scheduler {
         let _ = scheduler.await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
     }
     match pool.await {
         Ok(Ok(())) => {}

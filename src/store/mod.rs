@@ -297,7 +297,8 @@ macro_rules! on_backend {
 // After the macro, which it uses.
 pub mod stats;
 pub use stats::{
-    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, TokenTotals,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, QueueFigures,
+    TokenTotals,
 };
 
 impl Store {
@@ -580,6 +581,27 @@ impl Store {
         on_backend!(self.job_attempts(id))
     }
 
+    // ---- retention
+
+    /// What a prune with `cutoff` would remove now, counted without changing a row.
+    pub async fn prune_count(&self, cutoff: DateTime<Utc>) -> StoreResult<PruneCounts> {
+        on_backend!(self.prune_count(cutoff))
+    }
+
+    /// Removes at most `limit` rows of `target` older than `cutoff` with ids above `after`, in
+    /// one short transaction; returns how many it changed and the greatest id it looked at
+    /// (the `after` of the next batch), `None` when nothing is left. Never touches a job that
+    /// is `queued` or `processing`, nor the attempts of one.
+    pub async fn prune_batch(
+        &self,
+        target: PruneTarget,
+        cutoff: DateTime<Utc>,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<PruneStep> {
+        on_backend!(self.prune_batch(target, cutoff, after, limit))
+    }
+
     /// One page of the matching responses, newest first.
     pub async fn responses_list(
         &self,
@@ -588,6 +610,42 @@ impl Store {
     ) -> StoreResult<Vec<StoredResponse>> {
         on_backend!(self.responses_list(filter, page))
     }
+}
+
+/// What a prune removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PruneTarget {
+    /// `job_attempts` rows finished before the cutoff, of jobs that are no longer live.
+    Attempts,
+    /// The raw provider body (`responses.raw`) of responses stored before the cutoff; the
+    /// answer's text, tokens and cost stay.
+    RawBodies,
+    /// Finished jobs (`succeeded`, `failed`, `skipped`) that ended before the cutoff, with
+    /// their response and attempts.
+    Jobs,
+}
+
+/// Rows a prune would remove (or did), by target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneCounts {
+    pub attempts: u64,
+    pub raw_bodies: u64,
+    /// Jobs, and in `responses` how many of them have a stored response.
+    pub jobs: u64,
+    pub responses: u64,
+}
+
+/// What one bounded prune transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Rows deleted or cleared (for `Jobs`: jobs deleted).
+    pub changed: u64,
+    /// Responses deleted with those jobs (`Jobs` only).
+    pub responses: u64,
+    /// The greatest id this batch looked at; `None` when no candidate was left.
+    pub last_id: Option<i64>,
 }
 
 /// An attempt's outcome as the columns both backends write.

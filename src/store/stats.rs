@@ -69,6 +69,17 @@ pub struct DueStats {
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
 
+/// What `/metrics` reads from the database, in one round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueFigures {
+    /// Every job by status.
+    pub jobs: Summary,
+    pub due: DueStats,
+    /// `processing` jobs whose lease expired (work for the next rescue).
+    pub expired_leases: i64,
+}
+
 /// One batch's jobs by status (the dashboard's list of batches).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -146,6 +157,15 @@ impl Store {
             return Ok(Vec::new());
         }
         on_backend!(self.models_window(batch_keys))
+    }
+
+    /// The queue's gauges at `now` in one statement: counts by status over the narrow
+    /// `(batch_key, status)` index (an index-only scan, not the wide rows), due jobs and the
+    /// oldest of them from the partial index of queued jobs, expired leases from the partial
+    /// index of processing ones. The caller caches it (`/metrics` runs it at most once per
+    /// period however often it is scraped).
+    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
+        on_backend!(self.queue_figures(now))
     }
 
     /// Queued jobs due at `now` and when the oldest of them became due.

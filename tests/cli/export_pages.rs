@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use clap::Parser;
 
 use promptq::app::App;
 use promptq::domain::{Finish, NewResponse, Outcome, ProviderKind};
@@ -44,8 +43,7 @@ async fn answer(app: &App, count: i64) -> BTreeSet<i64> {
 #[tokio::test]
 async fn answers_stored_during_an_export_neither_repeat_nor_slip_in() {
     let db = support::sqlite().await;
-    let cli = promptq::cli::Cli::try_parse_from(["promptq", "migrate"]).expect("settings");
-    let config = cli.settings.validate().expect("valid settings");
+    let config = support::config(&db.url, &[]);
     let app = App::with_store(config, db.store.clone()).expect("app");
     app.create_model(NewModel {
         name: "m".into(),

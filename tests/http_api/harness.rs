@@ -7,9 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use clap::Parser;
 use promptq::app::App;
-use promptq::config::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -17,12 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::support::TestDb;
 
 pub const SECRET: &str = "test-cron-secret-0123456789";
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    settings: Settings,
-}
 
 /// How to start a server.
 #[derive(Default)]
@@ -83,8 +75,7 @@ pub async fn start_with(db: TestDb, options: Options) -> Server {
         ]);
     }
     args.extend(options.args);
-    let config = Cli::parse_from(args)
-        .settings
+    let config = crate::support::settings_from_args(args)
         .validate()
         .expect("valid test settings");
     let app = App::with_store(config, db.store.clone()).expect("build the app");

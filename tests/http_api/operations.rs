@@ -39,6 +39,49 @@ pub async fn healthz_and_metrics_are_open(db: TestDb) {
     assert!(!metrics.text.contains(crate::harness::SECRET));
 }
 
+/// Many scrapes at once share one read of the database: the gauge cache lets at most one
+/// aggregate run per period (`promptq_gauge_refreshes_total` counts each read where it
+/// starts, before the statement runs), and every scrape still gets the full exposition.
+pub async fn concurrent_scrapes_share_one_database_read(db: TestDb) {
+    let server = start(db).await;
+    server.seed_original().await;
+    server.cron().await;
+    let reads = || {
+        server
+            .app
+            .metrics()
+            .gauge_refreshes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(reads(), 0);
+    let started = std::time::Instant::now();
+    let scrapes = (0..48).map(|_| server.send(server.client.get(server.url("/metrics"))));
+    let answers = futures_util::future::join_all(scrapes).await;
+    let elapsed = started.elapsed();
+    for metrics in &answers {
+        assert_eq!(metrics.status, 200, "{metrics:?}");
+        assert!(
+            metrics
+                .text
+                .lines()
+                .any(|l| l == "promptq_jobs{status=\"queued\"} 20"),
+            "{}",
+            metrics.text
+        );
+    }
+    // Bounded by the periods the scrapes really spanned, so a slow machine cannot fail it.
+    let periods = elapsed.as_secs_f64() / promptq::metrics::GAUGE_TTL.as_secs_f64();
+    let allowed = 1 + periods.floor() as u64;
+    assert!(
+        reads() <= allowed,
+        "{} database reads for 48 scrapes in {elapsed:?} (at most {allowed})",
+        reads()
+    );
+    let last = server.send(server.client.get(server.url("/metrics"))).await;
+    let exposed = format!("promptq_gauge_refreshes_total {}", reads());
+    assert!(last.text.lines().any(|l| l == exposed), "{}", last.text);
+}
+
 pub async fn healthz_and_api_answer_503_when_the_database_is_gone(db: TestDb) {
     let server = start(db).await;
     server.seed_original().await;

@@ -19,23 +19,60 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use promptq::store::Store;
 
-/// A validated configuration for `url`, with extra `--flag value` arguments.
+/// A validated configuration for `url`, with extra `--flag value` arguments. Built from the
+/// arguments alone (see [`settings_from_args`]): the developer's environment plays no part.
 pub fn config(url: &str, extra: &[&str]) -> promptq::config::Config {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        settings: promptq::config::Settings,
-    }
     let mut argv = vec!["promptq", "--database-url", url];
     if !extra.contains(&"--cron-schedule") {
         argv.extend_from_slice(&["--cron-schedule", "off"]);
     }
     argv.extend_from_slice(extra);
-    Args::parse_from(argv)
-        .settings
+    settings_from_args(argv)
         .validate()
         .expect("valid test settings")
+}
+
+/// Settings parsed from `argv` with every setting's environment variable ignored, so that a
+/// developer's `MAX_ATTEMPTS`, `DATABASE_URL`, `CRON_SECRET` or `OPENAI_API_KEY` cannot
+/// change what an in-process test sees.
+pub fn settings_from_args<I, T>(argv: I) -> promptq::config::Settings
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{Args, FromArgMatches};
+    let command = promptq::config::Settings::augment_args(clap::Command::new("promptq"))
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(argv)
+        .expect("valid test arguments");
+    promptq::config::Settings::from_arg_matches(&matches).expect("test settings")
+}
+
+/// Sends SIGTERM to `child` and asserts that it exits cleanly (status 0) within `within`;
+/// kills it and fails the test otherwise.
+pub fn terminate(child: &mut std::process::Child, within: std::time::Duration) {
+    let sent = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "SIGTERM could not be sent: {sent:?}");
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the process") {
+            assert!(
+                status.success(),
+                "the process exited with {status:?} after SIGTERM"
+            );
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// A store on a database that lives as long as this value.

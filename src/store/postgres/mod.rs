@@ -24,6 +24,7 @@ use crate::domain::{
 };
 
 /// Read-only aggregates (status figures, queue gauges).
+mod prune;
 mod stats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

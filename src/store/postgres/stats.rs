@@ -7,8 +7,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{PostgresStore, parse_status, push_job_filter};
 use crate::domain::Summary;
 use crate::store::stats::{
-    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, TokenTotals,
-    fold_model_counts,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, QueueFigures,
+    TokenTotals, fold_model_counts,
 };
 use crate::store::{JobFilter, StoreResult};
 
@@ -132,6 +132,39 @@ impl PostgresStore {
             }
         }
         Ok(models)
+    }
+
+    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
+        // Three index paths, one round trip; each row is labelled by what it counts.
+        let rows = sqlx::query(
+            "SELECT status AS label, count(*) AS n, NULL::timestamptz AS oldest
+                FROM prompt_jobs GROUP BY status
+             UNION ALL
+             SELECT 'due', count(*), min(next_attempt_at) FROM prompt_jobs
+                WHERE status = 'queued' AND next_attempt_at <= $1
+             UNION ALL
+             SELECT 'expired', count(*), NULL FROM prompt_jobs
+                WHERE status = 'processing' AND lease_expires_at < $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut figures = QueueFigures::default();
+        for row in &rows {
+            let label: String = row.try_get("label")?;
+            let n: i64 = row.try_get("n")?;
+            match label.as_str() {
+                "due" => {
+                    figures.due = DueStats {
+                        due: n,
+                        oldest_due_at: row.try_get("oldest")?,
+                    }
+                }
+                "expired" => figures.expired_leases = n,
+                status => figures.jobs.add(parse_status(status)?, n),
+            }
+        }
+        Ok(figures)
     }
 
     pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {

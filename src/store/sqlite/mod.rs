@@ -31,8 +31,9 @@ use crate::domain::{
 
 mod catalog;
 mod finish;
-mod queue;
 /// Read-only aggregates (status figures, queue gauges).
+mod prune;
+mod queue;
 mod stats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

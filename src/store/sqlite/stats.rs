@@ -7,8 +7,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{SqliteStore, ms, parse_status, push_job_filter, time};
 use crate::domain::Summary;
 use crate::store::stats::{
-    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, TokenTotals,
-    fold_model_counts, nearest_rank_offset,
+    BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, QueueFigures,
+    TokenTotals, fold_model_counts, nearest_rank_offset,
 };
 use crate::store::{JobFilter, StoreResult};
 
@@ -160,6 +160,41 @@ impl SqliteStore {
             }
         }
         Ok(models)
+    }
+
+    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
+        // Three index paths, one round trip; each row is labelled by what it counts. The
+        // counts by status read the covering (batch_key, status) index, not the table.
+        let rows = sqlx::query(
+            "SELECT status AS label, COUNT(*) AS n, NULL AS oldest
+                FROM prompt_jobs INDEXED BY prompt_jobs_batch_status GROUP BY status
+             UNION ALL
+             SELECT 'due', COUNT(*), MIN(next_attempt_at) FROM prompt_jobs
+                WHERE status = 'queued' AND next_attempt_at <= ?1
+             UNION ALL
+             SELECT 'expired', COUNT(*), NULL FROM prompt_jobs
+                WHERE status = 'processing' AND lease_expires_at < ?1",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut figures = QueueFigures::default();
+        for row in &rows {
+            let label: String = row.try_get("label")?;
+            let n: i64 = row.try_get("n")?;
+            match label.as_str() {
+                "due" => {
+                    let oldest: Option<i64> = row.try_get("oldest")?;
+                    figures.due = DueStats {
+                        due: n,
+                        oldest_due_at: oldest.map(time),
+                    }
+                }
+                "expired" => figures.expired_leases = n,
+                status => figures.jobs.add(parse_status(status)?, n),
+            }
+        }
+        Ok(figures)
     }
 
     pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
