@@ -229,8 +229,9 @@ impl Settings {
 /// The HTTP fan-out sends the `CRON_SECRET` with every call: over plain `http://` only to this
 /// machine, where it never crosses a network.
 fn check_fan_out_url(url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|_| ConfigError("APP_URL is not a URL (e.g. https://promptq.example.com)".into()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        ConfigError("APP_URL is not a URL (e.g. https://promptq.example.com)".into())
+    })?;
     let host = parsed.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = host.eq_ignore_ascii_case("localhost")
@@ -246,7 +247,9 @@ fn check_fan_out_url(url: &str) -> Result<(), ConfigError> {
              localhost, 127.0.0.1 or [::1])"
                 .into(),
         )),
-        _ => Err(ConfigError("APP_URL must start with https:// or http://".into())),
+        _ => Err(ConfigError(
+            "APP_URL must start with https:// or http://".into(),
+        )),
     }
 }
 

@@ -13,6 +13,7 @@ mod support;
 // A test crate's root looks for modules next to itself; these live under tests/security/
 // (and the fake provider under tests/providers/) so that Cargo does not take them for test
 // crates of their own.
+#[allow(dead_code)] // shared with the providers suite, which uses all of it
 #[path = "providers/fake.rs"]
 mod fake;
 #[path = "security/process.rs"]

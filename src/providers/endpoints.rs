@@ -97,10 +97,7 @@ impl ProviderSettings {
     /// The declared endpoint `name` (upper case), OpenAI's and OpenRouter's included.
     fn endpoint(&self, name: &str) -> Option<(&str, Option<&Secret>)> {
         match name {
-            "OPENAI" => Some((
-                self.openai_base_url.as_str(),
-                self.openai_api_key.as_ref(),
-            )),
+            "OPENAI" => Some((self.openai_base_url.as_str(), self.openai_api_key.as_ref())),
             "OPENROUTER" => Some((
                 self.openrouter_base_url.as_str(),
                 self.openrouter_api_key.as_ref(),
@@ -169,13 +166,15 @@ fn compatible_route<'s>(
                  URL is {name}_BASE_URL and its key {name}_API_KEY, both set by the operator"
             ));
         }
-        let (base_url, key) = settings.endpoint(&name).ok_or_else(|| RouteError::Unavailable {
-            message: format!(
-                "openai-compatible: endpoint {name} is not declared here (set {name}_BASE_URL, \
+        let (base_url, key) = settings
+            .endpoint(&name)
+            .ok_or_else(|| RouteError::Unavailable {
+                message: format!(
+                    "openai-compatible: endpoint {name} is not declared here (set {name}_BASE_URL, \
                  and {name}_API_KEY if it needs a key)"
-            ),
-            missing_key: false,
-        })?;
+                ),
+                missing_key: false,
+            })?;
         return Ok(Route { base_url, key });
     }
     let Some(base_url) = params.base_url else {
@@ -271,7 +270,10 @@ mod tests {
         );
         assert_eq!(
             compatible(json!({"endpoint": "OPENAI"})),
-            Ok(("https://api.openai.com/v1".into(), Some("openai-key".into())))
+            Ok((
+                "https://api.openai.com/v1".into(),
+                Some("openai-key".into())
+            ))
         );
         assert!(matches!(
             compatible(json!({"endpoint": "VLLM"})),
@@ -338,11 +340,17 @@ mod tests {
         };
         let models = [
             model(1, json!({"endpoint": "OLLAMA"})),
-            model(2, json!({"baseUrl": "http://evil.example/v1", "apiKeyEnv": "OPENAI_API_KEY"})),
+            model(
+                2,
+                json!({"baseUrl": "http://evil.example/v1", "apiKeyEnv": "OPENAI_API_KEY"}),
+            ),
             model(3, json!({"baseUrl": "http://local.example/v1"})),
         ];
         let lines = audit(&models, &settings());
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].starts_with("model 2 ('m2') will not run: refused"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("model 2 ('m2') will not run: refused"),
+            "{lines:?}"
+        );
     }
 }

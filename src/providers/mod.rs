@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use crate::domain::{Model, NewResponse, ProviderKind};
 
-use error::Redactor;
 pub use endpoints::{CompatibleEndpoint, RouteError, endpoint_name};
+use error::Redactor;
 pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
 pub use ratelimit::{RateLimitHint, parse_duration, parse_http_date};
@@ -152,7 +152,10 @@ impl Providers {
             .map(|(name, e)| (format!("{name}_BASE_URL"), &e.base_url));
         for (name, url) in [
             ("OPENAI_BASE_URL".to_owned(), &settings.openai_base_url),
-            ("OPENROUTER_BASE_URL".to_owned(), &settings.openrouter_base_url),
+            (
+                "OPENROUTER_BASE_URL".to_owned(),
+                &settings.openrouter_base_url,
+            ),
         ]
         .into_iter()
         .chain(declared)
@@ -210,7 +213,11 @@ impl Providers {
     /// Checks a model's params against the operator's endpoints, for the API and CLI to refuse
     /// a model at creation: bad params, or a key paired with a URL that is not its own. An
     /// endpoint or key that this process lacks is not refused (a worker elsewhere may have it).
-    pub fn check_params(&self, provider: ProviderKind, params: &serde_json::Value) -> Result<(), String> {
+    pub fn check_params(
+        &self,
+        provider: ProviderKind,
+        params: &serde_json::Value,
+    ) -> Result<(), String> {
         check_params(provider, params)?;
         if provider != ProviderKind::OpenAiCompatible {
             return Ok(());
@@ -287,9 +294,35 @@ impl Providers {
                     prompt,
                 ))
                 .await
+                .map(|completion| redact_completion(&inner.redactor, completion))
             }
         }
     }
+}
+
+/// Cuts configured secrets out of every text field a provider chose, since each is stored and
+/// shown: a server may echo what it received (its key, a secret in a prompt) in its answer.
+fn redact_completion(redactor: &Redactor, mut c: Completion) -> Completion {
+    let clean = |text: &mut String| *text = redactor.keys_only(text);
+    clean(&mut c.text);
+    for field in [
+        &mut c.served_model,
+        &mut c.finish_reason,
+        &mut c.request_id,
+        &mut c.raw,
+    ] {
+        if let Some(text) = field {
+            clean(text);
+        }
+    }
+    if let Some(citations) = &c.citations {
+        let text = citations.to_string();
+        let redacted = redactor.keys_only(&text);
+        if redacted != text {
+            c.citations = serde_json::from_str(&redacted).ok();
+        }
+    }
+    c
 }
 
 /// Token counts as the provider reported them; `None` where it reported nothing.

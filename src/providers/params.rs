@@ -169,9 +169,11 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
         return Err("it must start with http:// or https://".to_owned());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("it must not contain credentials (user:password@); keys belong in the \
+        return Err(
+            "it must not contain credentials (user:password@); keys belong in the \
              operator's <NAME>_API_KEY"
-            .to_owned());
+                .to_owned(),
+        );
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err("it must not have a query (?…) or a fragment (#…)".to_owned());
@@ -275,8 +277,14 @@ mod tests {
                 "params.baseUrl",
             ),
             (json!({"apiKeyEnv": "DATABASE_URL"}), "params.apiKeyEnv"),
-            (json!({"baseUrl": "http://h.example/v1?x=1"}), "params.baseUrl"),
-            (json!({"baseUrl": "http://h.example/v1#f"}), "params.baseUrl"),
+            (
+                json!({"baseUrl": "http://h.example/v1?x=1"}),
+                "params.baseUrl",
+            ),
+            (
+                json!({"baseUrl": "http://h.example/v1#f"}),
+                "params.baseUrl",
+            ),
             (json!({"baseUrl": "http://h.example/v1?"}), "params.baseUrl"),
             (json!({"endpoint": "a-b"}), "params.endpoint"),
             (json!({"apiKeyEnv": "sk-abc_API_KEY"}), "params.apiKeyEnv"),
@@ -296,10 +304,19 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(check_params(ProviderKind::OpenAiCompatible, &json!({"endpoint": "OLLAMA"})).is_ok());
+        assert!(
+            check_params(
+                ProviderKind::OpenAiCompatible,
+                &json!({"endpoint": "OLLAMA"})
+            )
+            .is_ok()
+        );
         assert!(check_params(ProviderKind::Mock, &json!({})).is_ok());
         // An openai model always goes to OPENAI_BASE_URL: a URL in its params would mislead.
-        let err = check_params(ProviderKind::OpenAi, &json!({"baseUrl": "http://x.example"}));
+        let err = check_params(
+            ProviderKind::OpenAi,
+            &json!({"baseUrl": "http://x.example"}),
+        );
         assert!(err.is_err_and(|e| e.contains("OPENAI_BASE_URL")));
     }
 

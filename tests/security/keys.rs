@@ -67,11 +67,7 @@ impl Hosts {
                     );
                 }
                 let expected = own.map(|key| format!("Bearer {key}"));
-                assert_eq!(
-                    seen.header("authorization"),
-                    expected.as_deref(),
-                    "{name}"
-                );
+                assert_eq!(seen.header("authorization"), expected.as_deref(), "{name}");
             }
         }
     }
@@ -114,7 +110,10 @@ pub fn attacks(hosts: &Hosts) -> Vec<(&'static str, Value)> {
             "a query string on the URL",
             json!({"baseUrl": format!("{evil}?forward=1")}),
         ),
-        ("a fragment on the URL", json!({"baseUrl": format!("{evil}#x")})),
+        (
+            "a fragment on the URL",
+            json!({"baseUrl": format!("{evil}#x")}),
+        ),
         (
             "credentials in the URL",
             json!({"baseUrl": format!("http://user:pw@{authority}")}),
@@ -201,7 +200,11 @@ async fn the_api_refuses_every_foreign_pairing_and_runs_only_the_operators() {
 
         assert_eq!(hosts.ollama.seen().len(), 1);
         assert_eq!(hosts.vllm.seen().len(), 1);
-        assert_eq!(hosts.attacker.seen().len(), 1, "the keyless model's call only");
+        assert_eq!(
+            hosts.attacker.seen().len(),
+            1,
+            "the keyless model's call only"
+        );
         hosts.assert_each_got_only_its_own_key();
     }
 }
@@ -215,8 +218,16 @@ async fn the_cli_refuses_every_foreign_pairing_and_runs_only_the_operators() {
             let params = params.to_string();
             let err = promptq
                 .fails(&[
-                    "models", "add", "--name", attack, "--provider", "openai-compatible",
-                    "--model", "llama3.2", "--params", &params,
+                    "models",
+                    "add",
+                    "--name",
+                    attack,
+                    "--provider",
+                    "openai-compatible",
+                    "--model",
+                    "llama3.2",
+                    "--params",
+                    &params,
                 ])
                 .await;
             assert!(err.contains("error: "), "{attack}: {err}");
@@ -242,8 +253,16 @@ async fn the_cli_refuses_every_foreign_pairing_and_runs_only_the_operators() {
             let params = params.to_string();
             promptq
                 .ok(&[
-                    "models", "add", "--name", name, "--provider", "openai-compatible",
-                    "--model", "llama3.2", "--params", &params,
+                    "models",
+                    "add",
+                    "--name",
+                    name,
+                    "--provider",
+                    "openai-compatible",
+                    "--model",
+                    "llama3.2",
+                    "--params",
+                    &params,
                 ])
                 .await;
         }
@@ -252,7 +271,11 @@ async fn the_cli_refuses_every_foreign_pairing_and_runs_only_the_operators() {
 
         assert_eq!(hosts.ollama.seen().len(), 1);
         assert_eq!(hosts.vllm.seen().len(), 1);
-        assert_eq!(hosts.attacker.seen().len(), 1, "the keyless model's call only");
+        assert_eq!(
+            hosts.attacker.seen().len(),
+            1,
+            "the keyless model's call only"
+        );
         hosts.assert_each_got_only_its_own_key();
     }
 }
@@ -333,8 +356,15 @@ async fn a_stored_foreign_pairing_is_reported_and_never_run() {
                 .is_some_and(|m| m.contains("OPENAI_API_KEY is sent only to OPENAI_BASE_URL")),
             "{failed}"
         );
-        assert!(hosts.attacker.seen().is_empty(), "no call for the refused model");
-        assert_eq!(hosts.ollama.seen().len(), 1, "the operator's own pair still runs");
+        assert!(
+            hosts.attacker.seen().is_empty(),
+            "no call for the refused model"
+        );
+        assert_eq!(
+            hosts.ollama.seen().len(),
+            1,
+            "the operator's own pair still runs"
+        );
         hosts.assert_each_got_only_its_own_key();
     }
 }

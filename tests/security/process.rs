@@ -18,7 +18,13 @@ pub const OLLAMA_KEY: &str = "ollama-key-zx81-0003";
 pub const VLLM_KEY: &str = "vllm-key-c64-0004";
 pub const CRON_SECRET: &str = "cron-secret-amiga-500-0005";
 
-pub const ALL_SECRETS: [&str; 5] = [OPENAI_KEY, OPENROUTER_KEY, OLLAMA_KEY, VLLM_KEY, CRON_SECRET];
+pub const ALL_SECRETS: [&str; 5] = [
+    OPENAI_KEY,
+    OPENROUTER_KEY,
+    OLLAMA_KEY,
+    VLLM_KEY,
+    CRON_SECRET,
+];
 
 /// Fails with the place where a secret showed up.
 pub fn assert_no_secret(place: &str, text: &str) {

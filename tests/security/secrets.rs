@@ -79,7 +79,11 @@ async fn no_secret_reaches_an_answer_a_log_a_stored_error_or_an_export() {
         // The echoes were stored, with every secret cut out of them.
         let status = &answers[1].text;
         assert!(status.contains("[redacted]"), "{status}");
-        assert!(answers[2].text.contains("[redacted]"), "{}", answers[2].text);
+        assert!(
+            answers[2].text.contains("[redacted]"),
+            "{}",
+            answers[2].text
+        );
 
         for format in ["csv", "jsonl"] {
             let (export, log) = promptq.ok(&["export", "--format", format]).await;
@@ -92,7 +96,10 @@ async fn no_secret_reaches_an_answer_a_log_a_stored_error_or_an_export() {
         let log = server.log();
         drop(server);
         assert!(log.contains("DEBUG"), "the log is at debug level:\n{log}");
-        assert!(log.contains("fan-out pass"), "the jobs went through the fan-out:\n{log}");
+        assert!(
+            log.contains("fan-out pass"),
+            "the jobs went through the fan-out:\n{log}"
+        );
         assert_no_secret("the server's debug log", &log);
     }
 }
