@@ -165,7 +165,26 @@ impl App {
     /// Opens (and migrates) the database and builds the providers from `config`.
     pub async fn start(config: Config) -> anyhow::Result<App> {
         let store = Store::open(&config.database_url).await?;
-        App::with_store(config, store)
+        let app = App::with_store(config, store)?;
+        app.warn_about_endpoints().await;
+        Ok(app)
+    }
+
+    /// Says at start which declared endpoints were ignored and which stored models will be
+    /// refused at their next call (a key paired with a URL that is not its own), so that an
+    /// operator hears of it before their jobs fail.
+    async fn warn_about_endpoints(&self) {
+        for problem in &self.inner.config.ignored_endpoints {
+            tracing::warn!("{problem}");
+        }
+        match self.inner.store.model_list().await {
+            Ok(models) => {
+                for problem in self.inner.providers.audit(&models) {
+                    tracing::warn!("{problem}");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot check the models' endpoints"),
+        }
     }
 
     /// Builds the service on an open store.
@@ -176,7 +195,9 @@ impl App {
             openrouter_api_key: config.openrouter_api_key.clone(),
             openrouter_base_url: config.openrouter_base_url.clone(),
             app_url: config.app_url.clone(),
-            compatible_keys: config.compatible_keys.clone(),
+            endpoints: config.endpoints.clone(),
+            ignored_endpoints: config.ignored_endpoints.clone(),
+            redact_also: config.cron_secret.iter().cloned().collect(),
             timeout: config.model_timeout,
         })?;
         let default_schedule = config.cron_schedule.clone();
@@ -577,7 +598,7 @@ impl App {
     // ---- models
 
     pub async fn create_model(&self, new: NewModel) -> AppResult<Model> {
-        check_model(&new.name, new.provider, &new.model, &new.params)?;
+        self.check_model(&new.name, new.provider, &new.model, &new.params)?;
         Ok(self.inner.store.model_insert(&new, Utc::now()).await?)
     }
 
@@ -595,7 +616,7 @@ impl App {
 
     pub async fn update_model(&self, id: ModelId, patch: ModelPatch) -> AppResult<Model> {
         let current = self.model(id).await?;
-        check_model(
+        self.check_model(
             patch.name.as_deref().unwrap_or(&current.name),
             patch.provider.unwrap_or(current.provider),
             patch.model.as_deref().unwrap_or(&current.model),
@@ -697,21 +718,28 @@ fn check_page(page: Page) -> AppResult<()> {
     Ok(())
 }
 
-fn check_model(
-    name: &str,
-    provider: ProviderKind,
-    model: &str,
-    params: &serde_json::Value,
-) -> AppResult<()> {
-    if name.trim().is_empty() {
-        return Err(AppError::BadInput("name must not be empty".into()));
+impl App {
+    /// A model's values, and its params against the operator's endpoints (a key goes only to
+    /// its own URL).
+    pub(crate) fn check_model(
+        &self,
+        name: &str,
+        provider: ProviderKind,
+        model: &str,
+        params: &serde_json::Value,
+    ) -> AppResult<()> {
+        if name.trim().is_empty() {
+            return Err(AppError::BadInput("name must not be empty".into()));
+        }
+        if model.trim().is_empty() {
+            return Err(AppError::BadInput("model must not be empty".into()));
+        }
+        self.inner
+            .providers
+            .check_params(provider, params)
+            .map_err(|err| AppError::BadInput(format!("params: {err}")))?;
+        crate::engine::limits::ModelLimits::parse(params)
+            .map(|_| ())
+            .map_err(|err| AppError::BadInput(format!("params: {err}")))
     }
-    if model.trim().is_empty() {
-        return Err(AppError::BadInput("model must not be empty".into()));
-    }
-    crate::providers::check_params(provider, params)
-        .map_err(|err| AppError::BadInput(format!("params: {err}")))?;
-    crate::engine::limits::ModelLimits::parse(params)
-        .map(|_| ())
-        .map_err(|err| AppError::BadInput(format!("params: {err}")))
 }

@@ -130,8 +130,11 @@ pub struct Config {
     pub openai_base_url: String,
     pub openrouter_api_key: Option<Secret>,
     pub openrouter_base_url: String,
-    /// `*_API_KEY` variables that `openai-compatible` models may name with `apiKeyEnv`.
-    pub compatible_keys: std::collections::BTreeMap<String, Secret>,
+    /// The `openai-compatible` endpoints the operator declared (`<NAME>_BASE_URL` and
+    /// `<NAME>_API_KEY`), by name; read from the environment only.
+    pub endpoints: std::collections::BTreeMap<String, crate::providers::CompatibleEndpoint>,
+    /// `<NAME>_BASE_URL` variables left out because their value is not a usable URL.
+    pub ignored_endpoints: Vec<String>,
     pub app_url: Option<String>,
     pub bind: SocketAddr,
     pub worker_concurrency: usize,
@@ -189,8 +192,11 @@ impl Settings {
             .or_else(|| std::env::var("NEXT_PUBLIC_APP_URL").ok())
             .filter(|url| !url.is_empty())
             .map(|url| url.trim_end_matches('/').to_owned());
-        if dispatch == DispatchMode::Http && app_url.is_none() {
-            return bad("DISPATCH=http needs APP_URL (or NEXT_PUBLIC_APP_URL)".into());
+        if dispatch == DispatchMode::Http {
+            match &app_url {
+                None => return bad("DISPATCH=http needs APP_URL (or NEXT_PUBLIC_APP_URL)".into()),
+                Some(url) => check_fan_out_url(url)?,
+            }
         }
         let log_json = match self.log_format.as_str() {
             "text" => false,
@@ -203,6 +209,11 @@ impl Settings {
             Some(_) => return bad("RETENTION_DAYS must be between 1 and 36500".into()),
         };
         let secret = |value: &Option<String>| Secret::from_optional(value.clone());
+        let crate::providers::ProviderSettings {
+            endpoints,
+            ignored_endpoints,
+            ..
+        } = crate::providers::ProviderSettings::from_env(Duration::from_secs(1));
         Ok(Config {
             database_url: self.database_url.clone(),
             cron_secret: secret(&self.cron_secret),
@@ -210,8 +221,8 @@ impl Settings {
             openai_base_url: self.openai_base_url.trim_end_matches('/').to_owned(),
             openrouter_api_key: secret(&self.openrouter_api_key),
             openrouter_base_url: self.openrouter_base_url.trim_end_matches('/').to_owned(),
-            compatible_keys: crate::providers::ProviderSettings::from_env(Duration::from_secs(1))
-                .compatible_keys,
+            endpoints,
+            ignored_endpoints,
             app_url,
             bind: self.bind,
             worker_concurrency: self.worker_concurrency as usize,
@@ -225,5 +236,58 @@ impl Settings {
             log_json,
             retention,
         })
+    }
+}
+
+/// The HTTP fan-out sends the `CRON_SECRET` with every call: over plain `http://` only to this
+/// machine, where it never crosses a network.
+fn check_fan_out_url(url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        ConfigError("APP_URL is not a URL (e.g. https://promptq.example.com)".into())
+    })?;
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(ConfigError(
+            "DISPATCH=http sends the CRON_SECRET with every call, and APP_URL is plain http:// \
+             to another host: use an https:// APP_URL (plain http:// is allowed only to \
+             localhost, 127.0.0.1 or [::1])"
+                .into(),
+        )),
+        _ => Err(ConfigError(
+            "APP_URL must start with https:// or http://".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fan_out_sends_the_secret_in_clear_only_to_this_machine() {
+        for ok in [
+            "https://promptq.example.com",
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+        ] {
+            assert!(check_fan_out_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://promptq.example.com",
+            "http://10.0.0.5:3000",
+            "http://localhost.evil.example",
+            "ftp://x",
+            "promptq",
+        ] {
+            assert!(check_fan_out_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use promptq::domain::{ErrorClass, Model, ProviderKind};
 use promptq::providers::{
-    Completion, ErrorKind, ProviderError, ProviderSettings, Providers, Secret,
+    CompatibleEndpoint, Completion, ErrorKind, ProviderError, ProviderSettings, Providers, Secret,
 };
 
 use fake::{Fake, Reply};
@@ -37,10 +37,17 @@ fn settings(fake: &Fake, timeout: Duration) -> ProviderSettings {
         openrouter_api_key: Some(Secret::new(OPENROUTER_KEY)),
         openrouter_base_url: format!("{}/", fake.base_url()),
         app_url: Some(APP_URL.to_owned()),
-        compatible_keys: [("LOCAL_API_KEY".to_owned(), Secret::new(LOCAL_KEY))]
-            .into_iter()
-            .collect(),
+        endpoints: [(
+            "LOCAL".to_owned(),
+            CompatibleEndpoint {
+                base_url: fake.base_url(),
+                api_key: Some(Secret::new(LOCAL_KEY)),
+            },
+        )]
+        .into_iter()
+        .collect(),
         timeout,
+        ..ProviderSettings::default()
     }
 }
 

@@ -217,7 +217,7 @@ impl App {
                     problems.push(format!("{at}.{field}: must not be empty"));
                 }
             }
-            if let Err(err) = crate::providers::check_params(provider, &params) {
+            if let Err(err) = self.providers().check_params(provider, &params) {
                 problems.push(format!("{at}.params: {err}"));
             }
             if problems.len() > before {

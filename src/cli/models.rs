@@ -72,8 +72,10 @@ pub enum ModelsCommand {
 pub struct ParamArgs {
     /// One param as key=value; the value is read as JSON when it parses (60, 0.3, true,
     /// {"top_p": 0.9}), else as text. Repeatable. On edit it changes only that key, and
-    /// key=null removes it. Keys: temperature, maxTokens, seed, extra, baseUrl, apiKeyEnv,
-    /// maxConcurrency, rpm, tpm, and for mock latencyMs and failRate
+    /// key=null removes it. Keys: temperature, maxTokens, seed, extra, maxConcurrency, rpm,
+    /// tpm; for openai-compatible endpoint (a name the operator declared: OLLAMA for
+    /// OLLAMA_BASE_URL and OLLAMA_API_KEY) or baseUrl (an endpoint without a key); for mock
+    /// latencyMs and failRate
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub param: Vec<(String, Value)>,
     /// All params as one JSON object (replaces the current ones on edit)

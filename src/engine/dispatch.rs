@@ -4,6 +4,8 @@
 //! then sends every queued job that is due, not only the new ones, so that jobs left behind by
 //! lost calls are picked up by the next pass and nothing is stranded. The calls run with bounded
 //! concurrency; the receiving end claims each job atomically, so a duplicate call is a 409.
+//! Every call carries the `CRON_SECRET`; the configuration refuses an `APP_URL` that would send
+//! it in clear over a network (plain `http://` off this machine).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -36,6 +38,8 @@ fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Every call carries the CRON_SECRET: a redirect must not take it anywhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default()
     })

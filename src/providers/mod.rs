@@ -13,6 +13,7 @@
 //! decide retry policy (backoff and caps belong to the engine). The HTTP client is built once
 //! and shared, so calls reuse pooled connections.
 
+mod endpoints;
 mod error;
 mod mock;
 mod openai;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use crate::domain::{Model, NewResponse, ProviderKind};
 
+pub use endpoints::{CompatibleEndpoint, RouteError, endpoint_name};
 use error::Redactor;
 pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
@@ -49,9 +51,13 @@ pub struct ProviderSettings {
     pub openrouter_base_url: String,
     /// Sent to OpenRouter as `HTTP-Referer` for attribution.
     pub app_url: Option<String>,
-    /// Keys that `openai-compatible` models may name with `params.apiKeyEnv`, by variable
-    /// name. Only `*_API_KEY` names are ever looked up (see [`is_key_variable_name`]).
-    pub compatible_keys: BTreeMap<String, Secret>,
+    /// The operator's `openai-compatible` endpoints by name (`OLLAMA` for `OLLAMA_BASE_URL`
+    /// and `OLLAMA_API_KEY`): the only places their keys may go.
+    pub endpoints: BTreeMap<String, CompatibleEndpoint>,
+    /// `<NAME>_BASE_URL` variables that were left out, and why (warned about at start).
+    pub ignored_endpoints: Vec<String>,
+    /// Other secrets (the `CRON_SECRET`) that must never reach a stored error either.
+    pub redact_also: Vec<Secret>,
     /// The limit on one call, connection to last byte (`MODEL_TIMEOUT_SECS`).
     pub timeout: Duration,
 }
@@ -64,7 +70,9 @@ impl Default for ProviderSettings {
             openrouter_api_key: None,
             openrouter_base_url: DEFAULT_OPENROUTER_BASE_URL.to_owned(),
             app_url: None,
-            compatible_keys: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            ignored_endpoints: Vec::new(),
+            redact_also: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -73,10 +81,11 @@ impl Default for ProviderSettings {
 impl ProviderSettings {
     /// Reads the contract's variables (`OPENAI_API_KEY`, `OPENAI_BASE_URL`,
     /// `OPENROUTER_API_KEY`, `OPENROUTER_BASE_URL`, `APP_URL` or `NEXT_PUBLIC_APP_URL`) and
-    /// every `*_API_KEY` variable for `openai-compatible` models. The configuration may
-    /// override any field afterwards (a flag wins over the environment).
+    /// every `<NAME>_BASE_URL` with its `<NAME>_API_KEY` for `openai-compatible` models. The
+    /// configuration may override any field afterwards (a flag wins over the environment).
     pub fn from_env(timeout: Duration) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let (endpoints, ignored_endpoints) = endpoints::from_env();
         ProviderSettings {
             openai_api_key: Secret::from_optional(var("OPENAI_API_KEY")),
             openai_base_url: var("OPENAI_BASE_URL")
@@ -85,15 +94,9 @@ impl ProviderSettings {
             openrouter_base_url: var("OPENROUTER_BASE_URL")
                 .unwrap_or_else(|| DEFAULT_OPENROUTER_BASE_URL.to_owned()),
             app_url: var("APP_URL").or_else(|| var("NEXT_PUBLIC_APP_URL")),
-            // vars_os: `vars()` panics on a variable that is not UTF-8, and any process
-            // environment may hold one; such variables are simply not keys.
-            compatible_keys: std::env::vars_os()
-                .filter_map(|(name, value)| {
-                    Some((name.into_string().ok()?, value.into_string().ok()?))
-                })
-                .filter(|(name, _)| is_key_variable_name(name))
-                .filter_map(|(name, value)| Secret::from_optional(Some(value)).map(|s| (name, s)))
-                .collect(),
+            endpoints,
+            ignored_endpoints,
+            redact_also: Vec::new(),
             timeout,
         }
     }
@@ -102,7 +105,8 @@ impl ProviderSettings {
         self.openai_api_key
             .iter()
             .chain(&self.openrouter_api_key)
-            .chain(self.compatible_keys.values())
+            .chain(self.endpoints.values().filter_map(|e| e.api_key.as_ref()))
+            .chain(&self.redact_also)
             .map(Secret::expose)
     }
 }
@@ -111,7 +115,7 @@ impl ProviderSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("{name}: {reason}")]
-    InvalidBaseUrl { name: &'static str, reason: String },
+    InvalidBaseUrl { name: String, reason: String },
     #[error("the timeout must be longer than zero")]
     ZeroTimeout,
 }
@@ -142,10 +146,20 @@ impl Providers {
     /// Checks the settings at start-up rather than at the first call; the one HTTP client
     /// (rustls, connection pool) is built at the first call to a real provider.
     pub fn new(settings: ProviderSettings) -> Result<Self, SetupError> {
+        let declared = settings
+            .endpoints
+            .iter()
+            .map(|(name, e)| (format!("{name}_BASE_URL"), &e.base_url));
         for (name, url) in [
-            ("OPENAI_BASE_URL", &settings.openai_base_url),
-            ("OPENROUTER_BASE_URL", &settings.openrouter_base_url),
-        ] {
+            ("OPENAI_BASE_URL".to_owned(), &settings.openai_base_url),
+            (
+                "OPENROUTER_BASE_URL".to_owned(),
+                &settings.openrouter_base_url,
+            ),
+        ]
+        .into_iter()
+        .chain(declared)
+        {
             check_base_url(url).map_err(|reason| SetupError::InvalidBaseUrl { name, reason })?;
         }
         if settings.timeout.is_zero() {
@@ -194,6 +208,31 @@ impl Providers {
             ProviderKind::OpenRouter => self.inner.settings.openrouter_api_key.is_some(),
             ProviderKind::OpenAiCompatible | ProviderKind::Mock => true,
         }
+    }
+
+    /// Checks a model's params against the operator's endpoints, for the API and CLI to refuse
+    /// a model at creation: bad params, or a key paired with a URL that is not its own. An
+    /// endpoint or key that this process lacks is not refused (a worker elsewhere may have it).
+    pub fn check_params(
+        &self,
+        provider: ProviderKind,
+        params: &serde_json::Value,
+    ) -> Result<(), String> {
+        check_params(provider, params)?;
+        if provider != ProviderKind::OpenAiCompatible {
+            return Ok(());
+        }
+        let parsed = ModelParams::parse(params)?;
+        match endpoints::route(provider, &parsed, &self.inner.settings) {
+            Err(RouteError::Refused(message)) => Err(message),
+            Ok(_) | Err(RouteError::Unavailable { .. }) => Ok(()),
+        }
+    }
+
+    /// One line per stored model that will be refused at its next call (its params pair a key
+    /// with a URL that is not the key's own), for a warning at start.
+    pub fn audit(&self, models: &[Model]) -> Vec<String> {
+        endpoints::audit(models, &self.inner.settings)
     }
 
     /// Redacts every configured key (and anything shaped like one) from `text`, for callers
@@ -255,9 +294,35 @@ impl Providers {
                     prompt,
                 ))
                 .await
+                .map(|completion| redact_completion(&inner.redactor, completion))
             }
         }
     }
+}
+
+/// Cuts configured secrets out of every text field a provider chose, since each is stored and
+/// shown: a server may echo what it received (its key, a secret in a prompt) in its answer.
+fn redact_completion(redactor: &Redactor, mut c: Completion) -> Completion {
+    let clean = |text: &mut String| *text = redactor.keys_only(text);
+    clean(&mut c.text);
+    for field in [
+        &mut c.served_model,
+        &mut c.finish_reason,
+        &mut c.request_id,
+        &mut c.raw,
+    ] {
+        if let Some(text) = field {
+            clean(text);
+        }
+    }
+    if let Some(citations) = &c.citations {
+        let text = citations.to_string();
+        let redacted = redactor.keys_only(&text);
+        if redacted != text {
+            c.citations = serde_json::from_str(&redacted).ok();
+        }
+    }
+    c
 }
 
 /// Token counts as the provider reported them; `None` where it reported nothing.
@@ -337,9 +402,15 @@ mod tests {
     fn secrets_never_print() {
         let settings = ProviderSettings {
             openai_api_key: Some(Secret::new("sk-test-abcdefghijklmnop")),
-            compatible_keys: [("LOCAL_API_KEY".to_owned(), Secret::new("local-secret"))]
-                .into_iter()
-                .collect(),
+            endpoints: [(
+                "LOCAL".to_owned(),
+                CompatibleEndpoint {
+                    base_url: "http://127.0.0.1:8000/v1".into(),
+                    api_key: Some(Secret::new("local-secret")),
+                },
+            )]
+            .into_iter()
+            .collect(),
             ..ProviderSettings::default()
         };
         let printed = format!("{settings:?} {}", Secret::new("x-secret"));
@@ -366,10 +437,15 @@ mod tests {
         };
         assert!(matches!(
             Providers::new(bad_url),
-            Err(SetupError::InvalidBaseUrl {
-                name: "OPENAI_BASE_URL",
-                ..
-            })
+            Err(SetupError::InvalidBaseUrl { name, .. }) if name == "OPENAI_BASE_URL"
+        ));
+        let with_query = ProviderSettings {
+            openrouter_base_url: "https://openrouter.ai/api/v1?token=x".into(),
+            ..ProviderSettings::default()
+        };
+        assert!(matches!(
+            Providers::new(with_query),
+            Err(SetupError::InvalidBaseUrl { name, .. }) if name == "OPENROUTER_BASE_URL"
         ));
         let zero = ProviderSettings {
             timeout: Duration::ZERO,

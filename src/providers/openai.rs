@@ -1,6 +1,7 @@
 //! One thin client for every endpoint that speaks OpenAI chat completions: `openai`,
 //! `openrouter` (the same API plus attribution headers and `usage.cost`) and
-//! `openai-compatible` (any `params.baseUrl`: Ollama, vLLM, LM Studio, …).
+//! `openai-compatible` (an endpoint the operator declared, or a keyless `params.baseUrl`:
+//! Ollama, vLLM, LM Studio, …).
 //!
 //! It sends one non-streaming `POST {base}/chat/completions` and classifies whatever comes
 //! back the way the providers document it and the official OpenAI SDK behaves: transport
@@ -22,7 +23,7 @@ use crate::domain::{Model, ProviderKind};
 use super::error::{ErrorKind, ProviderError, Redactor, human_duration};
 use super::params::ModelParams;
 use super::ratelimit::{self, RateLimitHint};
-use super::{Completion, ProviderSettings, Secret};
+use super::{Completion, ProviderSettings, RouteError, Secret};
 
 use response::ErrorDetail;
 
@@ -38,69 +39,29 @@ pub(super) struct Endpoint<'s> {
 }
 
 impl<'s> Endpoint<'s> {
-    /// Picks the base URL and key for a model. A missing key for `openai` or `openrouter`
-    /// is an account-level problem: every call would fail the same way.
+    /// Picks the base URL and key for a model, by the one rule of [`super::endpoints`]. A
+    /// missing key for `openai` or `openrouter` is an account-level problem: every call would
+    /// fail the same way. A refused pairing fails the job before any request is sent.
     pub(super) fn resolve(
         kind: ProviderKind,
-        params: &ModelParams<'_>,
+        params: &ModelParams<'s>,
         settings: &'s ProviderSettings,
     ) -> Result<Self, ProviderError> {
-        let missing_key = |variable: &str| {
-            let mut err = ProviderError::new(
-                ErrorKind::Permanent,
-                format!("{kind}: {variable} is not set"),
+        let route = super::endpoints::route(kind, params, settings).map_err(|err| {
+            let mut error = ProviderError::new(ErrorKind::Permanent, err.message().to_owned());
+            error.account_level = matches!(
+                err,
+                RouteError::Unavailable {
+                    missing_key: true,
+                    ..
+                }
             );
-            err.account_level = true;
-            err
-        };
-        let (base, key) = match kind {
-            ProviderKind::OpenAi => (
-                settings.openai_base_url.as_str(),
-                Some(
-                    settings
-                        .openai_api_key
-                        .as_ref()
-                        .ok_or_else(|| missing_key("OPENAI_API_KEY"))?,
-                ),
-            ),
-            ProviderKind::OpenRouter => (
-                settings.openrouter_base_url.as_str(),
-                Some(
-                    settings
-                        .openrouter_api_key
-                        .as_ref()
-                        .ok_or_else(|| missing_key("OPENROUTER_API_KEY"))?,
-                ),
-            ),
-            ProviderKind::OpenAiCompatible => {
-                let base = params.base_url.ok_or_else(|| {
-                    ProviderError::new(
-                        ErrorKind::Permanent,
-                        "openai-compatible: the model's params need a baseUrl".to_owned(),
-                    )
-                })?;
-                let key = match params.api_key_env {
-                    None => None,
-                    Some(name) => Some(
-                        settings
-                            .compatible_keys
-                            .get(name)
-                            .ok_or_else(|| missing_key(name))?,
-                    ),
-                };
-                (base, key)
-            }
-            ProviderKind::Mock => {
-                return Err(ProviderError::new(
-                    ErrorKind::Permanent,
-                    "mock models do not call an HTTP endpoint".to_owned(),
-                ));
-            }
-        };
+            error
+        })?;
         Ok(Endpoint {
             kind,
-            url: format!("{}/chat/completions", base.trim_end_matches('/')),
-            key,
+            url: format!("{}/chat/completions", route.base_url.trim_end_matches('/')),
+            key: route.key,
         })
     }
 

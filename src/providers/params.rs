@@ -1,13 +1,12 @@
 //! Reading a model's `params` for a call: the generation settings (`temperature`, `maxTokens`,
-//! `seed`, `extra`), the endpoint of an `openai-compatible` model (`baseUrl`, `apiKeyEnv`) and
-//! the mock's knobs (`latencyMs`, `failRate`).
+//! `seed`, `extra`), the endpoint of an `openai-compatible` model (`endpoint`, or `baseUrl`
+//! and the older `apiKeyEnv`) and the mock's knobs (`latencyMs`, `failRate`).
 //!
 //! Params are JSON typed by users, so this is where they are checked: [`check_params`] lets the
 //! API refuse a bad model when it is created, and a call with bad params fails permanently
 //! with the same message. Reading borrows from the JSON and allocates nothing on success,
-//! because the mock reads params on every call of a benchmark. Keys never live here:
-//! `apiKeyEnv` is only the *name* of an environment variable, resolved at start-up by
-//! [`super::ProviderSettings`]. Limits (`maxConcurrency`, `rpm`, `tpm`) belong to the engine
+//! because the mock reads params on every call of a benchmark. Keys never live here, and
+//! neither does the choice of where a key goes: that is [`super::endpoints`]' rule. Limits (`maxConcurrency`, `rpm`, `tpm`) belong to the engine
 //! and are ignored here.
 
 use serde_json::{Map, Value};
@@ -26,7 +25,11 @@ pub struct ModelParams<'a> {
     /// Extra request fields merged into the body (`response_format`, `top_p`, OpenRouter's
     /// `provider` routing, …).
     pub extra: Option<&'a Map<String, Value>>,
-    /// The endpoint of an `openai-compatible` model, up to and excluding `/chat/completions`.
+    /// The operator's endpoint an `openai-compatible` model runs on (`OLLAMA` for
+    /// `OLLAMA_BASE_URL` and `OLLAMA_API_KEY`).
+    pub endpoint: Option<&'a str>,
+    /// The URL of a keyless `openai-compatible` endpoint, up to and excluding
+    /// `/chat/completions`.
     pub base_url: Option<&'a str>,
     /// The name of the environment variable holding the key of an `openai-compatible` model.
     pub api_key_env: Option<&'a str>,
@@ -62,6 +65,15 @@ impl<'a> ModelParams<'a> {
             Some(Value::Object(extra)) => Some(extra),
             Some(other) => return Err(format!("params.extra must be a JSON object, not {other}")),
         };
+        let endpoint = opt(map, "endpoint", string)?;
+        if let Some(name) = endpoint
+            && super::endpoints::endpoint_name(name).is_none()
+        {
+            return Err(format!(
+                "params.endpoint must name an endpoint the operator declared (letters, digits, \
+                 underscores: OLLAMA for OLLAMA_BASE_URL), not '{name}'"
+            ));
+        }
         let base_url = opt(map, "baseUrl", string)?;
         if let Some(url) = base_url {
             check_base_url(url).map_err(|e| format!("params.baseUrl: {e}"))?;
@@ -92,6 +104,7 @@ impl<'a> ModelParams<'a> {
             max_tokens,
             seed,
             extra,
+            endpoint,
             base_url,
             api_key_env,
             latency_ms,
@@ -100,13 +113,35 @@ impl<'a> ModelParams<'a> {
     }
 }
 
-/// Checks a model's params for its provider, for the API and CLI to refuse a bad model
-/// when it is created rather than at its first call.
+/// Checks a model's params for its provider, without the operator's settings (those are
+/// [`super::Providers::check_params`]' part).
 pub fn check_params(provider: ProviderKind, params: &Value) -> Result<(), String> {
     let parsed = ModelParams::parse(params)?;
-    if provider == ProviderKind::OpenAiCompatible && parsed.base_url.is_none() {
+    if matches!(provider, ProviderKind::OpenAi | ProviderKind::OpenRouter) {
+        for (field, set) in [
+            ("endpoint", parsed.endpoint.is_some()),
+            ("baseUrl", parsed.base_url.is_some()),
+            ("apiKeyEnv", parsed.api_key_env.is_some()),
+        ] {
+            if set {
+                let variable = match provider {
+                    ProviderKind::OpenAi => "OPENAI_BASE_URL",
+                    _ => "OPENROUTER_BASE_URL",
+                };
+                return Err(format!(
+                    "params.{field} is for openai-compatible models; {provider} models go to \
+                     {variable} with their own key"
+                ));
+            }
+        }
+    }
+    if provider == ProviderKind::OpenAiCompatible
+        && parsed.endpoint.is_none()
+        && parsed.base_url.is_none()
+    {
         return Err(
-            "an openai-compatible model needs params.baseUrl (e.g. http://localhost:11434/v1)"
+            "an openai-compatible model needs params.endpoint (e.g. OLLAMA, declared by the \
+             operator with OLLAMA_BASE_URL) or, for an endpoint without a key, params.baseUrl"
                 .to_owned(),
         );
     }
@@ -125,15 +160,23 @@ pub fn is_key_variable_name(name: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// A base URL must be absolute http(s) and carry no credentials: a URL is logged and shown,
-/// a key belongs in the environment.
+/// A base URL must be absolute http(s) and carry no credentials, query or fragment: a URL is
+/// logged and shown, a key belongs in the environment, and `/chat/completions` is appended to
+/// the path (a query would carry it elsewhere, or smuggle a token).
 pub fn check_base_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL ({e})"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| "it is not a URL".to_owned())?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("'{url}' must start with http:// or https://"));
+        return Err("it must start with http:// or https://".to_owned());
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("the URL must not contain credentials; use apiKeyEnv".to_owned());
+        return Err(
+            "it must not contain credentials (user:password@); keys belong in the \
+             operator's <NAME>_API_KEY"
+                .to_owned(),
+        );
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("it must not have a query (?…) or a fragment (#…)".to_owned());
     }
     Ok(())
 }
@@ -234,6 +277,16 @@ mod tests {
                 "params.baseUrl",
             ),
             (json!({"apiKeyEnv": "DATABASE_URL"}), "params.apiKeyEnv"),
+            (
+                json!({"baseUrl": "http://h.example/v1?x=1"}),
+                "params.baseUrl",
+            ),
+            (
+                json!({"baseUrl": "http://h.example/v1#f"}),
+                "params.baseUrl",
+            ),
+            (json!({"baseUrl": "http://h.example/v1?"}), "params.baseUrl"),
+            (json!({"endpoint": "a-b"}), "params.endpoint"),
             (json!({"apiKeyEnv": "sk-abc_API_KEY"}), "params.apiKeyEnv"),
         ] {
             let err = ModelParams::parse(&params).expect_err(&params.to_string());
@@ -251,7 +304,20 @@ mod tests {
             )
             .is_ok()
         );
+        assert!(
+            check_params(
+                ProviderKind::OpenAiCompatible,
+                &json!({"endpoint": "OLLAMA"})
+            )
+            .is_ok()
+        );
         assert!(check_params(ProviderKind::Mock, &json!({})).is_ok());
+        // An openai model always goes to OPENAI_BASE_URL: a URL in its params would mislead.
+        let err = check_params(
+            ProviderKind::OpenAi,
+            &json!({"baseUrl": "http://x.example"}),
+        );
+        assert!(err.is_err_and(|e| e.contains("OPENAI_BASE_URL")));
     }
 
     #[test]

@@ -171,6 +171,20 @@ async fn openai_compatible_uses_the_models_base_url_and_named_key() {
     );
     call(&providers, &keyless).await.expect("a completion");
     assert_eq!(fake.last().header("authorization"), None);
+
+    // The way a model names an endpoint now: LOCAL_BASE_URL with LOCAL_API_KEY beside it.
+    let named = model(
+        ProviderKind::OpenAiCompatible,
+        "llama3.2",
+        json!({"endpoint": "local"}),
+    );
+    call(&providers, &named).await.expect("a completion");
+    let seen = fake.last();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {LOCAL_KEY}").as_str())
+    );
 }
 
 #[tokio::test]

@@ -137,7 +137,10 @@ async fn a_missing_key_fails_permanently_without_a_request() {
     );
     let err = call(&providers, &unknown_key).await.unwrap_err();
     assert_permanent(&err);
-    assert_contains(&err.message, "MISSING_API_KEY is not set");
+    assert_contains(
+        &err.message,
+        "MISSING_API_KEY is sent only to MISSING_BASE_URL",
+    );
     assert!(fake.seen().is_empty());
 }
 

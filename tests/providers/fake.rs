@@ -65,6 +65,14 @@ impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// Every header as `name: value` lines, for tests that look for a value anywhere.
+    pub fn all_headers(&self) -> String {
+        self.headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+            .collect()
+    }
 }
 
 #[derive(Default)]
