@@ -61,6 +61,12 @@ pub struct Settings {
     #[arg(long, env = "APP_URL", global = true)]
     pub app_url: Option<String>,
 
+    /// Trust `X-Forwarded-Proto` from the reverse proxy in front of `serve` (set it only
+    /// behind one that sets the header itself): `https` there marks the dashboard's session
+    /// cookie `Secure`
+    #[arg(long, env = "TRUST_PROXY", global = true)]
+    pub trust_proxy: bool,
+
     /// Listen address of `serve`
     #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", global = true)]
     pub bind: SocketAddr,
@@ -128,6 +134,8 @@ pub struct Config {
     /// `*_API_KEY` variables that `openai-compatible` models may name with `apiKeyEnv`.
     pub compatible_keys: std::collections::BTreeMap<String, Secret>,
     pub app_url: Option<String>,
+    /// `X-Forwarded-Proto` is believed (a reverse proxy sets it).
+    pub trust_proxy: bool,
     pub bind: SocketAddr,
     pub worker_concurrency: usize,
     /// The global schedule; `off` reads as daily and does not tick.
@@ -201,6 +209,7 @@ impl Settings {
             compatible_keys: crate::providers::ProviderSettings::from_env(Duration::from_secs(1))
                 .compatible_keys,
             app_url,
+            trust_proxy: self.trust_proxy,
             bind: self.bind,
             worker_concurrency: self.worker_concurrency as usize,
             cron_schedule,
