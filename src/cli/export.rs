@@ -140,9 +140,15 @@ impl<'a> ExportRow<'a> {
 /// advice for CSV injection); anything else as is. A plain number (`-3`, `1e-5`) stays a
 /// number, since that is what the numeric columns hold.
 pub fn guard_cell(cell: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let risky = matches!(cell.first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
+    let risky = matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
     let number = std::str::from_utf8(cell).is_ok_and(|text| {
-        text.parse::<f64>().is_ok() && text.bytes().all(|b| b.is_ascii_digit() || b".+-eE".contains(&b))
+        text.parse::<f64>().is_ok()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b))
     });
     if risky && !number {
         let mut guarded = Vec::with_capacity(cell.len() + 1);

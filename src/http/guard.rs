@@ -148,7 +148,10 @@ mod tests {
             assert!(!host_allowed(host, None), "{host}");
         }
         assert!(host_allowed("q.example.com", Some("https://q.example.com")));
-        assert!(host_allowed("q.example.com:8443", Some("https://Q.example.com/")));
+        assert!(host_allowed(
+            "q.example.com:8443",
+            Some("https://Q.example.com/")
+        ));
         assert!(!host_allowed("evil.example", Some("https://q.example.com")));
     }
 

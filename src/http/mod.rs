@@ -192,6 +192,9 @@ mod tests {
         assert!(check_bind(loopback, Some(&short)).is_ok());
         let message = check_bind(any, Some(&short)).unwrap_err();
         assert!(message.contains("at least 16"), "{message}");
-        assert!(!message.contains("fifteen"), "the secret must not be echoed: {message}");
+        assert!(
+            !message.contains("fifteen"),
+            "the secret must not be echoed: {message}"
+        );
     }
 }

@@ -107,11 +107,20 @@ pub async fn hostile_text_is_inert_in_pages_tables_and_csv(db: TestDb) {
     let jobs = server.job_ids(&batch).await;
 
     // The dashboard: every page that shows the text escapes it.
-    let mut pages = vec!["/".to_owned(), "/failed".to_owned(), format!("/batches/{batch}")];
+    let mut pages = vec![
+        "/".to_owned(),
+        "/failed".to_owned(),
+        format!("/batches/{batch}"),
+    ];
     pages.extend(jobs.iter().map(|id| format!("/jobs/{id}")));
     let mut seen = String::new();
     for path in &pages {
-        let page = server.client.get(server.url(path)).send().await.expect("GET");
+        let page = server
+            .client
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("GET");
         assert_eq!(page.status(), 200, "{path}");
         let html = page.text().await.expect("body");
         for raw in ["<script", "<img", "\"><img"] {
@@ -136,26 +145,50 @@ pub async fn hostile_text_is_inert_in_pages_tables_and_csv(db: TestDb) {
         &["models", "list"],
     ] {
         let out = promptq(&server.db.url, args);
-        assert!(!has_terminal_controls(&out), "promptq {args:?} printed controls: {out:?}");
-        assert!(out.contains("␛[2J"), "promptq {args:?} shows ESC visibly: {out}");
+        assert!(
+            !has_terminal_controls(&out),
+            "promptq {args:?} printed controls: {out:?}"
+        );
+        assert!(
+            out.contains("␛[2J"),
+            "promptq {args:?} shows ESC visibly: {out}"
+        );
     }
 
     // CSV: formulas are defused with a leading quote; --raw-csv writes them as stored.
     let dir = tempfile::tempdir().expect("temp dir");
     let guarded = dir.path().join("guarded.csv");
     let raw = dir.path().join("raw.csv");
-    promptq(&server.db.url, &["export", "--output", guarded.to_str().expect("path")]);
-    promptq(&server.db.url, &["export", "--raw-csv", "--output", raw.to_str().expect("path")]);
+    promptq(
+        &server.db.url,
+        &["export", "--output", guarded.to_str().expect("path")],
+    );
+    promptq(
+        &server.db.url,
+        &[
+            "export",
+            "--raw-csv",
+            "--output",
+            raw.to_str().expect("path"),
+        ],
+    );
     let cells = |path: &std::path::Path| -> Vec<(String, String)> {
         let mut reader = csv::Reader::from_path(path).expect("read the export");
         let header = reader.headers().expect("header").clone();
         let row = reader.records().next().expect("one row").expect("a record");
-        header.iter().map(str::to_owned).zip(row.iter().map(str::to_owned)).collect()
+        header
+            .iter()
+            .map(str::to_owned)
+            .zip(row.iter().map(str::to_owned))
+            .collect()
     };
     let guarded = cells(&guarded);
     let raw = cells(&raw);
     let cell = |row: &[(String, String)], name: &str| {
-        row.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).expect(name)
+        row.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .expect(name)
     };
     for (column, stored) in [
         ("text", ANSWER),

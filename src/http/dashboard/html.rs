@@ -208,7 +208,11 @@ mod tests {
             logout: false,
         };
         let empty = || html! {};
-        assert!(document(&frame(true), empty()).into_string().contains("http-equiv=\"refresh\""));
+        assert!(
+            document(&frame(true), empty())
+                .into_string()
+                .contains("http-equiv=\"refresh\"")
+        );
         let still = document(&frame(false), empty()).into_string();
         assert!(!still.contains("http-equiv"));
         assert!(still.contains("<title>&lt;t&gt; · promptq</title>"));

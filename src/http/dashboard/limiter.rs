@@ -41,7 +41,10 @@ impl Default for LoginLimiter {
 impl LoginLimiter {
     /// Takes a token; `Err(wait)` with the time until the next one when there is none.
     pub fn try_take(&self) -> Result<(), Duration> {
-        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bucket = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let earned = now.duration_since(bucket.at).as_secs_f64() / REFILL.as_secs_f64();
         bucket.tokens = (bucket.tokens + earned).min(f64::from(BURST));
@@ -56,7 +59,10 @@ impl LoginLimiter {
 
     /// Gives back a token taken by an attempt that succeeded.
     pub fn give_back(&self) {
-        let mut bucket = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bucket = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         bucket.tokens = (bucket.tokens + 1.0).min(f64::from(BURST));
     }
 }

@@ -24,8 +24,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::Extension;
+use axum::extract::{Request, State};
 use axum::http::header::{COOKIE, HOST, ORIGIN, REFERER, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
@@ -37,8 +37,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::PageError;
-use super::limiter::LoginLimiter;
 use super::html::{Frame, document};
+use super::limiter::LoginLimiter;
 use crate::app::App;
 use crate::domain::Secret;
 use crate::http::auth::is_secret;
@@ -263,10 +263,9 @@ pub(super) async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many failed logins: wait a minute and try again."),
         );
-        response.headers_mut().insert(
-            RETRY_AFTER,
-            HeaderValue::from(wait.as_secs().max(1)),
-        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         return response;
     }
     if !is_secret(&form.secret, secret) {
