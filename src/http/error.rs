@@ -39,6 +39,17 @@ pub enum ApiError {
     /// 405: a known route with another method.
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
+    /// 403: a request from another site's page (a cross-origin `Origin`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 421: the `Host` names a server this one does not answer for (DNS rebinding).
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    /// 415: a body that is not declared `application/json`.
+    #[error(
+        "unsupported media type: send the JSON body with the header Content-Type: application/json"
+    )]
+    UnsupportedMediaType,
     /// 409: the request conflicts with the current state (a job that is not queued).
     #[error("{0}")]
     Conflict(String),
@@ -63,6 +74,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

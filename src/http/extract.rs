@@ -2,9 +2,12 @@
 //! wrong (413 for a body over the limit), as an [`ApiError`].
 //!
 //! axum's own extractors answer 422 for a mistyped field and 415 for a missing content type,
-//! in plain text; these wrap them. A JSON body is read whatever its `Content-Type` (a client
-//! that forgets the header but sends valid JSON is served), and a query string or a body with
-//! a field the route does not know is refused, so that a typo (`batch_key=`) is an error, not
+//! in plain text; these wrap them. A JSON body must be sent with `Content-Type:
+//! application/json` (or another `+json` type), else 415: a web page can send a `text/plain` or
+//! form body to any address without asking, but a JSON one only after a CORS preflight that this
+//! server never grants, so the header is what keeps other sites' pages out of an open API
+//! (`super::guard`). A body-less POST needs no header. A query string or a body with a field the
+//! route does not know is refused, so that a typo (`batch_key=`) is an error, not
 //! a silently ignored filter. Nothing here interprets the values beyond their types: that is
 //! the handlers' and the use cases' job.
 
@@ -15,8 +18,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -34,7 +38,33 @@ pub struct ApiQuery<T>(pub T);
 /// Path parameters (ids).
 pub struct ApiPath<T>(pub T);
 
+/// Whether `headers` declare a JSON body: `application/json` or `application/<x>+json`, any
+/// parameters (`; charset=utf-8`), any case.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// The body, refused with 415 when it is not declared JSON: a non-blank body always, and a
+/// blank one when it claims another type (a cross-site form post with no fields).
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let json = declares_json(request.headers());
+    let typed = request.headers().contains_key(CONTENT_TYPE);
+    let bytes = read_bytes(request, state).await?;
+    if !json && (typed || !is_blank(&bytes)) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(bytes)
+}
+
+async fn read_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {

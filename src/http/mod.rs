@@ -5,7 +5,7 @@
 //! [`router`] builds the whole thing on an [`App`]; the server (`promptq serve`) and the
 //! serverless entry point (`api/serverless.rs`, feature `vercel`) serve the same router. The
 //! layers, outermost first: request tracing (method and path only), a 500 for a handler's panic,
-//! the secret scrubber for error bodies, the `CRON_SECRET` check of every `/api/*` path (so an
+//! the secret scrubber for error bodies, the `Host` and `Origin` checks ([`guard`]), the `CRON_SECRET` check of every `/api/*` path (so an
 //! unauthenticated caller always gets 401), the 1 MiB body limit. Handlers parse, call one use case of [`App`] and map its result through
 //! [`error::ApiError`]; this module must never touch SQL or a provider, and never answer with
 //! internals or a secret.
@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod jobs;
 pub mod openapi;
 pub mod ops;
@@ -46,6 +47,10 @@ pub fn router(app: App) -> Router {
 /// paths, if any, need the secret too; its other paths do their own authentication.
 pub fn router_with(app: App, extra: Router) -> Router {
     let secret = app.config().cron_secret.clone();
+    let guard = guard::Guard {
+        open: secret.is_none(),
+        app_url: app.config().app_url.clone(),
+    };
     Router::new()
         .route("/api/cron", get(jobs::cron_get).post(jobs::cron_post))
         .route("/api/jobs/process", post(jobs::process))
@@ -88,6 +93,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
             secret.clone(),
             auth::require_secret,
         ))
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(middleware::from_fn_with_state(secret, error::scrub_secret))
         .layer(middleware::from_fn(error::catch_panic))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -137,16 +143,29 @@ async fn refuse_large_bodies(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Whether `serve` may listen on `bind`: anywhere with a secret, only on a loopback address
-/// without one (the API would be open to anyone who can reach it).
+/// The shortest `CRON_SECRET` accepted off loopback: the dashboard's login form lets anyone
+/// who reaches it guess, and 16 random characters are out of reach of any guessing rate.
+pub const MIN_SECRET_CHARS: usize = 16;
+
+/// Whether `serve` may listen on `bind`: anywhere with a secret of at least
+/// [`MIN_SECRET_CHARS`] characters, only on a loopback address without one (the API would be
+/// open to anyone who can reach it) or with a shorter one.
 pub fn check_bind(bind: SocketAddr, secret: Option<&Secret>) -> Result<(), String> {
-    if secret.is_some() || bind.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(format!(
+    if bind.ip().is_loopback() {
+        return Ok(());
+    }
+    match secret {
+        None => Err(format!(
             "refusing to listen on {bind} without CRON_SECRET: every /api/* route would be open \
              to anyone who can reach it. Set CRON_SECRET, or bind a loopback address (127.0.0.1)."
-        ))
+        )),
+        Some(secret) if secret.expose().chars().count() < MIN_SECRET_CHARS => Err(format!(
+            "refusing to listen on {bind} with a CRON_SECRET of {} characters: off loopback it \
+             must have at least {MIN_SECRET_CHARS} (e.g. `openssl rand -hex 24`), since anyone who \
+             reaches the server can try to guess it.",
+            secret.expose().chars().count()
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -156,7 +175,7 @@ mod tests {
 
     #[test]
     fn check_bind_needs_a_secret_off_loopback() {
-        let secret = Secret::new("s");
+        let secret = Secret::new("a-secret-of-16ch");
         let loopback: SocketAddr = "127.0.0.1:3000".parse().unwrap();
         let loopback6: SocketAddr = "[::1]:3000".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:3000".parse().unwrap();
@@ -169,5 +188,13 @@ mod tests {
         assert!(check_bind(lan, Some(&secret)).is_ok());
         let message = check_bind(any, None).unwrap_err();
         assert!(message.contains("CRON_SECRET"), "{message}");
+        let short = Secret::new("fifteen-chars-x");
+        assert!(check_bind(loopback, Some(&short)).is_ok());
+        let message = check_bind(any, Some(&short)).unwrap_err();
+        assert!(message.contains("at least 16"), "{message}");
+        assert!(
+            !message.contains("fifteen"),
+            "the secret must not be echoed: {message}"
+        );
     }
 }

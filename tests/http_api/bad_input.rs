@@ -84,9 +84,11 @@ fn cases(model_path: &str) -> Vec<Case> {
         (POST, "/api/jobs/process", Json("null"), 400, "null"),
         (POST, "/api/jobs/process", Json(r#"{"jobId":1} x"#), 400, "trailing text"),
         (POST, "/api/jobs/process", Json(r#"{"jobId":99999999999999999999}"#), 400, "jobId out of range"),
-        (POST, "/api/jobs/process", Bare(r#"{"jobId":999999}"#), 404, "no Content-Type: accepted"),
-        (POST, "/api/jobs/process", Typed("text/plain", r#"{"jobId":999999}"#), 404, "another Content-Type: accepted"),
-        (POST, "/api/jobs/process", Bare("jobId=1"), 400, "a form, not JSON"),
+        // A JSON body must say so: what a web page can send without a CORS preflight is refused.
+        (POST, "/api/jobs/process", Bare(r#"{"jobId":999999}"#), 415, "no Content-Type"),
+        (POST, "/api/jobs/process", Typed("text/plain", r#"{"jobId":999999}"#), 415, "text/plain"),
+        (POST, "/api/jobs/process", Typed("application/x-www-form-urlencoded", "jobId=1"), 415, "a form, not JSON"),
+        (POST, "/api/jobs/process", Typed("application/vnd.api+json; charset=utf-8", r#"{"jobId":999999}"#), 404, "a +json type"),
         // /api/jobs/status
         (GET, "/api/jobs/status?status=done", None, 400, "unknown status"),
         (GET, "/api/jobs/status?status=QUEUED", None, 400, "status is lowercase"),

@@ -2,9 +2,9 @@
 //! batches, as inline SVG (no script, no image request, readable without colour thanks to the
 //! numbers beside each bar).
 
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
-use super::html::{Esc, millis, truncate};
+use super::html::{millis, truncate};
 use crate::store::ModelWindow;
 
 const WIDTH: u32 = 720;
@@ -31,7 +31,8 @@ pub fn model_label(model: &ModelWindow) -> String {
 }
 
 /// One row per model: name, success-rate bar, latency bars (p95 pale, p50 dark inside it).
-pub fn model_chart(models: &[ModelWindow]) -> String {
+/// SVG elements are closed explicitly (`{}`): in HTML, `<rect>` is not self-closing.
+pub fn model_chart(models: &[ModelWindow]) -> Markup {
     let height = TOP + ROW * models.len() as u32 + 4;
     let slowest = models
         .iter()
@@ -39,80 +40,43 @@ pub fn model_chart(models: &[ModelWindow]) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
-         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" \
-         aria-label=\"Success rate and latency per model\">"
-    );
-    let _ = write!(
-        out,
-        "<text x=\"0\" y=\"14\" font-weight=\"600\">model</text>\
-         <text x=\"{RATE_X}\" y=\"14\" font-weight=\"600\">success rate</text>\
-         <text x=\"{LATENCY_X}\" y=\"14\" font-weight=\"600\">latency p50 / p95</text>"
-    );
-    for (i, model) in models.iter().enumerate() {
-        let y = TOP + ROW * i as u32;
-        let name = model_label(model);
-        let _ = write!(
-            out,
-            "<text x=\"0\" y=\"{}\"><title>{}</title>{}</text>",
-            y + 13,
-            Esc(&name),
-            Esc(&truncate(&name, 22))
-        );
-        let _ = write!(
-            out,
-            "<rect x=\"{RATE_X}\" y=\"{y}\" width=\"{RATE_W}\" height=\"16\" fill=\"#eef0f4\"/>"
-        );
-        let rate_label = match success_rate(model) {
-            Some(rate) => {
-                let width = (rate * RATE_W as f64).round();
-                let colour = if rate >= 0.9 { "#3aa55d" } else { "#d64545" };
-                let _ = write!(
-                    out,
-                    "<rect x=\"{RATE_X}\" y=\"{y}\" width=\"{width}\" height=\"16\" fill=\"{colour}\"/>"
-                );
-                format!(
-                    "{:.0}% ({}/{})",
-                    rate * 100.0,
-                    model.summary.succeeded,
-                    model.summary.succeeded + model.summary.failed
-                )
+    let scale = |ms: i64| (ms as f64 / slowest as f64 * f64::from(LATENCY_W)).round();
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height)
+            viewBox={ "0 0 " (WIDTH) " " (height) } role="img"
+            aria-label="Success rate and latency per model" {
+            text x="0" y="14" font-weight="600" { "model" }
+            text x=(RATE_X) y="14" font-weight="600" { "success rate" }
+            text x=(LATENCY_X) y="14" font-weight="600" { "latency p50 / p95" }
+            @for (i, model) in models.iter().enumerate() {
+                @let y = TOP + ROW * i as u32;
+                @let name = model_label(model);
+                text x="0" y=(y + 13) { title { (name) } (truncate(&name, 22)) }
+                rect x=(RATE_X) y=(y) width=(RATE_W) height="16" fill="#eef0f4" {}
+                @match success_rate(model) {
+                    Some(rate) => {
+                        rect x=(RATE_X) y=(y) width=((rate * f64::from(RATE_W)).round()) height="16"
+                            fill=(if rate >= 0.9 { "#3aa55d" } else { "#d64545" }) {}
+                        text x=(RATE_X + RATE_W + 6) y=(y + 13) {
+                            (format!("{:.0}%", rate * 100.0)) " (" (model.summary.succeeded) "/"
+                            (model.summary.succeeded + model.summary.failed) ")"
+                        }
+                    },
+                    None => text x=(RATE_X + RATE_W + 6) y=(y + 13) { "no finished jobs" },
+                }
+                @match (model.latency_ms.p50, model.latency_ms.p95) {
+                    (Some(p50), Some(p95)) => {
+                        rect x=(LATENCY_X) y=(y) width=(scale(p95)) height="16" fill="#c9d8f6" {}
+                        rect x=(LATENCY_X) y=(y + 4) width=(scale(p50)) height="8" fill="#2150a8" {}
+                        text x=(LATENCY_X + LATENCY_W + 6) y=(y + 13) {
+                            (millis(p50)) " / " (millis(p95))
+                        }
+                    },
+                    _ => text x=(LATENCY_X + LATENCY_W + 6) y=(y + 13) { "no responses" },
+                }
             }
-            None => "no finished jobs".to_owned(),
-        };
-        let _ = write!(
-            out,
-            "<text x=\"{}\" y=\"{}\">{rate_label}</text>",
-            RATE_X + RATE_W + 6,
-            y + 13
-        );
-        let latency_label = match (model.latency_ms.p50, model.latency_ms.p95) {
-            (Some(p50), Some(p95)) => {
-                let scale = |ms: i64| (ms as f64 / slowest as f64 * LATENCY_W as f64).round();
-                let _ = write!(
-                    out,
-                    "<rect x=\"{LATENCY_X}\" y=\"{y}\" width=\"{}\" height=\"16\" fill=\"#c9d8f6\"/>\
-                     <rect x=\"{LATENCY_X}\" y=\"{}\" width=\"{}\" height=\"8\" fill=\"#2150a8\"/>",
-                    scale(p95),
-                    y + 4,
-                    scale(p50)
-                );
-                format!("{} / {}", millis(p50), millis(p95))
-            }
-            _ => "no responses".to_owned(),
-        };
-        let _ = write!(
-            out,
-            "<text x=\"{}\" y=\"{}\">{latency_label}</text>",
-            LATENCY_X + LATENCY_W + 6,
-            y + 13
-        );
+        }
     }
-    out.push_str("</svg>");
-    out
 }
 
 #[cfg(test)]
@@ -142,7 +106,8 @@ mod tests {
         let svg = model_chart(&[
             model("<b>x</b>", 3, 1, Some(100)),
             model("quiet", 0, 0, None),
-        ]);
+        ])
+        .into_string();
         assert!(svg.contains("&lt;b&gt;x&lt;/b&gt;"), "{svg}");
         assert!(!svg.contains("<b>"), "{svg}");
         assert!(svg.contains("75% (3/4)"), "{svg}");

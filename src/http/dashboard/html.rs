@@ -1,43 +1,17 @@
-//! The dashboard's HTML toolkit: escaping, the page frame, and the small pieces every page
-//! shares (status badges, progress bars, times, truncation).
+//! The dashboard's HTML toolkit: the page frame, and the small pieces every page shares
+//! (status badges, progress bars, times, truncation).
 //!
-//! Pages are written with `write!` into a `String`. The one rule that keeps them safe: every
-//! value that did not come from this source file (prompt text, model names, error messages,
-//! responses, batch keys, anything from the database or the request) goes through [`Esc`],
-//! and attributes are always double-quoted. A strict Content-Security-Policy (no scripts at all,
-//! see `super::security_headers`) is the second line of defence should that rule ever slip.
-
-use std::fmt::{self, Display, Write as _};
+//! Pages are [`maud`] templates, checked when the crate compiles. Escaping is by type, not by
+//! habit: a `String` or `&str` spliced into a template (`(text)`) is always escaped, in element
+//! content and in (always double-quoted) attributes alike; only a [`Markup`] goes in as is, and
+//! a `Markup` can only come from another template or from [`PreEscaped`], which this crate uses
+//! for constants alone (the style sheet, the doctype). A strict Content-Security-Policy (no scripts at all, see
+//! `super::security_headers`) is the second line of defence.
 
 use chrono::{DateTime, Utc};
+use maud::{Markup, PreEscaped, html};
 
 use crate::domain::{JobStatus, Summary};
-
-/// Text made safe for HTML element content and double- or single-quoted attribute values
-/// (and so for SVG text, which follows the same rules).
-pub struct Esc<'a>(pub &'a str);
-
-impl Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0;
-        let mut clean_from = 0;
-        for (at, byte) in text.bytes().enumerate() {
-            let entity = match byte {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                b'\'' => "&#39;",
-                _ => continue,
-            };
-            // The escaped bytes are ASCII, so these slice bounds are character boundaries.
-            f.write_str(&text[clean_from..at])?;
-            f.write_str(entity)?;
-            clean_from = at + 1;
-        }
-        f.write_str(&text[clean_from..])
-    }
-}
 
 /// What a page needs besides its body.
 pub struct Frame<'a> {
@@ -54,43 +28,49 @@ pub struct Frame<'a> {
 pub const REFRESH_SECS: u32 = 5;
 
 /// The whole document around `body`.
-pub fn document(frame: &Frame<'_>, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 2048);
-    out.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    if frame.refresh {
-        // No script: the browser reloads by itself while work is in flight.
-        let _ = write!(
-            out,
-            "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">"
-        );
+pub fn document(frame: &Frame<'_>, body: Markup) -> Markup {
+    html! {
+        // maud's DOCTYPE is upper-case; the lower-case one is the same to every browser.
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if frame.refresh {
+                    // No script: the browser reloads by itself while work is in flight.
+                    meta http-equiv="refresh" content=(REFRESH_SECS);
+                }
+                title { (frame.title) " · promptq" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "promptq" }
+                    nav {
+                        @if frame.nav {
+                            a href="/" { "Overview" }
+                            a href="/failed" { "Failed jobs" }
+                        }
+                        @if frame.logout {
+                            form.inline method="post" action="/logout" {
+                                button.link type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main {
+                    @if frame.refresh {
+                        p.live { "Work in progress: this page reloads every " (REFRESH_SECS) " s." }
+                    }
+                    (body)
+                }
+            }
+        }
     }
-    let _ = write!(out, "<title>{} · promptq</title>", Esc(frame.title));
-    out.push_str(STYLE);
-    out.push_str("</head><body><header><a class=\"brand\" href=\"/\">promptq</a><nav>");
-    if frame.nav {
-        out.push_str("<a href=\"/\">Overview</a><a href=\"/failed\">Failed jobs</a>");
-    }
-    if frame.logout {
-        out.push_str(
-            "<form method=\"post\" action=\"/logout\" class=\"inline\">\
-             <button type=\"submit\" class=\"link\">Log out</button></form>",
-        );
-    }
-    out.push_str("</nav></header><main>");
-    if frame.refresh {
-        let _ = write!(
-            out,
-            "<p class=\"live\">Work in progress: this page reloads every {REFRESH_SECS} s.</p>"
-        );
-    }
-    out.push_str(body);
-    out.push_str("</main></body></html>\n");
-    out
 }
 
 /// Light and readable; no external resources (the CSP allows none).
-const STYLE: &str = "<style>
+const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}
 header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.5em;background:#fff;border-bottom:1px solid #e1e4ea}
 header nav{display:flex;gap:1em;align-items:center}
@@ -120,11 +100,11 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#55
 .login{max-width:22em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e1e4ea}
 .login input{width:100%;box-sizing:border-box;padding:.4em;margin:.4em 0 .8em;font:inherit}
 svg text{font:12px system-ui,sans-serif;fill:#1d2330}
-</style>";
+";
 
 /// A status as a coloured badge.
-pub fn badge(status: JobStatus) -> String {
-    format!("<span class=\"st st-{status}\">{status}</span>")
+pub fn badge(status: JobStatus) -> Markup {
+    html! { span class={ "st st-" (status.to_string()) } { (status.to_string()) } }
 }
 
 /// The statuses in the order a progress bar stacks them.
@@ -153,24 +133,21 @@ pub fn running(summary: &Summary) -> bool {
 }
 
 /// A stacked bar of a batch's jobs by status, finished ones first.
-pub fn progress_bar(summary: &Summary) -> String {
-    let mut out = String::from("<div class=\"bar\" role=\"img\" aria-label=\"");
+pub fn progress_bar(summary: &Summary) -> Markup {
     let done = summary.succeeded + summary.failed + summary.skipped;
-    let _ = write!(out, "{done} of {} finished\">", summary.total);
-    if summary.total > 0 {
-        for status in BAR_ORDER {
-            let n = count(summary, status);
-            if n > 0 {
-                let width = 100.0 * n as f64 / summary.total as f64;
-                let _ = write!(
-                    out,
-                    "<span class=\"c-{status}\" style=\"width:{width:.2}%\" title=\"{n} {status}\"></span>"
-                );
+    let parts = BAR_ORDER
+        .into_iter()
+        .map(|status| (status, count(summary, status)))
+        .filter(|(_, n)| summary.total > 0 && *n > 0);
+    html! {
+        div.bar role="img" aria-label={ (done) " of " (summary.total) " finished" } {
+            @for (status, n) in parts {
+                span class={ "c-" (status.to_string()) }
+                    style={ "width:" (format!("{:.2}", 100.0 * n as f64 / summary.total as f64)) "%" }
+                    title={ (n) " " (status.to_string()) } {}
             }
         }
     }
-    out.push_str("</div>");
-    out
 }
 
 /// A time for people: UTC to the second.
@@ -204,17 +181,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_every_markup_character() {
-        assert_eq!(
-            Esc("<script>alert(\"x\" & 'y')</script>").to_string(),
-            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
-        );
-        assert_eq!(Esc("plain é ☃").to_string(), "plain é ☃");
-        assert_eq!(Esc("").to_string(), "");
-        assert_eq!(Esc("é<ü>").to_string(), "é&lt;ü&gt;");
-    }
-
-    #[test]
     fn truncates_on_character_boundaries() {
         assert_eq!(truncate("héllo wörld", 5), "héllo…");
         assert_eq!(truncate("short", 10), "short");
@@ -226,7 +192,7 @@ mod tests {
         let mut summary = Summary::default();
         summary.add(JobStatus::Succeeded, 3);
         summary.add(JobStatus::Failed, 1);
-        let bar = progress_bar(&summary);
+        let bar = progress_bar(&summary).into_string();
         assert!(bar.contains("width:75.00%"), "{bar}");
         assert!(bar.contains("width:25.00%"), "{bar}");
         assert!(bar.contains("4 of 4 finished"), "{bar}");
@@ -241,8 +207,13 @@ mod tests {
             nav: true,
             logout: false,
         };
-        assert!(document(&frame(true), "").contains("http-equiv=\"refresh\""));
-        let still = document(&frame(false), "");
+        let empty = || html! {};
+        assert!(
+            document(&frame(true), empty())
+                .into_string()
+                .contains("http-equiv=\"refresh\"")
+        );
+        let still = document(&frame(false), empty()).into_string();
         assert!(!still.contains("http-equiv"));
         assert!(still.contains("<title>&lt;t&gt; · promptq</title>"));
         assert!(!still.contains("/logout"));

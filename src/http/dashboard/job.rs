@@ -3,12 +3,11 @@
 //! Actions answer with a redirect to the page that shows their effect (post/redirect/get), so
 //! that reloading that page never posts again.
 
-use std::fmt::Write as _;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
+use maud::html;
 
-use super::html::{Esc, badge, millis, opt_time, time};
+use super::html::{badge, millis, opt_time, time};
 use super::listing::parse_batch_key;
 use super::{PageError, PageResult, page};
 use crate::app::{App, AppError};
@@ -33,146 +32,99 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
     let prompt = known(prompt)?;
     let model = known(model)?;
 
-    let mut body = format!("<h1>Job #{id} {}</h1>", badge(job.status));
-    if matches!(job.status, JobStatus::Failed | JobStatus::Skipped) {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/jobs/{id}/retry\" class=\"inline\" id=\"retry\">\
-             <button type=\"submit\" class=\"primary\">Retry</button></form>"
-        );
-    }
-    body.push_str("<dl>");
-    let mut item = |term: &str, value: String| {
-        let _ = write!(body, "<dt>{term}</dt><dd>{value}</dd>");
+    let dash = || "—".to_owned();
+    let or_dash = |value: Option<String>| value.unwrap_or_else(dash);
+    // A retried job keeps the message of the attempt that failed it until it runs again.
+    let error_term = match job.status {
+        JobStatus::Failed | JobStatus::Skipped => "Error",
+        _ => "Last error",
     };
-    item(
-        "Batch",
-        format!(
-            "<a href=\"/batches/{k}\">{k}</a>, run {}",
-            job.run_index,
-            k = Esc(&job.batch_key)
-        ),
-    );
-    item(
-        "Model",
-        match &model {
-            Some(model) => format!(
-                "{} <span class=\"muted\">({} · {})</span>",
-                Esc(&model.name),
-                model.provider,
-                Esc(&model.model)
-            ),
-            None => format!("model #{} (removed)", job.model_id),
-        },
-    );
-    item(
-        "Attempts",
-        format!("{} of {}", job.attempt_count, job.max_attempts),
-    );
-    item("Scheduled for", time(job.scheduled_for));
-    if job.status == JobStatus::Queued {
-        item("Due", time(job.next_attempt_at));
-    }
-    item("Started", opt_time(job.started_at));
-    item("Finished", opt_time(job.finished_at));
-    if let Some(error) = &job.error_message {
-        // A retried job keeps the message of the attempt that failed it until it runs again.
-        let term = match job.status {
-            JobStatus::Failed | JobStatus::Skipped => "Error",
-            _ => "Last error",
-        };
-        item(term, format!("<span class=\"err\">{}</span>", Esc(error)));
-    }
-    body.push_str("</dl><h2>Prompt</h2>");
-    match &prompt {
-        Some(prompt) => {
-            let _ = write!(body, "<pre id=\"prompt\">{}</pre>", Esc(&prompt.text));
+    let body = html! {
+        h1 { "Job #" (id) " " (badge(job.status)) }
+        @if matches!(job.status, JobStatus::Failed | JobStatus::Skipped) {
+            form.inline #retry method="post" action={ "/jobs/" (id) "/retry" } {
+                button.primary type="submit" { "Retry" }
+            }
         }
-        None => {
-            let _ = write!(
-                body,
-                "<p class=\"muted\">prompt #{} (removed)</p>",
-                job.prompt_id
-            );
+        dl {
+            dt { "Batch" }
+            dd { a href={ "/batches/" (job.batch_key) } { (job.batch_key) } ", run " (job.run_index) }
+            dt { "Model" }
+            dd {
+                @match &model {
+                    Some(model) => {
+                        (model.name) " "
+                        span.muted { "(" (model.provider.to_string()) " · " (model.model) ")" }
+                    },
+                    None => { "model #" (job.model_id) " (removed)" },
+                }
+            }
+            dt { "Attempts" } dd { (job.attempt_count) " of " (job.max_attempts) }
+            dt { "Scheduled for" } dd { (time(job.scheduled_for)) }
+            @if job.status == JobStatus::Queued {
+                dt { "Due" } dd { (time(job.next_attempt_at)) }
+            }
+            dt { "Started" } dd { (opt_time(job.started_at)) }
+            dt { "Finished" } dd { (opt_time(job.finished_at)) }
+            @if let Some(error) = &job.error_message {
+                dt { (error_term) } dd { span.err { (error) } }
+            }
         }
-    }
-
-    body.push_str("<h2>Attempts</h2>");
-    if detail.attempts.is_empty() {
-        body.push_str("<p class=\"muted\">No attempt yet.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"attempts\"><tr><th class=\"n\">#</th><th>Started</th><th>Finished</th>\
-             <th class=\"n\">Took</th><th>Outcome</th><th class=\"n\">HTTP</th><th>Class</th>\
-             <th>Error</th></tr>",
-        );
-        for attempt in &detail.attempts {
-            let took = attempt
-                .started_at
-                .map(|start| millis((attempt.finished_at - start).num_milliseconds().max(0)))
-                .unwrap_or_else(|| "—".to_owned());
-            let _ = write!(
-                body,
-                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{took}</td>\
-                 <td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
-                attempt.attempt,
-                opt_time(attempt.started_at),
-                time(attempt.finished_at),
-                Esc(&attempt.outcome),
-                attempt
-                    .http_status
-                    .map(|s| s.to_string())
-                    .unwrap_or_default(),
-                Esc(attempt.error_class.as_deref().unwrap_or("")),
-                Esc(attempt.error_message.as_deref().unwrap_or(""))
-            );
+        h2 { "Prompt" }
+        @match &prompt {
+            Some(prompt) => pre #prompt { (prompt.text) },
+            None => p.muted { "prompt #" (job.prompt_id) " (removed)" },
         }
-        body.push_str("</table>");
-    }
-
-    body.push_str("<h2>Response</h2>");
-    match &detail.response {
-        None => body.push_str("<p class=\"muted\">No stored response.</p>"),
-        Some(response) => {
-            body.push_str("<dl>");
-            let mut item = |term: &str, value: String| {
-                let _ = write!(body, "<dt>{term}</dt><dd>{value}</dd>");
-            };
-            let or_dash = |value: Option<String>| value.unwrap_or_else(|| "—".to_owned());
-            item("Stored", time(response.created_at));
-            item("Latency", millis(response.latency_ms));
-            item(
-                "Served model",
-                or_dash(response.served_model.as_deref().map(|m| Esc(m).to_string())),
-            );
-            item(
-                "Finish reason",
-                or_dash(
-                    response
-                        .finish_reason
-                        .as_deref()
-                        .map(|m| Esc(m).to_string()),
-                ),
-            );
-            item(
-                "Tokens",
-                format!(
-                    "{} prompt · {} completion · {} total",
-                    or_dash(response.prompt_tokens.map(|n| n.to_string())),
-                    or_dash(response.completion_tokens.map(|n| n.to_string())),
-                    or_dash(response.total_tokens.map(|n| n.to_string()))
-                ),
-            );
-            item(
-                "Cost",
-                or_dash(response.cost_usd.map(|usd| format!("${usd:.6}"))),
-            );
-            body.push_str("</dl>");
-            let _ = write!(body, "<pre id=\"response\">{}</pre>", Esc(&response.text));
+        h2 { "Attempts" }
+        @if detail.attempts.is_empty() {
+            p.muted { "No attempt yet." }
+        } @else {
+            table #attempts {
+                tr {
+                    th.n { "#" } th { "Started" } th { "Finished" } th.n { "Took" }
+                    th { "Outcome" } th.n { "HTTP" } th { "Class" } th { "Error" }
+                }
+                @for attempt in &detail.attempts {
+                    tr {
+                        td.n { (attempt.attempt) }
+                        td { (opt_time(attempt.started_at)) }
+                        td { (time(attempt.finished_at)) }
+                        td.n {
+                            (attempt.started_at.map_or_else(dash, |start| {
+                                millis((attempt.finished_at - start).num_milliseconds().max(0))
+                            }))
+                        }
+                        td { (attempt.outcome) }
+                        td.n { (attempt.http_status.map(|s| s.to_string()).unwrap_or_default()) }
+                        td { (attempt.error_class.as_deref().unwrap_or("")) }
+                        td.err { (attempt.error_message.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
         }
-    }
+        h2 { "Response" }
+        @match &detail.response {
+            None => p.muted { "No stored response." },
+            Some(response) => {
+                dl {
+                    dt { "Stored" } dd { (time(response.created_at)) }
+                    dt { "Latency" } dd { (millis(response.latency_ms)) }
+                    dt { "Served model" } dd { (or_dash(response.served_model.clone())) }
+                    dt { "Finish reason" } dd { (or_dash(response.finish_reason.clone())) }
+                    dt { "Tokens" }
+                    dd {
+                        (or_dash(response.prompt_tokens.map(|n| n.to_string()))) " prompt · "
+                        (or_dash(response.completion_tokens.map(|n| n.to_string()))) " completion · "
+                        (or_dash(response.total_tokens.map(|n| n.to_string()))) " total"
+                    }
+                    dt { "Cost" } dd { (or_dash(response.cost_usd.map(|usd| format!("${usd:.6}")))) }
+                }
+                pre #response { (response.text) }
+            },
+        }
+    };
     let refresh = matches!(job.status, JobStatus::Queued | JobStatus::Processing);
-    Ok(page(&app, &format!("Job #{id}"), refresh, &body))
+    Ok(page(&app, &format!("Job #{id}"), refresh, body))
 }
 
 /// A lookup's value, `None` for a row that is gone, the error otherwise.

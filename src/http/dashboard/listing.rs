@@ -1,10 +1,11 @@
 //! Pieces of the listing pages: names for ids, the jobs table, the pager, query parsing.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
+
+use maud::{Markup, html};
 
 use super::PageError;
-use super::html::{Esc, badge, progress_bar, truncate};
+use super::html::{badge, progress_bar, truncate};
 use crate::app::App;
 use crate::domain::{BatchKey, Job, ModelId, PromptId, Summary};
 
@@ -43,92 +44,70 @@ impl Names {
 }
 
 /// The counts of a batch in words, with its progress bar.
-pub(super) fn summary_line(s: &Summary) -> String {
-    format!(
-        "<p>{} <span id=\"summary\">{} jobs: {} queued, {} running, {} succeeded, {} failed, \
-         {} skipped</span></p>",
-        progress_bar(s),
-        s.total,
-        s.queued,
-        s.processing,
-        s.succeeded,
-        s.failed,
-        s.skipped
-    )
+pub(super) fn summary_line(s: &Summary) -> Markup {
+    html! {
+        p {
+            (progress_bar(s)) " "
+            span #summary {
+                (s.total) " jobs: " (s.queued) " queued, " (s.processing) " running, "
+                (s.succeeded) " succeeded, " (s.failed) " failed, " (s.skipped) " skipped"
+            }
+        }
+    }
 }
 
 /// A table of jobs; `failures` adds the batch, the error and a retry button per job.
-pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> String {
-    let mut out = String::from("<table class=\"jobs\"><tr><th>Job</th>");
-    if failures {
-        out.push_str("<th>Batch</th>");
-    }
-    out.push_str("<th>Prompt</th><th>Model</th><th class=\"n\">Run</th><th>Status</th><th class=\"n\">Attempts</th><th>Error</th>");
-    out.push_str(if failures { "<th></th></tr>" } else { "</tr>" });
-    for job in jobs {
-        let _ = write!(
-            out,
-            "<tr><td><a class=\"job\" href=\"/jobs/{id}\">#{id}</a></td>",
-            id = job.id
-        );
-        if failures {
-            let _ = write!(
-                out,
-                "<td class=\"nw\"><a href=\"/batches/{k}\">{k}</a></td>",
-                k = Esc(&job.batch_key)
-            );
+pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup {
+    html! {
+        table.jobs {
+            tr {
+                th { "Job" }
+                @if failures { th { "Batch" } }
+                th { "Prompt" } th { "Model" } th.n { "Run" } th { "Status" }
+                th.n { "Attempts" } th { "Error" }
+                @if failures { th {} }
+            }
+            @for job in jobs {
+                tr {
+                    td { a.job href={ "/jobs/" (job.id) } { "#" (job.id) } }
+                    @if failures {
+                        td.nw { a href={ "/batches/" (job.batch_key) } { (job.batch_key) } }
+                    }
+                    td { (truncate(&names.prompt(job.prompt_id), 80)) }
+                    td { (names.model(job.model_id)) }
+                    td.n { (job.run_index) }
+                    td { (badge(job.status)) }
+                    td.n { (job.attempt_count) "/" (job.max_attempts) }
+                    td.err { (truncate(job.error_message.as_deref().unwrap_or(""), 200)) }
+                    @if failures {
+                        td {
+                            form.inline method="post" action={ "/jobs/" (job.id) "/retry" } {
+                                button type="submit" { "Retry" }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            out,
-            "<td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}/{}</td><td class=\"err\">{}</td>",
-            Esc(&truncate(&names.prompt(job.prompt_id), 80)),
-            Esc(&names.model(job.model_id)),
-            job.run_index,
-            badge(job.status),
-            job.attempt_count,
-            job.max_attempts,
-            Esc(&truncate(job.error_message.as_deref().unwrap_or(""), 200))
-        );
-        if failures {
-            let _ = write!(
-                out,
-                "<td><form method=\"post\" action=\"/jobs/{}/retry\" class=\"inline\">\
-                 <button type=\"submit\">Retry</button></form></td>",
-                job.id
-            );
-        }
-        out.push_str("</tr>");
     }
-    out.push_str("</table>");
-    out
 }
 
-/// Previous/next links when the listing has more than one page; `base` ends in `?` or `&amp;`.
-pub(super) fn pager(base: &str, offset: i64, total: i64) -> String {
-    if total <= PAGE_SIZE {
-        return String::new();
+/// Previous/next links when the listing has more than one page; `base` is the listing's path
+/// and query so far, ending in `?` or `&` (escaped here, like every other value).
+pub(super) fn pager(base: &str, offset: i64, total: i64) -> Markup {
+    html! {
+        @if total > PAGE_SIZE {
+            p {
+                "Jobs " (offset + 1) "–" ((offset + PAGE_SIZE).min(total)) " of " (total) ". "
+                @if offset > 0 {
+                    a href={ (base) "offset=" ((offset - PAGE_SIZE).max(0)) } { "previous" } " "
+                }
+                @if offset + PAGE_SIZE < total {
+                    a href={ (base) "offset=" (offset + PAGE_SIZE) } { "next" }
+                }
+            }
+        }
     }
-    let mut out = format!(
-        "<p>Jobs {}–{} of {total}. ",
-        offset + 1,
-        (offset + PAGE_SIZE).min(total)
-    );
-    if offset > 0 {
-        let _ = write!(
-            out,
-            "<a href=\"{base}offset={}\">previous</a> ",
-            (offset - PAGE_SIZE).max(0)
-        );
-    }
-    if offset + PAGE_SIZE < total {
-        let _ = write!(
-            out,
-            "<a href=\"{base}offset={}\">next</a>",
-            offset + PAGE_SIZE
-        );
-    }
-    out.push_str("</p>");
-    out
 }
 
 pub(super) fn parse_batch_key(text: &str) -> Result<BatchKey, PageError> {

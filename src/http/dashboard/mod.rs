@@ -9,8 +9,8 @@
 //! - `GET /jobs/{id}`: a job's attempts and stored response; `POST /jobs/{id}/retry`.
 //!
 //! Pages reload themselves (a `<meta>` refresh, no script) while their jobs are queued or
-//! running. Handlers call the use cases of [`App`] only, and escape every value they did not
-//! write themselves ([`html::Esc`]). Errors are small HTML pages with the fitting status; a
+//! running. Handlers call the use cases of [`App`] only, and write their markup as [`maud`]
+//! templates, which escape every value they splice in ([`html`]). Errors are small HTML pages with the fitting status; a
 //! missing session is a redirect to `/login`. This router sets no fallback: it is merged into
 //! the API's ([`crate::http::router_with`]), whose layers (tracing, panic guard, secret
 //! scrubber, body limit) wrap it too.
@@ -18,6 +18,7 @@
 mod chart;
 mod html;
 mod job;
+mod limiter;
 mod listing;
 mod pages;
 pub mod session;
@@ -29,8 +30,10 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
+use maud::{Markup, html};
+
 use crate::app::{App, AppError};
-use html::{Esc, Frame, document};
+use html::{Frame, document};
 
 /// The dashboard's routes on `app`, for [`crate::http::router_with`].
 pub fn router(app: App) -> Router {
@@ -46,8 +49,14 @@ pub fn router(app: App) -> Router {
             session::require_session,
         ));
     // Route layers only: they must not wrap the API's fallback once merged.
+    let limiter = std::sync::Arc::new(limiter::LoginLimiter::default());
     Router::new()
-        .route("/login", get(session::login_form).post(session::login))
+        .route(
+            "/login",
+            get(session::login_form)
+                .post(session::login)
+                .layer(axum::Extension(limiter)),
+        )
         .route("/logout", post(session::logout))
         .merge(behind_login)
         .route_layer(middleware::from_fn_with_state(
@@ -80,14 +89,14 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// A page: the frame around `body`, with the logout button when there is a session to end.
-fn page(app: &App, title: &str, refresh: bool, body: &str) -> Response {
+fn page(app: &App, title: &str, refresh: bool, body: Markup) -> Response {
     let frame = Frame {
         title,
         refresh,
         nav: true,
         logout: app.config().cron_secret.is_some(),
     };
-    Html(document(&frame, body)).into_response()
+    Html(document(&frame, body).into_string()).into_response()
 }
 
 /// What went wrong in a dashboard request, by the status of the error page it answers.
@@ -143,11 +152,11 @@ impl IntoResponse for PageError {
                 )
             }
         };
-        let body = format!(
-            "<h1>{}</h1><p class=\"err\">{}</p><p><a href=\"/\">Back to the overview</a></p>",
-            Esc(title),
-            Esc(&message)
-        );
+        let body = html! {
+            h1 { (title) }
+            p.err { (message) }
+            p { a href="/" { "Back to the overview" } }
+        };
         let frame = Frame {
             title,
             // A database outage is usually short: keep trying without the user.
@@ -155,7 +164,7 @@ impl IntoResponse for PageError {
             nav: true,
             logout: false,
         };
-        (status, Html(document(&frame, &body))).into_response()
+        (status, Html(document(&frame, body).into_string())).into_response()
     }
 }
 

@@ -1,13 +1,12 @@
 //! The dashboard's listing pages: the overview, a batch's jobs, the failed jobs.
 
-use std::fmt::Write as _;
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use maud::html;
 use serde::Deserialize;
 
 use super::chart::{model_chart, model_label, success_rate};
-use super::html::{Esc, count, millis, progress_bar, running, time};
+use super::html::{count, millis, progress_bar, running, time};
 use super::listing::{
     Names, PAGE_SIZE, jobs_table, pager, parse_batch_key, parse_offset, summary_line,
 };
@@ -24,97 +23,73 @@ const MODEL_WINDOW: usize = 7;
 /// `GET /`.
 pub(super) async fn overview(State(app): State<App>) -> PageResult {
     let overview = app.overview(BATCHES_SHOWN, MODEL_WINDOW).await?;
-    let mut body = String::from("<h1>Overview</h1>");
-    if !overview.pauses.is_empty() {
-        body.push_str("<h2>Paused</h2><table><tr><th>What</th><th>Until</th><th>Why</th></tr>");
-        for pause in &overview.pauses {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                Esc(&pause.scope),
-                time(pause.until),
-                Esc(&pause.reason)
-            );
-        }
-        body.push_str("</table>");
-    }
-
-    body.push_str("<h2>Batches</h2>");
-    if overview.batches.is_empty() {
-        body.push_str(
-            "<p class=\"muted\">No batch yet: the first scheduling pass creates one.</p>",
-        );
-    } else {
-        body.push_str(
-            "<table id=\"batches\"><tr><th>Batch</th><th>Progress</th><th class=\"n\">Total</th>\
-             <th class=\"n\">Queued</th><th class=\"n\">Running</th><th class=\"n\">Succeeded</th>\
-             <th class=\"n\">Failed</th><th class=\"n\">Skipped</th></tr>",
-        );
-        for batch in &overview.batches {
-            let key = Esc(&batch.batch_key);
-            let s = &batch.summary;
-            let failed = if s.failed > 0 {
-                format!("<a href=\"/failed?batch={key}\">{}</a>", s.failed)
-            } else {
-                "0".to_owned()
-            };
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"/batches/{key}\">{key}</a></td><td>{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{failed}</td><td class=\"n\">{}</td></tr>",
-                progress_bar(s),
-                s.total,
-                s.queued,
-                s.processing,
-                s.succeeded,
-                s.skipped
-            );
-        }
-        body.push_str("</table>");
-    }
-
-    if !overview.models.is_empty() {
-        let _ = write!(
-            body,
-            "<h2>Models over the last {} batch{}</h2>",
-            overview.window.len(),
-            if overview.window.len() == 1 { "" } else { "es" }
-        );
-        body.push_str(&model_chart(&overview.models));
-        body.push_str(
-            "<table id=\"models\"><tr><th>Model</th><th class=\"n\">Succeeded</th>\
-             <th class=\"n\">Failed</th><th class=\"n\">Success rate</th>\
-             <th class=\"n\">p50</th><th class=\"n\">p95</th></tr>",
-        );
-        for model in &overview.models {
-            let rate = success_rate(model)
-                .map(|rate| format!("{:.0}%", rate * 100.0))
-                .unwrap_or_else(|| "—".to_owned());
-            let latency = |ms: Option<i64>| ms.map(millis).unwrap_or_else(|| "—".to_owned());
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{rate}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                Esc(&model_label(model)),
-                model.summary.succeeded,
-                model.summary.failed,
-                latency(model.latency_ms.p50),
-                latency(model.latency_ms.p95)
-            );
-        }
-        body.push_str("</table>");
-    }
     let failed: i64 = overview.batches.iter().map(|b| b.summary.failed).sum();
-    if failed > 0 {
-        let _ = write!(
-            body,
-            "<p><a href=\"/failed\">{failed} failed job{} in these batches</a></p>",
-            if failed == 1 { "" } else { "s" }
-        );
-    }
+    let dash = || "—".to_owned();
+    let latency = |ms: Option<i64>| ms.map_or_else(dash, millis);
+    let windows = overview.window.len();
+    let body = html! {
+        h1 { "Overview" }
+        @if !overview.pauses.is_empty() {
+            h2 { "Paused" }
+            table {
+                tr { th { "What" } th { "Until" } th { "Why" } }
+                @for pause in &overview.pauses {
+                    tr { td { (pause.scope) } td { (time(pause.until)) } td { (pause.reason) } }
+                }
+            }
+        }
+        h2 { "Batches" }
+        @if overview.batches.is_empty() {
+            p.muted { "No batch yet: the first scheduling pass creates one." }
+        } @else {
+            table #batches {
+                tr {
+                    th { "Batch" } th { "Progress" } th.n { "Total" } th.n { "Queued" }
+                    th.n { "Running" } th.n { "Succeeded" } th.n { "Failed" } th.n { "Skipped" }
+                }
+                @for batch in &overview.batches {
+                    @let s = &batch.summary;
+                    tr {
+                        td { a href={ "/batches/" (batch.batch_key) } { (batch.batch_key) } }
+                        td { (progress_bar(s)) }
+                        td.n { (s.total) } td.n { (s.queued) } td.n { (s.processing) }
+                        td.n { (s.succeeded) }
+                        td.n {
+                            @if s.failed > 0 {
+                                a href={ "/failed?batch=" (batch.batch_key) } { (s.failed) }
+                            } @else { "0" }
+                        }
+                        td.n { (s.skipped) }
+                    }
+                }
+            }
+        }
+        @if !overview.models.is_empty() {
+            h2 { "Models over the last " (windows) " batch" @if windows != 1 { "es" } }
+            (model_chart(&overview.models))
+            table #models {
+                tr {
+                    th { "Model" } th.n { "Succeeded" } th.n { "Failed" } th.n { "Success rate" }
+                    th.n { "p50" } th.n { "p95" }
+                }
+                @for model in &overview.models {
+                    tr {
+                        td { (model_label(model)) }
+                        td.n { (model.summary.succeeded) }
+                        td.n { (model.summary.failed) }
+                        td.n { (success_rate(model).map_or_else(dash, |rate| format!("{:.0}%", rate * 100.0))) }
+                        td.n { (latency(model.latency_ms.p50)) }
+                        td.n { (latency(model.latency_ms.p95)) }
+                    }
+                }
+            }
+        }
+        @if failed > 0 {
+            p { a href="/failed" { (failed) " failed job" @if failed != 1 { "s" } " in these batches" } }
+        }
+    };
     let refresh = overview.batches.iter().any(|b| running(&b.summary));
-    Ok(page(&app, "Overview", refresh, &body))
+    Ok(page(&app, "Overview", refresh, body))
 }
 
 #[derive(Deserialize)]
@@ -171,48 +146,35 @@ pub(super) async fn batch(
     if all.summary.total == 0 {
         return Err(PageError::NotFound(format!("batch {key} has no jobs")));
     }
-    let key_html = Esc(key.as_str()).to_string();
-    let mut body = format!("<h1>Batch {key_html}</h1>");
-    body.push_str(&summary_line(&all.summary));
-    if all.summary.failed > 0 {
-        let _ = write!(
-            body,
-            "<div><form method=\"post\" action=\"/batches/{key_html}/retry-failed\" class=\"inline\">\
-             <button type=\"submit\">Retry all {} failed in this batch</button></form></div>",
-            all.summary.failed
-        );
-    }
-    body.push_str("<p class=\"filters\">");
-    let on = |wanted: Option<JobStatus>| {
-        if status == wanted {
-            " class=\"on\""
-        } else {
-            ""
-        }
-    };
-    let _ = write!(
-        body,
-        "<a href=\"/batches/{key_html}\"{}>all ({})</a>",
-        on(None),
-        all.summary.total
-    );
-    for candidate in JobStatus::ALL {
-        let _ = write!(
-            body,
-            "<a href=\"/batches/{key_html}?status={candidate}\"{}>{candidate} ({})</a>",
-            on(Some(candidate)),
-            count(&all.summary, candidate)
-        );
-    }
-    body.push_str("</p>");
-    body.push_str(&jobs_table(&listed.jobs, &names, false));
+    let key = key.as_str();
     let base = match status {
-        Some(status) => format!("/batches/{key_html}?status={status}&amp;"),
-        None => format!("/batches/{key_html}?"),
+        Some(status) => format!("/batches/{key}?status={status}&"),
+        None => format!("/batches/{key}?"),
     };
-    body.push_str(&pager(&base, offset, listed.summary.total));
+    let on = |wanted: Option<JobStatus>| (status == wanted).then_some("on");
+    let body = html! {
+        h1 { "Batch " (key) }
+        (summary_line(&all.summary))
+        @if all.summary.failed > 0 {
+            div {
+                form.inline method="post" action={ "/batches/" (key) "/retry-failed" } {
+                    button type="submit" { "Retry all " (all.summary.failed) " failed in this batch" }
+                }
+            }
+        }
+        p.filters {
+            a href={ "/batches/" (key) } class=[on(None)] { "all (" (all.summary.total) ")" }
+            @for candidate in JobStatus::ALL {
+                a href={ "/batches/" (key) "?status=" (candidate.to_string()) } class=[on(Some(candidate))] {
+                    (candidate.to_string()) " (" (count(&all.summary, candidate)) ")"
+                }
+            }
+        }
+        (jobs_table(&listed.jobs, &names, false))
+        (pager(&base, offset, listed.summary.total))
+    };
     let title = format!("Batch {key}");
-    Ok(page(&app, &title, running(&all.summary), &body))
+    Ok(page(&app, &title, running(&all.summary), body))
 }
 
 #[derive(Deserialize)]
@@ -248,36 +210,32 @@ pub(super) async fn failed(
         Names::load(&app),
         async { Ok(app.overview(BATCHES_SHOWN, 0).await?) },
     )?;
-    let mut body = match &batch {
-        Some(key) => format!(
-            "<h1>Failed jobs of batch <a href=\"/batches/{k}\">{k}</a></h1>",
-            k = Esc(key.as_str())
-        ),
-        None => "<h1>Failed jobs</h1>".to_owned(),
-    };
     let with_failures = overview
         .batches
         .iter()
         .filter(|b| b.summary.failed > 0)
         .filter(|b| batch.as_ref().is_none_or(|key| key.as_str() == b.batch_key));
-    for item in with_failures {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/batches/{k}/retry-failed\" class=\"inline\">\
-             <button type=\"submit\">Retry all {n} failed in {k}</button></form> ",
-            k = Esc(&item.batch_key),
-            n = item.summary.failed
-        );
-    }
-    if listed.jobs.is_empty() {
-        body.push_str("<p class=\"muted\">No failed jobs.</p>");
-    } else {
-        body.push_str(&jobs_table(&listed.jobs, &names, true));
-    }
     let base = match &batch {
-        Some(key) => format!("/failed?batch={}&amp;", Esc(key.as_str())),
+        Some(key) => format!("/failed?batch={key}&"),
         None => "/failed?".to_owned(),
     };
-    body.push_str(&pager(&base, offset, listed.summary.total));
-    Ok(page(&app, "Failed jobs", false, &body))
+    let body = html! {
+        @match &batch {
+            Some(key) => h1 { "Failed jobs of batch " a href={ "/batches/" (key.as_str()) } { (key.as_str()) } },
+            None => h1 { "Failed jobs" },
+        }
+        @for item in with_failures {
+            form.inline method="post" action={ "/batches/" (item.batch_key) "/retry-failed" } {
+                button type="submit" { "Retry all " (item.summary.failed) " failed in " (item.batch_key) }
+            }
+            " "
+        }
+        @if listed.jobs.is_empty() {
+            p.muted { "No failed jobs." }
+        } @else {
+            (jobs_table(&listed.jobs, &names, true))
+        }
+        (pager(&base, offset, listed.summary.total))
+    };
+    Ok(page(&app, "Failed jobs", false, body))
 }

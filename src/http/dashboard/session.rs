@@ -2,9 +2,10 @@
 //! form post.
 //!
 //! Logging in posts the `CRON_SECRET` in a form body (never in a URL), compared in constant
-//! time ([`crate::http::auth::is_secret`]). The answer sets `promptq_session`, `HttpOnly`
-//! (no script can read it), `SameSite=Strict` (no other site's page can make the browser send
-//! it), `Path=/`, and `Secure` when `APP_URL` is https. Its value is not the secret but
+//! time ([`crate::http::auth::is_secret`]) after a token of the process-wide guessing budget
+//! is taken ([`super::limiter`]). The answer sets `promptq_session`, `HttpOnly` (no script can
+//! read it), `SameSite=Strict` (no other site's page can make the browser send it), `Path=/`,
+//! and `Secure` when the browser came over HTTPS ([`over_https`]). Its value is not the secret but
 //! `<expiry>.<HMAC-SHA256(key = secret, "promptq dashboard session v1:<expiry>")>`:
 //! - a stolen cookie does not reveal the secret (HMAC does not give its key back) and stops
 //!   working at its expiry;
@@ -20,23 +21,28 @@
 //! on another site neither carries the cookie nor passes the check. The cookie never opens
 //! `/api/*`: that stays behind the `Authorization` header alone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Request, State};
-use axum::http::header::{COOKIE, HOST, ORIGIN, REFERER, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{COOKIE, HOST, ORIGIN, REFERER, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, extract::rejection::FormRejection};
 use hmac::{Hmac, KeyInit, Mac};
+use maud::html;
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::PageError;
-use super::html::{Esc, Frame, document};
+use super::html::{Frame, document};
+use super::limiter::LoginLimiter;
 use crate::app::App;
 use crate::domain::Secret;
 use crate::http::auth::is_secret;
+use crate::http::guard::authority_of;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "promptq_session";
@@ -46,9 +52,6 @@ pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What the MAC covers besides the expiry; the version lets a later format refuse this one.
 const LABEL: &[u8] = b"promptq dashboard session v1:";
-
-/// A wrong secret is answered after this pause, which slows guessing down.
-const FAILED_LOGIN_PAUSE: Duration = Duration::from_millis(300);
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -169,22 +172,28 @@ pub fn from_this_site(headers: &HeaderMap, authority: Option<&str>, app_url: Opt
         || app_url.and_then(authority_of).is_some_and(same)
 }
 
-/// `host[:port]` of an http(s) URL; `None` for anything else (`null`, other schemes).
-fn authority_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
-}
-
-fn cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
-    let secure = app
-        .config()
+/// Whether the browser reached us over HTTPS: `APP_URL` is https, the request itself was
+/// (a TLS-terminating listener), or, with `TRUST_PROXY`, the proxy's `X-Forwarded-Proto` says
+/// so. Without `TRUST_PROXY` that header is ignored: anyone can send it.
+pub fn over_https(app: &App, headers: &HeaderMap, uri: &Uri) -> bool {
+    let config = app.config();
+    let forwarded = || {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            // A chain of proxies lists the client's side first.
+            .and_then(|value| value.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    };
+    config
         .app_url
         .as_deref()
-        .is_some_and(|url| url.starts_with("https://"));
+        .is_some_and(|url| url.starts_with("https://"))
+        || uri.scheme_str() == Some("https")
+        || (config.trust_proxy && forwarded())
+}
+
+fn cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     let header = format!(
         "{COOKIE_NAME}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{}",
         if secure { "; Secure" } else { "" }
@@ -194,23 +203,27 @@ fn cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
 }
 
 fn login_page(status: StatusCode, message: Option<&str>) -> Response {
-    let mut body = String::from("<div class=\"login\"><h1>Log in</h1>");
-    if let Some(message) = message {
-        body.push_str(&format!("<p class=\"err\">{}</p>", Esc(message)));
-    }
-    body.push_str(
-        "<form method=\"post\" action=\"/login\" id=\"login\">\
-         <label for=\"secret\">Secret (the server's CRON_SECRET)</label>\
-         <input type=\"password\" id=\"secret\" name=\"secret\" autocomplete=\"current-password\" required autofocus>\
-         <button type=\"submit\" class=\"primary\">Log in</button></form></div>",
-    );
+    let body = html! {
+        div.login {
+            h1 { "Log in" }
+            @if let Some(message) = message {
+                p.err { (message) }
+            }
+            form method="post" action="/login" id="login" {
+                label for="secret" { "Secret (the server's CRON_SECRET)" }
+                input type="password" id="secret" name="secret" autocomplete="current-password"
+                    required autofocus;
+                button type="submit" class="primary" { "Log in" }
+            }
+        }
+    };
     let frame = Frame {
         title: "Log in",
         refresh: false,
         nav: false,
         logout: false,
     };
-    (status, Html(document(&frame, &body))).into_response()
+    (status, Html(document(&frame, body).into_string())).into_response()
 }
 
 /// `GET /login`: the form, unless there is nothing to log in to or the session is valid.
@@ -226,9 +239,13 @@ pub(super) struct LoginForm {
     secret: String,
 }
 
-/// `POST /login`: a session cookie for the right secret, the form again with 401 otherwise.
+/// `POST /login`: a session cookie for the right secret, the form again with 401 otherwise,
+/// and 429 without looking at the secret once the guessing budget is spent ([`LoginLimiter`]).
 pub(super) async fn login(
     State(app): State<App>,
+    Extension(limiter): Extension<Arc<LoginLimiter>>,
+    headers: HeaderMap,
+    uri: Uri,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Some(secret) = &app.config().cron_secret else {
@@ -240,25 +257,39 @@ pub(super) async fn login(
             Some("Send the form with a secret."),
         );
     };
+    if let Err(wait) = limiter.try_take() {
+        tracing::warn!("dashboard login refused: too many failed logins");
+        let mut response = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed logins: wait a minute and try again."),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        return response;
+    }
     if !is_secret(&form.secret, secret) {
-        tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
+        tracing::warn!("dashboard login failed: wrong secret");
         return login_page(StatusCode::UNAUTHORIZED, Some("That is not the secret."));
     }
+    limiter.give_back();
     let ttl = SESSION_TTL.as_secs();
     let token = session_token(secret, now() + ttl as i64);
     let mut response = Redirect::to("/").into_response();
+    let secure = over_https(&app, &headers, &uri);
     response
         .headers_mut()
-        .insert(SET_COOKIE, cookie(&app, &token, ttl));
+        .insert(SET_COOKIE, cookie(&token, ttl, secure));
     response
 }
 
 /// `POST /logout`: deletes the browser's cookie.
-pub(super) async fn logout(State(app): State<App>) -> Response {
+pub(super) async fn logout(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Response {
     let mut response = Redirect::to("/login").into_response();
+    let secure = over_https(&app, &headers, &uri);
     response
         .headers_mut()
-        .insert(SET_COOKIE, cookie(&app, "", 0));
+        .insert(SET_COOKIE, cookie("", 0, secure));
     response
 }
 
