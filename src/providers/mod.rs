@@ -27,9 +27,9 @@ use std::time::Duration;
 use crate::domain::{Model, NewResponse, ProviderKind};
 
 use error::Redactor;
-pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
+pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError, one_line};
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
-pub use ratelimit::{RateLimitHint, parse_duration, parse_http_date};
+pub use ratelimit::{MAX_WAIT, RateLimitHint, parse_duration, parse_http_date, retry_after};
 
 /// OpenAI's endpoint when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -202,6 +202,32 @@ impl Providers {
         self.inner.redactor.message(text)
     }
 
+    /// The endpoint `model` calls: models with the same base URL and key share one, and an
+    /// account-level failure (bad key, no credit) is the endpoint's, not the provider type's.
+    /// `None` for the mock, and for a model whose params name no endpoint.
+    pub fn endpoint(&self, model: &Model) -> Option<EndpointIdentity> {
+        use sha2::{Digest, Sha256};
+        let settings = &self.inner.settings;
+        let params = ModelParams::parse(&model.params).ok()?;
+        let (base, key_name) = match model.provider {
+            ProviderKind::Mock => return None,
+            ProviderKind::OpenAi => (settings.openai_base_url.as_str(), "OPENAI_API_KEY"),
+            ProviderKind::OpenRouter => {
+                (settings.openrouter_base_url.as_str(), "OPENROUTER_API_KEY")
+            }
+            ProviderKind::OpenAiCompatible => (params.base_url?, params.api_key_env.unwrap_or("")),
+        };
+        let base = base.trim_end_matches('/');
+        // The key's variable name, never the key: the identity is stored and shown.
+        let digest = Sha256::digest(format!("{}\n{base}\n{key_name}", model.provider));
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        Some(EndpointIdentity {
+            id: u64::from_be_bytes(id),
+            base_url: base.to_owned(),
+        })
+    }
+
     /// Runs `prompt` on `model` once. `run_index` and `attempt` only matter to the mock,
     /// whose answers depend on the run and whose simulated failures depend on the attempt
     /// (so a retry can succeed).
@@ -258,6 +284,15 @@ impl Providers {
             }
         }
     }
+}
+
+/// Where a model's calls go, without the key: see [`Providers::endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointIdentity {
+    /// A hash of the provider type, base URL and the key's variable name.
+    pub id: u64,
+    /// The base URL (it holds no credentials: those are refused in settings and params).
+    pub base_url: String,
 }
 
 /// Token counts as the provider reported them; `None` where it reported nothing.
