@@ -91,7 +91,12 @@ impl Table {
 /// Free text as one cell: line breaks and runs of whitespace become one space, and text
 /// longer than `max` characters is cut with an ellipsis.
 pub fn cell(text: &str, max: usize) -> String {
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Control characters (an escape sequence in a provider's error) would redraw the terminal.
+    let flat = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if flat.chars().count() <= max {
         return flat;
     }
@@ -123,6 +128,7 @@ mod tests {
     #[test]
     fn cells_are_one_line_and_bounded() {
         assert_eq!(cell("a\nb   c", 10), "a b c");
+        assert_eq!(cell("a\u{1b}[2Jb\r\nc", 10), "a [2Jb c");
         assert_eq!(cell("abcdefghijkl", 5), "abcd…");
         assert_eq!(cell("ééééé", 5), "ééééé");
         assert_eq!(or_dash(None::<i32>), "-");

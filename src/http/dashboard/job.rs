@@ -67,7 +67,14 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
     );
     item(
         "Attempts",
-        format!("{} of {}", job.attempt_count, job.max_attempts),
+        if job.rate_limited_count > 0 {
+            format!(
+                "{} of {}, and {} rate-limited",
+                job.attempt_count, job.max_attempts, job.rate_limited_count
+            )
+        } else {
+            format!("{} of {}", job.attempt_count, job.max_attempts)
+        },
     );
     item("Scheduled for", time(job.scheduled_for));
     if job.status == JobStatus::Queued {

@@ -87,7 +87,10 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> String 
             badge(job.status),
             job.attempt_count,
             job.max_attempts,
-            Esc(&truncate(job.error_message.as_deref().unwrap_or(""), 200))
+            Esc(&truncate(
+                &crate::providers::one_line(job.error_message.as_deref().unwrap_or("")),
+                200
+            ))
         );
         if failures {
             let _ = write!(
