@@ -17,10 +17,8 @@
 //! fails once its attempts are spent), gives its slot back and stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,11 +27,12 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::domain::{AttemptError, ClaimedJob, ErrorClass, Finish, JobId, Outcome};
+use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 
 use super::attempt::heartbeat_interval;
+use super::guard::{Held, catch_panic};
 use super::limits::Admission;
-use super::retry::{decide, later};
+use super::retry::decide;
 
 /// An attempt: the job and the claim number that fences its writes.
 type AttemptKey = (JobId, i32);
@@ -267,27 +266,6 @@ fn start_job(
     }));
 }
 
-/// What the pool must know of an attempt to hand its job back if its task panics.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    job_id: JobId,
-    attempt: i32,
-    /// Attempts spent, this one included, and allowed.
-    spent: i32,
-    max_attempts: i32,
-}
-
-impl Held {
-    fn of(job: &ClaimedJob) -> Held {
-        Held {
-            job_id: job.job.id,
-            attempt: job.attempt,
-            spent: job.job.attempt_count,
-            max_attempts: job.job.max_attempts,
-        }
-    }
-}
-
 /// Runs an attempt's task; if it panics, the panic becomes the attempt's error instead of a
 /// job left `processing` with its lease renewed forever by the heartbeat.
 async fn supervised(
@@ -296,21 +274,9 @@ async fn supervised(
     finish_tx: &mpsc::Sender<Finish>,
     task: impl std::future::Future<Output = ()>,
 ) {
-    let mut task = std::pin::pin!(task);
-    let panicked = std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
-            Ok(Poll::Ready(())) => Poll::Ready(None),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Some(payload)),
-        }
-    })
-    .await;
-    let Some(payload) = panicked else { return };
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
+    let Some(what) = catch_panic(task).await else {
+        return;
+    };
     // Still ours unless its finish was already sent or its lease lost; then nothing to do.
     if lock(&shared.running)
         .remove(&(held.job_id, held.attempt))
@@ -320,41 +286,12 @@ async fn supervised(
         return;
     }
     tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked; its attempt is recorded as failed");
-    let error = AttemptError {
-        class: ErrorClass::Retryable,
-        http_status: None,
-        message: crate::providers::one_line(&format!(
-            "the worker crashed while running this attempt: {}",
-            crate::providers::one_line(&what)
-        ))
-        .chars()
-        .take(crate::providers::MAX_MESSAGE_CHARS)
-        .collect(),
-    };
-    let now = Utc::now();
-    let outcome = if held.spent >= held.max_attempts {
-        Outcome::Failed(error)
-    } else {
-        let delay = shared
-            .app
-            .retry_policy()
-            .backoff(held.attempt, &mut rand::rng());
-        let at = later(now, delay);
+    let finish = held.finish_after_panic(&what, Utc::now(), shared.app.retry_policy());
+    if let Outcome::Retry { at, .. } = &finish.outcome {
         shared
             .next_retry_ms
             .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
-        Outcome::Retry {
-            at,
-            error,
-            refund_attempt: false,
-        }
-    };
-    let finish = Finish {
-        job_id: held.job_id,
-        attempt: held.attempt,
-        finished_at: now,
-        outcome,
-    };
+    }
     if finish_tx.send(finish).await.is_err() {
         tracing::warn!(
             job_id = held.job_id,
