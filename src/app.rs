@@ -203,6 +203,7 @@ impl App {
         let default_schedule = config.cron_schedule.clone();
         let limits = Arc::new(crate::engine::limits::Limits::new(
             store.clone(),
+            providers.clone(),
             config.worker_concurrency,
         ));
         Ok(App {

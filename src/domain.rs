@@ -219,14 +219,27 @@ pub struct Job {
     pub batch_key: String,
     pub status: JobStatus,
     pub error_message: Option<String>,
+    /// Attempts spent: claims that ended in anything but a rate limit (429), which are counted
+    /// apart in `rate_limited_count` and spend nothing.
     pub attempt_count: i32,
     pub max_attempts: i32,
+    /// Claims that the provider answered with a rate limit.
+    #[serde(default)]
+    pub rate_limited_count: i32,
     pub scheduled_for: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// How many times the job was claimed: attempts spent and rate-limited claims. The number
+    /// of the latest claim, which fences every write made on its behalf.
+    pub fn claim_number(&self) -> i32 {
+        self.attempt_count + self.rate_limited_count
+    }
 }
 
 /// A job handed to a worker by a claim: the job, its attempt number (the fence every later

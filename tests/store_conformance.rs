@@ -659,7 +659,7 @@ async fn heartbeat_extends_only_attempts_still_owned(db: &support::TestDb) {
         .jobs_heartbeat(&[a, b, (a.0, 7)], until)
         .await
         .unwrap();
-    assert_eq!(owned, vec![a.0]);
+    assert_eq!(owned, vec![a]);
     assert_eq!(
         store.job_get(a.0).await.unwrap().unwrap().lease_expires_at,
         Some(until)

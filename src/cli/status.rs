@@ -90,7 +90,7 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             pause
                 .until
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            pause.reason
+            cell(&pause.reason, PAUSE_REASON_WIDTH)
         )?;
     }
     if report.jobs.is_empty() {
@@ -132,7 +132,7 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             job.run_index.to_string(),
             job.batch_key.clone(),
             job.status.to_string(),
-            format!("{}/{}", job.attempt_count, job.max_attempts),
+            attempts_cell(job),
             or_dash(job.error_message.as_deref().map(|e| cell(e, ERROR_WIDTH))),
         ]);
     }
@@ -148,4 +148,17 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
         outln!("jobs {first}–{last} of {}", s.total)?;
     }
     Ok(())
+}
+
+/// The longest pause reason a status line shows.
+const PAUSE_REASON_WIDTH: usize = 160;
+
+/// `spent/allowed`, and the rate-limited claims apart: `3/3, 8 rate-limited`.
+fn attempts_cell(job: &crate::domain::Job) -> String {
+    let spent = format!("{}/{}", job.attempt_count, job.max_attempts);
+    if job.rate_limited_count > 0 {
+        format!("{spent}, {} rate-limited", job.rate_limited_count)
+    } else {
+        spent
+    }
 }

@@ -27,7 +27,11 @@ pub async fn run_alone(app: &App, claimed: &ClaimedJob) -> Finish {
         let every = heartbeat_interval(lease);
         loop {
             tokio::time::sleep(every).await;
-            let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+            let now = Utc::now();
+            let until = chrono::TimeDelta::from_std(lease)
+                .ok()
+                .and_then(|lease| now.checked_add_signed(lease))
+                .unwrap_or(now);
             match app
                 .store()
                 .jobs_heartbeat(&[(claimed.job.id, claimed.attempt)], until)

@@ -11,11 +11,16 @@
 //!   is reserved for `tpm`).
 //!
 //! After a call, [`Limits::observe`] feeds the provider's answer back: a 429 or exhausted
-//! `x-ratelimit-remaining-*` pauses that model only (other models keep their full speed), an
-//! account-level error pauses the whole provider for [`ACCOUNT_COOL_DOWN`]. Models with no
-//! configured limit and no pushback pay a hash lookup and a semaphore, nothing more.
+//! `x-ratelimit-remaining-*` pauses that model only (other models keep their full speed), and
+//! [`STORM_STRIKES`] 429s in a row with no success pause it for [`STORM_PAUSE`] (the run is
+//! counted in the database, across processes); an account-level error pauses the endpoint
+//! (base URL and key) for [`ACCOUNT_COOL_DOWN`], never its neighbours of the same provider
+//! type. A pause is not set for an attempt that ends its job when nothing else of the scope is
+//! queued: it would hold nothing back and outlive the run. No pause lasts longer than
+//! [`MAX_WAIT`]. Models with no configured limit and no pushback pay a hash lookup and a
+//! semaphore, nothing more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +29,10 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::{ClaimedJob, ModelId};
-use crate::providers::{Completion, ProviderError};
+use crate::providers::{Completion, ProviderError, Providers, one_line};
 use crate::store::{PauseScope, Store};
+
+use super::retry::{MAX_WAIT, ends_job, later};
 
 /// How long a provider is left alone after an account-level error.
 pub const ACCOUNT_COOL_DOWN: Duration = Duration::from_secs(60);
@@ -33,6 +40,11 @@ pub const ACCOUNT_COOL_DOWN: Duration = Duration::from_secs(60);
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// How long a model is paused after a 429 that named no wait.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(2);
+/// Rate-limited answers in a row, with no success between them, after which a model is
+/// paused as a whole for [`STORM_PAUSE`] instead of each of its jobs cycling.
+pub const STORM_STRIKES: i32 = 10;
+/// How long a model in a storm of 429s is left alone.
+pub const STORM_PAUSE: Duration = Duration::from_secs(600);
 /// How often the pauses made by other processes are read.
 const PAUSE_REFRESH: Duration = Duration::from_secs(1);
 /// Requests are spaced this much wider than a configured rate: the provider counts arrivals,
@@ -91,7 +103,10 @@ struct Gate {
 /// The limits of this process; cheap to share.
 pub struct Limits {
     store: Store,
+    providers: Providers,
     pool_size: usize,
+    /// Models with a run of 429s recorded: their next success ends it in the database.
+    striking: Mutex<HashSet<ModelId>>,
     gates: Mutex<HashMap<ModelId, Gate>>,
     pauses: Mutex<PauseCache>,
 }
@@ -102,10 +117,12 @@ struct PauseCache {
 }
 
 impl Limits {
-    pub fn new(store: Store, pool_size: usize) -> Self {
+    pub fn new(store: Store, providers: Providers, pool_size: usize) -> Self {
         Limits {
             store,
+            providers,
             pool_size: pool_size.max(1),
+            striking: Mutex::new(HashSet::new()),
             gates: Mutex::new(HashMap::new()),
             pauses: Mutex::new(PauseCache {
                 read_at: None,
@@ -126,7 +143,7 @@ impl Limits {
         let semaphore = self.gate(job.model.id, limits.max_concurrency);
         let permit = match tokio::time::timeout(MAX_INLINE_WAIT, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            _ => return Admission::Later(now + chrono::Duration::seconds(1)),
+            _ => return Admission::Later(later(now, Duration::from_secs(1))),
         };
         let mut start = now;
         if let Some(rpm) = limits.rpm {
@@ -172,6 +189,7 @@ impl Limits {
         match result {
             Ok(completion) => {
                 self.widen(job.model.id);
+                self.end_strikes(job.model.id).await;
                 let exhausted = completion.rate_limit.as_ref().and_then(|hint| {
                     let requests = (hint.remaining_requests == Some(0))
                         .then_some(hint.reset_requests)
@@ -192,31 +210,102 @@ impl Limits {
                 }
             }
             Err(error) if error.account_level => {
-                self.pause(
-                    PauseScope::Provider(job.model.provider),
-                    ACCOUNT_COOL_DOWN,
-                    &error.message,
-                    now,
-                )
-                .await;
+                let ends = ends_job(job, error);
+                match self.providers.endpoint(&job.model) {
+                    Some(endpoint) => {
+                        if ends && !self.endpoint_has_work(endpoint.id, job).await {
+                            return;
+                        }
+                        let reason = format!("{}: {}", endpoint.base_url, error.message);
+                        self.pause(
+                            PauseScope::Endpoint(endpoint.id),
+                            ACCOUNT_COOL_DOWN,
+                            &reason,
+                            now,
+                        )
+                        .await;
+                    }
+                    None => {
+                        if ends && !self.models_have_work(&[job.model.id], job).await {
+                            return;
+                        }
+                        let scope = PauseScope::Model(job.model.id);
+                        self.pause(scope, ACCOUNT_COOL_DOWN, &error.message, now)
+                            .await;
+                    }
+                }
             }
             Err(error) if error.rate_limited => {
                 self.narrow(job.model.id);
-                let wait = error
-                    .retry_after
-                    .or_else(|| error.rate_limit.as_ref().and_then(|h| h.wait_hint()))
-                    .unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
-                self.pause(PauseScope::Model(job.model.id), wait, &error.message, now)
-                    .await;
+                let scope = PauseScope::Model(job.model.id);
+                let strikes = match Box::pin(self.store.pause_strike(scope, now)).await {
+                    Ok(strikes) => strikes,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not count a rate limit");
+                        0
+                    }
+                };
+                lock(&self.striking).insert(job.model.id);
+                let (wait, reason) = if strikes >= STORM_STRIKES {
+                    let reason = format!(
+                        "{strikes} rate-limited answers (429) in a row with no success; last: {}",
+                        error.message
+                    );
+                    (STORM_PAUSE, reason)
+                } else {
+                    let wait = error
+                        .retry_after
+                        .or_else(|| error.rate_limit.as_ref().and_then(|h| h.wait_hint()))
+                        .unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
+                    (wait, error.message.clone())
+                };
+                if ends_job(job, error) && !self.models_have_work(&[job.model.id], job).await {
+                    return;
+                }
+                self.pause(scope, wait, &reason, now).await;
             }
             Err(_) => {}
         }
     }
 
+    /// A success ends the model's run of 429s, where one was recorded.
+    async fn end_strikes(&self, model: ModelId) {
+        if !lock(&self.striking).remove(&model) {
+            return;
+        }
+        if let Err(err) = Box::pin(self.store.pause_strikes_clear(PauseScope::Model(model))).await {
+            tracing::warn!(error = %err, "could not reset a model's run of rate limits");
+            lock(&self.striking).insert(model);
+        }
+    }
+
+    /// Whether a model of the endpoint has a queued job besides `job`. Rare (an account-level
+    /// error on a job's last attempt), so the catalog is read rather than cached.
+    async fn endpoint_has_work(&self, endpoint: u64, job: &ClaimedJob) -> bool {
+        let models: Vec<ModelId> = match Box::pin(self.store.model_list()).await {
+            Ok(models) => models
+                .iter()
+                .filter(|m| self.providers.endpoint(m).is_some_and(|e| e.id == endpoint))
+                .map(|m| m.id)
+                .collect(),
+            // Unknown: pausing is the safe side.
+            Err(_) => return true,
+        };
+        self.models_have_work(&models, job).await
+    }
+
+    async fn models_have_work(&self, models: &[ModelId], job: &ClaimedJob) -> bool {
+        Box::pin(self.store.jobs_queued_exist(models, job.job.id))
+            .await
+            .unwrap_or(true)
+    }
+
     async fn pause(&self, scope: PauseScope, wait: Duration, reason: &str, now: DateTime<Utc>) {
-        let until = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        let until = later(now, wait.min(MAX_WAIT));
+        // Shown on status lines and in tables: one line, whatever the provider wrote.
+        let reason = one_line(reason);
         lock(&self.pauses).until.insert(scope.key(), until);
-        match Box::pin(self.store.pause(scope, until, reason, now)).await {
+        match Box::pin(self.store.pause(scope, until, &reason, now)).await {
             Ok(moved) => {
                 tracing::warn!(scope = %scope.key(), %until, jobs_moved = moved, reason, "paused")
             }
@@ -226,7 +315,8 @@ impl Limits {
         }
     }
 
-    /// The end of a pause in force for the job's model or provider.
+    /// The end of a pause in force for the job's model, its endpoint or (as recorded by
+    /// earlier versions) its provider type.
     async fn paused_until(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let stale = lock(&self.pauses)
             .read_at
@@ -235,6 +325,19 @@ impl Limits {
             // Mark first so that concurrent admissions do not all read.
             lock(&self.pauses).read_at = Some(Instant::now());
             if let Ok(active) = Box::pin(self.store.pauses_active(now)).await {
+                let mut striking = lock(&self.striking);
+                for pause in &active {
+                    // Another process's run of 429s: a success here ends it too.
+                    if pause.strikes > 0
+                        && let Some(Ok(model)) = pause
+                            .scope
+                            .strip_prefix("model:")
+                            .map(str::parse::<ModelId>)
+                    {
+                        striking.insert(model);
+                    }
+                }
+                drop(striking);
                 let mut cache = lock(&self.pauses);
                 cache.until.retain(|_, until| *until > now);
                 for pause in active {
@@ -243,18 +346,22 @@ impl Limits {
                 }
             }
         }
-        let cache = lock(&self.pauses);
-        if cache.until.is_empty() {
+        if lock(&self.pauses).until.is_empty() {
             return None;
         }
-        [
+        let mut scopes = vec![
             PauseScope::Model(job.model.id).key(),
             PauseScope::Provider(job.model.provider).key(),
-        ]
-        .iter()
-        .filter_map(|key| cache.until.get(key).copied())
-        .filter(|until| *until > now)
-        .max()
+        ];
+        if let Some(endpoint) = self.providers.endpoint(&job.model) {
+            scopes.push(PauseScope::Endpoint(endpoint.id).key());
+        }
+        let cache = lock(&self.pauses);
+        scopes
+            .iter()
+            .filter_map(|key| cache.until.get(key).copied())
+            .filter(|until| *until > now)
+            .max()
     }
 
     fn gate(&self, model: ModelId, configured: Option<usize>) -> Arc<Semaphore> {

@@ -4,19 +4,51 @@
 //! transient error is retried with exponential backoff and full jitter (capped), never sooner
 //! than the provider's `Retry-After`, until the job's attempts are spent. An account-level
 //! error (bad key, no credit) waits out the provider's cool-down, spending its attempt. A rate limit (429)
-//! delays a job without spending its attempt, up to [`RATE_LIMIT_FREE_ATTEMPTS`] in all, so a
-//! burst of 429s never turns into failed jobs.
+//! delays a job without spending its attempt (it is counted apart, as rate-limited), up to
+//! [`RATE_LIMIT_FREE_ATTEMPTS`] in all, so a burst of 429s never turns into failed jobs.
+//!
+//! No wait decided here exceeds [`MAX_WAIT`], and every instant is computed with checked
+//! arithmetic ([`later`]): what a provider sends can delay a job, never wedge it.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 
 use crate::domain::{ClaimedJob, Finish, Outcome};
+pub use crate::providers::MAX_WAIT;
 use crate::providers::{Completion, ProviderError};
 
-/// Attempts a job may spend on rate limits before they start to count.
-pub const RATE_LIMIT_FREE_ATTEMPTS: i32 = 50;
+/// Claims a job may spend on rate limits before they start to count as attempts. A model
+/// that keeps answering 429 is paused long before ([`super::limits::STORM_STRIKES`]).
+pub const RATE_LIMIT_FREE_ATTEMPTS: i32 = 20;
+
+/// `now + wait`, with the wait capped at [`MAX_WAIT`] and no overflow whatever the inputs.
+pub fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    let wait = TimeDelta::from_std(wait.min(MAX_WAIT)).unwrap_or(TimeDelta::zero());
+    now.checked_add_signed(wait).unwrap_or(now)
+}
+
+/// Whether this failed attempt is the job's last: `decide` fails the job rather than
+/// scheduling another attempt.
+pub fn ends_job(job: &ClaimedJob, error: &ProviderError) -> bool {
+    // Attempts spent, this one included: a claim counts unless it is refunded.
+    let spent = job.job.attempt_count;
+    if error.account_level {
+        return spent >= job.job.max_attempts;
+    }
+    if !error.is_retryable() {
+        return true;
+    }
+    !refunds(job, error) && spent >= job.job.max_attempts
+}
+
+/// A rate-limited attempt is handed back without spending the job's attempts.
+fn refunds(job: &ClaimedJob, error: &ProviderError) -> bool {
+    error.rate_limited
+        && !error.account_level
+        && job.job.rate_limited_count < RATE_LIMIT_FREE_ATTEMPTS
+}
 
 /// Backoff settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +93,12 @@ impl RetryPolicy {
             .or_else(|| error.rate_limit.as_ref().and_then(|hint| hint.wait_hint()));
         match hinted {
             Some(wait) => {
+                let wait = wait.min(MAX_WAIT);
                 let spread = (wait.as_millis() as u64 / 10).min(1000);
-                wait + Duration::from_millis(rng.random_range(0..=spread))
+                wait.saturating_add(Duration::from_millis(rng.random_range(0..=spread)))
+                    .min(MAX_WAIT)
             }
-            None => self.backoff(attempt, rng),
+            None => self.backoff(attempt, rng).min(MAX_WAIT),
         }
     }
 }
@@ -79,30 +113,20 @@ pub fn decide(
 ) -> Finish {
     let outcome = match result {
         Ok(completion) => Outcome::Succeeded(Box::new(completion.into_response())),
+        Err(error) if ends_job(job, &error) => Outcome::Failed(error.to_attempt_error()),
         // An account that cannot pay or authenticate may be fixed (a new key, more credit):
         // the job waits out the provider's cool-down rather than failing at once, but the
         // attempt counts, so a provider that stays broken fails its jobs in the end.
-        Err(error) if error.account_level && job.attempt < job.job.max_attempts => Outcome::Retry {
-            at: now
-                + chrono::Duration::from_std(super::limits::ACCOUNT_COOL_DOWN)
-                    .unwrap_or(chrono::Duration::MAX),
+        Err(error) if error.account_level => Outcome::Retry {
+            at: later(now, super::limits::ACCOUNT_COOL_DOWN),
             error: error.to_attempt_error(),
             refund_attempt: false,
         },
-        Err(error) if !error.is_retryable() => Outcome::Failed(error.to_attempt_error()),
-        Err(error) => {
-            let refund = error.rate_limited && job.attempt < RATE_LIMIT_FREE_ATTEMPTS;
-            if !refund && job.attempt >= job.job.max_attempts {
-                Outcome::Failed(error.to_attempt_error())
-            } else {
-                let delay = policy.delay(job.attempt, &error, rng);
-                Outcome::Retry {
-                    at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-                    error: error.to_attempt_error(),
-                    refund_attempt: refund,
-                }
-            }
-        }
+        Err(error) => Outcome::Retry {
+            at: later(now, policy.delay(job.attempt, &error, rng)),
+            refund_attempt: refunds(job, &error),
+            error: error.to_attempt_error(),
+        },
     };
     Finish {
         job_id: job.job.id,
@@ -117,6 +141,19 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn no_wait_overflows_or_exceeds_the_cap() {
+        let now = Utc::now();
+        assert_eq!(later(now, Duration::MAX), now + TimeDelta::hours(1));
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(later(end, Duration::from_secs(5)), end);
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut error = ProviderError::new(crate::providers::ErrorKind::Retryable, "x".into());
+        error.retry_after = Some(Duration::MAX);
+        assert_eq!(policy.delay(1, &error, &mut rng), MAX_WAIT);
+    }
 
     #[test]
     fn backoff_grows_and_stays_under_the_cap() {

@@ -10,6 +10,11 @@
 //! Shutdown stops claiming, gives running calls a grace period, then hands every attempt it
 //! still holds back to `queued` without spending it. Nothing here decides an outcome
 //! ([`super::retry`]) or speaks SQL ([`crate::store`]).
+//!
+//! The attempts in flight are known by (job, attempt), so that a stale task that ends late
+//! never touches the bookkeeping of its job's live attempt. A task that panics, for whatever
+//! reason, records the panic as its attempt's error (the job is retried after a backoff, or
+//! fails once its attempts are spent), gives its slot back and stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,8 +30,12 @@ use crate::app::App;
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 
 use super::attempt::heartbeat_interval;
+use super::guard::{Held, catch_panic};
 use super::limits::Admission;
 use super::retry::decide;
+
+/// An attempt: the job and the claim number that fences its writes.
+type AttemptKey = (JobId, i32);
 
 /// How the pool runs.
 #[derive(Debug, Clone)]
@@ -65,7 +74,6 @@ impl PoolOptions {
 
 /// An attempt this process is running.
 struct Running {
-    attempt: i32,
     /// `None` while the job waits in the claim loop's buffer.
     abort: Option<AbortHandle>,
     /// Whether the model call has started (unstarted attempts are handed back at once).
@@ -75,7 +83,7 @@ struct Running {
 struct Shared {
     app: App,
     options: PoolOptions,
-    running: Mutex<HashMap<JobId, Running>>,
+    running: Mutex<HashMap<AttemptKey, Running>>,
     slots: Arc<Semaphore>,
     slot_freed: Notify,
     /// The earliest retry this process scheduled, in ms since the epoch (i64::MAX: none).
@@ -202,7 +210,7 @@ async fn claim_loop(
                         metrics.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                         let mut running = lock(&shared.running);
                         for job in jobs {
-                            running.insert(job.job.id, Running { attempt: job.attempt, abort: None, started: false });
+                            running.insert((job.job.id, job.attempt), Running { abort: None, started: false });
                             buffer.push_back(job);
                         }
                     }
@@ -238,17 +246,58 @@ fn start_job(
     tasks: &mut JoinSet<()>,
 ) {
     let mut running = lock(&shared.running);
-    let Some(entry) = running.get_mut(&job.job.id) else {
+    let Some(entry) = running.get_mut(&(job.job.id, job.attempt)) else {
         // Its lease was lost while it waited (a heartbeat said so): its result would be stale.
         return;
     };
     let shared_for_task = shared.clone();
     let finish_tx = finish_tx.clone();
     entry.abort = Some(tasks.spawn(async move {
-        run_job(&shared_for_task, job, finish_tx).await;
+        let held = Held::of(&job);
+        supervised(
+            &shared_for_task,
+            held,
+            &finish_tx,
+            run_job(&shared_for_task, job, finish_tx.clone()),
+        )
+        .await;
         drop(permit);
         shared_for_task.slot_freed.notify_one();
     }));
+}
+
+/// Runs an attempt's task; if it panics, the panic becomes the attempt's error instead of a
+/// job left `processing` with its lease renewed forever by the heartbeat.
+async fn supervised(
+    shared: &Shared,
+    held: Held,
+    finish_tx: &mpsc::Sender<Finish>,
+    task: impl std::future::Future<Output = ()>,
+) {
+    let Some(what) = catch_panic(task).await else {
+        return;
+    };
+    // Still ours unless its finish was already sent or its lease lost; then nothing to do.
+    if lock(&shared.running)
+        .remove(&(held.job_id, held.attempt))
+        .is_none()
+    {
+        tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked after handing its job on");
+        return;
+    }
+    tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked; its attempt is recorded as failed");
+    let finish = held.finish_after_panic(&what, Utc::now(), shared.app.retry_policy());
+    if let Outcome::Retry { at, .. } = &finish.outcome {
+        shared
+            .next_retry_ms
+            .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+    }
+    if finish_tx.send(finish).await.is_err() {
+        tracing::warn!(
+            job_id = held.job_id,
+            "the pool is closing; the job's lease will expire"
+        );
+    }
 }
 
 fn sleep_until_next_retry(shared: &Shared) -> Duration {
@@ -270,7 +319,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
         Admission::Go(permit) => permit,
         Admission::Later(at) => {
             // A long wait for a limit goes back to the queue instead of holding a slot.
-            lock(&shared.running).remove(&job.job.id);
+            lock(&shared.running).remove(&(job.job.id, job.attempt));
             if let Err(err) = Box::pin(
                 shared
                     .app
@@ -287,7 +336,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
             return;
         }
     };
-    if let Some(running) = lock(&shared.running).get_mut(&job.job.id) {
+    if let Some(running) = lock(&shared.running).get_mut(&(job.job.id, job.attempt)) {
         running.started = true;
     }
     let started = std::time::Instant::now();
@@ -316,8 +365,9 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
             .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
     }
     // Gone from `running` before the finish is sent, so a shutdown never releases an attempt
-    // whose outcome is on its way.
-    lock(&shared.running).remove(&job.job.id);
+    // whose outcome is on its way. Keyed by attempt: a stale attempt that ends late leaves the
+    // live attempt of its job (and that attempt's heartbeat) alone.
+    lock(&shared.running).remove(&(job.job.id, job.attempt));
     let _ = finish_tx.send(finish).await;
 }
 
@@ -401,10 +451,7 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let attempts: Vec<(JobId, i32)> = lock(&shared.running)
-            .iter()
-            .map(|(id, running)| (*id, running.attempt))
-            .collect();
+        let attempts: Vec<AttemptKey> = lock(&shared.running).keys().copied().collect();
         if attempts.is_empty() {
             continue;
         }
@@ -414,9 +461,8 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 if owned.len() < attempts.len() {
                     let mut running = lock(&shared.running);
                     for (id, attempt) in attempts {
-                        if !owned.contains(&id)
-                            && let Some(lost) = running.get(&id)
-                            && lost.attempt == attempt
+                        if !owned.contains(&(id, attempt))
+                            && let Some(lost) = running.get(&(id, attempt))
                         {
                             tracing::warn!(
                                 job_id = id,
@@ -426,7 +472,7 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                             if let Some(abort) = &lost.abort {
                                 abort.abort();
                             }
-                            running.remove(&id);
+                            running.remove(&(id, attempt));
                             shared.slot_freed.notify_one();
                         }
                     }
@@ -466,13 +512,13 @@ async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
 async fn release_unstarted(shared: &Shared) {
     let unstarted: Vec<(JobId, i32)> = {
         let mut running = lock(&shared.running);
-        let ids: Vec<(JobId, i32)> = running
+        let ids: Vec<AttemptKey> = running
             .iter()
             .filter(|(_, r)| !r.started)
-            .map(|(id, r)| (*id, r.attempt))
+            .map(|(key, _)| *key)
             .collect();
-        for (id, _) in &ids {
-            if let Some(abort) = running.remove(id).and_then(|r| r.abort) {
+        for key in &ids {
+            if let Some(abort) = running.remove(key).and_then(|r| r.abort) {
                 abort.abort();
             }
         }
@@ -483,10 +529,7 @@ async fn release_unstarted(shared: &Shared) {
 
 /// Hands back every attempt still held (calls cut by the end of the grace period).
 async fn release_all(shared: &Shared) {
-    let held: Vec<(JobId, i32)> = lock(&shared.running)
-        .drain()
-        .map(|(id, r)| (id, r.attempt))
-        .collect();
+    let held: Vec<AttemptKey> = lock(&shared.running).drain().map(|(key, _)| key).collect();
     release(shared, &held).await;
 }
 
@@ -510,8 +553,11 @@ async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
 }
 
 fn lease_until(app: &App, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(app.config().job_lease)
-        .unwrap_or(chrono::Duration::seconds(30))
+    now.checked_add_signed(
+        chrono::TimeDelta::from_std(app.config().job_lease)
+            .unwrap_or(chrono::TimeDelta::seconds(30)),
+    )
+    .unwrap_or(now)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

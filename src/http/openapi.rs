@@ -148,8 +148,11 @@ pub struct JobDoc {
     status: String,
     #[schema(required = true)]
     error_message: Option<String>,
+    /// Attempts spent; claims answered with a rate limit (429) are not among them.
     attempt_count: i32,
     max_attempts: i32,
+    /// Claims answered with a rate limit (429): they spend no attempt.
+    rate_limited_count: i32,
     scheduled_for: DateTime<Utc>,
     next_attempt_at: DateTime<Utc>,
     #[schema(required = true)]
@@ -199,10 +202,14 @@ pub struct LatencyStatsDoc {
 #[derive(ToSchema)]
 #[schema(as = Pause, rename_all = "camelCase")]
 pub struct PauseDoc {
-    /// `provider:<name>` or `model:<id>`
+    /// `model:<id>`, `endpoint:<hash of provider, base URL and key name>` (the reason names
+    /// the base URL), or `provider:<name>` (recorded by earlier versions)
     scope: String,
     until: DateTime<Utc>,
+    /// One line.
     reason: String,
+    /// Rate-limited answers in a row with no success (a model's scope).
+    strikes: i32,
 }
 
 /// The answer of `/api/jobs/status`.

@@ -163,6 +163,16 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` as one line, for status lines and table cells: runs of whitespace and control
+/// characters (newlines, tabs, escapes) become one space. The full text stays where a job's
+/// detail is shown.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A duration as people read it in a message: `250ms`, `2s`, `1.5s`, `6m0s`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -226,6 +236,15 @@ mod tests {
         assert_eq!(out.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(out.ends_with('…'));
         assert_eq!(truncate_chars("short", 10), "short");
+    }
+
+    #[test]
+    fn one_line_replaces_newlines_and_control_characters() {
+        assert_eq!(
+            one_line("502 Bad Gateway\r\n<html>\n\t<body>\u{1b}[31mred\u{7}</body>"),
+            "502 Bad Gateway <html> <body> [31mred </body>"
+        );
+        assert_eq!(one_line("  plain  "), "plain");
     }
 
     #[test]

@@ -29,9 +29,9 @@ use crate::domain::{Model, NewResponse, ProviderKind};
 
 pub use endpoints::{CompatibleEndpoint, RouteError, endpoint_name};
 use error::Redactor;
-pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError};
+pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError, one_line};
 pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
-pub use ratelimit::{RateLimitHint, parse_duration, parse_http_date};
+pub use ratelimit::{MAX_WAIT, RateLimitHint, parse_duration, parse_http_date, retry_after};
 
 /// OpenAI's endpoint when `OPENAI_BASE_URL` is not set.
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -241,6 +241,35 @@ impl Providers {
         self.inner.redactor.message(text)
     }
 
+    /// The endpoint `model` calls: models with the same base URL and key share one, and an
+    /// account-level failure (bad key, no credit) is the endpoint's, not the provider type's.
+    /// `None` for the mock, and for a model whose params name no endpoint.
+    pub fn endpoint(&self, model: &Model) -> Option<EndpointIdentity> {
+        use sha2::{Digest, Sha256};
+        if model.provider == ProviderKind::Mock {
+            return None;
+        }
+        let params = ModelParams::parse(&model.params).ok()?;
+        let route = endpoints::route(model.provider, &params, &self.inner.settings).ok()?;
+        let base = route.base_url.trim_end_matches('/');
+        // The key enters only as its own digest, and the identity is a digest of that: what is
+        // stored and shown tells endpoints apart without saying anything about the key.
+        let key = route
+            .key
+            .map(|key| Sha256::digest(key.expose().as_bytes()))
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(format!("{}\n{base}\n", model.provider).as_bytes());
+        hasher.update(key);
+        let digest = hasher.finalize();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        Some(EndpointIdentity {
+            id: u64::from_be_bytes(id),
+            base_url: base.to_owned(),
+        })
+    }
+
     /// Runs `prompt` on `model` once. `run_index` and `attempt` only matter to the mock,
     /// whose answers depend on the run and whose simulated failures depend on the attempt
     /// (so a retry can succeed).
@@ -323,6 +352,15 @@ fn redact_completion(redactor: &Redactor, mut c: Completion) -> Completion {
         }
     }
     c
+}
+
+/// Where a model's calls go, without the key: see [`Providers::endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointIdentity {
+    /// A hash of the provider type, base URL and the key's variable name.
+    pub id: u64,
+    /// The base URL (it holds no credentials: those are refused in settings and params).
+    pub base_url: String,
 }
 
 /// Token counts as the provider reported them; `None` where it reported nothing.

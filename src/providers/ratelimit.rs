@@ -4,14 +4,20 @@
 //! single `x-ratelimit-reset` in epoch milliseconds).
 //!
 //! Pure functions of the headers and a `now` passed in, so the rules are testable without a
-//! clock. Values are reported as the provider sent them (past dates become zero); capping a
-//! wait is the engine's decision, not this module's. It never fails a call: a header it
-//! cannot read is ignored.
+//! clock. Values are reported as the provider sent them (past dates become zero), except that
+//! no wait read here exceeds [`MAX_WAIT`]: a provider's `Retry-After: 1e20` or a reset in the
+//! year 9999 means "as long as we ever wait", never an overflow. It never fails a call and
+//! never panics: a header it cannot read is ignored.
 
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::header::HeaderMap;
+
+/// The longest any wait lasts, whatever a provider asks for: a backoff, a pause, a reschedule.
+/// Longer asks are read as this one, so a hostile or broken header delays work by an hour at
+/// most instead of to the year 9999.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// What the provider told us about its rate limits, for the limiter to slow down before a
 /// 429 and to size its waits after one. (The `x-ratelimit-limit-*` ceilings are left out:
@@ -62,14 +68,14 @@ impl RateLimitHint {
 /// first, then `Retry-After` in seconds, then `Retry-After` as an HTTP date.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = header(headers, "retry-after-ms").and_then(non_negative) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(bounded_secs(ms / 1000.0));
     }
     let value = header(headers, "retry-after")?;
     if let Some(secs) = non_negative(value) {
-        return Some(Duration::from_secs_f64(secs));
+        return Some(bounded_secs(secs));
     }
     let at = parse_http_date(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(until(at, now))
 }
 
 /// `x-should-retry: true|false`, which OpenAI sends to override the status-based rule.
@@ -86,7 +92,7 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Some(secs) = non_negative(text) {
-        return Some(Duration::from_secs_f64(secs));
+        return Some(bounded_secs(secs));
     }
     let mut rest = text;
     let mut total = 0.0_f64;
@@ -100,7 +106,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         if digits == 0 {
             return None;
         }
-        let value: f64 = rest[..digits].parse().ok()?;
+        let value: f64 = rest[..digits].parse().ok().filter(|v: &f64| !v.is_nan())?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -117,7 +123,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += value * scale;
     }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
+    // Digits and units only, so `total` is a sum of non-negative terms: at worst +inf, which
+    // reads as the longest wait.
+    Some(bounded_secs(total))
 }
 
 /// Parses an HTTP date in the three forms RFC 9110 requires readers to accept:
@@ -150,10 +158,28 @@ fn count(headers: &HeaderMap, name: &str) -> Option<u64> {
     Some(value as u64)
 }
 
+/// A plain decimal number (an exponent allowed), at least zero. Words that Rust's float parser
+/// also takes (`inf`, `NaN`) are not numbers a provider means.
 fn non_negative(text: &str) -> Option<f64> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|v| *v >= 0.0)
+}
+
+/// Seconds as a duration, at most [`MAX_WAIT`] (`+inf` included); `secs` is not NaN or negative.
+fn bounded_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())).unwrap_or(MAX_WAIT)
+}
+
+/// The wait until `at`: zero when it is past, at most [`MAX_WAIT`].
+fn until(at: SystemTime, now: SystemTime) -> Duration {
+    at.duration_since(now)
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_WAIT)
 }
 
 fn parse_reset(text: &str) -> Option<Duration> {
@@ -164,14 +190,18 @@ fn parse_reset(text: &str) -> Option<Duration> {
 /// plain delay too, told apart by magnitude.
 fn epoch_reset(text: &str, now: SystemTime) -> Option<Duration> {
     let value = non_negative(text)?;
-    let at = if value >= 1e12 {
-        SystemTime::UNIX_EPOCH + Duration::from_secs_f64(value / 1000.0)
+    let epoch_secs = if value >= 1e12 {
+        value / 1000.0
     } else if value >= 1e9 {
-        SystemTime::UNIX_EPOCH + Duration::from_secs_f64(value)
+        value
     } else {
         return parse_duration(text);
     };
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    // In floating point, so that an epoch past what `SystemTime` holds cannot overflow.
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Some(bounded_secs((epoch_secs - now_secs).max(0.0)))
 }
 
 #[cfg(test)]
@@ -293,6 +323,44 @@ mod tests {
         let hint = RateLimitHint::from_headers(&map, now).expect("hint");
         assert_eq!(hint.remaining_requests, Some(0));
         assert_eq!(hint.reset_requests, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn hostile_values_are_capped_or_ignored_never_a_panic() {
+        let now = at("2025-10-14T12:00:00Z");
+        let capped = [
+            ("retry-after", "1e20"),
+            ("retry-after", "1e400"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+            ("retry-after-ms", "18446744073709551616000"),
+            ("x-ratelimit-reset-requests", "99999999h"),
+            (
+                "x-ratelimit-reset-requests",
+                "9999999999999999999999999999h9s",
+            ),
+            ("x-ratelimit-reset", "1e300"),
+        ];
+        for (name, value) in capped {
+            let map = headers(&[(name, value)]);
+            let wait = retry_after(&map, now)
+                .or_else(|| RateLimitHint::from_headers(&map, now).and_then(|h| h.wait_hint()));
+            assert_eq!(wait, Some(MAX_WAIT), "{name}: {value}");
+        }
+        for (name, value) in [
+            ("retry-after-ms", "-1"),
+            ("retry-after", "NaN"),
+            ("retry-after", "inf"),
+            ("retry-after", "-5"),
+            ("x-ratelimit-reset-requests", "NaNs"),
+        ] {
+            let map = headers(&[(name, value)]);
+            assert_eq!(retry_after(&map, now), None, "{name}: {value}");
+            assert_eq!(
+                RateLimitHint::from_headers(&map, now).and_then(|h| h.wait_hint()),
+                None,
+                "{name}: {value}"
+            );
+        }
     }
 
     #[test]

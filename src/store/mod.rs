@@ -254,8 +254,13 @@ pub struct ResponseFilter {
 /// What a pause applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PauseScope {
+    /// Every model of a provider type. Kept for pauses recorded by earlier versions; the engine
+    /// pauses an endpoint instead, so that one bad key does not stop its neighbours.
     Provider(ProviderKind),
     Model(ModelId),
+    /// One endpoint (base URL and key), by its identity hash
+    /// ([`crate::providers::Providers::endpoint`]): every model that calls it.
+    Endpoint(u64),
 }
 
 impl PauseScope {
@@ -264,17 +269,20 @@ impl PauseScope {
         match self {
             PauseScope::Provider(kind) => format!("provider:{kind}"),
             PauseScope::Model(id) => format!("model:{id}"),
+            PauseScope::Endpoint(id) => format!("endpoint:{id:016x}"),
         }
     }
 }
 
-/// A provider or model that must not be called before `until`.
+/// A provider, endpoint or model that must not be called before `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pause {
     pub scope: String,
     pub until: DateTime<Utc>,
     pub reason: String,
+    /// Rate-limited answers in a row with no success (a model's scope only).
+    pub strikes: i32,
 }
 
 /// The queue on one of its two databases.
@@ -486,12 +494,13 @@ impl Store {
         on_backend!(self.jobs_rescue_expired(now))
     }
 
-    /// Extends the leases of attempts still running; returns the jobs this process still owns.
+    /// Extends the leases of attempts still running; returns the attempts that still own their
+    /// job (a stale attempt of a job that another attempt now holds is not among them).
     pub async fn jobs_heartbeat(
         &self,
         attempts: &[(JobId, i32)],
         lease_until: DateTime<Utc>,
-    ) -> StoreResult<Vec<JobId>> {
+    ) -> StoreResult<Vec<(JobId, i32)>> {
         on_backend!(self.jobs_heartbeat(attempts, lease_until))
     }
 
@@ -525,7 +534,9 @@ impl Store {
     }
 
     /// Pauses `scope` until `until` (extending, never shortening, a pause in force) and moves
-    /// its queued jobs that would fall due earlier to `until`; returns how many moved.
+    /// its queued jobs that would fall due earlier to `until`; returns how many moved. An
+    /// endpoint's jobs are not moved (the store does not know which models share it): each is
+    /// handed back to `until` by admission when it is claimed.
     pub async fn pause(
         &self,
         scope: PauseScope,
@@ -539,6 +550,23 @@ impl Store {
     /// The pauses still in force at `now`.
     pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
         on_backend!(self.pauses_active(now))
+    }
+
+    /// Counts one more rate-limited answer in a row for `scope` and returns the run's length.
+    /// The count lives in the `pauses` row, so every process adds to the same run.
+    pub async fn pause_strike(&self, scope: PauseScope, now: DateTime<Utc>) -> StoreResult<i32> {
+        on_backend!(self.pause_strike(scope, now))
+    }
+
+    /// Ends the run of rate-limited answers of `scope` (a call succeeded).
+    pub async fn pause_strikes_clear(&self, scope: PauseScope) -> StoreResult<()> {
+        on_backend!(self.pause_strikes_clear(scope))
+    }
+
+    /// Whether any of `models` has a queued job other than `except`: whether a pause of them
+    /// would hold anything back.
+    pub async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
+        on_backend!(self.jobs_queued_exist(models, except))
     }
 
     /// Reserves one request of weight `cost` (the request's share of the limit's period) on the

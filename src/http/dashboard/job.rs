@@ -59,7 +59,10 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
                     None => { "model #" (job.model_id) " (removed)" },
                 }
             }
-            dt { "Attempts" } dd { (job.attempt_count) " of " (job.max_attempts) }
+            dt { "Attempts" } dd {
+                (job.attempt_count) " of " (job.max_attempts)
+                @if job.rate_limited_count > 0 { ", and " (job.rate_limited_count) " rate-limited" }
+            }
             dt { "Scheduled for" } dd { (time(job.scheduled_for)) }
             @if job.status == JobStatus::Queued {
                 dt { "Due" } dd { (time(job.next_attempt_at)) }

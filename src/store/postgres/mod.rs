@@ -41,7 +41,8 @@ pub struct PostgresStore {
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
-    j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for, j.next_attempt_at, \
+    j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count, j.scheduled_for, \
+    j.next_attempt_at, \
     j.lease_expires_at, j.started_at, j.finished_at, j.created_at";
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
@@ -68,8 +69,8 @@ macro_rules! claim_update {
             FROM picked, prompts p, models m
             WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
             RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
-                j.error_message, j.attempt_count, j.max_attempts, j.scheduled_for,
-                j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at,
+                j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
+                j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at,
                 picked.runnable, p.text AS prompt_text, m.id AS m_id, m.name AS m_name,
                 m.provider AS m_provider, m.model AS m_model, m.params AS m_params,
                 m.active AS m_active, m.created_at AS m_created_at"
@@ -207,8 +208,11 @@ fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
         batch_key: row.try_get("batch_key")?,
         status: parse_status(&status)?,
         error_message: row.try_get("error_message")?,
-        attempt_count: row.try_get("attempt_count")?,
+        // The column counts claims (the fence); the job shows the attempts spent.
+        attempt_count: row.try_get::<i32, _>("attempt_count")?
+            - row.try_get::<i32, _>("rate_limited_count")?,
         max_attempts: row.try_get("max_attempts")?,
+        rate_limited_count: row.try_get("rate_limited_count")?,
         scheduled_for: row.try_get("scheduled_for")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         lease_expires_at: row.try_get("lease_expires_at")?,
@@ -252,7 +256,7 @@ fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
 fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
     let job = job_from_row(row)?;
     Ok(ClaimedJob {
-        attempt: job.attempt_count,
+        attempt: job.claim_number(),
         prompt_text: row.try_get("prompt_text")?,
         model: model_from_row(row, "m_")?,
         job,

@@ -149,31 +149,32 @@ impl PostgresStore {
             "WITH input AS (
                 SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[],
                     $5::timestamptz[], $6::text[], $7::int[], $8::text[], $23::bool[])
+                    WITH ORDINALITY
                     AS t(job_id, attempt, outcome, finished_at, next_attempt_at, error_class,
-                         http_status, error_message, refund)
+                         http_status, error_message, refund, ord)
             ), updated AS (
                 UPDATE prompt_jobs j SET
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE i.finished_at END,
                     next_attempt_at = COALESCE(i.next_attempt_at, j.next_attempt_at),
-                    max_attempts = j.max_attempts + CASE WHEN i.refund THEN 1 ELSE 0 END,
+                    rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
                 FROM input i
                 WHERE j.id = i.job_id AND j.status = 'processing' AND j.attempt_count = i.attempt
-                RETURNING j.id, j.status, j.started_at, j.prompt_id, j.model_id, j.batch_key,
-                    j.run_index
+                RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
+                    j.batch_key, j.run_index
             ), attempts AS (
                 INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
                     http_status, error_class, error_message)
                 SELECT u.id, i.attempt, u.started_at, i.finished_at, i.outcome, i.http_status,
                     i.error_class, i.error_message
-                FROM updated u JOIN input i ON i.job_id = u.id
+                FROM updated u JOIN input i ON i.job_id = u.id AND i.attempt = u.attempt_count
             ), response_input AS (
-                SELECT * FROM unnest($9::bigint[], $10::text[], $11::text[], $12::text[],
+                SELECT * FROM unnest($9::bigint[], $24::int[], $10::text[], $11::text[], $12::text[],
                     $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
                     $18::float8[], $19::bigint[], $20::text[], $21::text[], $22::text[])
-                    AS r(job_id, text, served_model, finish_reason, prompt_tokens,
+                    AS r(job_id, attempt, text, served_model, finish_reason, prompt_tokens,
                          completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
                          cost_usd, latency_ms, provider_request_id, citations, raw)
             ), inserted AS (
@@ -186,17 +187,18 @@ impl PostgresStore {
                     r.total_tokens, r.cached_tokens, r.reasoning_tokens, r.cost_usd,
                     r.latency_ms, r.provider_request_id, r.citations, r.raw, i.finished_at
                 FROM response_input r
-                JOIN updated u ON u.id = r.job_id
-                JOIN input i ON i.job_id = r.job_id
+                JOIN updated u ON u.id = r.job_id AND u.attempt_count = r.attempt
+                JOIN input i ON i.job_id = r.job_id AND i.attempt = r.attempt
                 ON CONFLICT (job_id) DO NOTHING
                 RETURNING id, job_id
             )
             SELECT i.job_id, u.id IS NOT NULL AS applied, COALESCE(u.status, j.status) AS status,
                 ins.id AS response_id
             FROM input i
-            LEFT JOIN updated u ON u.id = i.job_id
-            LEFT JOIN inserted ins ON ins.job_id = i.job_id
-            LEFT JOIN prompt_jobs j ON j.id = i.job_id",
+            LEFT JOIN updated u ON u.id = i.job_id AND u.attempt_count = i.attempt
+            LEFT JOIN inserted ins ON ins.job_id = u.id
+            LEFT JOIN prompt_jobs j ON j.id = i.job_id
+            ORDER BY i.ord",
         )
         .bind(&columns.job_ids)
         .bind(&columns.attempts)
@@ -221,6 +223,7 @@ impl PostgresStore {
         .bind(&responses.citations)
         .bind(&responses.raws)
         .bind(&columns.refunds)
+        .bind(&responses.attempts)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -244,11 +247,13 @@ impl PostgresStore {
                 FOR UPDATE SKIP LOCKED
             ), rescued AS (
                 UPDATE prompt_jobs j SET
-                    status = CASE WHEN j.attempt_count >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+                    status = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN 'failed' ELSE 'queued' END,
                     error_message = $2,
                     next_attempt_at = $1,
                     lease_expires_at = NULL,
-                    finished_at = CASE WHEN j.attempt_count >= j.max_attempts THEN $1 END
+                    finished_at = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN $1 END
                 FROM expired WHERE j.id = expired.id
                 RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message
             ), recorded AS (
@@ -279,16 +284,16 @@ impl PostgresStore {
         &self,
         attempts: &[(JobId, i32)],
         lease_until: DateTime<Utc>,
-    ) -> StoreResult<Vec<JobId>> {
+    ) -> StoreResult<Vec<(JobId, i32)>> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
-        let owned = sqlx::query_scalar(
+        let owned = sqlx::query_as(
             "UPDATE prompt_jobs j SET lease_expires_at = $3
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
              WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt
-             RETURNING j.id",
+             RETURNING j.id, j.attempt_count",
         )
         .bind(&ids)
         .bind(&numbers)
@@ -352,7 +357,7 @@ impl PostgresStore {
     ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
         let mut query = QueryBuilder::<Postgres>::new(
-            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count + ",
+            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count - rate_limited_count + ",
         );
         query
             .push_bind(extra_attempts)
@@ -388,48 +393,81 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         let moved = match scope {
-            PauseScope::Model(id) => {
-                sqlx::query(
-                    "UPDATE prompt_jobs SET next_attempt_at = $2
+            PauseScope::Model(id) => sqlx::query(
+                "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2",
-                )
-                .bind(id)
-                .bind(until)
-                .execute(&mut *tx)
-                .await?
-            }
-            PauseScope::Provider(kind) => {
-                sqlx::query(
-                    "UPDATE prompt_jobs SET next_attempt_at = $2
+            )
+            .bind(id)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            PauseScope::Provider(kind) => sqlx::query(
+                "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE status = 'queued' AND next_attempt_at < $2
                        AND model_id IN (SELECT id FROM models WHERE provider = $1)",
-                )
-                .bind(kind.as_str())
-                .bind(until)
-                .execute(&mut *tx)
-                .await?
-            }
-        }
-        .rows_affected();
+            )
+            .bind(kind.as_str())
+            .bind(until)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            PauseScope::Endpoint(_) => 0,
+        };
         tx.commit().await?;
         Ok(moved)
     }
 
     pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
-        let rows =
-            sqlx::query("SELECT scope, until, reason FROM pauses WHERE until > $1 ORDER BY scope")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT scope, until, reason, strikes FROM pauses WHERE until > $1 ORDER BY scope",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Pause {
                     scope: row.try_get("scope")?,
                     until: row.try_get("until")?,
                     reason: row.try_get("reason")?,
+                    strikes: row.try_get("strikes")?,
                 })
             })
             .collect()
+    }
+
+    pub async fn pause_strike(&self, scope: PauseScope, now: DateTime<Utc>) -> StoreResult<i32> {
+        // A new row is no pause yet (`until` = now): only the count starts.
+        Ok(sqlx::query_scalar(
+            "INSERT INTO pauses (scope, until, reason, created_at, strikes)
+             VALUES ($1, $2, '', $2, 1)
+             ON CONFLICT (scope) DO UPDATE SET strikes = pauses.strikes + 1
+             RETURNING strikes",
+        )
+        .bind(scope.key())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn pause_strikes_clear(&self, scope: PauseScope) -> StoreResult<()> {
+        sqlx::query("UPDATE pauses SET strikes = 0 WHERE scope = $1 AND strikes > 0")
+            .bind(scope.key())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM prompt_jobs
+                WHERE status = 'queued' AND id <> $2 AND model_id = ANY($1))",
+        )
+        .bind(models)
+        .bind(except)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn rate_reserve(
@@ -666,6 +704,7 @@ impl<'a> From<&'a [Finish]> for FinishColumns<'a> {
 #[derive(Default)]
 struct ResponseColumns<'a> {
     job_ids: Vec<i64>,
+    attempts: Vec<i32>,
     texts: Vec<&'a str>,
     served_models: Vec<Option<&'a str>>,
     finish_reasons: Vec<Option<&'a str>>,
@@ -689,6 +728,7 @@ impl<'a> From<&'a [Finish]> for ResponseColumns<'a> {
                 continue;
             };
             columns.job_ids.push(finish.job_id);
+            columns.attempts.push(finish.attempt);
             columns.texts.push(&response.text);
             columns.served_models.push(response.served_model.as_deref());
             columns

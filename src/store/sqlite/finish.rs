@@ -45,28 +45,31 @@ pub(super) async fn finish_batch(
             error_message = i.value ->> 7,
             finished_at = CASE WHEN i.value ->> 2 = 'retry' THEN NULL ELSE i.value ->> 3 END,
             next_attempt_at = COALESCE(i.value ->> 4, next_attempt_at),
-            max_attempts = max_attempts + (i.value ->> 8),
+            rate_limited_count = rate_limited_count + (i.value ->> 8),
             lease_expires_at = NULL
          FROM jsonb_each(?1) AS i
          WHERE prompt_jobs.id = i.value ->> 0
            AND prompt_jobs.status = 'processing'
            AND prompt_jobs.attempt_count = i.value ->> 1
-         RETURNING id, status",
+         RETURNING id, attempt_count, status",
     )
     .bind(&input)
     .fetch_all(&mut **tx)
     .await?;
-    let mut applied: HashMap<JobId, JobStatus> = HashMap::with_capacity(rows.len());
+    // Keyed by (job, attempt): a stale attempt of a job whose live attempt finishes in the same
+    // batch must not pass for it.
+    let mut applied: HashMap<(JobId, i32), JobStatus> = HashMap::with_capacity(rows.len());
     for row in &rows {
         applied.insert(
-            row.try_get("id")?,
+            (row.try_get("id")?, row.try_get("attempt_count")?),
             parse_status(&row.try_get::<String, _>("status")?)?,
         );
     }
     if applied.is_empty() {
         return stale_results(tx, finishes, &applied, &HashMap::new()).await;
     }
-    let applied_ids = Value::from(applied.keys().copied().collect::<Vec<_>>()).to_string();
+    let applied_ids =
+        Value::from(applied.keys().map(|(id, _)| *id).collect::<Vec<_>>()).to_string();
 
     sqlx::query(
         "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
@@ -74,7 +77,7 @@ pub(super) async fn finish_batch(
          SELECT j.id, i.value ->> 1, j.started_at, i.value ->> 3, i.value ->> 2,
             i.value ->> 6, i.value ->> 5, i.value ->> 7
          FROM jsonb_each(?1) AS i
-         JOIN prompt_jobs j ON j.id = i.value ->> 0
+         JOIN prompt_jobs j ON j.id = i.value ->> 0 AND j.attempt_count = i.value ->> 1
          WHERE j.id IN (SELECT value FROM json_each(?2))",
     )
     .bind(&input)
@@ -84,7 +87,7 @@ pub(super) async fn finish_batch(
 
     let responses: Vec<Value> = finishes
         .iter()
-        .filter(|finish| applied.contains_key(&finish.job_id))
+        .filter(|finish| applied.contains_key(&(finish.job_id, finish.attempt)))
         .filter_map(|finish| match &finish.outcome {
             Outcome::Succeeded(r) => Some(json!([
                 finish.job_id,
@@ -140,13 +143,13 @@ pub(super) async fn finish_batch(
 async fn stale_results(
     tx: &mut SqliteTx,
     finishes: &[Finish],
-    applied: &HashMap<JobId, JobStatus>,
+    applied: &HashMap<(JobId, i32), JobStatus>,
     response_ids: &HashMap<JobId, i64>,
 ) -> StoreResult<Vec<FinishResult>> {
     let stale: Vec<JobId> = finishes
         .iter()
+        .filter(|f| !applied.contains_key(&(f.job_id, f.attempt)))
         .map(|f| f.job_id)
-        .filter(|id| !applied.contains_key(id))
         .collect();
     let mut current: HashMap<JobId, JobStatus> = HashMap::new();
     if !stale.is_empty() {
@@ -165,19 +168,21 @@ async fn stale_results(
     }
     Ok(finishes
         .iter()
-        .map(|finish| match applied.get(&finish.job_id) {
-            Some(status) => FinishResult {
-                job_id: finish.job_id,
-                applied: true,
-                status: Some(*status),
-                response_id: response_ids.get(&finish.job_id).copied(),
+        .map(
+            |finish| match applied.get(&(finish.job_id, finish.attempt)) {
+                Some(status) => FinishResult {
+                    job_id: finish.job_id,
+                    applied: true,
+                    status: Some(*status),
+                    response_id: response_ids.get(&finish.job_id).copied(),
+                },
+                None => FinishResult {
+                    job_id: finish.job_id,
+                    applied: false,
+                    status: current.get(&finish.job_id).copied(),
+                    response_id: None,
+                },
             },
-            None => FinishResult {
-                job_id: finish.job_id,
-                applied: false,
-                status: current.get(&finish.job_id).copied(),
-                response_id: None,
-            },
-        })
+        )
         .collect())
 }

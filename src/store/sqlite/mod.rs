@@ -47,7 +47,7 @@ pub struct SqliteStore {
 type SqliteTx = sqlx::Transaction<'static, Sqlite>;
 
 const JOB_COLUMNS: &str = "id, prompt_id, model_id, run_index, batch_key, status, error_message, \
-    attempt_count, max_attempts, scheduled_for, next_attempt_at, lease_expires_at, started_at, \
+    attempt_count, max_attempts, rate_limited_count, scheduled_for, next_attempt_at, lease_expires_at, started_at, \
     finished_at, created_at";
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
@@ -179,8 +179,11 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
         batch_key: row.try_get("batch_key")?,
         status: parse_status(&status)?,
         error_message: row.try_get("error_message")?,
-        attempt_count: row.try_get("attempt_count")?,
+        // The column counts claims (the fence); the job shows the attempts spent.
+        attempt_count: row.try_get::<i32, _>("attempt_count")?
+            - row.try_get::<i32, _>("rate_limited_count")?,
         max_attempts: row.try_get("max_attempts")?,
+        rate_limited_count: row.try_get("rate_limited_count")?,
         scheduled_for: time(row.try_get("scheduled_for")?),
         next_attempt_at: time(row.try_get("next_attempt_at")?),
         lease_expires_at: opt_time(row.try_get("lease_expires_at")?),

@@ -162,11 +162,13 @@ impl SqliteStore {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "UPDATE prompt_jobs SET
-                status = CASE WHEN attempt_count >= max_attempts THEN 'failed' ELSE 'queued' END,
+                status = CASE WHEN attempt_count - rate_limited_count >= max_attempts
+                    THEN 'failed' ELSE 'queued' END,
                 error_message = ?2,
                 next_attempt_at = ?1,
                 lease_expires_at = NULL,
-                finished_at = CASE WHEN attempt_count >= max_attempts THEN ?1 END
+                finished_at = CASE WHEN attempt_count - rate_limited_count >= max_attempts
+                    THEN ?1 END
              WHERE status = 'processing' AND lease_expires_at < ?1
              RETURNING id, attempt_count, started_at, status",
         )
@@ -204,16 +206,16 @@ impl SqliteStore {
         &self,
         attempts: &[(JobId, i32)],
         lease_until: DateTime<Utc>,
-    ) -> StoreResult<Vec<JobId>> {
+    ) -> StoreResult<Vec<(JobId, i32)>> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let owned = sqlx::query_scalar(
+        let owned = sqlx::query_as(
             "UPDATE prompt_jobs SET lease_expires_at = ?2
              WHERE status = 'processing' AND (id, attempt_count) IN
                 (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
-             RETURNING id",
+             RETURNING id, attempt_count",
         )
         .bind(attempts_json(attempts))
         .bind(ms(lease_until))
@@ -274,7 +276,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut query = QueryBuilder::<Sqlite>::new(
-            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count + ",
+            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count - rate_limited_count + ",
         );
         query
             .push_bind(extra_attempts)
@@ -308,48 +310,87 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         let moved = match scope {
-            PauseScope::Model(id) => {
-                sqlx::query(
-                    "UPDATE prompt_jobs SET next_attempt_at = ?2
+            PauseScope::Model(id) => sqlx::query(
+                "UPDATE prompt_jobs SET next_attempt_at = ?2
                      WHERE model_id = ?1 AND status = 'queued' AND next_attempt_at < ?2",
-                )
-                .bind(id)
-                .bind(ms(until))
-                .execute(&mut *tx)
-                .await?
-            }
-            PauseScope::Provider(kind) => {
-                sqlx::query(
-                    "UPDATE prompt_jobs SET next_attempt_at = ?2
+            )
+            .bind(id)
+            .bind(ms(until))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            PauseScope::Provider(kind) => sqlx::query(
+                "UPDATE prompt_jobs SET next_attempt_at = ?2
                      WHERE status = 'queued' AND next_attempt_at < ?2
                        AND model_id IN (SELECT id FROM models WHERE provider = ?1)",
-                )
-                .bind(kind.as_str())
-                .bind(ms(until))
-                .execute(&mut *tx)
-                .await?
-            }
-        }
-        .rows_affected();
+            )
+            .bind(kind.as_str())
+            .bind(ms(until))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            PauseScope::Endpoint(_) => 0,
+        };
         tx.commit().await?;
         Ok(moved)
     }
 
     pub async fn pauses_active(&self, now: DateTime<Utc>) -> StoreResult<Vec<Pause>> {
-        let rows =
-            sqlx::query("SELECT scope, until, reason FROM pauses WHERE until > ?1 ORDER BY scope")
-                .bind(ms(now))
-                .fetch_all(&self.readers)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT scope, until, reason, strikes FROM pauses WHERE until > ?1 ORDER BY scope",
+        )
+        .bind(ms(now))
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Pause {
                     scope: row.try_get("scope")?,
                     until: time(row.try_get("until")?),
                     reason: row.try_get("reason")?,
+                    strikes: row.try_get("strikes")?,
                 })
             })
             .collect()
+    }
+
+    pub async fn pause_strike(&self, scope: PauseScope, now: DateTime<Utc>) -> StoreResult<i32> {
+        let mut tx = self.begin().await?;
+        // A new row is no pause yet (`until` = now): only the count starts.
+        let strikes = sqlx::query_scalar(
+            "INSERT INTO pauses (scope, until, reason, created_at, strikes)
+             VALUES (?1, ?2, '', ?2, 1)
+             ON CONFLICT (scope) DO UPDATE SET strikes = pauses.strikes + 1
+             RETURNING strikes",
+        )
+        .bind(scope.key())
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(strikes)
+    }
+
+    pub async fn pause_strikes_clear(&self, scope: PauseScope) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE pauses SET strikes = 0 WHERE scope = ?1 AND strikes > 0")
+            .bind(scope.key())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM prompt_jobs
+                WHERE status = 'queued' AND id <> ?2
+                  AND model_id IN (SELECT value FROM json_each(?1)))",
+        )
+        .bind(ids_json(models))
+        .bind(except)
+        .fetch_one(&self.readers)
+        .await?)
     }
 
     pub async fn rate_reserve(
@@ -581,7 +622,7 @@ async fn claim_picked(
     for id in order {
         if let (Some(job), Some(pick)) = (jobs.remove(&id), picked.remove(&id)) {
             claimed.push(ClaimedJob {
-                attempt: job.attempt_count,
+                attempt: job.claim_number(),
                 prompt_text: pick.prompt_text,
                 model: pick.model,
                 job,
