@@ -27,10 +27,13 @@ pub async fn run_alone(app: &App, claimed: &ClaimedJob) -> Finish {
         let every = heartbeat_interval(lease);
         loop {
             tokio::time::sleep(every).await;
-            let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
             match app
                 .store()
-                .jobs_heartbeat(&[(claimed.job.id, claimed.attempt)], until)
+                .jobs_heartbeat(
+                    &[(claimed.job.id, claimed.attempt)],
+                    crate::store::Clock::Database,
+                    lease,
+                )
                 .await
             {
                 Ok(owned) if owned.is_empty() => return,
