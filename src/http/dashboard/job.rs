@@ -69,6 +69,17 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
         "Attempts",
         format!("{} of {}", job.attempt_count, job.max_attempts),
     );
+    if let Some(version) = &job.prompt_version {
+        // The text this job sends was fixed when its batch was created.
+        item(
+            "Prompt version",
+            format!(
+                "<code title=\"{0}\">{1}</code>",
+                Esc(version),
+                Esc(version.get(..12).unwrap_or(version))
+            ),
+        );
+    }
     item("Scheduled for", time(job.scheduled_for));
     if job.status == JobStatus::Queued {
         item("Due", time(job.next_attempt_at));
