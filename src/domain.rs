@@ -232,6 +232,36 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The version of the prompt this job answers (SHA-256 of its text, hex), fixed at
+    /// enqueue; `None` for jobs enqueued before prompts had versions.
+    #[serde(default)]
+    pub prompt_version: Option<String>,
+}
+
+/// The model params that shape an answer, snapshotted with each job at enqueue (limits,
+/// endpoints and the mock's knobs are read from the model as it is at call time).
+pub const GENERATION_PARAMS: [&str; 4] = ["temperature", "maxTokens", "seed", "extra"];
+
+/// `current` params with the generation params replaced by `snapshot`'s (none when `None`).
+pub fn with_generation_params(
+    current: serde_json::Value,
+    snapshot: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut params = match current {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    for key in GENERATION_PARAMS {
+        params.remove(key);
+    }
+    if let Some(serde_json::Value::Object(snapshot)) = snapshot {
+        for (key, value) in snapshot {
+            if GENERATION_PARAMS.contains(&key.as_str()) {
+                params.insert(key, value);
+            }
+        }
+    }
+    serde_json::Value::Object(params)
 }
 
 impl Job {
@@ -243,7 +273,8 @@ impl Job {
 }
 
 /// A job handed to a worker by a claim: the job, its attempt number (the fence every later
-/// write of this attempt must present), and what the call needs.
+/// write of this attempt must present), and what the call needs: the prompt text of the job's
+/// version and the model with the generation params of the job's enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
     pub job: Job,

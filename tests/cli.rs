@@ -366,9 +366,11 @@ fn schedule_run_and_export(promptq: &Promptq) {
         "startedAt",
         "finishedAt",
         "createdAt",
+        "promptVersion",
     ] {
         assert!(job.get(key).is_some(), "jobs[0].{key} in {job}");
     }
+    assert_eq!(job["promptVersion"].as_str().map(str::len), Some(64), "{job}");
     let table = promptq.ok(&["status", "--batch-key", &batch]);
     assert!(
         table.contains("6 jobs: 0 queued, 0 processing, 6 succeeded"),
@@ -395,6 +397,8 @@ fn schedule_run_and_export(promptq: &Promptq) {
         "servedModel",
         "finishReason",
         "createdAt",
+        "promptVersion",
+        "promptText",
     ] {
         assert!(header.iter().any(|h| h == column), "{column} in {header:?}");
     }
@@ -408,6 +412,12 @@ fn schedule_run_and_export(promptq: &Promptq) {
         rows.iter()
             .all(|row| ["fast", "steady"].contains(&&row[name_at]))
     );
+    // Each answer names the prompt text it answers.
+    let text_at = header
+        .iter()
+        .position(|h| h == "promptText")
+        .expect("promptText");
+    assert!(rows.iter().all(|row| !row[text_at].is_empty()), "{rows:?}");
 
     promptq.ok(&[
         "export",

@@ -1,8 +1,8 @@
 //! The store's conformance suite: every behaviour of the queue contract, written once and run
 //! against both backends (a fresh SQLite file and a fresh PostgreSQL database per test).
 //!
-//! Extend it whenever the store's behaviour changes. Time is passed in, so leases expire by
-//! moving `now`, not by sleeping.
+//! Extend it whenever the store's behaviour changes. Time is passed in ([`promptq::store::Clock::At`]),
+//! so leases expire by moving `now`, not by sleeping.
 
 mod support;
 
@@ -64,7 +64,16 @@ conformance!(
     query_filters_pages_and_summarises,
     prompts_and_models_crud,
     bulk_twenty_thousand_jobs_enqueue_claim_finish,
+    edit_mid_batch_keeps_the_batch_on_its_prompt_version,
+    unlinking_a_model_skips_its_queued_jobs,
+    finish_dates_rows_by_the_store_clock,
+    database_clock_decides_leases,
 );
+
+/// Prompt versions and the store's clock.
+#[path = "store_conformance/versions.rs"]
+mod versions;
+use versions::*;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 10, 14, 0, 0, 0).unwrap()
@@ -76,10 +85,19 @@ fn key(s: &str) -> BatchKey {
 
 fn opts(now: DateTime<Utc>) -> EnqueueOptions {
     EnqueueOptions {
-        now,
+        now: now.into(),
         max_attempts: 3,
         mark_prompts: true,
     }
+}
+
+/// Finishes a batch at its first finish's instant (all of a test's finishes share one).
+async fn finish_all(
+    store: &Store,
+    finishes: &[Finish],
+) -> Result<Vec<promptq::domain::FinishResult>, StoreError> {
+    let at = finishes.first().map_or_else(t0, |f| f.finished_at);
+    store.jobs_finish(finishes, at).await
 }
 
 async fn model(store: &Store, name: &str) -> i64 {
@@ -325,14 +343,14 @@ async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
     let store = db.store.clone();
     seeded(&store, 1, 3, 1).await;
     let now = t0() + Duration::seconds(1);
-    let lease = now + Duration::seconds(30);
+    let lease = std::time::Duration::from_secs(30);
     let claimed = store.jobs_claim(2, now, lease).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert!(claimed[0].job.id < claimed[1].job.id, "oldest due first");
     for c in &claimed {
         assert_eq!(c.attempt, 1);
         assert_eq!(c.job.status, JobStatus::Processing);
-        assert_eq!(c.job.lease_expires_at, Some(lease));
+        assert_eq!(c.job.lease_expires_at, Some(now + Duration::seconds(30)));
         assert_eq!(c.job.started_at, Some(now));
         assert!(c.prompt_text.starts_with("prompt "));
         assert_eq!(c.model.provider, ProviderKind::Mock);
@@ -341,8 +359,9 @@ async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
     let third = store.jobs_claim(10, now, lease).await.unwrap();
     assert_eq!(third.len(), 1);
     let later = now + Duration::minutes(5);
-    store
-        .jobs_finish(&[finish(
+    finish_all(
+        &store,
+        &[finish(
             third[0].job.id,
             1,
             now,
@@ -351,12 +370,13 @@ async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
                 error: error(ErrorClass::Retryable, "503"),
                 refund_attempt: false,
             },
-        )])
-        .await
-        .unwrap();
+        )],
+    )
+    .await
+    .unwrap();
     assert!(store.jobs_claim(10, now, lease).await.unwrap().is_empty());
     let again = store
-        .jobs_claim(10, later, later + Duration::seconds(30))
+        .jobs_claim(10, later, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -374,7 +394,7 @@ async fn concurrent_claimers_claim_each_job_exactly_once(db: &support::TestDb) {
             let mut mine = Vec::new();
             loop {
                 let batch = store
-                    .jobs_claim(25, now, now + Duration::seconds(30))
+                    .jobs_claim(25, now, std::time::Duration::from_secs(30))
                     .await
                     .unwrap();
                 if batch.is_empty() {
@@ -384,7 +404,7 @@ async fn concurrent_claimers_claim_each_job_exactly_once(db: &support::TestDb) {
                     .iter()
                     .map(|c| finish(c.job.id, c.attempt, now, success("ok")))
                     .collect();
-                let results = store.jobs_finish(&finishes).await.unwrap();
+                let results = finish_all(&store, &finishes).await.unwrap();
                 assert!(results.iter().all(|r| r.applied));
                 mine.extend(batch.iter().map(|c| c.job.id));
             }
@@ -410,23 +430,27 @@ async fn success_stores_one_response_and_a_second_finish_is_stale(db: &support::
     seeded(&store, 1, 1, 1).await;
     let now = t0();
     let claimed = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     let job = &claimed[0];
     let done = now + Duration::seconds(2);
-    let first = store
-        .jobs_finish(&[finish(job.job.id, job.attempt, done, success("answer"))])
-        .await
-        .unwrap();
+    let first = finish_all(
+        &store,
+        &[finish(job.job.id, job.attempt, done, success("answer"))],
+    )
+    .await
+    .unwrap();
     assert!(first[0].applied);
     assert_eq!(first[0].status, Some(JobStatus::Succeeded));
     let response_id = first[0].response_id.expect("a response id");
 
-    let second = store
-        .jobs_finish(&[finish(job.job.id, job.attempt, done, success("again"))])
-        .await
-        .unwrap();
+    let second = finish_all(
+        &store,
+        &[finish(job.job.id, job.attempt, done, success("again"))],
+    )
+    .await
+    .unwrap();
     assert!(
         !second[0].applied,
         "a second finish of the same attempt is stale"
@@ -466,13 +490,14 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
     seeded(&store, 1, 1, 1).await;
     let mut now = t0();
     let c = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
     let retry_at = now + Duration::seconds(10);
-    let r = store
-        .jobs_finish(&[finish(
+    let r = finish_all(
+        &store,
+        &[finish(
             c.job.id,
             c.attempt,
             now,
@@ -481,9 +506,10 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
                 error: error(ErrorClass::RateLimited, "429 slow down"),
                 refund_attempt: true,
             },
-        )])
-        .await
-        .unwrap();
+        )],
+    )
+    .await
+    .unwrap();
     assert_eq!(r[0].status, Some(JobStatus::Queued));
     let job = store.job_get(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.next_attempt_at, retry_at);
@@ -493,20 +519,22 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
 
     now = retry_at;
     let c2 = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
     assert_eq!(c2.attempt, 2);
-    let r = store
-        .jobs_finish(&[finish(
+    let r = finish_all(
+        &store,
+        &[finish(
             c2.job.id,
             2,
             now,
             Outcome::Failed(error(ErrorClass::Permanent, "401 bad key")),
-        )])
-        .await
-        .unwrap();
+        )],
+    )
+    .await
+    .unwrap();
     assert_eq!(r[0].status, Some(JobStatus::Failed));
     let job = store.job_get(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Failed);
@@ -524,7 +552,7 @@ async fn stale_attempt_cannot_finish_a_rescued_job(db: &support::TestDb) {
     seeded(&store, 1, 1, 1).await;
     let now = t0();
     let first = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
@@ -541,16 +569,18 @@ async fn stale_attempt_cannot_finish_a_rescued_job(db: &support::TestDb) {
     assert_eq!(rescued.len(), 1);
     assert_eq!(rescued[0].status, JobStatus::Queued);
     let second = store
-        .jobs_claim(1, later, later + Duration::seconds(30))
+        .jobs_claim(1, later, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
     assert_eq!(second.attempt, 2);
 
-    let stale = store
-        .jobs_finish(&[finish(first.job.id, 1, later, success("late answer"))])
-        .await
-        .unwrap();
+    let stale = finish_all(
+        &store,
+        &[finish(first.job.id, 1, later, success("late answer"))],
+    )
+    .await
+    .unwrap();
     assert!(
         !stale[0].applied,
         "the rescued attempt's finish is rejected"
@@ -558,10 +588,12 @@ async fn stale_attempt_cannot_finish_a_rescued_job(db: &support::TestDb) {
     assert_eq!(stale[0].status, Some(JobStatus::Processing));
     assert_eq!(status_of(&store, first.job.id).await, JobStatus::Processing);
 
-    let fresh = store
-        .jobs_finish(&[finish(second.job.id, 2, later, success("answer"))])
-        .await
-        .unwrap();
+    let fresh = finish_all(
+        &store,
+        &[finish(second.job.id, 2, later, success("answer"))],
+    )
+    .await
+    .unwrap();
     assert!(fresh[0].applied);
     let attempts = store.job_attempts(first.job.id).await.unwrap();
     let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome.as_str()).collect();
@@ -574,7 +606,7 @@ async fn rescue_fails_a_job_whose_attempts_are_spent(db: &support::TestDb) {
     let mut now = t0();
     for attempt in 1..=3 {
         let c = store
-            .jobs_claim(1, now, now + Duration::seconds(30))
+            .jobs_claim(1, now, std::time::Duration::from_secs(30))
             .await
             .unwrap();
         assert_eq!(c.len(), 1, "attempt {attempt} is claimable");
@@ -599,7 +631,7 @@ async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &suppor
     let url_store = reopen(db).await;
     let now = t0();
     let claimed = url_store
-        .jobs_claim(2, now, now + Duration::seconds(30))
+        .jobs_claim(2, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -612,7 +644,7 @@ async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &suppor
     let rescued = store.jobs_rescue_expired(later).await.unwrap();
     assert_eq!(rescued.len(), 2);
     let again = store
-        .jobs_claim(10, later, later + Duration::seconds(30))
+        .jobs_claim(10, later, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(again.len(), 2);
@@ -621,8 +653,7 @@ async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &suppor
         .map(|c| finish(c.job.id, c.attempt, later, success("recovered")))
         .collect();
     assert!(
-        store
-            .jobs_finish(&finishes)
+        finish_all(&store, &finishes)
             .await
             .unwrap()
             .iter()
@@ -645,18 +676,17 @@ async fn heartbeat_extends_only_attempts_still_owned(db: &support::TestDb) {
     seeded(&store, 1, 2, 1).await;
     let now = t0();
     let claimed = store
-        .jobs_claim(2, now, now + Duration::seconds(30))
+        .jobs_claim(2, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     let a = (claimed[0].job.id, claimed[0].attempt);
     let b = (claimed[1].job.id, claimed[1].attempt);
-    store
-        .jobs_finish(&[finish(b.0, b.1, now, success("done"))])
+    finish_all(&store, &[finish(b.0, b.1, now, success("done"))])
         .await
         .unwrap();
     let until = now + Duration::seconds(60);
     let owned = store
-        .jobs_heartbeat(&[a, b, (a.0, 7)], until)
+        .jobs_heartbeat(&[a, b, (a.0, 7)], now, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(owned, vec![a]);
@@ -679,12 +709,12 @@ async fn release_hands_jobs_back_without_spending_an_attempt(db: &support::TestD
     seeded(&store, 1, 1, 1).await;
     let now = t0();
     let c = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
     let released = store
-        .jobs_release(&[(c.job.id, c.attempt)], now)
+        .jobs_release(&[(c.job.id, c.attempt)], now, std::time::Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(released, 1);
@@ -693,12 +723,18 @@ async fn release_hands_jobs_back_without_spending_an_attempt(db: &support::TestD
     assert_eq!(job.attempt_count, 0);
     assert_eq!(job.lease_expires_at, None);
     let again = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(again[0].attempt, 1);
     // Releasing a job that is not ours (stale attempt) does nothing.
-    assert_eq!(store.jobs_release(&[(c.job.id, 5)], now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .jobs_release(&[(c.job.id, 5)], now, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn cancel_and_retry_by_job_and_by_batch(db: &support::TestDb) {
@@ -714,7 +750,7 @@ async fn cancel_and_retry_by_job_and_by_batch(db: &support::TestDb) {
     assert!(job.error_message.unwrap().contains("cancelled"));
     // A processing job is not cancelled.
     let c = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
@@ -725,15 +761,17 @@ async fn cancel_and_retry_by_job_and_by_batch(db: &support::TestDb) {
             .unwrap(),
         0
     );
-    store
-        .jobs_finish(&[finish(
+    finish_all(
+        &store,
+        &[finish(
             c.job.id,
             c.attempt,
             now,
             Outcome::Failed(error(ErrorClass::Permanent, "400")),
-        )])
-        .await
-        .unwrap();
+        )],
+    )
+    .await
+    .unwrap();
     let batch = JobSelector::Batch {
         batch_key: "2025-10-14".into(),
         status: None,
@@ -781,7 +819,7 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
     let now = t0();
     // One job of m1 is running when m1 is deactivated; it comes back for a retry later.
     let running = store
-        .jobs_claim(1, now, now + Duration::seconds(30))
+        .jobs_claim(1, now, std::time::Duration::from_secs(30))
         .await
         .unwrap()
         .remove(0);
@@ -802,8 +840,9 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
         (summary.skipped, summary.processing, summary.queued),
         (1, 1, 2)
     );
-    store
-        .jobs_finish(&[finish(
+    finish_all(
+        &store,
+        &[finish(
             running.job.id,
             1,
             now,
@@ -812,11 +851,12 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
                 error: error(ErrorClass::Retryable, "503"),
                 refund_attempt: false,
             },
-        )])
-        .await
-        .unwrap();
+        )],
+    )
+    .await
+    .unwrap();
     let claimed = store
-        .jobs_claim(10, now, now + Duration::seconds(30))
+        .jobs_claim(10, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -833,6 +873,7 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
                 .map(|c| (c.job.id, c.attempt))
                 .collect::<Vec<_>>(),
             now,
+            std::time::Duration::ZERO,
         )
         .await
         .unwrap();
@@ -846,7 +887,7 @@ async fn claim_by_id_answers_each_case(db: &support::TestDb) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let now = t0();
-    let lease = now + Duration::seconds(30);
+    let lease = std::time::Duration::from_secs(30);
     match store.job_claim(1, now, lease).await.unwrap() {
         ClaimOne::Claimed(c) => {
             assert_eq!(c.job.id, 1);
@@ -890,7 +931,7 @@ async fn concurrent_claims_of_one_job_let_exactly_one_through(db: &support::Test
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .job_claim(1, now, now + Duration::seconds(30))
+                .job_claim(1, now, std::time::Duration::from_secs(30))
                 .await
                 .unwrap()
         }));
@@ -911,7 +952,7 @@ async fn batched_finish_of_many_jobs_mixes_outcomes(db: &support::TestDb) {
     seeded(&store, 1, 6, 1).await;
     let now = t0();
     let c = store
-        .jobs_claim(6, now, now + Duration::seconds(30))
+        .jobs_claim(6, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     let finishes = vec![
@@ -936,7 +977,7 @@ async fn batched_finish_of_many_jobs_mixes_outcomes(db: &support::TestDb) {
         finish(c[4].job.id, 9, now, success("stale")),
         finish(424242, 1, now, success("nobody")),
     ];
-    let results = store.jobs_finish(&finishes).await.unwrap();
+    let results = finish_all(&store, &finishes).await.unwrap();
     assert_eq!(results.len(), 6);
     let by_id = |id: i64| results.iter().find(|r| r.job_id == id).unwrap();
     assert!(by_id(c[0].job.id).applied && by_id(c[0].job.id).response_id.is_some());
@@ -967,11 +1008,10 @@ async fn query_filters_pages_and_summarises(db: &support::TestDb) {
         .await
         .unwrap(); // +4
     let c = store
-        .jobs_claim(3, now, now + Duration::seconds(30))
+        .jobs_claim(3, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    store
-        .jobs_finish(&[finish(c[0].job.id, 1, now, success("x"))])
+    finish_all(&store, &[finish(c[0].job.id, 1, now, success("x"))])
         .await
         .unwrap();
 
@@ -1160,7 +1200,7 @@ async fn bulk_twenty_thousand_jobs_enqueue_claim_finish(db: &support::TestDb) {
     let mut done = 0;
     loop {
         let batch = store
-            .jobs_claim(500, now, now + Duration::seconds(30))
+            .jobs_claim(500, now, std::time::Duration::from_secs(30))
             .await
             .unwrap();
         if batch.is_empty() {
@@ -1170,7 +1210,7 @@ async fn bulk_twenty_thousand_jobs_enqueue_claim_finish(db: &support::TestDb) {
             .iter()
             .map(|c| finish(c.job.id, c.attempt, now, success("bulk answer")))
             .collect();
-        let results = store.jobs_finish(&finishes).await.unwrap();
+        let results = finish_all(&store, &finishes).await.unwrap();
         done += results.iter().filter(|r| r.applied).count();
     }
     let drain = started.elapsed();

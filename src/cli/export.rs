@@ -76,6 +76,10 @@ struct ExportRow<'a> {
     model_name: &'a str,
     batch_key: &'a str,
     run_index: i32,
+    /// The version of the prompt answered (SHA-256 of its text) and that text; empty for
+    /// answers stored before prompts had versions.
+    prompt_version: Option<&'a str>,
+    prompt_text: Option<&'a str>,
     text: &'a str,
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
@@ -90,7 +94,7 @@ struct ExportRow<'a> {
 }
 
 /// The CSV header, written even when nothing matches so that readers always find columns.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 20] = [
     "id",
     "jobId",
     "promptId",
@@ -98,6 +102,8 @@ const COLUMNS: [&str; 18] = [
     "modelName",
     "batchKey",
     "runIndex",
+    "promptVersion",
+    "promptText",
     "text",
     "promptTokens",
     "completionTokens",
@@ -121,6 +127,8 @@ impl<'a> ExportRow<'a> {
             model_name: names.get(&response.model_id).map_or("", String::as_str),
             batch_key: &response.batch_key,
             run_index: response.run_index,
+            prompt_version: response.prompt_version.as_deref(),
+            prompt_text: response.prompt_text.as_deref(),
             text: &response.text,
             prompt_tokens: response.prompt_tokens,
             completion_tokens: response.completion_tokens,
@@ -371,6 +379,8 @@ mod tests {
             citations: None,
             raw: None,
             created_at: DateTime::from_timestamp(0, 0).expect("epoch"),
+            prompt_version: Some("ab12".into()),
+            prompt_text: Some("the question".into()),
         };
         let names = HashMap::from([(4, "m".to_owned())]);
         let mut csv = csv::Writer::from_writer(Vec::new());

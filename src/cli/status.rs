@@ -113,6 +113,7 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
         ("model", Align::Left),
         ("run", Align::Right),
         ("batch", Align::Left),
+        ("version", Align::Left),
         ("status", Align::Left),
         ("attempts", Align::Right),
         ("error", Align::Left),
@@ -131,6 +132,12 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
                 .unwrap_or_else(|| job.model_id.to_string()),
             job.run_index.to_string(),
             job.batch_key.clone(),
+            // The prompt version the job answers: the first characters of its text's hash.
+            or_dash(
+                job.prompt_version
+                    .as_deref()
+                    .map(|v| v.get(..8).unwrap_or(v)),
+            ),
             job.status.to_string(),
             attempts_cell(job),
             or_dash(job.error_message.as_deref().map(|e| cell(e, ERROR_WIDTH))),

@@ -27,14 +27,13 @@ pub async fn run_alone(app: &App, claimed: &ClaimedJob) -> Finish {
         let every = heartbeat_interval(lease);
         loop {
             tokio::time::sleep(every).await;
-            let now = Utc::now();
-            let until = chrono::TimeDelta::from_std(lease)
-                .ok()
-                .and_then(|lease| now.checked_add_signed(lease))
-                .unwrap_or(now);
             match app
                 .store()
-                .jobs_heartbeat(&[(claimed.job.id, claimed.attempt)], until)
+                .jobs_heartbeat(
+                    &[(claimed.job.id, claimed.attempt)],
+                    crate::store::Clock::Database,
+                    lease,
+                )
                 .await
             {
                 Ok(owned) if owned.is_empty() => return,

@@ -10,11 +10,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::app::App;
+use crate::store::Clock;
 
 /// What a fan-out did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -52,7 +52,7 @@ pub async fn fan_out(app: &App) -> FanOutReport {
         tracing::error!("DISPATCH=http without APP_URL: nothing sent");
         return report;
     };
-    let now = Utc::now();
+    let now = Clock::Database;
     match app.store().jobs_rescue_expired(now).await {
         Ok(rescued) => report.rescued = rescued.len(),
         Err(err) => tracing::warn!(error = %err, "rescue before fan-out failed"),

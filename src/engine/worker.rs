@@ -21,13 +21,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
+use crate::store::Clock;
 
 use super::attempt::heartbeat_interval;
 use super::guard::{Held, catch_panic};
@@ -189,10 +190,9 @@ async fn claim_loop(
             announced = Box::pin(work_available.clone().notified_owned());
             announced.as_mut().enable();
             let store = shared.app.store().clone();
-            let now = Utc::now();
-            let lease = lease_until(&shared.app, now);
+            let lease = shared.app.config().job_lease;
             claiming = Some(Box::pin(async move {
-                store.jobs_claim(asked as i64, now, lease).await
+                store.jobs_claim(asked as i64, Clock::Database, lease).await
             }));
         }
         let wait = if store_errors > 0 {
@@ -320,12 +320,11 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
         Admission::Later(at) => {
             // A long wait for a limit goes back to the queue instead of holding a slot.
             lock(&shared.running).remove(&(job.job.id, job.attempt));
-            if let Err(err) = Box::pin(
-                shared
-                    .app
-                    .store()
-                    .jobs_release(&[(job.job.id, job.attempt)], at),
-            )
+            if let Err(err) = Box::pin(shared.app.store().jobs_release(
+                &[(job.job.id, job.attempt)],
+                Clock::Database,
+                (at - Utc::now()).to_std().unwrap_or_default(),
+            ))
             .await
             {
                 tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire");
@@ -390,7 +389,7 @@ async fn finisher(shared: Arc<Shared>, mut finishes: mpsc::Receiver<Finish>) {
 async fn write_finishes(shared: &Shared, batch: &[Finish]) {
     let mut failures = 0u32;
     let results = loop {
-        match shared.app.store().jobs_finish(batch).await {
+        match shared.app.store().jobs_finish(batch, Clock::Database).await {
             Ok(results) => break results,
             Err(err) => {
                 // The database is away: keep the outcomes and try again. If it stays away
@@ -455,8 +454,13 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         if attempts.is_empty() {
             continue;
         }
-        let until = lease_until(&shared.app, Utc::now());
-        match shared.app.store().jobs_heartbeat(&attempts, until).await {
+        let lease = shared.app.config().job_lease;
+        match shared
+            .app
+            .store()
+            .jobs_heartbeat(&attempts, Clock::Database, lease)
+            .await
+        {
             Ok(owned) => {
                 if owned.len() < attempts.len() {
                     let mut running = lock(&shared.running);
@@ -488,7 +492,12 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
 /// Rescues the expired leases of dead processes (and of this one, at start-up).
 async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
-        match shared.app.store().jobs_rescue_expired(Utc::now()).await {
+        match shared
+            .app
+            .store()
+            .jobs_rescue_expired(Clock::Database)
+            .await
+        {
             Ok(rescued) if !rescued.is_empty() => {
                 shared
                     .app
@@ -537,7 +546,12 @@ async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
     if attempts.is_empty() {
         return;
     }
-    match shared.app.store().jobs_release(attempts, Utc::now()).await {
+    match shared
+        .app
+        .store()
+        .jobs_release(attempts, Clock::Database, Duration::ZERO)
+        .await
+    {
         Ok(released) => {
             shared
                 .app
@@ -550,14 +564,6 @@ async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
             tracing::warn!(error = %err, "could not hand jobs back; their leases will expire")
         }
     }
-}
-
-fn lease_until(app: &App, now: DateTime<Utc>) -> DateTime<Utc> {
-    now.checked_add_signed(
-        chrono::TimeDelta::from_std(app.config().job_lease)
-            .unwrap_or(chrono::TimeDelta::seconds(30)),
-    )
-    .unwrap_or(now)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -162,6 +162,10 @@ pub struct JobDoc {
     #[schema(required = true)]
     finished_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// The version of the prompt the job answers: the SHA-256 of its text, fixed when the job
+    /// was created (null for jobs created before prompts had versions).
+    #[schema(required = true)]
+    prompt_version: Option<String>,
 }
 
 /// One model's jobs by status.
@@ -274,6 +278,10 @@ pub struct StoredResponseDoc {
     /// The provider's body as received.
     raw: Option<String>,
     created_at: DateTime<Utc>,
+    /// The version of the prompt answered (SHA-256 of its text) and that text; null for
+    /// answers stored before prompts had versions.
+    prompt_version: Option<String>,
+    prompt_text: Option<String>,
 }
 
 /// The answer of `/api/jobs/{id}`.

@@ -7,12 +7,16 @@
 //! statement or one short transaction, and every write made on behalf of an attempt is fenced
 //! by `(job id, attempt)`: a stale attempt can never overwrite a job that moved on.
 //!
-//! Time is always passed in (`now`), never read here, so that the rules are the same on both
-//! backends and tests can move the clock. One conformance suite (`tests/store_conformance.rs`)
+//! Whose clock a queue statement reads is the caller's choice, as a [`Clock`]: the processes
+//! pass [`Clock::Database`], so that leases, rescues and due-ness are judged by one clock (the
+//! database's) whatever the clocks of the machines sharing it say; tests pass an instant
+//! ([`Clock::At`]) to move time without sleeping. One conformance suite (`tests/store_conformance.rs`)
 //! runs against both implementations; extend it whenever behaviour changes here.
 
 pub mod postgres;
 pub mod sqlite;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,6 +25,39 @@ use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
     PromptId, ProviderKind, ScheduledPrompt, Summary,
 };
+
+/// The instant a queue statement acts at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The database's own clock (`now()` on PostgreSQL; on SQLite, whose processes share one
+    /// machine, that machine's clock). What every process sharing a database must use: a
+    /// process whose clock runs ahead would otherwise rescue live jobs, and one behind would
+    /// claim nothing.
+    Database,
+    /// A given instant (tests, and figures about a moment already chosen).
+    At(DateTime<Utc>),
+}
+
+impl From<DateTime<Utc>> for Clock {
+    fn from(at: DateTime<Utc>) -> Self {
+        Clock::At(at)
+    }
+}
+
+impl Clock {
+    /// The instant, or `None` for the database's clock (bound as NULL: `COALESCE($n, now())`).
+    pub fn fixed(self) -> Option<DateTime<Utc>> {
+        match self {
+            Clock::Database => None,
+            Clock::At(at) => Some(at),
+        }
+    }
+
+    /// The instant on this machine's clock (SQLite, where every process shares it).
+    pub fn local(self) -> DateTime<Utc> {
+        self.fixed().unwrap_or_else(Utc::now)
+    }
+}
 
 /// Which database a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,7 +162,8 @@ pub struct PromptPatch {
 /// Settings of one enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnqueueOptions {
-    pub now: DateTime<Utc>,
+    /// When the jobs are created and fall due.
+    pub now: Clock,
     pub max_attempts: i32,
     /// Record the batch as the prompts' latest run (`last_run_at`, `last_batch_key`).
     /// Off for an explicit backfill of an older batch.
@@ -238,6 +276,22 @@ pub struct StoredResponse {
     pub citations: Option<String>,
     pub raw: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The version of the prompt this answers (SHA-256 of its text, hex) and that text;
+    /// `None` for answers stored before prompts had versions.
+    pub prompt_version: Option<String>,
+    pub prompt_text: Option<String>,
+}
+
+/// The version key of a prompt text: its SHA-256, in lower-case hex.
+pub fn prompt_version_hash(text: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest.iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// Filters of a response query.
@@ -342,6 +396,15 @@ impl Store {
     /// Applies the embedded migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> StoreResult<()> {
         on_backend!(self.migrate())
+    }
+
+    /// The database's clock now (this machine's on SQLite): the "now" of due-ness, shared by
+    /// every process whatever their own clocks say.
+    pub async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {
+        match self {
+            Store::Sqlite(_) => Ok(Utc::now()),
+            Store::Postgres(store) => store.clock_now().await,
+        }
     }
 
     /// Answers when the database answers.
@@ -460,58 +523,75 @@ impl Store {
         on_backend!(self.jobs_enqueue(plan, options))
     }
 
-    /// Claims up to `limit` due queued jobs in one statement: `processing`, attempt + 1, leased
-    /// until `lease_until`. A picked job whose prompt or model is no longer active ends
-    /// `skipped` instead and is not returned.
+    /// Claims up to `limit` jobs due at `now` in one statement: `processing`, attempt + 1,
+    /// leased until `now + lease`. A picked job whose prompt or model is no longer active ends
+    /// `skipped` instead and is not returned. The claim carries the prompt version and the
+    /// generation params snapshotted at enqueue, not the prompt's or model's current ones.
     pub async fn jobs_claim(
         &self,
         limit: i64,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        now: impl Into<Clock>,
+        lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
-        on_backend!(self.jobs_claim(limit, now, lease_until))
+        let now = now.into();
+        on_backend!(self.jobs_claim(limit, now, lease))
     }
 
     /// Claims one job by id, if it is queued (due or not: an explicit call runs it now).
     pub async fn job_claim(
         &self,
         id: JobId,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        now: impl Into<Clock>,
+        lease: Duration,
     ) -> StoreResult<ClaimOne> {
-        on_backend!(self.job_claim(id, now, lease_until))
+        let now = now.into();
+        on_backend!(self.job_claim(id, now, lease))
     }
 
     /// Finishes attempts, each fenced by (job id, attempt), in one transaction. A success stores
     /// its response with the status change; a stale finish changes nothing and says so.
-    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
-        on_backend!(self.jobs_finish(finishes))
+    ///
+    /// The finish is written at `now`; a retry falls due `now` plus the delay its worker chose
+    /// (`Retry::at - Finish::finished_at`), so the worker's own clock never dates a row.
+    pub async fn jobs_finish(
+        &self,
+        finishes: &[Finish],
+        now: impl Into<Clock>,
+    ) -> StoreResult<Vec<FinishResult>> {
+        let now = now.into();
+        on_backend!(self.jobs_finish(finishes, now))
     }
 
     /// Moves `processing` jobs whose lease expired before `now` back to `queued`, or to
     /// `failed` once their attempts are spent, recording the abandoned attempt.
-    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+    pub async fn jobs_rescue_expired(&self, now: impl Into<Clock>) -> StoreResult<Vec<Rescued>> {
+        let now = now.into();
         on_backend!(self.jobs_rescue_expired(now))
     }
 
-    /// Extends the leases of attempts still running; returns the attempts that still own their
-    /// job (a stale attempt of a job that another attempt now holds is not among them).
+    /// Extends the leases of attempts still running to `now + lease`; returns the attempts that
+    /// still own their job (a stale attempt of a job that another attempt now holds is not
+    /// among them).
     pub async fn jobs_heartbeat(
         &self,
         attempts: &[(JobId, i32)],
-        lease_until: DateTime<Utc>,
+        now: impl Into<Clock>,
+        lease: Duration,
     ) -> StoreResult<Vec<(JobId, i32)>> {
-        on_backend!(self.jobs_heartbeat(attempts, lease_until))
+        let now = now.into();
+        on_backend!(self.jobs_heartbeat(attempts, now, lease))
     }
 
-    /// Hands claimed attempts back to `queued`, due at `due_at`, without spending an attempt
-    /// (shutdown, or a limit that asks to wait).
+    /// Hands claimed attempts back to `queued`, due `delay` after `now`, without spending an
+    /// attempt (shutdown, or a limit that asks to wait).
     pub async fn jobs_release(
         &self,
         attempts: &[(JobId, i32)],
-        due_at: DateTime<Utc>,
+        now: impl Into<Clock>,
+        delay: Duration,
     ) -> StoreResult<u64> {
-        on_backend!(self.jobs_release(attempts, due_at))
+        let now = now.into();
+        on_backend!(self.jobs_release(attempts, now, delay))
     }
 
     /// `queued → skipped` for the selected jobs; returns how many changed.
@@ -528,8 +608,9 @@ impl Store {
         &self,
         selector: &JobSelector,
         extra_attempts: i32,
-        now: DateTime<Utc>,
+        now: impl Into<Clock>,
     ) -> StoreResult<u64> {
+        let now = now.into();
         on_backend!(self.jobs_retry(selector, extra_attempts, now))
     }
 
@@ -582,7 +663,8 @@ impl Store {
     }
 
     /// Ids of queued jobs due at `now`, oldest first (for the HTTP fan-out).
-    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+    pub async fn jobs_due_ids(&self, now: impl Into<Clock>, limit: i64) -> StoreResult<Vec<JobId>> {
+        let now = now.into();
         on_backend!(self.jobs_due_ids(now, limit))
     }
 
@@ -601,7 +683,8 @@ impl Store {
     }
 
     /// `processing` jobs whose lease expired before `now` (work for the next rescue).
-    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+    pub async fn jobs_count_expired(&self, now: impl Into<Clock>) -> StoreResult<i64> {
+        let now = now.into();
         on_backend!(self.jobs_count_expired(now))
     }
 

@@ -16,7 +16,7 @@ async fn answer(app: &App, count: i64) -> BTreeSet<i64> {
     let now = Utc::now();
     let claimed = app
         .store()
-        .jobs_claim(count, now, now + chrono::Duration::seconds(60))
+        .jobs_claim(count, now, std::time::Duration::from_secs(60))
         .await
         .expect("claim");
     let finishes: Vec<Finish> = claimed
@@ -32,7 +32,7 @@ async fn answer(app: &App, count: i64) -> BTreeSet<i64> {
         })
         .collect();
     app.store()
-        .jobs_finish(&finishes)
+        .jobs_finish(&finishes, now)
         .await
         .expect("finish")
         .iter()

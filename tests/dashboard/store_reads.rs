@@ -42,7 +42,7 @@ async fn enqueue(store: &Store, prompt_id: i64, key: &str) {
         scheduled_for: t0(),
     };
     let options = EnqueueOptions {
-        now: t0(),
+        now: t0().into(),
         max_attempts: 1,
         mark_prompts: false,
     };
@@ -53,7 +53,7 @@ async fn enqueue(store: &Store, prompt_id: i64, key: &str) {
 /// success with that latency, `None` a failure.
 async fn finish_all(store: &Store, finish: impl Fn(i64, usize) -> Option<i64>) {
     let claimed = store
-        .jobs_claim(1000, t0(), t0() + Duration::seconds(30))
+        .jobs_claim(1000, t0(), std::time::Duration::from_secs(30))
         .await
         .unwrap();
     let finishes: Vec<Finish> = claimed
@@ -77,7 +77,7 @@ async fn finish_all(store: &Store, finish: impl Fn(i64, usize) -> Option<i64>) {
             },
         })
         .collect();
-    store.jobs_finish(&finishes).await.unwrap();
+    store.jobs_finish(&finishes, t0()).await.unwrap();
 }
 
 pub async fn batches_recent_lists_the_newest_batches_with_counts(db: TestDb) {

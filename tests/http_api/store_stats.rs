@@ -42,7 +42,7 @@ async fn enqueue(store: &Store, models: Vec<i64>, runs: i32, key: &str) -> i64 {
         scheduled_for: t0(),
     };
     let options = EnqueueOptions {
-        now: t0(),
+        now: t0().into(),
         max_attempts: 3,
         mark_prompts: true,
     };
@@ -53,7 +53,11 @@ async fn enqueue(store: &Store, models: Vec<i64>, runs: i32, key: &str) -> i64 {
 /// Claims `n` jobs and finishes them with the given latencies (tokens 10/20/30, cost 0.5¢).
 async fn succeed(store: &Store, latencies: &[i64]) {
     let claimed = store
-        .jobs_claim(latencies.len() as i64, t0(), t0() + Duration::seconds(30))
+        .jobs_claim(
+            latencies.len() as i64,
+            t0(),
+            std::time::Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), latencies.len());
@@ -75,7 +79,7 @@ async fn succeed(store: &Store, latencies: &[i64]) {
             })),
         })
         .collect();
-    store.jobs_finish(&finishes).await.unwrap();
+    store.jobs_finish(&finishes, t0()).await.unwrap();
 }
 
 pub async fn stats_count_per_model_and_sum_tokens_and_cost(db: TestDb) {

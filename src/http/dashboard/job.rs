@@ -63,6 +63,11 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
                 (job.attempt_count) " of " (job.max_attempts)
                 @if job.rate_limited_count > 0 { ", and " (job.rate_limited_count) " rate-limited" }
             }
+            @if let Some(version) = &job.prompt_version {
+                // The text this job sends was fixed when its batch was created.
+                dt { "Prompt version" }
+                dd { code title=(version) { (version.get(..12).unwrap_or(version)) } }
+            }
             dt { "Scheduled for" } dd { (time(job.scheduled_for)) }
             @if job.status == JobStatus::Queued {
                 dt { "Due" } dd { (time(job.next_attempt_at)) }

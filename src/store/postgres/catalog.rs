@@ -113,6 +113,7 @@ impl PostgresStore {
         .fetch_one(&mut *tx)
         .await?;
         set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        set_prompt_version(&mut tx, id, &new.text, now).await?;
         let prompt = fetch_prompt(&mut tx, id).await?;
         tx.commit().await?;
         prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
@@ -170,6 +171,20 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+            // An unlinked model's queued jobs are skipped, as a deleted model's are.
+            sqlx::query(
+                "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, error_message = $2
+                 WHERE prompt_id = $1 AND status = 'queued'
+                   AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = $1)",
+            )
+            .bind(id)
+            .bind(SKIPPED_INACTIVE)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(text) = &patch.text {
+            set_prompt_version(&mut tx, id, text, now).await?;
         }
         if patch.active == Some(false) {
             skip_queued(&mut tx, "prompt_id", id, now).await?;
@@ -235,6 +250,56 @@ async fn skip_queued(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Makes `text` the prompt's current version, reusing the version of an identical text.
+async fn set_prompt_version(
+    tx: &mut PgTx,
+    prompt_id: PromptId,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH version AS (
+            INSERT INTO prompt_versions (prompt_id, hash, text, created_at)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT ON CONSTRAINT prompt_versions_key DO UPDATE SET hash = EXCLUDED.hash
+            RETURNING id
+        )
+        UPDATE prompts SET version_id = (SELECT id FROM version) WHERE id = $1",
+    )
+    .bind(prompt_id)
+    .bind(crate::store::prompt_version_hash(text))
+    .bind(text)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Gives every prompt without a version (written before versions existed) its first one.
+    pub(super) async fn version_unversioned_prompts(&self) -> StoreResult<()> {
+        let rows = sqlx::query("SELECT id, text, created_at FROM prompts WHERE version_id IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for row in &rows {
+            let text: String = row.try_get("text")?;
+            set_prompt_version(
+                &mut tx,
+                row.try_get("id")?,
+                &text,
+                row.try_get("created_at")?,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// Links a prompt to the given live models, or to every active model when none are given.

@@ -14,9 +14,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, Pause, PauseScope, PromptPatch, Rescued,
-    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ABANDONED, AttemptRecord, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter,
+    JobSelector, ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, Pause, PauseScope,
+    PromptPatch, Rescued, ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError,
+    StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
@@ -42,8 +43,8 @@ pub struct PostgresStore {
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
     j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count, j.scheduled_for, \
-    j.next_attempt_at, \
-    j.lease_expires_at, j.started_at, j.finished_at, j.created_at";
+    j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at, \
+    (SELECT v.hash FROM prompt_versions v WHERE v.id = j.prompt_version_id) AS prompt_version";
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
 
@@ -51,8 +52,10 @@ const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last
     p.last_batch_key, p.created_at, \
     ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) AS model_ids";
 
-/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is now,
-/// $2 the lease expiry. A picked job whose prompt or model went away ends `skipped`.
+/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is the
+/// clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked job whose prompt or model
+/// went away ends `skipped`. The prompt text is the job's version's (the current text only for
+/// jobs older than versions), the generation params those of its enqueue.
 macro_rules! claim_update {
     ($picked:literal) => {
         concat!(
@@ -61,19 +64,24 @@ macro_rules! claim_update {
             ") UPDATE prompt_jobs j SET
                 status = CASE WHEN picked.runnable THEN 'processing' ELSE 'skipped' END,
                 attempt_count = j.attempt_count + CASE WHEN picked.runnable THEN 1 ELSE 0 END,
-                started_at = CASE WHEN picked.runnable THEN $1 ELSE j.started_at END,
-                lease_expires_at = CASE WHEN picked.runnable THEN $2 END,
-                finished_at = CASE WHEN picked.runnable THEN NULL ELSE $1 END,
+                started_at = CASE WHEN picked.runnable THEN COALESCE($1::timestamptz, now())
+                    ELSE j.started_at END,
+                lease_expires_at = CASE WHEN picked.runnable
+                    THEN COALESCE($1::timestamptz, now()) + $2 * interval '1 microsecond' END,
+                finished_at = CASE WHEN picked.runnable THEN NULL
+                    ELSE COALESCE($1::timestamptz, now()) END,
                 error_message = CASE WHEN picked.runnable THEN j.error_message
                     ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
             FROM picked, prompts p, models m
             WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
             RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
                 j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
-                j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at, j.created_at,
-                picked.runnable, p.text AS prompt_text, m.id AS m_id, m.name AS m_name,
-                m.provider AS m_provider, m.model AS m_model, m.params AS m_params,
-                m.active AS m_active, m.created_at AS m_created_at"
+                j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at,
+                j.created_at, picked.runnable, j.prompt_version_id, j.gen_params,
+                picked.version_hash AS prompt_version,
+                COALESCE(picked.version_text, p.text) AS prompt_text, m.id AS m_id,
+                m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
+                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at"
         )
     };
 }
@@ -151,7 +159,13 @@ impl PostgresStore {
 
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        self.version_unversioned_prompts().await
+    }
+
+    pub async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -219,6 +233,7 @@ fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         created_at: row.try_get("created_at")?,
+        prompt_version: row.try_get("prompt_version")?,
     })
 }
 
@@ -255,10 +270,26 @@ fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
 
 fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
     let job = job_from_row(row)?;
+    let mut model = model_from_row(row, "m_")?;
+    // A job from before versions runs the model as it is now, as it always did.
+    if row
+        .try_get::<Option<i64>, _>("prompt_version_id")?
+        .is_some()
+    {
+        let snapshot: Option<serde_json::Value> = row.try_get("gen_params")?;
+        model.params = crate::domain::with_generation_params(model.params, snapshot);
+    }
     Ok(ClaimedJob {
         attempt: job.claim_number(),
         prompt_text: row.try_get("prompt_text")?,
-        model: model_from_row(row, "m_")?,
+        model,
         job,
     })
+}
+
+/// A duration as whole microseconds, for `$n * interval '1 microsecond'`; at most a year, so
+/// that no delay a caller computes can overflow the database's interval arithmetic.
+fn micros(duration: Duration) -> i64 {
+    const YEAR_MICROS: i64 = 366 * 24 * 3600 * 1_000_000;
+    i64::try_from(duration.as_micros()).map_or(YEAR_MICROS, |m| m.min(YEAR_MICROS))
 }

@@ -24,26 +24,38 @@ impl PostgresStore {
             .await?;
         // The database expands prompts × active models × runs itself: one statement whatever
         // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
+        // Each job records the prompt's current version and the model's generation params:
+        // what its claim will send, whatever is edited before it runs.
         let row = sqlx::query(
             "WITH due AS (
                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
                     AS d(prompt_id, batch_key, scheduled_for)
+            ), clock AS (
+                SELECT COALESCE($5::timestamptz, now()) AS now
+            ), gen AS (
+                SELECT id, NULLIF(jsonb_strip_nulls(jsonb_build_object(
+                        'temperature', params -> 'temperature', 'maxTokens', params -> 'maxTokens',
+                        'seed', params -> 'seed', 'extra', params -> 'extra')), '{}'::jsonb)
+                    AS params
+                FROM models WHERE active
             ), inserted AS (
                 INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
-                    attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at)
+                    attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at,
+                    prompt_version_id, gen_params)
                 SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
-                    0, $4, d.scheduled_for, $5, $5
+                    0, $4, d.scheduled_for, c.now, c.now, p.version_id, m.params
                 FROM due d
+                CROSS JOIN clock c
                 JOIN prompts p ON p.id = d.prompt_id AND p.active
                 JOIN prompt_models pm ON pm.prompt_id = p.id
-                JOIN models m ON m.id = pm.model_id AND m.active
+                JOIN gen m ON m.id = pm.model_id
                 CROSS JOIN LATERAL generate_series(0, p.runs - 1) AS r(run_index)
                 ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
                 ON CONFLICT ON CONSTRAINT prompt_jobs_key DO NOTHING
                 RETURNING prompt_id
             ), marked AS (
-                UPDATE prompts p SET last_run_at = $5, last_batch_key = d.batch_key
-                FROM due d WHERE p.id = d.prompt_id AND $6
+                UPDATE prompts p SET last_run_at = c.now, last_batch_key = d.batch_key
+                FROM due d, clock c WHERE p.id = d.prompt_id AND $6
             )
             SELECT count(*) AS jobs, count(DISTINCT prompt_id) AS prompts FROM inserted",
         )
@@ -51,7 +63,7 @@ impl PostgresStore {
         .bind(&batch_keys)
         .bind(&slots)
         .bind(options.max_attempts)
-        .bind(options.now)
+        .bind(options.now.fixed())
         .bind(options.mark_prompts)
         .fetch_one(&mut *tx)
         .await?;
@@ -70,21 +82,23 @@ impl PostgresStore {
     pub async fn jobs_claim(
         &self,
         limit: i64,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        now: Clock,
+        lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let rows = sqlx::query(claim_update!(
-            "SELECT j.id, (p.active AND m.active) AS runnable
+            "SELECT j.id, (p.active AND m.active) AS runnable, v.hash AS version_hash,
+                v.text AS version_text
              FROM prompt_jobs j
              JOIN prompts p ON p.id = j.prompt_id
              JOIN models m ON m.id = j.model_id
-             WHERE j.status = 'queued' AND j.next_attempt_at <= $1
+             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
+             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
              ORDER BY j.next_attempt_at, j.id
              LIMIT $3
              FOR UPDATE OF j SKIP LOCKED"
         ))
-        .bind(now)
-        .bind(lease_until)
+        .bind(now.fixed())
+        .bind(micros(lease))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -97,24 +111,21 @@ impl PostgresStore {
         Ok(claimed)
     }
 
-    pub async fn job_claim(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> StoreResult<ClaimOne> {
+    pub async fn job_claim(&self, id: JobId, now: Clock, lease: Duration) -> StoreResult<ClaimOne> {
         // FOR UPDATE without SKIP LOCKED: a concurrent claim of the same job waits, then sees
         // it is no longer queued.
         let row = sqlx::query(claim_update!(
-            "SELECT j.id, (p.active AND m.active) AS runnable
+            "SELECT j.id, (p.active AND m.active) AS runnable, v.hash AS version_hash,
+                v.text AS version_text
              FROM prompt_jobs j
              JOIN prompts p ON p.id = j.prompt_id
              JOIN models m ON m.id = j.model_id
+             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.id = $3 AND j.status = 'queued'
              FOR UPDATE OF j"
         ))
-        .bind(now)
-        .bind(lease_until)
+        .bind(now.fixed())
+        .bind(micros(lease))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -137,7 +148,11 @@ impl PostgresStore {
         }
     }
 
-    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
+    pub async fn jobs_finish(
+        &self,
+        finishes: &[Finish],
+        now: Clock,
+    ) -> StoreResult<Vec<FinishResult>> {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
@@ -152,22 +167,26 @@ impl PostgresStore {
                     WITH ORDINALITY
                     AS t(job_id, attempt, outcome, finished_at, next_attempt_at, error_class,
                          http_status, error_message, refund, ord)
+            ), clock AS (
+                SELECT COALESCE($25::timestamptz, now()) AS now
             ), updated AS (
+                -- A retry keeps the delay its worker chose, counted from the database's now.
                 UPDATE prompt_jobs j SET
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
-                    finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE i.finished_at END,
-                    next_attempt_at = COALESCE(i.next_attempt_at, j.next_attempt_at),
+                    finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
+                    next_attempt_at = COALESCE(c.now + LEAST(i.next_attempt_at - i.finished_at,
+                        interval '366 days'), j.next_attempt_at),
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
-                FROM input i
+                FROM input i, clock c
                 WHERE j.id = i.job_id AND j.status = 'processing' AND j.attempt_count = i.attempt
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
-                    j.batch_key, j.run_index
+                    j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (
                 INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
                     http_status, error_class, error_message)
-                SELECT u.id, i.attempt, u.started_at, i.finished_at, i.outcome, i.http_status,
+                SELECT u.id, i.attempt, u.started_at, u.finished_at, i.outcome, i.http_status,
                     i.error_class, i.error_message
                 FROM updated u JOIN input i ON i.job_id = u.id AND i.attempt = u.attempt_count
             ), response_input AS (
@@ -181,11 +200,12 @@ impl PostgresStore {
                 INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
                     served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
                     cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
-                    citations, raw, created_at)
+                    citations, raw, created_at, prompt_version_id)
                 SELECT r.job_id, u.prompt_id, u.model_id, u.batch_key, u.run_index, r.text,
                     r.served_model, r.finish_reason, r.prompt_tokens, r.completion_tokens,
                     r.total_tokens, r.cached_tokens, r.reasoning_tokens, r.cost_usd,
-                    r.latency_ms, r.provider_request_id, r.citations, r.raw, i.finished_at
+                    r.latency_ms, r.provider_request_id, r.citations, r.raw, u.finished_at,
+                    u.prompt_version_id
                 FROM response_input r
                 JOIN updated u ON u.id = r.job_id AND u.attempt_count = r.attempt
                 JOIN input i ON i.job_id = r.job_id AND i.attempt = r.attempt
@@ -224,6 +244,7 @@ impl PostgresStore {
         .bind(&responses.raws)
         .bind(&columns.refunds)
         .bind(&responses.attempts)
+        .bind(now.fixed())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -239,32 +260,38 @@ impl PostgresStore {
             .collect()
     }
 
-    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+    pub async fn jobs_rescue_expired(&self, now: Clock) -> StoreResult<Vec<Rescued>> {
+        // Expiry is judged by the database's clock, never by the rescuing process's: one
+        // running ahead would otherwise take the live jobs of every other process.
         let rows = sqlx::query(
-            "WITH expired AS (
+            "WITH clock AS (
+                SELECT COALESCE($1::timestamptz, now()) AS now
+            ), expired AS (
                 SELECT id FROM prompt_jobs
-                WHERE status = 'processing' AND lease_expires_at < $1
+                WHERE status = 'processing' AND lease_expires_at < (SELECT now FROM clock)
                 FOR UPDATE SKIP LOCKED
             ), rescued AS (
                 UPDATE prompt_jobs j SET
                     status = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
                         THEN 'failed' ELSE 'queued' END,
                     error_message = $2,
-                    next_attempt_at = $1,
+                    next_attempt_at = c.now,
                     lease_expires_at = NULL,
                     finished_at = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
-                        THEN $1 END
-                FROM expired WHERE j.id = expired.id
-                RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message
+                        THEN c.now END
+                FROM expired, clock c WHERE j.id = expired.id
+                RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message,
+                    c.now AS rescued_at
             ), recorded AS (
                 INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
                     error_class, error_message)
-                SELECT id, attempt_count, started_at, $1, 'abandoned', 'abandoned', error_message
+                SELECT id, attempt_count, started_at, rescued_at, 'abandoned', 'abandoned',
+                    error_message
                 FROM rescued
             )
             SELECT id, attempt_count, status FROM rescued ORDER BY id",
         )
-        .bind(now)
+        .bind(now.fixed())
         .bind(ABANDONED)
         .fetch_all(&self.pool)
         .await?;
@@ -283,21 +310,24 @@ impl PostgresStore {
     pub async fn jobs_heartbeat(
         &self,
         attempts: &[(JobId, i32)],
-        lease_until: DateTime<Utc>,
+        now: Clock,
+        lease: Duration,
     ) -> StoreResult<Vec<(JobId, i32)>> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
         let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
         let owned = sqlx::query_as(
-            "UPDATE prompt_jobs j SET lease_expires_at = $3
+            "UPDATE prompt_jobs j
+             SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
              WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt
              RETURNING j.id, j.attempt_count",
         )
         .bind(&ids)
         .bind(&numbers)
-        .bind(lease_until)
+        .bind(now.fixed())
+        .bind(micros(lease))
         .fetch_all(&self.pool)
         .await?;
         Ok(owned)
@@ -306,7 +336,8 @@ impl PostgresStore {
     pub async fn jobs_release(
         &self,
         attempts: &[(JobId, i32)],
-        now: DateTime<Utc>,
+        now: Clock,
+        delay: Duration,
     ) -> StoreResult<u64> {
         if attempts.is_empty() {
             return Ok(0);
@@ -315,13 +346,15 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let released = sqlx::query(
             "UPDATE prompt_jobs j SET status = 'queued', attempt_count = j.attempt_count - 1,
-                lease_expires_at = NULL, next_attempt_at = $3, started_at = NULL
+                lease_expires_at = NULL, started_at = NULL,
+                next_attempt_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
              WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt",
         )
         .bind(&ids)
         .bind(&numbers)
-        .bind(now)
+        .bind(now.fixed())
+        .bind(micros(delay))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -353,7 +386,7 @@ impl PostgresStore {
         &self,
         selector: &JobSelector,
         extra_attempts: i32,
-        now: DateTime<Utc>,
+        now: Clock,
     ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
         let mut query = QueryBuilder::<Postgres>::new(
@@ -361,9 +394,9 @@ impl PostgresStore {
         );
         query
             .push_bind(extra_attempts)
-            .push(", next_attempt_at = ")
-            .push_bind(now)
-            .push(" WHERE status IN ('failed', 'skipped')");
+            .push(", next_attempt_at = COALESCE(")
+            .push_bind(now.fixed())
+            .push("::timestamptz, now()) WHERE status IN ('failed', 'skipped')");
         push_selector(&mut query, selector);
         let retried = query.build().execute(&mut *tx).await?.rows_affected();
         if retried > 0 {
@@ -491,12 +524,13 @@ impl PostgresStore {
         Ok(tat - chrono::Duration::microseconds(micros))
     }
 
-    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+    pub async fn jobs_due_ids(&self, now: Clock, limit: i64) -> StoreResult<Vec<JobId>> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= $1
+            "SELECT id FROM prompt_jobs
+             WHERE status = 'queued' AND next_attempt_at <= COALESCE($1::timestamptz, now())
              ORDER BY next_attempt_at, id LIMIT $2",
         )
-        .bind(now)
+        .bind(now.fixed())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
@@ -540,11 +574,12 @@ impl PostgresStore {
         Ok(summary)
     }
 
-    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+    pub async fn jobs_count_expired(&self, now: Clock) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM prompt_jobs WHERE status = 'processing' AND lease_expires_at < $1",
+            "SELECT count(*) FROM prompt_jobs
+             WHERE status = 'processing' AND lease_expires_at < COALESCE($1::timestamptz, now())",
         )
-        .bind(now)
+        .bind(now.fixed())
         .fetch_one(&self.pool)
         .await?)
     }
@@ -583,7 +618,11 @@ impl PostgresStore {
             "SELECT id, job_id, prompt_id, model_id, batch_key, run_index, text, served_model,
                 finish_reason, prompt_tokens, completion_tokens, total_tokens, cached_tokens,
                 reasoning_tokens, cost_usd, latency_ms, provider_request_id, citations, raw,
-                created_at
+                created_at,
+                (SELECT v.hash FROM prompt_versions v WHERE v.id = prompt_version_id)
+                    AS prompt_version,
+                (SELECT v.text FROM prompt_versions v WHERE v.id = prompt_version_id)
+                    AS prompt_text
              FROM responses WHERE TRUE",
         );
         if let Some(id) = filter.prompt_id {
@@ -633,6 +672,8 @@ impl PostgresStore {
                     citations: row.try_get("citations")?,
                     raw: row.try_get("raw")?,
                     created_at: row.try_get("created_at")?,
+                    prompt_version: row.try_get("prompt_version")?,
+                    prompt_text: row.try_get("prompt_text")?,
                 })
             })
             .collect()

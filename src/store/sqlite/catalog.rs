@@ -112,6 +112,7 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        set_prompt_version(&mut tx, id, &new.text, now).await?;
         let prompt = fetch_prompt(&mut tx, id).await?;
         tx.commit().await?;
         prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
@@ -169,6 +170,20 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+            // An unlinked model's queued jobs are skipped, as a deleted model's are.
+            sqlx::query(
+                "UPDATE prompt_jobs SET status = 'skipped', finished_at = ?3, error_message = ?2
+                 WHERE prompt_id = ?1 AND status = 'queued'
+                   AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = ?1)",
+            )
+            .bind(id)
+            .bind(SKIPPED_INACTIVE)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(text) = &patch.text {
+            set_prompt_version(&mut tx, id, text, now).await?;
         }
         if patch.active == Some(false) {
             skip_queued(&mut tx, "prompt_id", id, now).await?;
@@ -234,6 +249,52 @@ async fn skip_queued(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Makes `text` the prompt's current version, reusing the version of an identical text.
+async fn set_prompt_version(
+    tx: &mut SqliteTx,
+    prompt_id: PromptId,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let version: i64 = sqlx::query_scalar(
+        "INSERT INTO prompt_versions (prompt_id, hash, text, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (prompt_id, hash) DO UPDATE SET hash = excluded.hash
+         RETURNING id",
+    )
+    .bind(prompt_id)
+    .bind(crate::store::prompt_version_hash(text))
+    .bind(text)
+    .bind(ms(now))
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE prompts SET version_id = ?2 WHERE id = ?1")
+        .bind(prompt_id)
+        .bind(version)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Gives every prompt without a version (written before versions existed) its first one.
+    pub(super) async fn version_unversioned_prompts(&self) -> StoreResult<()> {
+        let rows = sqlx::query("SELECT id, text, created_at FROM prompts WHERE version_id IS NULL")
+            .fetch_all(&self.writer)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for row in &rows {
+            let text: String = row.try_get("text")?;
+            let created_at = time(row.try_get("created_at")?);
+            set_prompt_version(&mut tx, row.try_get("id")?, &text, created_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// Links a prompt to the given live models, or to every active model when none are given.

@@ -11,24 +11,32 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{SqliteTx, ms, parse_status};
+use chrono::{DateTime, Utc};
+
+use super::{SqliteTx, delay_of, ms, parse_status};
 use crate::domain::{Finish, FinishResult, JobId, JobStatus, Outcome};
 use crate::store::{OutcomeColumns, StoreResult};
 
+/// Writes the finishes at `now`; a retry keeps the delay its worker chose, counted from `now`.
 pub(super) async fn finish_batch(
     tx: &mut SqliteTx,
     finishes: &[Finish],
+    now: DateTime<Utc>,
 ) -> StoreResult<Vec<FinishResult>> {
     let input: Vec<Value> = finishes
         .iter()
         .map(|finish| {
             let parts = OutcomeColumns::of(&finish.outcome);
+            let next_attempt_at = parts.next_attempt_at.map(|at| {
+                let delay = (at - finish.finished_at).to_std().unwrap_or_default();
+                ms(now + delay_of(delay))
+            });
             json!([
                 finish.job_id,
                 finish.attempt,
                 parts.name,
-                ms(finish.finished_at),
-                parts.next_attempt_at.map(ms),
+                ms(now),
+                next_attempt_at,
                 parts.error.map(|e| e.class.as_str()),
                 parts.http_status,
                 parts.error.map(|e| e.message.as_str()),
@@ -104,7 +112,7 @@ pub(super) async fn finish_batch(
                 r.provider_request_id,
                 r.citations,
                 r.raw,
-                ms(finish.finished_at),
+                ms(now),
             ])),
             _ => None,
         })
@@ -115,11 +123,11 @@ pub(super) async fn finish_batch(
             "INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
                 served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
                 cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
-                citations, raw, created_at)
+                citations, raw, created_at, prompt_version_id)
              SELECT j.id, j.prompt_id, j.model_id, j.batch_key, j.run_index, r.value ->> 1,
                 r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6,
                 r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11,
-                r.value ->> 12, r.value ->> 13, r.value ->> 14
+                r.value ->> 12, r.value ->> 13, r.value ->> 14, j.prompt_version_id
              FROM jsonb_each(?1) AS r
              JOIN prompt_jobs j ON j.id = r.value ->> 0
              WHERE TRUE

@@ -20,9 +20,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    ABANDONED, AttemptRecord, ClaimOne, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued, ResponseFilter,
-    SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ABANDONED, AttemptRecord, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter,
+    JobSelector, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
@@ -47,8 +47,10 @@ pub struct SqliteStore {
 type SqliteTx = sqlx::Transaction<'static, Sqlite>;
 
 const JOB_COLUMNS: &str = "id, prompt_id, model_id, run_index, batch_key, status, error_message, \
-    attempt_count, max_attempts, rate_limited_count, scheduled_for, next_attempt_at, lease_expires_at, started_at, \
-    finished_at, created_at";
+    attempt_count, max_attempts, rate_limited_count, scheduled_for, next_attempt_at, \
+    lease_expires_at, started_at, finished_at, created_at, \
+    (SELECT v.hash FROM prompt_versions v WHERE v.id = prompt_jobs.prompt_version_id) \
+        AS prompt_version";
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
 
@@ -99,7 +101,7 @@ impl SqliteStore {
 
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
-        Ok(())
+        self.version_unversioned_prompts().await
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -190,6 +192,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
         started_at: opt_time(row.try_get("started_at")?),
         finished_at: opt_time(row.try_get("finished_at")?),
         created_at: time(row.try_get("created_at")?),
+        prompt_version: row.try_get("prompt_version")?,
     })
 }
 
@@ -210,6 +213,31 @@ fn model_from_row(row: &SqliteRow, prefix: &str) -> Result<Model, sqlx::Error> {
         active: row.try_get(column("active").as_str())?,
         created_at: time(row.try_get(column("created_at").as_str())?),
     })
+}
+
+/// The model of a picked job, with the generation params of the job's enqueue (a job from
+/// before versions runs the model as it is now, as it always did).
+fn snapshot_model(row: &SqliteRow) -> Result<Model, sqlx::Error> {
+    let mut model = model_from_row(row, "m_")?;
+    if row
+        .try_get::<Option<i64>, _>("prompt_version_id")?
+        .is_some()
+    {
+        let snapshot: Option<String> = row.try_get("gen_params")?;
+        let snapshot = snapshot
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|err| decode_error(format!("job generation params are not JSON: {err}")))?;
+        model.params = crate::domain::with_generation_params(model.params, snapshot);
+    }
+    Ok(model)
+}
+
+/// A duration as a `chrono` one, at most a year, so that adding it to an instant cannot
+/// overflow whatever a caller computed.
+fn delay_of(duration: Duration) -> chrono::Duration {
+    const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+    chrono::Duration::from_std(duration.min(YEAR)).unwrap_or(chrono::Duration::days(366))
 }
 
 fn prompt_from_row(row: &SqliteRow) -> Result<Prompt, sqlx::Error> {

@@ -22,17 +22,26 @@ impl SqliteStore {
                 .collect(),
         )
         .to_string();
+        let now = options.now.local();
         let mut tx = self.begin().await?;
         // The writer is single, so the rows with ids above the current maximum are ours.
         let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM prompt_jobs")
             .fetch_one(&mut *tx)
             .await?;
         // The database expands prompts × active models × runs itself: one statement whatever
-        // the batch size.
+        // the batch size. Each job records the prompt's current version and the model's
+        // generation params: what its claim will send, whatever is edited before it runs.
         let inserted = sqlx::query(
             "WITH RECURSIVE
                 due(prompt_id, batch_key, scheduled_for) AS (
                     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)
+                ),
+                gen(id, params) AS (
+                    SELECT id, NULLIF(json_patch('{}', json_object(
+                        'temperature', params -> '$.temperature',
+                        'maxTokens', params -> '$.maxTokens',
+                        'seed', params -> '$.seed', 'extra', params -> '$.extra')), '{}')
+                    FROM models WHERE active
                 ),
                 runs(run_index) AS (
                     SELECT 0
@@ -41,13 +50,14 @@ impl SqliteStore {
                     WHERE run_index + 1 < (SELECT COALESCE(MAX(runs), 1) FROM prompts)
                 )
              INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
-                attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at)
+                attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at,
+                prompt_version_id, gen_params)
              SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
-                0, ?2, d.scheduled_for, ?3, ?3
+                0, ?2, d.scheduled_for, ?3, ?3, p.version_id, m.params
              FROM due d
              JOIN prompts p ON p.id = d.prompt_id AND p.active
              JOIN prompt_models pm ON pm.prompt_id = p.id
-             JOIN models m ON m.id = pm.model_id AND m.active
+             JOIN gen m ON m.id = pm.model_id
              JOIN runs r ON r.run_index < p.runs
              WHERE TRUE
              ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
@@ -55,7 +65,7 @@ impl SqliteStore {
         )
         .bind(&due)
         .bind(options.max_attempts)
-        .bind(ms(options.now))
+        .bind(ms(now))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -73,7 +83,7 @@ impl SqliteStore {
                  FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0",
             )
             .bind(&due)
-            .bind(ms(options.now))
+            .bind(ms(now))
             .execute(&mut *tx)
             .await?;
         }
@@ -87,17 +97,21 @@ impl SqliteStore {
     pub async fn jobs_claim(
         &self,
         limit: i64,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        now: Clock,
+        lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
+        let now = now.local();
+        let lease_until = now + delay_of(lease);
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
-            "SELECT j.id, p.active AND m.active AS runnable, p.text AS prompt_text,
+            "SELECT j.id, p.active AND m.active AS runnable,
+                COALESCE(v.text, p.text) AS prompt_text, j.prompt_version_id, j.gen_params,
                 m.id AS m_id, m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
                 m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at
              FROM prompt_jobs j
              JOIN prompts p ON p.id = j.prompt_id
              JOIN models m ON m.id = j.model_id
+             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
              ORDER BY j.next_attempt_at, j.id
              LIMIT ?2",
@@ -111,20 +125,19 @@ impl SqliteStore {
         Ok(claimed)
     }
 
-    pub async fn job_claim(
-        &self,
-        id: JobId,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> StoreResult<ClaimOne> {
+    pub async fn job_claim(&self, id: JobId, now: Clock, lease: Duration) -> StoreResult<ClaimOne> {
+        let now = now.local();
+        let lease_until = now + delay_of(lease);
         let mut tx = self.begin().await?;
         let row = sqlx::query(
-            "SELECT j.id, j.status, p.active AND m.active AS runnable, p.text AS prompt_text,
+            "SELECT j.id, j.status, p.active AND m.active AS runnable,
+                COALESCE(v.text, p.text) AS prompt_text, j.prompt_version_id, j.gen_params,
                 m.id AS m_id, m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
                 m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at
              FROM prompt_jobs j
              JOIN prompts p ON p.id = j.prompt_id
              JOIN models m ON m.id = j.model_id
+             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.id = ?1",
         )
         .bind(id)
@@ -148,17 +161,22 @@ impl SqliteStore {
         }
     }
 
-    pub async fn jobs_finish(&self, finishes: &[Finish]) -> StoreResult<Vec<FinishResult>> {
+    pub async fn jobs_finish(
+        &self,
+        finishes: &[Finish],
+        now: Clock,
+    ) -> StoreResult<Vec<FinishResult>> {
         if finishes.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let results = finish::finish_batch(&mut tx, finishes).await?;
+        let results = finish::finish_batch(&mut tx, finishes, now.local()).await?;
         tx.commit().await?;
         Ok(results)
     }
 
-    pub async fn jobs_rescue_expired(&self, now: DateTime<Utc>) -> StoreResult<Vec<Rescued>> {
+    pub async fn jobs_rescue_expired(&self, now: Clock) -> StoreResult<Vec<Rescued>> {
+        let now = now.local();
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "UPDATE prompt_jobs SET
@@ -205,11 +223,13 @@ impl SqliteStore {
     pub async fn jobs_heartbeat(
         &self,
         attempts: &[(JobId, i32)],
-        lease_until: DateTime<Utc>,
+        now: Clock,
+        lease: Duration,
     ) -> StoreResult<Vec<(JobId, i32)>> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
+        let lease_until = now.local() + delay_of(lease);
         let mut tx = self.begin().await?;
         let owned = sqlx::query_as(
             "UPDATE prompt_jobs SET lease_expires_at = ?2
@@ -228,11 +248,13 @@ impl SqliteStore {
     pub async fn jobs_release(
         &self,
         attempts: &[(JobId, i32)],
-        now: DateTime<Utc>,
+        now: Clock,
+        delay: Duration,
     ) -> StoreResult<u64> {
         if attempts.is_empty() {
             return Ok(0);
         }
+        let due_at = now.local() + delay_of(delay);
         let mut tx = self.begin().await?;
         let released = sqlx::query(
             "UPDATE prompt_jobs SET status = 'queued', attempt_count = attempt_count - 1,
@@ -241,7 +263,7 @@ impl SqliteStore {
                 (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
         )
         .bind(attempts_json(attempts))
-        .bind(ms(now))
+        .bind(ms(due_at))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -273,8 +295,9 @@ impl SqliteStore {
         &self,
         selector: &JobSelector,
         extra_attempts: i32,
-        now: DateTime<Utc>,
+        now: Clock,
     ) -> StoreResult<u64> {
+        let now = now.local();
         let mut query = QueryBuilder::<Sqlite>::new(
             "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count - rate_limited_count + ",
         );
@@ -415,7 +438,8 @@ impl SqliteStore {
         Ok(time(tat - cost_ms))
     }
 
-    pub async fn jobs_due_ids(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<JobId>> {
+    pub async fn jobs_due_ids(&self, now: Clock, limit: i64) -> StoreResult<Vec<JobId>> {
+        let now = now.local();
         Ok(sqlx::query_scalar(
             "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= ?1
              ORDER BY next_attempt_at, id LIMIT ?2",
@@ -462,7 +486,8 @@ impl SqliteStore {
         Ok(summary)
     }
 
-    pub async fn jobs_count_expired(&self, now: DateTime<Utc>) -> StoreResult<i64> {
+    pub async fn jobs_count_expired(&self, now: Clock) -> StoreResult<i64> {
+        let now = now.local();
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM prompt_jobs WHERE status = 'processing' AND lease_expires_at < ?1",
         )
@@ -505,7 +530,11 @@ impl SqliteStore {
             "SELECT id, job_id, prompt_id, model_id, batch_key, run_index, text, served_model,
                 finish_reason, prompt_tokens, completion_tokens, total_tokens, cached_tokens,
                 reasoning_tokens, cost_usd, latency_ms, provider_request_id, citations, raw,
-                created_at
+                created_at,
+                (SELECT v.hash FROM prompt_versions v WHERE v.id = responses.prompt_version_id)
+                    AS prompt_version,
+                (SELECT v.text FROM prompt_versions v WHERE v.id = responses.prompt_version_id)
+                    AS prompt_text
              FROM responses WHERE 1",
         );
         if let Some(id) = filter.prompt_id {
@@ -555,6 +584,8 @@ impl SqliteStore {
                     citations: row.try_get("citations")?,
                     raw: row.try_get("raw")?,
                     created_at: time(row.try_get("created_at")?),
+                    prompt_version: row.try_get("prompt_version")?,
+                    prompt_text: row.try_get("prompt_text")?,
                 })
             })
             .collect()
@@ -579,7 +610,7 @@ async fn claim_picked(
                 id,
                 Picked {
                     prompt_text: row.try_get("prompt_text")?,
-                    model: model_from_row(row, "m_")?,
+                    model: snapshot_model(row)?,
                 },
             );
             order.push(id);
