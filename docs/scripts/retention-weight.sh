@@ -6,6 +6,14 @@
 # does not flatter the figures).
 #
 #   PROMPTQ=target/debug/promptq docs/scripts/retention-weight.sh
+#
+# Measured on a shared 2-core machine (debug build, load ~20), 2026-11:
+#   SQLite      2,341 MB; prune 90d (276,000 attempts + raw bodies, 552 transactions, 109 s):
+#               1,762 MB in use; with --jobs 573 MB in use, 570 MB after VACUUM.
+#   PostgreSQL  3,308 MB; prune 90d (same rows, 123 s): files keep their size, the space is
+#               reused by new rows; with --jobs and VACUUM FULL 806 MB.
+#   /metrics' counts by status at 365,000 jobs on PostgreSQL: a parallel index-only scan of
+#   prompt_jobs_batch_status, 0 heap fetches, 328 ms (at most once per 5 s per process).
 set -euo pipefail
 PROMPTQ=${PROMPTQ:-target/release/promptq}
 WORK=$(mktemp -d /dev/shm/promptq-weight.XXXXXX)
