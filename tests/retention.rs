@@ -44,6 +44,7 @@ on_both!(
     prune_removes_what_is_old_and_never_a_live_job,
     prune_batches_are_bounded_and_walk_on,
     the_cli_counts_first_and_removes_only_with_yes,
+    a_worker_with_retention_days_prunes_by_itself,
 );
 
 /// One prompt with `runs` runs on one mock model; returns the prompt id.
@@ -361,5 +362,37 @@ async fn the_cli_counts_first_and_removes_only_with_yes(db: &support::TestDb) {
             err.contains("--older-than") && !err.contains("panicked"),
             "{err}"
         );
+    }
+}
+
+async fn a_worker_with_retention_days_prunes_by_itself(db: &support::TestDb) {
+    let store = db.store.clone();
+    let ids = seed_old_successes(&store, 3, Utc::now() - Duration::days(100)).await;
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_promptq"))
+        .arg("worker")
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("RETENTION_DAYS", "90")
+        .env("CRON_SCHEDULE", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Raw bodies go after attempts in each pass: the last job's raw body going marks the end.
+    while raw_of(&store, ids[2]).await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not prune within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    support::terminate(&mut worker, std::time::Duration::from_secs(20));
+    for &id in &ids {
+        assert_eq!(
+            (attempts(&store, id).await, raw_of(&store, id).await),
+            (0, None)
+        );
+        assert!(store.job_get(id).await.unwrap().is_some(), "jobs stay");
     }
 }

@@ -24,8 +24,9 @@ use crate::domain::{
     Prompt, PromptId, ScheduledPrompt, Summary,
 };
 
-/// Read-only aggregates (status figures, queue gauges).
+/// Retention: counts and bounded prune batches.
 mod prune;
+/// Read-only aggregates (status figures, queue gauges).
 mod stats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -31,9 +31,10 @@ use crate::domain::{
 
 mod catalog;
 mod finish;
-/// Read-only aggregates (status figures, queue gauges).
+/// Retention: counts and bounded prune batches.
 mod prune;
 mod queue;
+/// Read-only aggregates (status figures, queue gauges).
 mod stats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
