@@ -400,6 +400,38 @@ mod tests {
     }
 
     #[test]
+    fn formula_cells_are_defused_and_numbers_kept() {
+        let guard =
+            |cell: &str| String::from_utf8(guard_cell(cell.as_bytes()).into_owned()).unwrap();
+        for formula in [
+            "=1+1",
+            "+1+1",
+            "-1+1",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+            "=HYPERLINK(\"x\")",
+            "-",
+        ] {
+            assert_eq!(guard(formula), format!("'{formula}"), "{formula:?}");
+        }
+        for kept in [
+            "",
+            "plain",
+            "1+1",
+            "a=b",
+            "-3",
+            "-0.5",
+            "+7",
+            "1e-5",
+            "-2.5E3",
+            "'=already",
+        ] {
+            assert_eq!(guard(kept), kept, "{kept:?}");
+        }
+    }
+
+    #[test]
     fn dates_cover_whole_days_in_the_time_zone() {
         let paris: chrono_tz::Tz = "Europe/Paris".parse().expect("zone");
         let from = parse_bound("2025-10-14", paris, false).expect("date");

@@ -6,7 +6,7 @@
 //! The comparison runs in constant time for a given length. Nothing else authenticates: not a
 //! query parameter (URLs end up in logs and browser histories), not a cookie (the dashboard's
 //! session cookie opens its pages only: `dashboard::session`). With no secret configured
-//! (loopback development) `/api/*` is open. This module must never log, echo or store the
+//! (loopback development) `/api/*` is open, to this machine's programs only (`super::guard`). This module must never log, echo or store the
 //! presented header or the dashboard's typed secret.
 
 use axum::extract::{Request, State};
