@@ -513,7 +513,11 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
     assert_eq!(r[0].status, Some(JobStatus::Queued));
     let job = store.job_get(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.next_attempt_at, retry_at);
-    assert_eq!(job.max_attempts, 4, "a rate-limited attempt is refunded");
+    assert_eq!(
+        (job.attempt_count, job.max_attempts, job.rate_limited_count),
+        (0, 3, 1),
+        "a rate-limited attempt is refunded and counted apart"
+    );
     assert_eq!(job.error_message.as_deref(), Some("429 slow down"));
     assert_eq!(job.finished_at, None);
 
