@@ -27,7 +27,7 @@ use crate::metrics::QueueGauges;
 use crate::providers::{ProviderSettings, Providers};
 use crate::schedule::{self, Schedule, Trigger};
 use crate::store::{
-    AttemptRecord, ClaimOne, EnqueueOptions, JobFilter, JobSelector, JobStats, ModelPatch,
+    AttemptRecord, ClaimOne, Clock, EnqueueOptions, JobFilter, JobSelector, JobStats, ModelPatch,
     NewModel, NewPrompt, Page, PromptPatch, ResponseFilter, Store, StoreError, StoredResponse,
 };
 
@@ -254,11 +254,6 @@ impl App {
         self.inner.work_available.clone()
     }
 
-    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + chrono::Duration::from_std(self.inner.config.job_lease)
-            .unwrap_or(chrono::Duration::seconds(30))
-    }
-
     // ---- scheduling
 
     /// One scheduling pass: creates the jobs of every due prompt for the trigger's batch.
@@ -273,7 +268,7 @@ impl App {
             .jobs_enqueue(
                 &plan.batches,
                 EnqueueOptions {
-                    now: Utc::now(),
+                    now: Clock::Database,
                     max_attempts: self.inner.config.max_attempts,
                     mark_prompts: !backfill,
                 },
@@ -328,7 +323,10 @@ impl App {
     pub async fn trigger_cron(&self, batch_key: Option<BatchKey>) -> AppResult<CronReport> {
         let trigger = match batch_key {
             Some(batch_key) => Trigger::Backfill { batch_key },
-            None => Trigger::External { now: Utc::now() },
+            // Due-ness by the database's clock, so that every process picks the same slot.
+            None => Trigger::External {
+                now: self.inner.store.clock_now().await?,
+            },
         };
         self.run_cron(trigger).await
     }
@@ -337,11 +335,10 @@ impl App {
 
     /// Claims one queued job, runs its model call, stores the outcome.
     pub async fn process_job(&self, id: JobId) -> AppResult<ProcessReport> {
-        let now = Utc::now();
         let claimed = match self
             .inner
             .store
-            .job_claim(id, now, self.lease_until(now))
+            .job_claim(id, Clock::Database, self.inner.config.job_lease)
             .await?
         {
             ClaimOne::Claimed(claimed) => {
@@ -371,7 +368,11 @@ impl App {
             crate::engine::limits::Admission::Later(at) => {
                 self.inner
                     .store
-                    .jobs_release(&[(claimed.job.id, claimed.attempt)], at)
+                    .jobs_release(
+                        &[(claimed.job.id, claimed.attempt)],
+                        Clock::Database,
+                        (at - Utc::now()).to_std().unwrap_or_default(),
+                    )
                     .await?;
                 return Ok(ProcessReport {
                     success: true,
@@ -403,7 +404,7 @@ impl App {
         let result = self
             .inner
             .store
-            .jobs_finish(std::slice::from_ref(&finish))
+            .jobs_finish(std::slice::from_ref(&finish), Clock::Database)
             .await?
             .pop()
             .ok_or_else(|| AppError::Internal("finish returned no result".into()))?;
@@ -435,7 +436,7 @@ impl App {
         let (summary, jobs, expired, pauses) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
-            store.jobs_count_expired(now),
+            store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
         )?;
         Ok(StatusReport {
@@ -557,7 +558,7 @@ impl App {
         let retried = self
             .inner
             .store
-            .jobs_retry(selector, self.inner.config.max_attempts, Utc::now())
+            .jobs_retry(selector, self.inner.config.max_attempts, Clock::Database)
             .await?;
         if retried > 0 {
             self.inner.work_available.notify_waiters();

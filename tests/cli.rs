@@ -370,7 +370,11 @@ fn schedule_run_and_export(promptq: &Promptq) {
     ] {
         assert!(job.get(key).is_some(), "jobs[0].{key} in {job}");
     }
-    assert_eq!(job["promptVersion"].as_str().map(str::len), Some(64), "{job}");
+    assert_eq!(
+        job["promptVersion"].as_str().map(str::len),
+        Some(64),
+        "{job}"
+    );
     let table = promptq.ok(&["status", "--batch-key", &batch]);
     assert!(
         table.contains("6 jobs: 0 queued, 0 processing, 6 succeeded"),

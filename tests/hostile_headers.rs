@@ -117,6 +117,7 @@ fn claimed(attempt: i32) -> ClaimedJob {
             started_at: Some(now),
             finished_at: None,
             created_at: now,
+            prompt_version: None,
         },
         attempt,
         prompt_text: "q".into(),

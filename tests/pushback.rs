@@ -299,11 +299,11 @@ async fn a_stale_finish_beside_the_live_one_records_nothing(db: &support::TestDb
     let app = promptq::app::App::with_store(config, db.store.clone()).unwrap();
     app.trigger_cron(None).await.unwrap();
     let now = Utc::now();
-    let lease = TimeDelta::seconds(30);
-    let first = db.store.jobs_claim(1, now, now + lease).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let first = db.store.jobs_claim(1, now, lease).await.unwrap();
     let later = now + TimeDelta::hours(1);
     db.store.jobs_rescue_expired(later).await.unwrap();
-    let second = db.store.jobs_claim(1, later, later + lease).await.unwrap();
+    let second = db.store.jobs_claim(1, later, lease).await.unwrap();
     let job = first[0].job.id;
     assert_eq!((first[0].attempt, second[0].attempt), (1, 2));
     let finish = |attempt: i32, text: &str| Finish {
@@ -314,7 +314,7 @@ async fn a_stale_finish_beside_the_live_one_records_nothing(db: &support::TestDb
     };
     let results = db
         .store
-        .jobs_finish(&[finish(1, "stale"), finish(2, "live")])
+        .jobs_finish(&[finish(1, "stale"), finish(2, "live")], later)
         .await
         .unwrap();
     let applied: Vec<bool> = results.iter().map(|r| r.applied).collect();

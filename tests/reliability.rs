@@ -266,17 +266,13 @@ async fn a_429s_retry_after_is_the_recorded_wait_before_the_next_attempt(db: &su
         wait >= Duration::from_secs(7) && wait <= Duration::from_millis(7_700),
         "due {wait:?} after the 429 that asked for 7 s"
     );
-    let lease = |at: chrono::DateTime<Utc>| at + chrono::Duration::seconds(30);
+    let lease = std::time::Duration::from_secs(30);
     let early = finished + chrono::Duration::seconds(6);
     assert!(
-        store
-            .jobs_claim(10, early, lease(early))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.jobs_claim(10, early, lease).await.unwrap().is_empty(),
         "claimed before its Retry-After"
     );
-    let claimed = store.jobs_claim(10, due, lease(due)).await.unwrap();
+    let claimed = store.jobs_claim(10, due, lease).await.unwrap();
     assert_eq!(claimed.len(), 1, "due at its recorded time");
     assert_eq!(claimed[0].attempt, 2);
 }

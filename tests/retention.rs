@@ -89,7 +89,7 @@ async fn enqueue(store: &Store, prompt: i64, key: &str, at: DateTime<Utc>) -> Ve
                 scheduled_for: at,
             }],
             EnqueueOptions {
-                now: at,
+                now: at.into(),
                 max_attempts: 3,
                 mark_prompts: false,
             },
@@ -106,6 +106,7 @@ async fn enqueue(store: &Store, prompt: i64, key: &str, at: DateTime<Utc>) -> Ve
 
 /// Claims `id` at `at`; returns the attempt.
 async fn claim(store: &Store, id: JobId, at: DateTime<Utc>, lease: DateTime<Utc>) -> i32 {
+    let lease = (lease - at).to_std().expect("a lease after the claim");
     match store.job_claim(id, at, lease).await.unwrap() {
         promptq::store::ClaimOne::Claimed(claimed) => claimed.attempt,
         other => panic!("job {id} not claimed: {other:?}"),
@@ -114,12 +115,15 @@ async fn claim(store: &Store, id: JobId, at: DateTime<Utc>, lease: DateTime<Utc>
 
 async fn finish(store: &Store, id: JobId, attempt: i32, at: DateTime<Utc>, outcome: Outcome) {
     let results = store
-        .jobs_finish(&[Finish {
-            job_id: id,
-            attempt,
-            finished_at: at,
-            outcome,
-        }])
+        .jobs_finish(
+            &[Finish {
+                job_id: id,
+                attempt,
+                finished_at: at,
+                outcome,
+            }],
+            at,
+        )
         .await
         .unwrap();
     assert!(results[0].applied);

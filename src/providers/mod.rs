@@ -339,10 +339,11 @@ fn redact_completion(redactor: &Redactor, mut c: Completion) -> Completion {
         &mut c.finish_reason,
         &mut c.request_id,
         &mut c.raw,
-    ] {
-        if let Some(text) = field {
-            clean(text);
-        }
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(field);
     }
     if let Some(citations) = &c.citations {
         let text = citations.to_string();

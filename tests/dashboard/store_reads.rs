@@ -1,7 +1,7 @@
 //! The store reads behind the overview, against the store directly with known batches and
 //! latencies (the same answers on both backends).
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use promptq::domain::{
     AttemptError, BatchKey, ErrorClass, Finish, NewResponse, Outcome, PlannedBatch, ProviderKind,
 };

@@ -47,11 +47,14 @@ async fn seeded(db: TestDb) -> (Server, String) {
     server.model(MODEL, json!({})).await;
     server.prompt(PROMPT, 2).await;
     let batch = server.cron().await;
-    let now = Utc::now();
     let claimed = server
         .db
         .store
-        .jobs_claim(2, now, now + chrono::Duration::seconds(60))
+        .jobs_claim(
+            2,
+            promptq::store::Clock::Database,
+            std::time::Duration::from_secs(60),
+        )
         .await
         .expect("claim both jobs");
     assert_eq!(claimed.len(), 2);
@@ -80,7 +83,7 @@ async fn seeded(db: TestDb) -> (Server, String) {
     let results = server
         .db
         .store
-        .jobs_finish(&finishes)
+        .jobs_finish(&finishes, promptq::store::Clock::Database)
         .await
         .expect("finish");
     assert!(results.iter().all(|r| r.applied), "{results:?}");
