@@ -175,12 +175,21 @@ impl Limits {
                 Ok(RateGrant::Reserved(at)) => start = start.max(at),
                 Ok(RateGrant::Busy(at)) => {
                     ticket.cancel();
-                    // Back a little before the slot is within the inline wait: a pool may take
+                    // Back a little before the slot is within the inline wait (a pool may take
                     // up to its poll interval to claim it, and a slot nobody reserved in time
-                    // is lost. Spread, so that the jobs sent back together do not return at once.
-                    let early = MAX_INLINE_WAIT.as_millis() as i64
-                        + rand::random_range(0..=MAX_INLINE_WAIT.as_millis() as i64 / 4);
-                    let back = at - chrono::Duration::milliseconds(early);
+                    // is lost), spread over about a quarter of the pool's worth of slots so that
+                    // the jobs sent back together come back one after another.
+                    let cost = costs
+                        .iter()
+                        .map(|(_, cost)| *cost)
+                        .max()
+                        .unwrap_or_default();
+                    let spread = (cost * self.pool_size as u32 / 4).min(Duration::from_secs(30));
+                    let early = MAX_INLINE_WAIT + Duration::from_millis(250);
+                    let back = at - chrono::Duration::from_std(early).unwrap_or_default()
+                        + chrono::Duration::milliseconds(rand::random_range(
+                            0..=spread.as_millis() as i64,
+                        ));
                     return Admission::Later(back.max(now + chrono::Duration::milliseconds(10)));
                 }
                 Err(err) => {

@@ -38,6 +38,10 @@ struct ModelPace {
     /// Calls the provider still takes in its window: its last report, less calls sent since.
     budget: Option<i64>,
     last_remaining: Option<u64>,
+    /// The budget's size (`x-ratelimit-limit-requests`) and the calls sent in this window:
+    /// a remaining count that lags behind calls in flight cannot overspend it.
+    limit: Option<i64>,
+    sent_in_window: i64,
     /// How many calls the reported remaining count overstates what is left (see [`OVERSTATED`]).
     overstated: Option<i64>,
     /// The first call of the current window here (the window began at or before it).
@@ -63,6 +67,15 @@ impl ModelPace {
         self.window_start = None;
         self.reset_at = None;
         self.hold_until = None;
+        self.sent_in_window = 0;
+    }
+
+    fn spent(&self) -> bool {
+        let overstated = self.overstated.unwrap_or(OVERSTATED);
+        self.budget.is_some_and(|b| b <= 0)
+            || self
+                .limit
+                .is_some_and(|limit| self.sent_in_window >= limit - overstated)
     }
 
     fn count_success(&mut self, second: u64) {
@@ -117,10 +130,11 @@ pub struct Ticket {
 impl Ticket {
     /// The call was not made after all: its share of the budget is given back.
     pub fn cancel(self) {
-        if let Some(pace) = lock(&self.models).get_mut(&self.model)
-            && let Some(budget) = &mut pace.budget
-        {
-            *budget += 1;
+        if let Some(pace) = lock(&self.models).get_mut(&self.model) {
+            pace.sent_in_window -= 1;
+            if let Some(budget) = &mut pace.budget {
+                *budget += 1;
+            }
         }
     }
 }
@@ -151,7 +165,7 @@ impl Pace {
             }
             pace.forget_window();
         }
-        if pace.budget.is_some_and(|b| b <= 0) {
+        if pace.spent() {
             let end = pace
                 .reset_at
                 .or_else(|| pace.window_start.map(|start| start + WINDOW))
@@ -176,6 +190,7 @@ impl Pace {
         }
         pace.window_start.get_or_insert(start);
         pace.in_flight += 1;
+        pace.sent_in_window += 1;
         drop(models);
         Ok((
             Ticket {
@@ -205,6 +220,10 @@ impl Pace {
                 if pace.last_remaining.is_some_and(|last| remaining > last) {
                     // The budget grew back: a new window began before this call.
                     pace.window_start = Some(now);
+                    pace.sent_in_window = pace.in_flight;
+                }
+                if let Some(limit) = hint.and_then(|h| h.limit_requests) {
+                    pace.limit = Some(i64::try_from(limit).unwrap_or(i64::MAX));
                 }
                 pace.last_remaining = Some(remaining);
                 let others = (pace.in_flight - 1).max(0);
@@ -222,7 +241,7 @@ impl Pace {
                 if pace.last_remaining.is_some() {
                     // The provider keeps a budget: it is spent, and if it read as open, the
                     // reported count says more than is left.
-                    if pace.budget.is_some_and(|b| b > 0) {
+                    if !pace.spent() {
                         let overstated = pace.overstated.get_or_insert(OVERSTATED);
                         *overstated = (*overstated + 1).min(100);
                     }
