@@ -70,12 +70,17 @@ impl ModelPace {
         self.sent_in_window = 0;
     }
 
-    fn spent(&self) -> bool {
+    /// Whether the window's budget is spent. The cap on calls sent counts from the first call
+    /// seen here, not from the provider's window start, so it would cost a model spaced at a
+    /// configured `rpm` a few seconds per window: such a model (`capped` false) goes by the
+    /// remaining count only.
+    fn spent(&self, capped: bool) -> bool {
         let overstated = self.overstated.unwrap_or(OVERSTATED);
         self.budget.is_some_and(|b| b <= 0)
-            || self
-                .limit
-                .is_some_and(|limit| self.sent_in_window >= limit - overstated)
+            || (capped
+                && self
+                    .limit
+                    .is_some_and(|limit| self.sent_in_window >= limit - overstated))
     }
 
     fn count_success(&mut self, second: u64) {
@@ -165,7 +170,7 @@ impl Pace {
             }
             pace.forget_window();
         }
-        if pace.spent() {
+        if pace.spent(spaced) {
             let end = pace
                 .reset_at
                 .or_else(|| pace.window_start.map(|start| start + WINDOW))
@@ -241,7 +246,7 @@ impl Pace {
                 if pace.last_remaining.is_some() {
                     // The provider keeps a budget: it is spent, and if it read as open, the
                     // reported count says more than is left.
-                    if !pace.spent() {
+                    if !pace.spent(true) {
                         let overstated = pace.overstated.get_or_insert(OVERSTATED);
                         *overstated = (*overstated + 1).min(100);
                     }
