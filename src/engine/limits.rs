@@ -149,9 +149,9 @@ impl Limits {
                 .try_start(job.model.id, clock, MAX_INLINE_WAIT, limits.rpm.is_none())
             {
                 Ok(admitted) => admitted,
-                Err(at) => return Admission::Later(now + since(clock, at)),
+                Err(at) => return Admission::Later(later(now, since(clock, at))),
             };
-        let mut start = now + since(clock, clock + paced);
+        let mut start = later(now, since(clock, clock + paced));
         let mut costs = Vec::new();
         if let Some(rpm) = limits.rpm {
             costs.push((rpm_scope(job), per_unit(rpm)));
@@ -162,7 +162,10 @@ impl Limits {
             tokens = Some(estimate);
             costs.push((
                 tpm_scope(job),
-                per_unit(tpm).saturating_mul(u32::try_from(estimate).unwrap_or(u32::MAX)),
+                // One call larger than an hour of the limit still gets its turn, an hour on.
+                per_unit(tpm)
+                    .saturating_mul(u32::try_from(estimate).unwrap_or(u32::MAX))
+                    .min(Duration::from_secs(3600)),
             ));
         }
         if !costs.is_empty() {
@@ -184,12 +187,16 @@ impl Limits {
                         .map(|(_, cost)| *cost)
                         .max()
                         .unwrap_or_default();
-                    let spread = (cost * self.pool_size as u32 / 4).min(Duration::from_secs(30));
+                    let spread = (cost.saturating_mul(self.pool_size as u32) / 4)
+                        .min(Duration::from_secs(30));
                     let early = MAX_INLINE_WAIT + Duration::from_millis(250);
-                    let back = at - chrono::Duration::from_std(early).unwrap_or_default()
-                        + chrono::Duration::milliseconds(rand::random_range(
-                            0..=spread.as_millis() as i64,
-                        ));
+                    let back = later(
+                        at,
+                        chrono::Duration::milliseconds(
+                            rand::random_range(0..=spread.as_millis() as i64)
+                                - early.as_millis() as i64,
+                        ),
+                    );
                     return Admission::Later(back.max(now + chrono::Duration::milliseconds(10)));
                 }
                 Err(err) => {
@@ -413,6 +420,16 @@ fn rpm_scope(job: &ClaimedJob) -> String {
 
 fn tpm_scope(job: &ClaimedJob) -> String {
     format!("model:{}:tpm", job.model.id)
+}
+
+/// `at` moved by `by`, saturating at the ends of time.
+fn later(at: DateTime<Utc>, by: chrono::Duration) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(if by < chrono::Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 /// The wall-clock distance from `from` to `to` (zero when `to` is earlier).

@@ -484,7 +484,10 @@ impl PostgresStore {
         let next: Vec<DateTime<Utc>> = costs
             .iter()
             .map(|(_, cost)| {
-                start + chrono::Duration::from_std(*cost).unwrap_or(chrono::Duration::MAX)
+                chrono::Duration::from_std(*cost)
+                    .ok()
+                    .and_then(|cost| start.checked_add_signed(cost))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
             })
             .collect();
         sqlx::query(
