@@ -4,8 +4,9 @@
 //! process (so that its peak RSS is its own): W1 enqueues 20,000 jobs in one scheduling pass;
 //! W2 drains 20,000 queued jobs of a 0 ms mock model at concurrency 10 and 50, each job
 //! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose
-//! ideal is 4.0 s; W4 runs 600 jobs of a model whose `rpm` is its provider's limit, in one pool
-//! and in three (see [`rate`]), and reports the rate achieved against the limit and the 429s.
+//! ideal is 4.0 s; W4 runs 150 jobs (three windows) of a model whose `rpm` is its provider's
+//! limit, in one pool and in three (see [`rate`]), and reports the rate achieved against the
+//! limit and the 429s.
 //! Figures are reported as median and min–max, as a table or `--json`.
 //!
 //! On Postgres, `--db` names a server: each repetition creates its own database there and
@@ -56,8 +57,8 @@ impl Workload {
             Workload::W2c10 => "W2 drain 20,000 × 0 ms, c=10",
             Workload::W2c50 => "W2 drain 20,000 × 0 ms, c=50",
             Workload::W3 => "W3 2,000 × 200 ms, c=100",
-            Workload::W4 => "W4 600 at rpm 1200, 1 pool c=16",
-            Workload::W4p3 => "W4 600 at rpm 1200, 3 pools c=16",
+            Workload::W4 => "W4 150 at rpm 300, 1 pool c=16",
+            Workload::W4p3 => "W4 150 at rpm 300, 3 pools c=16",
         }
     }
 }

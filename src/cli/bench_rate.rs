@@ -24,10 +24,10 @@ use crate::domain::ProviderKind;
 use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::{JobFilter, NewModel, NewPrompt, Store};
 
-pub const RPM: u64 = 1200;
+pub const RPM: u64 = 300;
 const WINDOW: Duration = Duration::from_secs(10);
-const PER_WINDOW: usize = 200;
-pub const JOBS: u64 = 600;
+const PER_WINDOW: usize = 50;
+pub const JOBS: u64 = 150;
 
 /// What the provider counted.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
