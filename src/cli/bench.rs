@@ -1,6 +1,6 @@
 //! `promptq bench`: the queue measured against its limits, on either backend.
 //!
-//! Three fixed workloads, each repeated on a fresh database, each repetition in a fresh child
+//! Fixed workloads, each repeated on a fresh database, each repetition in a fresh child
 //! process (so that its peak RSS is its own): W1 enqueues 20,000 jobs in one scheduling pass;
 //! W2 drains 20,000 queued jobs of a 0 ms mock model at concurrency 10 and 50, each job
 //! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose

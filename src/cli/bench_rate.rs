@@ -121,7 +121,7 @@ pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigur
         .zip(p.last)
         .map_or(0.0, |(first, last)| (last - first).as_secs_f64());
     let achieved_per_min = if span > 0.0 {
-        (p.accepted.saturating_sub(1)) as f64 / span * 60.0
+        p.accepted.saturating_sub(1) as f64 / span * 60.0
     } else {
         0.0
     };

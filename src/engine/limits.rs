@@ -233,16 +233,15 @@ impl Limits {
         let used = match result {
             Ok(completion) => {
                 let usage = &completion.usage;
-                let total = usage
-                    .total_tokens
-                    .or_else(|| Some(usage.prompt_tokens.unwrap_or(0) + usage.completion_tokens?));
-                match total.and_then(|t| u64::try_from(t).ok()) {
-                    Some(total) => {
-                        self.pace.learn_tokens(job.model.id, total);
-                        Some(total)
-                    }
-                    None => None,
-                }
+                let total = usage.total_tokens.or_else(|| {
+                    usage
+                        .prompt_tokens
+                        .unwrap_or(0)
+                        .checked_add(usage.completion_tokens?)
+                });
+                total
+                    .and_then(|t| u64::try_from(t).ok())
+                    .inspect(|&total| self.pace.learn_tokens(job.model.id, total))
             }
             // A refused or failed call used no tokens the provider counts.
             Err(_) => Some(0),
