@@ -176,7 +176,7 @@ fn parsers_and_the_retry_decision_cap_every_wait() {
                 retry_after: asked.or(Some(Duration::new(secs, nanos))),
                 http_status: Some(429),
                 message: "slow down".into(),
-                rate_limit: hint,
+                rate_limit: hint.map(Box::new),
             };
             let finished = Utc::now();
             let policy = RetryPolicy::default();

@@ -1,10 +1,13 @@
 //! `promptq bench`: the queue measured against its limits, on either backend.
 //!
-//! Three fixed workloads, each repeated on a fresh database, each repetition in a fresh child
+//! Fixed workloads, each repeated on a fresh database, each repetition in a fresh child
 //! process (so that its peak RSS is its own): W1 enqueues 20,000 jobs in one scheduling pass;
 //! W2 drains 20,000 queued jobs of a 0 ms mock model at concurrency 10 and 50, each job
 //! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose
-//! ideal is 4.0 s. Figures are reported as median and min–max, as a table or `--json`.
+//! ideal is 4.0 s; W4 runs 150 jobs (three windows) of a model whose `rpm` is its provider's
+//! limit, in one pool and in three (see [`rate`]), and reports the rate achieved against the
+//! limit and the 429s.
+//! Figures are reported as median and min–max, as a table or `--json`.
 //!
 //! On Postgres, `--db` names a server: each repetition creates its own database there and
 //! drops it afterwards. Performance is measured here and recorded in BENCHMARKS.md, never
@@ -24,6 +27,9 @@ use crate::engine::worker::{PoolOptions, run_pool};
 use crate::schedule::Trigger;
 use crate::store::{NewModel, NewPrompt, Store};
 
+#[path = "bench_rate.rs"]
+pub mod rate;
+
 /// The workloads, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum Workload {
@@ -31,10 +37,19 @@ pub enum Workload {
     W2c10,
     W2c50,
     W3,
+    W4,
+    W4p3,
 }
 
 impl Workload {
-    const ALL: [Workload; 4] = [Workload::W1, Workload::W2c10, Workload::W2c50, Workload::W3];
+    const ALL: [Workload; 6] = [
+        Workload::W1,
+        Workload::W2c10,
+        Workload::W2c50,
+        Workload::W3,
+        Workload::W4,
+        Workload::W4p3,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -42,6 +57,8 @@ impl Workload {
             Workload::W2c10 => "W2 drain 20,000 × 0 ms, c=10",
             Workload::W2c50 => "W2 drain 20,000 × 0 ms, c=50",
             Workload::W3 => "W3 2,000 × 200 ms, c=100",
+            Workload::W4 => "W4 150 at rpm 300, 1 pool c=16",
+            Workload::W4p3 => "W4 150 at rpm 300, 3 pools c=16",
         }
     }
 }
@@ -56,6 +73,9 @@ pub struct Sample {
     /// Peak RSS once the database was seeded, before the measured part.
     pub seeded_rss_kb: u64,
     pub wal_bytes: Option<i64>,
+    /// The rate-bound workload's figures.
+    #[serde(default)]
+    pub rate: Option<rate::RateFigures>,
 }
 
 /// Arguments of `promptq bench`.
@@ -193,11 +213,28 @@ fn replace_database(url: &str, database: &str) -> String {
 /// Runs one repetition in this (child) process and prints its sample as JSON.
 pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result<ExitCode> {
     config.max_attempts = 3;
+    if matches!(workload, Workload::W4 | Workload::W4p3) {
+        config.worker_concurrency = 16;
+        let pools = if workload == Workload::W4 { 1 } else { 3 };
+        let (seconds, figures) = rate::run(config, pools).await?;
+        let sample = Sample {
+            workload,
+            jobs: rate::JOBS,
+            seconds,
+            peak_rss_kb: peak_rss_kb(),
+            seeded_rss_kb: 0,
+            wal_bytes: None,
+            rate: Some(figures),
+        };
+        println!("{}", serde_json::to_string(&sample)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let (concurrency, prompts, models, runs, latency_ms) = match workload {
         Workload::W1 => (0, 1000, 4, 5, 0),
         Workload::W2c10 => (10, 1000, 4, 5, 0),
         Workload::W2c50 => (50, 1000, 4, 5, 0),
         Workload::W3 => (100, 400, 1, 5, 200),
+        Workload::W4 | Workload::W4p3 => unreachable!("run above"),
     };
     config.worker_concurrency = concurrency;
     let app = App::start(config).await?;
@@ -235,6 +272,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         peak_rss_kb: peak_rss_kb(),
         seeded_rss_kb,
         wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
+        rate: None,
     };
     app.store().close().await;
     println!("{}", serde_json::to_string(&sample)?);
@@ -355,6 +393,9 @@ struct Detail {
     seconds: Figure,
     peak_rss_mb: Figure,
     wal_bytes_per_job: Option<Figure>,
+    /// Achieved rate / limit, and 429s per run (rate-bound workloads).
+    achieved_over_limit: Option<Figure>,
+    refused: Option<Figure>,
 }
 
 impl Report {
@@ -382,6 +423,18 @@ impl Report {
                 seconds,
                 peak_rss_mb,
                 wal_bytes_per_job: Figure::of(wal),
+                achieved_over_limit: Figure::of(
+                    mine.iter()
+                        .filter_map(|s| s.rate)
+                        .map(|r| r.achieved_per_min / r.limit_per_min)
+                        .collect(),
+                ),
+                refused: Figure::of(
+                    mine.iter()
+                        .filter_map(|s| s.rate)
+                        .map(|r| r.refused as f64)
+                        .collect(),
+                ),
             });
         }
         let median = |w: Workload| {
@@ -422,6 +475,20 @@ impl Report {
                     .map(|w| format!("{:.0}", w.median))
                     .unwrap_or_else(|| "-".into()),
             );
+        }
+        for d in &self.detail {
+            if let (Some(achieved), Some(refused)) = (d.achieved_over_limit, d.refused) {
+                println!(
+                    "{}: achieved/limit {:.3} ({:.3}–{:.3}), 429s {:.0} ({:.0}–{:.0})",
+                    d.label,
+                    achieved.median,
+                    achieved.min,
+                    achieved.max,
+                    refused.median,
+                    refused.min,
+                    refused.max
+                );
+            }
         }
         if let Some(ratio) = self.w3_ratio {
             println!("W3 wall / ideal 4.0 s: {ratio:.3}");

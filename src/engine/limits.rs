@@ -28,9 +28,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::domain::{ClaimedJob, ModelId};
+use crate::domain::{ClaimedJob, JobId, ModelId};
+use crate::engine::pace::{Answer, Pace, Ticket};
 use crate::providers::{Completion, ProviderError, Providers, one_line};
-use crate::store::{PauseScope, Store};
+use crate::store::{PauseScope, RateGrant, Store};
 
 use super::retry::{MAX_WAIT, ends_job, later};
 
@@ -85,10 +86,16 @@ impl ModelLimits {
 
 /// The answer of [`Limits::admit`].
 pub enum Admission {
-    /// Call now; the permit holds the model's concurrency slot until dropped.
-    Go(OwnedSemaphorePermit),
+    /// Call now; the model's concurrency slot is held until this is dropped.
+    Go(Admitted),
     /// Hand the job back to the queue, due at this time (no attempt spent).
     Later(DateTime<Utc>),
+}
+
+/// An admitted call: its concurrency slot and its place in the learned pace.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    _ticket: Ticket,
 }
 
 /// One model's concurrency gate.
@@ -109,6 +116,9 @@ pub struct Limits {
     striking: Mutex<HashSet<ModelId>>,
     gates: Mutex<HashMap<ModelId, Gate>>,
     pauses: Mutex<PauseCache>,
+    pace: Pace,
+    /// Tokens reserved for each call in flight under a `tpm` limit, by (job, attempt).
+    reserved_tokens: Mutex<HashMap<(JobId, i32), u64>>,
 }
 
 struct PauseCache {
@@ -128,10 +138,14 @@ impl Limits {
                 read_at: None,
                 until: HashMap::new(),
             }),
+            pace: Pace::default(),
+            reserved_tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Decides when `job` may call its model.
+    /// Decides when `job` may call its model. A job that cannot start within
+    /// [`MAX_INLINE_WAIT`] goes back to the queue holding no reservation, so it never pushes
+    /// the others back; one that can wait keeps the slot it reserved.
     pub async fn admit(&self, job: &ClaimedJob) -> Admission {
         let now = Utc::now();
         // The database round trips below are rare and their futures large: boxed, so that every
@@ -145,47 +159,145 @@ impl Limits {
             Ok(Ok(permit)) => permit,
             _ => return Admission::Later(later(now, Duration::from_secs(1))),
         };
-        let mut start = now;
+        let clock = Instant::now();
+        let (ticket, paced) =
+            match self
+                .pace
+                .try_start(job.model.id, clock, MAX_INLINE_WAIT, limits.rpm.is_none())
+            {
+                Ok(admitted) => admitted,
+                Err(at) => return Admission::Later(shifted(now, since(clock, at))),
+            };
+        let mut start = shifted(now, since(clock, clock + paced));
+        let mut costs = Vec::new();
         if let Some(rpm) = limits.rpm {
-            let cost = Duration::from_secs(60).div_f64(rpm as f64 / RATE_MARGIN);
-            match Box::pin(self.store.rate_reserve(
-                &format!("model:{}:rpm", job.model.id),
-                now,
-                cost,
-            ))
+            costs.push((rpm_scope(job), per_unit(rpm)));
+        }
+        let mut tokens = None;
+        if let Some(tpm) = limits.tpm {
+            let estimate = self.estimated_tokens(job);
+            tokens = Some(estimate);
+            costs.push((
+                tpm_scope(job),
+                // One call larger than an hour of the limit still gets its turn, an hour on.
+                per_unit(tpm)
+                    .saturating_mul(u32::try_from(estimate).unwrap_or(u32::MAX))
+                    .min(Duration::from_secs(3600)),
+            ));
+        }
+        if !costs.is_empty() {
+            match Box::pin(
+                self.store
+                    .rate_reserve_within(&costs, start, MAX_INLINE_WAIT),
+            )
             .await
             {
-                Ok(at) => start = start.max(at),
-                Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
+                Ok(RateGrant::Reserved(at)) => start = start.max(at),
+                Ok(RateGrant::Busy(at)) => {
+                    ticket.cancel();
+                    // Back a little before the slot is within the inline wait (a pool may take
+                    // up to its poll interval to claim it, and a slot nobody reserved in time
+                    // is lost), spread over about a quarter of the pool's worth of slots so that
+                    // the jobs sent back together come back one after another.
+                    let cost = costs
+                        .iter()
+                        .map(|(_, cost)| *cost)
+                        .max()
+                        .unwrap_or_default();
+                    let spread = (cost.saturating_mul(self.pool_size as u32) / 4)
+                        .min(Duration::from_secs(30));
+                    let early = MAX_INLINE_WAIT + Duration::from_millis(250);
+                    let back = shifted(
+                        at,
+                        chrono::Duration::milliseconds(
+                            rand::random_range(0..=spread.as_millis() as i64)
+                                - early.as_millis() as i64,
+                        ),
+                    );
+                    return Admission::Later(back.max(now + chrono::Duration::milliseconds(10)));
+                }
+                Err(err) => {
+                    tokens = None;
+                    tracing::warn!(error = %err, "rate reservation failed; calling anyway")
+                }
             }
         }
-        if let Some(tpm) = limits.tpm {
-            let cost = Duration::from_secs(60).div_f64(tpm as f64 / RATE_MARGIN)
-                * u32::try_from(estimated_tokens(job)).unwrap_or(u32::MAX);
-            match Box::pin(self.store.rate_reserve(
-                &format!("model:{}:tpm", job.model.id),
-                now,
-                cost,
-            ))
-            .await
-            {
-                Ok(at) => start = start.max(at),
-                Err(err) => tracing::warn!(error = %err, "rate reservation failed; calling anyway"),
-            }
+        if let Some(tokens) = tokens {
+            lock(&self.reserved_tokens).insert((job.job.id, job.attempt), tokens);
         }
         let wait = (start - Utc::now()).to_std().unwrap_or_default();
-        if wait > MAX_INLINE_WAIT {
-            return Admission::Later(start);
-        }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        Admission::Go(permit)
+        Admission::Go(Admitted {
+            _permit: permit,
+            _ticket: ticket,
+        })
+    }
+
+    /// Tokens to reserve for a call: what the model's calls used so far, else its prompt (about
+    /// four characters a token) and its completion cap.
+    fn estimated_tokens(&self, job: &ClaimedJob) -> u64 {
+        self.pace
+            .tokens_per_call(job.model.id)
+            .unwrap_or_else(|| estimated_tokens(job))
+            .max(1)
+    }
+
+    /// Settles a call's `tpm` reservation with the tokens it used: the difference is charged or
+    /// refunded, so that the limit counts what the provider counts.
+    async fn settle_tokens(&self, job: &ClaimedJob, result: &Result<Completion, ProviderError>) {
+        let used = match result {
+            Ok(completion) => {
+                let usage = &completion.usage;
+                let total = usage.total_tokens.or_else(|| {
+                    usage
+                        .prompt_tokens
+                        .unwrap_or(0)
+                        .checked_add(usage.completion_tokens?)
+                });
+                total
+                    .and_then(|t| u64::try_from(t).ok())
+                    .inspect(|&total| self.pace.learn_tokens(job.model.id, total))
+            }
+            // A refused or failed call used no tokens the provider counts.
+            Err(_) => Some(0),
+        };
+        let reserved = lock(&self.reserved_tokens).remove(&(job.job.id, job.attempt));
+        let (Some(reserved), Some(used)) = (reserved, used) else {
+            return;
+        };
+        let Some(tpm) = ModelLimits::parse(&job.model.params)
+            .ok()
+            .and_then(|limits| limits.tpm)
+        else {
+            return;
+        };
+        if used == reserved {
+            return;
+        }
+        let per_token = per_unit(tpm).as_secs_f64();
+        let delta = (used as f64 - reserved as f64) * per_token;
+        let delta = chrono::Duration::microseconds((delta * 1e6).clamp(-1e15, 1e15) as i64);
+        if let Err(err) = Box::pin(self.store.rate_adjust(&tpm_scope(job), Utc::now(), delta)).await
+        {
+            tracing::warn!(error = %err, "could not settle a token reservation");
+        }
     }
 
     /// Learns from a call's answer: pushback slows the model down, success speeds it up.
     pub async fn observe(&self, job: &ClaimedJob, result: &Result<Completion, ProviderError>) {
         let now = Utc::now();
+        self.pace.answered(
+            job.model.id,
+            match result {
+                Ok(completion) => Answer::Accepted(completion.rate_limit.as_ref()),
+                Err(error) if error.rate_limited => Answer::Refused,
+                Err(_) => Answer::Accepted(None),
+            },
+            Instant::now(),
+        );
+        self.settle_tokens(job, result).await;
         match result {
             Ok(completion) => {
                 self.widen(job.model.id);
@@ -401,6 +513,34 @@ impl Limits {
             gate.capacity += 1;
         }
     }
+}
+
+/// A call's share of a limit of `per_minute` units, widened by [`RATE_MARGIN`].
+fn per_unit(per_minute: u64) -> Duration {
+    Duration::from_secs(60).div_f64(per_minute as f64 / RATE_MARGIN)
+}
+
+fn rpm_scope(job: &ClaimedJob) -> String {
+    format!("model:{}:rpm", job.model.id)
+}
+
+fn tpm_scope(job: &ClaimedJob) -> String {
+    format!("model:{}:tpm", job.model.id)
+}
+
+/// `at` moved by `by`, saturating at the ends of time.
+fn shifted(at: DateTime<Utc>, by: chrono::Duration) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(if by < chrono::Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+}
+
+/// The wall-clock distance from `from` to `to` (zero when `to` is earlier).
+fn since(from: Instant, to: Instant) -> chrono::Duration {
+    chrono::Duration::from_std(to.saturating_duration_since(from)).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Tokens a call may use: its prompt (about four characters a token) and its completion cap.

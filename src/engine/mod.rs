@@ -7,6 +7,7 @@ pub mod attempt;
 pub mod dispatch;
 pub mod guard;
 pub mod limits;
+pub mod pace;
 pub mod retry;
 pub mod scheduler;
 pub mod worker;

@@ -43,7 +43,8 @@ pub struct ProviderError {
     pub http_status: Option<u16>,
     /// Redacted and at most [`MAX_MESSAGE_CHARS`] long.
     pub message: String,
-    pub rate_limit: Option<RateLimitHint>,
+    /// Boxed: rarely present, and the error travels in every `Result` of a call.
+    pub rate_limit: Option<Box<RateLimitHint>>,
 }
 
 impl ProviderError {

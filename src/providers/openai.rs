@@ -372,7 +372,7 @@ fn build(
         http_status: status,
         // Redact before truncating, so a cut can never leave part of a key behind.
         message: redactor.message(&message),
-        rate_limit,
+        rate_limit: rate_limit.map(Box::new),
     }
 }
 

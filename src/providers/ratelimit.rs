@@ -31,6 +31,9 @@ pub struct RateLimitHint {
     pub reset_requests: Option<Duration>,
     /// Until the token budget is full again.
     pub reset_tokens: Option<Duration>,
+    /// The budgets' sizes (`x-ratelimit-limit-*`): the pace to keep when nothing is configured.
+    pub limit_requests: Option<u64>,
+    pub limit_tokens: Option<u64>,
 }
 
 impl RateLimitHint {
@@ -44,6 +47,8 @@ impl RateLimitHint {
                 .and_then(parse_reset)
                 .or_else(|| header(headers, "x-ratelimit-reset").and_then(|v| epoch_reset(v, now))),
             reset_tokens: header(headers, "x-ratelimit-reset-tokens").and_then(parse_reset),
+            limit_requests: count(headers, "x-ratelimit-limit-requests").filter(|&n| n > 0),
+            limit_tokens: count(headers, "x-ratelimit-limit-tokens").filter(|&n| n > 0),
         };
         (hint != RateLimitHint::default()).then_some(hint)
     }
@@ -309,6 +314,7 @@ mod tests {
             remaining_tokens: Some(10),
             reset_requests: Some(Duration::from_secs(1)),
             reset_tokens: Some(Duration::from_secs(4)),
+            ..RateLimitHint::default()
         };
         assert_eq!(hint.wait_hint(), Some(Duration::from_secs(4)));
     }

@@ -328,6 +328,15 @@ impl PauseScope {
     }
 }
 
+/// The answer of [`Store::rate_reserve_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateGrant {
+    /// Reserved: the call may start at this time.
+    Reserved(DateTime<Utc>),
+    /// Nothing reserved: the first free slot is at this time, beyond the allowed wait.
+    Busy(DateTime<Utc>),
+}
+
 /// A provider, endpoint or model that must not be called before `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -660,6 +669,34 @@ impl Store {
         cost: std::time::Duration,
     ) -> StoreResult<DateTime<Utc>> {
         on_backend!(self.rate_reserve(scope, now, cost))
+    }
+
+    /// Reserves one request on every rate limit in `costs` (scope, the request's share of the
+    /// limit's period) at the first time all of them have room, but only when that time is at
+    /// most `max_wait` away; otherwise nothing is reserved and the answer says when the first
+    /// free slot is. A job that cannot wait therefore never pushes the others back.
+    pub async fn rate_reserve_within(
+        &self,
+        costs: &[(String, std::time::Duration)],
+        now: DateTime<Utc>,
+        max_wait: std::time::Duration,
+    ) -> StoreResult<RateGrant> {
+        let mut costs = costs.to_vec();
+        // One lock order for every caller: no two reservations can deadlock.
+        costs.sort_by(|a, b| a.0.cmp(&b.0));
+        costs.dedup_by(|a, b| a.0 == b.0);
+        on_backend!(self.rate_reserve_within(&costs, now, max_wait))
+    }
+
+    /// Moves the rate limit `scope`'s next free slot by `delta` (positive: a call cost more
+    /// than was reserved; negative: a refund). A refund never frees time before `now`.
+    pub async fn rate_adjust(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        delta: chrono::TimeDelta,
+    ) -> StoreResult<()> {
+        on_backend!(self.rate_adjust(scope, now, delta))
     }
 
     /// Ids of queued jobs due at `now`, oldest first (for the HTTP fan-out).

@@ -2,6 +2,7 @@
 //! cancel, retry, the job queries, pauses and rate reservations.
 
 use super::*;
+use crate::store::RateGrant;
 
 impl PostgresStore {
     // ---- the queue
@@ -522,6 +523,75 @@ impl PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(tat - chrono::Duration::microseconds(micros))
+    }
+
+    pub async fn rate_reserve_within(
+        &self,
+        costs: &[(String, Duration)],
+        now: DateTime<Utc>,
+        max_wait: Duration,
+    ) -> StoreResult<RateGrant> {
+        let scopes: Vec<&str> = costs.iter().map(|(scope, _)| scope.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO rate_limits (scope, tat) SELECT s, $2 FROM unnest($1::text[]) AS s
+             ORDER BY s ON CONFLICT (scope) DO NOTHING",
+        )
+        .bind(&scopes)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let tats: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT tat FROM rate_limits WHERE scope = ANY($1) ORDER BY scope FOR UPDATE",
+        )
+        .bind(&scopes)
+        .fetch_all(&mut *tx)
+        .await?;
+        let start = tats.into_iter().fold(now, DateTime::max);
+        if (start - now).to_std().unwrap_or_default() > max_wait {
+            tx.rollback().await?;
+            return Ok(RateGrant::Busy(start));
+        }
+        let next: Vec<DateTime<Utc>> = costs
+            .iter()
+            .map(|(_, cost)| {
+                chrono::Duration::from_std(*cost)
+                    .ok()
+                    .and_then(|cost| start.checked_add_signed(cost))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE rate_limits r SET tat = t.tat
+             FROM unnest($1::text[], $2::timestamptz[]) AS t(scope, tat) WHERE r.scope = t.scope",
+        )
+        .bind(&scopes)
+        .bind(&next)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RateGrant::Reserved(start))
+    }
+
+    pub async fn rate_adjust(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        delta: chrono::TimeDelta,
+    ) -> StoreResult<()> {
+        let micros = delta.num_microseconds().unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE rate_limits SET tat = CASE WHEN $3 >= 0
+                THEN GREATEST(tat, $2) + $3 * interval '1 microsecond'
+                ELSE GREATEST(tat + $3 * interval '1 microsecond', $2) END
+             WHERE scope = $1",
+        )
+        .bind(scope)
+        .bind(now)
+        .bind(micros)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn jobs_due_ids(&self, now: Clock, limit: i64) -> StoreResult<Vec<JobId>> {

@@ -2,6 +2,7 @@
 //! cancel, retry, the job queries, pauses and rate reservations.
 
 use super::*;
+use crate::store::RateGrant;
 
 impl SqliteStore {
     // ---- the queue
@@ -436,6 +437,63 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(time(tat - cost_ms))
+    }
+
+    pub async fn rate_reserve_within(
+        &self,
+        costs: &[(String, Duration)],
+        now: DateTime<Utc>,
+        max_wait: Duration,
+    ) -> StoreResult<RateGrant> {
+        let mut tx = self.begin().await?;
+        let mut start = ms(now);
+        for (scope, _) in costs {
+            let tat: Option<i64> =
+                sqlx::query_scalar("SELECT tat FROM rate_limits WHERE scope = ?1")
+                    .bind(scope)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            start = start.max(tat.unwrap_or(i64::MIN));
+        }
+        if u64::try_from(start - ms(now)).unwrap_or(0) > max_wait.as_millis() as u64 {
+            tx.rollback().await?;
+            return Ok(RateGrant::Busy(time(start)));
+        }
+        for (scope, cost) in costs {
+            // Rounded up: milliseconds are the column's unit, and a limit must not be exceeded.
+            let cost_ms = i64::try_from(cost.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO rate_limits (scope, tat) VALUES (?1, ?2)
+                 ON CONFLICT (scope) DO UPDATE SET tat = excluded.tat",
+            )
+            .bind(scope)
+            .bind(start.saturating_add(cost_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(RateGrant::Reserved(time(start)))
+    }
+
+    pub async fn rate_adjust(
+        &self,
+        scope: &str,
+        now: DateTime<Utc>,
+        delta: chrono::TimeDelta,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE rate_limits SET tat = CASE WHEN ?3 >= 0 THEN max(tat, ?2) + ?3
+                ELSE max(tat + ?3, ?2) END
+             WHERE scope = ?1",
+        )
+        .bind(scope)
+        .bind(ms(now))
+        .bind(delta.num_milliseconds())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn jobs_due_ids(&self, now: Clock, limit: i64) -> StoreResult<Vec<JobId>> {

@@ -1,0 +1,333 @@
+//! The pace a model's provider allows, learned from its answers, per process.
+//!
+//! Two sources, best first:
+//! - **the request budget a provider reports** on its successful answers
+//!   (`x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`): calls spend it, and once
+//!   it is spent the model waits for its window to end, i.e. the reported reset or, when the
+//!   provider names none (LiteLLM's proxy), one window after the first call of the current
+//!   window. The remaining count is read less the calls still in flight, which it may not have
+//!   counted yet.
+//! - **the rate a provider accepted before it refused**, when it says nothing at all: after a
+//!   429 the model's calls are spaced so that no more start in a minute than it accepted in the
+//!   minute before, then spaced a little closer after each success (AIMD). A model with a
+//!   configured `rpm` keeps that instead.
+//!
+//! The learned token count per call feeds the `tpm` reservation's estimate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::ModelId;
+use crate::providers::RateLimitHint;
+
+/// The window a budget with no reported reset is assumed to last.
+const WINDOW: Duration = Duration::from_secs(60);
+/// How many calls a reported remaining count is taken to overstate at first: some providers
+/// count it before the call (LiteLLM's proxy, which also admits one fewer than its limit).
+/// Raised by each 429 that came while the budget still read as open.
+const OVERSTATED: i64 = 2;
+/// A window's successes are counted in this many buckets (of two seconds).
+const BUCKETS: usize = 30;
+
+/// One model's learned pace.
+#[derive(Default)]
+struct ModelPace {
+    /// Calls admitted and not yet finished.
+    in_flight: i64,
+    /// Calls the provider still takes in its window: its last report, less calls sent since.
+    budget: Option<i64>,
+    last_remaining: Option<u64>,
+    /// The budget's size (`x-ratelimit-limit-requests`) and the calls sent in this window:
+    /// a remaining count that lags behind calls in flight cannot overspend it.
+    limit: Option<i64>,
+    sent_in_window: i64,
+    /// How many calls the reported remaining count overstates what is left (see [`OVERSTATED`]).
+    overstated: Option<i64>,
+    /// The first call of the current window here (the window began at or before it).
+    window_start: Option<Instant>,
+    /// When the provider reported how long until the budget is full again.
+    reset_at: Option<Instant>,
+    /// No call before this: the budget is spent.
+    hold_until: Option<Instant>,
+    /// AIMD spacing, once the provider refused without saying why.
+    spacing: Option<Duration>,
+    next_slot: Option<Instant>,
+    /// Successes of the last minute, per two seconds.
+    accepted: [u32; BUCKETS],
+    accepted_second: u64,
+    /// Tokens a call of this model has used (moving average).
+    tokens_per_call: Option<f64>,
+}
+
+impl ModelPace {
+    fn forget_window(&mut self) {
+        self.budget = None;
+        self.last_remaining = None;
+        self.window_start = None;
+        self.reset_at = None;
+        self.hold_until = None;
+        self.sent_in_window = 0;
+    }
+
+    /// Whether the window's budget is spent. The cap on calls sent counts from the first call
+    /// seen here, not from the provider's window start, so it would cost a model spaced at a
+    /// configured `rpm` a few seconds per window: such a model (`capped` false) goes by the
+    /// remaining count only.
+    fn spent(&self, capped: bool) -> bool {
+        let overstated = self.overstated.unwrap_or(OVERSTATED);
+        self.budget.is_some_and(|b| b <= 0)
+            || (capped
+                && self
+                    .limit
+                    .is_some_and(|limit| self.sent_in_window >= limit - overstated))
+    }
+
+    fn count_success(&mut self, second: u64) {
+        self.roll(second);
+        self.accepted[(second % BUCKETS as u64) as usize] += 1;
+    }
+
+    fn accepted_last_window(&mut self, second: u64) -> u32 {
+        self.roll(second);
+        self.accepted.iter().sum()
+    }
+
+    /// Clears the buckets of the seconds that passed since the last count.
+    fn roll(&mut self, second: u64) {
+        let passed = second.saturating_sub(self.accepted_second);
+        for s in 1..=passed.min(BUCKETS as u64) {
+            self.accepted[((self.accepted_second + s) % BUCKETS as u64) as usize] = 0;
+        }
+        self.accepted_second = self.accepted_second.max(second);
+    }
+}
+
+type Models = Arc<Mutex<HashMap<ModelId, ModelPace>>>;
+
+/// What the provider answered, as far as pacing goes.
+pub enum Answer<'a> {
+    Accepted(Option<&'a RateLimitHint>),
+    Refused,
+}
+
+/// The learned pace of every model of this process.
+pub struct Pace {
+    models: Models,
+    epoch: Instant,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            models: Arc::default(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// A call admitted by the pace; counted in flight until dropped.
+pub struct Ticket {
+    models: Models,
+    model: ModelId,
+}
+
+impl Ticket {
+    /// The call was not made after all: its share of the budget is given back.
+    pub fn cancel(self) {
+        if let Some(pace) = lock(&self.models).get_mut(&self.model) {
+            pace.sent_in_window -= 1;
+            if let Some(budget) = &mut pace.budget {
+                *budget += 1;
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(pace) = lock(&self.models).get_mut(&self.model) {
+            pace.in_flight -= 1;
+        }
+    }
+}
+
+impl Pace {
+    /// Admits a call of `model` now or after at most `max_wait` (the ticket and that wait),
+    /// or says when to try again. `spaced` is false for a model with a configured `rpm`.
+    pub fn try_start(
+        &self,
+        model: ModelId,
+        now: Instant,
+        max_wait: Duration,
+        spaced: bool,
+    ) -> Result<(Ticket, Duration), Instant> {
+        let mut models = lock(&self.models);
+        let pace = models.entry(model).or_default();
+        if let Some(until) = pace.hold_until {
+            if until > now {
+                return Err(until);
+            }
+            pace.forget_window();
+        }
+        if pace.spent(spaced) {
+            let end = pace
+                .reset_at
+                .or_else(|| pace.window_start.map(|start| start + WINDOW))
+                .unwrap_or(now + WINDOW);
+            if end > now {
+                pace.hold_until = Some(end);
+                return Err(end);
+            }
+            pace.forget_window();
+        }
+        let mut start = now;
+        if spaced && let Some(spacing) = pace.spacing {
+            let slot = pace.next_slot.map_or(now, |slot| slot.max(now));
+            if slot - now > max_wait {
+                return Err(slot - max_wait / 2);
+            }
+            pace.next_slot = Some(slot + spacing);
+            start = slot;
+        }
+        if let Some(budget) = &mut pace.budget {
+            *budget -= 1;
+        }
+        pace.window_start.get_or_insert(start);
+        pace.in_flight += 1;
+        pace.sent_in_window += 1;
+        drop(models);
+        Ok((
+            Ticket {
+                models: self.models.clone(),
+                model,
+            },
+            start - now,
+        ))
+    }
+
+    /// Learns from one answer of `model` (its ticket still held).
+    pub fn answered(&self, model: ModelId, answer: Answer<'_>, now: Instant) {
+        let second = now.saturating_duration_since(self.epoch).as_secs() / 2;
+        let mut models = lock(&self.models);
+        let pace = models.entry(model).or_default();
+        match answer {
+            Answer::Accepted(hint) => {
+                pace.count_success(second);
+                if let Some(spacing) = pace.spacing {
+                    // Additive increase: about a tenth faster per window of successes.
+                    let per_window = (WINDOW.as_secs_f64() / spacing.as_secs_f64()).max(1.0);
+                    pace.spacing = Some(spacing.mul_f64(1.0 - 0.1 / per_window));
+                }
+                let Some(remaining) = hint.and_then(|h| h.remaining_requests) else {
+                    return;
+                };
+                if pace.last_remaining.is_some_and(|last| remaining > last) {
+                    // The budget grew back: a new window began before this call.
+                    pace.window_start = Some(now);
+                    pace.sent_in_window = pace.in_flight;
+                }
+                if let Some(limit) = hint.and_then(|h| h.limit_requests) {
+                    pace.limit = Some(i64::try_from(limit).unwrap_or(i64::MAX));
+                }
+                pace.last_remaining = Some(remaining);
+                let others = (pace.in_flight - 1).max(0);
+                let overstated = *pace.overstated.get_or_insert(OVERSTATED);
+                pace.budget = Some(
+                    i64::try_from(remaining)
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(others + overstated),
+                );
+                pace.reset_at = hint
+                    .and_then(|h| h.reset_requests)
+                    .and_then(|reset| now.checked_add(reset.min(WINDOW * 60)));
+            }
+            Answer::Refused => {
+                if pace.last_remaining.is_some() {
+                    // The provider keeps a budget: it is spent, and if it read as open, the
+                    // reported count says more than is left.
+                    if !pace.spent(true) {
+                        let overstated = pace.overstated.get_or_insert(OVERSTATED);
+                        *overstated = (*overstated + 1).min(100);
+                    }
+                    pace.budget = Some(0);
+                    return;
+                }
+                // Multiplicative decrease: no faster than the provider accepted last minute.
+                let accepted = pace.accepted_last_window(second).max(1);
+                let floor = WINDOW / accepted;
+                let spacing = pace.spacing.map_or(floor, |s| s.mul_f64(1.5).max(floor));
+                pace.spacing = Some(spacing.min(WINDOW));
+                pace.next_slot = Some(now + spacing);
+            }
+        }
+    }
+
+    /// Tokens a call of `model` has used, on average, if it has been seen.
+    pub fn tokens_per_call(&self, model: ModelId) -> Option<u64> {
+        lock(&self.models)
+            .get(&model)
+            .and_then(|pace| pace.tokens_per_call)
+            .map(|tokens| tokens.ceil() as u64)
+    }
+
+    pub fn learn_tokens(&self, model: ModelId, tokens: u64) {
+        let mut models = lock(&self.models);
+        let average = &mut models.entry(model).or_default().tokens_per_call;
+        let tokens = tokens as f64;
+        *average = Some(average.map_or(tokens, |a| a * 0.7 + tokens * 0.3));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(remaining: u64) -> RateLimitHint {
+        RateLimitHint {
+            remaining_requests: Some(remaining),
+            limit_requests: Some(30),
+            ..RateLimitHint::default()
+        }
+    }
+
+    #[test]
+    fn a_spent_budget_holds_until_a_window_after_its_first_call() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        let (first, _) = pace.try_start(1, t0, wait, true).unwrap();
+        pace.answered(1, Answer::Accepted(Some(&hint(1 + OVERSTATED as u64))), t0);
+        drop(first);
+        let (second, _) = pace.try_start(1, t0, wait, true).unwrap();
+        let held = pace
+            .try_start(1, t0, wait, true)
+            .err()
+            .expect("budget spent");
+        assert_eq!(held, t0 + WINDOW);
+        drop(second);
+        assert!(pace.try_start(1, t0 + WINDOW, wait, true).is_ok());
+    }
+
+    #[test]
+    fn a_silent_refusal_spaces_calls_at_the_rate_accepted() {
+        let pace = Pace::default();
+        let t0 = pace.epoch + Duration::from_secs(5);
+        for _ in 0..30 {
+            let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
+            pace.answered(1, Answer::Accepted(None), t0);
+            drop(ticket);
+        }
+        let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
+        pace.answered(1, Answer::Refused, t0);
+        drop(ticket);
+        let again = pace.try_start(1, t0, Duration::ZERO, true).err().unwrap();
+        assert!(again > t0 + Duration::from_secs(1), "{:?}", again - t0);
+    }
+}
