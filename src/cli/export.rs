@@ -396,7 +396,9 @@ mod tests {
             .collect();
         assert_eq!(header, COLUMNS);
         let record = reader.records().next().expect("a row").expect("valid");
-        assert_eq!(&record[7], "a, \"quoted\"\nanswer");
+        assert_eq!(&record[7], "ab12");
+        assert_eq!(&record[8], "the question");
+        assert_eq!(&record[9], "a, \"quoted\"\nanswer");
     }
 
     #[test]
