@@ -292,7 +292,13 @@ impl Limits {
             job.model.id,
             match result {
                 Ok(completion) => Answer::Accepted(completion.rate_limit.as_ref()),
-                Err(error) if error.rate_limited => Answer::Refused,
+                Err(error) if error.rate_limited => Answer::Refused {
+                    told: error.retry_after.is_some()
+                        || error
+                            .rate_limit
+                            .as_ref()
+                            .is_some_and(|h| h.wait_hint().is_some()),
+                },
                 Err(_) => Answer::Accepted(None),
             },
             Instant::now(),

@@ -7,10 +7,12 @@
 //!   provider names none (LiteLLM's proxy), one window after the first call of the current
 //!   window. The remaining count is read less the calls still in flight, which it may not have
 //!   counted yet.
-//! - **the rate a provider accepted before it refused**, when it says nothing at all: after a
-//!   429 the model's calls are spaced so that no more start in a minute than it accepted in the
-//!   minute before, then spaced a little closer after each success (AIMD). A model with a
-//!   configured `rpm` keeps that instead.
+//! - **the rate a provider accepted before it refused**, when it says nothing at all (no
+//!   budget on its answers, no wait on its 429): after such a 429 the model's calls are spaced
+//!   at the rate it accepted over the last minute (measured over the part of that minute in
+//!   which it answered, so a burst counts as the burst it was), each further silent 429 doubles
+//!   the spacing, and each success narrows it a little (AIMD). A 429 that names its wait is
+//!   left to that wait. A model with a configured `rpm` keeps its `rpm` instead.
 //!
 //! The learned token count per call feeds the `tpm` reservation's estimate.
 
@@ -27,8 +29,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// count it before the call (LiteLLM's proxy, which also admits one fewer than its limit).
 /// Raised by each 429 that came while the budget still read as open.
 const OVERSTATED: i64 = 2;
-/// A window's successes are counted in this many buckets (of two seconds).
+/// A window's successes are counted in this many buckets of [`BUCKET`].
 const BUCKETS: usize = 30;
+const BUCKET: Duration = Duration::from_secs(2);
 
 /// One model's learned pace.
 #[derive(Default)]
@@ -93,6 +96,19 @@ impl ModelPace {
         self.accepted.iter().sum()
     }
 
+    /// How long, of the last window, the provider has been answering: from the oldest bucket
+    /// with a success to now, at least one bucket.
+    fn answering_span(&mut self, second: u64) -> Duration {
+        self.roll(second);
+        let buckets = (0..BUCKETS as u64)
+            .rev()
+            .find(|back| {
+                self.accepted[((second + BUCKETS as u64 - back) % BUCKETS as u64) as usize] > 0
+            })
+            .map_or(1, |back| back + 1);
+        BUCKET * buckets as u32
+    }
+
     /// Clears the buckets of the seconds that passed since the last count.
     fn roll(&mut self, second: u64) {
         let passed = second.saturating_sub(self.accepted_second);
@@ -108,7 +124,10 @@ type Models = Arc<Mutex<HashMap<ModelId, ModelPace>>>;
 /// What the provider answered, as far as pacing goes.
 pub enum Answer<'a> {
     Accepted(Option<&'a RateLimitHint>),
-    Refused,
+    /// A 429; `told` when it named its wait (`Retry-After`, a reset), which then governs.
+    Refused {
+        told: bool,
+    },
 }
 
 /// The learned pace of every model of this process.
@@ -242,7 +261,7 @@ impl Pace {
                     .and_then(|h| h.reset_requests)
                     .and_then(|reset| now.checked_add(reset.min(WINDOW * 60)));
             }
-            Answer::Refused => {
+            Answer::Refused { told } => {
                 if pace.last_remaining.is_some() {
                     // The provider keeps a budget: it is spent, and if it read as open, the
                     // reported count says more than is left.
@@ -253,10 +272,14 @@ impl Pace {
                     pace.budget = Some(0);
                     return;
                 }
-                // Multiplicative decrease: no faster than the provider accepted last minute.
+                if told {
+                    // The provider named its wait; the pause it sets is the pace.
+                    return;
+                }
+                // Multiplicative decrease: no faster than the provider has been accepting.
                 let accepted = pace.accepted_last_window(second).max(1);
-                let floor = WINDOW / accepted;
-                let spacing = pace.spacing.map_or(floor, |s| s.mul_f64(1.5).max(floor));
+                let floor = pace.answering_span(second) / accepted;
+                let spacing = pace.spacing.map_or(floor, |s| (s * 2).max(floor));
                 pace.spacing = Some(spacing.min(WINDOW));
                 pace.next_slot = Some(now + spacing);
             }
@@ -318,16 +341,46 @@ mod tests {
     #[test]
     fn a_silent_refusal_spaces_calls_at_the_rate_accepted() {
         let pace = Pace::default();
-        let t0 = pace.epoch + Duration::from_secs(5);
-        for _ in 0..30 {
-            let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
-            pace.answered(1, Answer::Accepted(None), t0);
+        let t0 = pace.epoch + Duration::from_secs(20);
+        // 30 successes spread over the 10 s before the refusal: 3 a second.
+        for i in 0..30u64 {
+            let at = t0 - Duration::from_millis(10_000 - i * 333);
+            let (ticket, _) = pace.try_start(1, at, Duration::ZERO, true).unwrap();
+            pace.answered(1, Answer::Accepted(None), at);
             drop(ticket);
         }
         let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
-        pace.answered(1, Answer::Refused, t0);
+        pace.answered(1, Answer::Refused { told: false }, t0);
         drop(ticket);
-        let again = pace.try_start(1, t0, Duration::ZERO, true).err().unwrap();
-        assert!(again > t0 + Duration::from_secs(1), "{:?}", again - t0);
+        let spacing = |pace: &Pace| {
+            let first = pace
+                .try_start(1, t0, Duration::from_secs(600), true)
+                .unwrap()
+                .1;
+            let second = pace
+                .try_start(1, t0, Duration::from_secs(600), true)
+                .unwrap()
+                .1;
+            second - first
+        };
+        let once = spacing(&pace);
+        assert!(
+            once >= Duration::from_millis(330) && once <= Duration::from_millis(400),
+            "{once:?}"
+        );
+        // A second silent refusal doubles it.
+        pace.answered(1, Answer::Refused { told: false }, t0);
+        assert!(spacing(&pace) >= once * 2, "{:?}", spacing(&pace));
+    }
+
+    #[test]
+    fn a_refusal_that_names_its_wait_leaves_the_spacing_alone() {
+        let pace = Pace::default();
+        let t0 = pace.epoch + Duration::from_secs(5);
+        let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
+        pace.answered(1, Answer::Refused { told: true }, t0);
+        drop(ticket);
+        assert!(pace.try_start(1, t0, Duration::ZERO, true).is_ok());
+        assert!(pace.try_start(1, t0, Duration::ZERO, true).is_ok());
     }
 }
