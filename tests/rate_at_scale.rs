@@ -27,6 +27,7 @@ macro_rules! on_both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
+                    let _one_at_a_time = crate::SERIAL.lock().await;
                     let db = crate::support::sqlite().await;
                     super::$name(&db).await;
                 }
@@ -36,6 +37,7 @@ macro_rules! on_both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
+                    let _one_at_a_time = crate::SERIAL.lock().await;
                     let Some(db) = crate::support::postgres().await else { return };
                     super::$name(&db).await;
                 }
@@ -45,6 +47,10 @@ macro_rules! on_both {
 }
 
 on_both!(rpm_delivers_its_rate, tpm_delivers_its_rate);
+
+/// These tests measure a rate: run side by side on two cores, each starves the others' claim
+/// loops and leaves slots unused (measured: 82-84 % of the limit with five at once, 97 % alone).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// 300 calls a minute, enforced as 50 in any 10 s.
 const RPM: u64 = 300;
@@ -82,6 +88,7 @@ async fn tpm_delivers_its_rate(db: &support::TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rpm_holds_across_three_worker_processes_on_postgres() {
+    let _one_at_a_time = SERIAL.lock().await;
     let Some(db) = support::postgres().await else {
         return;
     };
