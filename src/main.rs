@@ -29,11 +29,13 @@ fn main() -> ExitCode {
 }
 
 /// Logs to stderr; long-running commands log at info, one-shot commands only warnings, so
-/// that progress bars and JSON output stay readable. `RUST_LOG` overrides.
+/// that progress bars and JSON output stay readable (and not sqlx's slow-statement warnings,
+/// which a loaded disk sets off and which a one-shot command's user cannot act on; `serve`
+/// and `worker` keep them). `RUST_LOG` overrides.
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
         Command::Serve | Command::Worker => "info",
-        _ => "warn",
+        _ => "warn,sqlx::query=error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
