@@ -84,6 +84,12 @@ pub struct CronReport {
     pub schedule_errors: Vec<schedule::PromptScheduleError>,
 }
 
+/// How one processed job's attempt ended before its finish is written.
+enum Attempted {
+    Finished(Finish),
+    HandedBack(ProcessReport),
+}
+
 /// The answer of `POST /api/jobs/process`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -363,7 +369,25 @@ impl App {
                 });
             }
         };
-        let _model_permit = match self.limits().admit(&claimed).await {
+        // A panic anywhere in the attempt becomes its error, as in the worker pool, instead of
+        // a job left `processing` until its lease runs out.
+        let held = crate::engine::guard::Held::of(&claimed);
+        let finish = match crate::engine::guard::catch_panic(self.attempt_one(&claimed)).await {
+            Ok(Ok(Attempted::Finished(finish))) => finish,
+            Ok(Ok(Attempted::HandedBack(report))) => return Ok(report),
+            Ok(Err(err)) => return Err(err),
+            Err(what) => {
+                tracing::error!(job_id = id, attempt = claimed.attempt, panic = %what, "processing a job panicked; its attempt is recorded as failed");
+                held.finish_after_panic(&what, Utc::now(), self.retry_policy())
+            }
+        };
+        self.finish_one(&claimed, finish).await
+    }
+
+    /// The limits' admission and the model call of a claimed job: its finish, or the report of
+    /// a job handed back to wait for its model's limit.
+    async fn attempt_one(&self, claimed: &ClaimedJob) -> AppResult<Attempted> {
+        let _model_permit = match self.limits().admit(claimed).await {
             crate::engine::limits::Admission::Go(permit) => permit,
             crate::engine::limits::Admission::Later(at) => {
                 self.inner
@@ -374,9 +398,9 @@ impl App {
                         (at - Utc::now()).to_std().unwrap_or_default(),
                     )
                     .await?;
-                return Ok(ProcessReport {
+                return Ok(Attempted::HandedBack(ProcessReport {
                     success: true,
-                    job_id: id,
+                    job_id: claimed.job.id,
                     status: JobStatus::Queued,
                     entity_id: None,
                     error_message: Some(format!(
@@ -384,14 +408,14 @@ impl App {
                         claimed.model.name,
                         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     )),
-                });
+                }));
             }
         };
         let started = std::time::Instant::now();
-        let finish = crate::engine::attempt::run_alone(self, &claimed).await;
+        let finish = crate::engine::attempt::run_alone(self, claimed).await;
         self.metrics()
             .observe_call(&claimed.model.name, started.elapsed(), &finish);
-        self.finish_one(&claimed, finish).await
+        Ok(Attempted::Finished(finish))
     }
 
     async fn finish_one(&self, claimed: &ClaimedJob, finish: Finish) -> AppResult<ProcessReport> {

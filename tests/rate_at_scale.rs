@@ -74,7 +74,7 @@ async fn rpm_delivers_its_rate(db: &support::TestDb) {
     let provider = window::start(provider_limits(Some(50), None)).await;
     seed(&db.store, &provider.base_url, json!({"rpm": RPM}), JOBS).await;
     let elapsed = run_in_process(db, Duration::from_secs(120)).await;
-    check(db, &provider, elapsed, RPM, false, false).await;
+    check(db, &provider, elapsed, RPM, false).await;
 }
 
 async fn tpm_delivers_its_rate(db: &support::TestDb) {
@@ -83,7 +83,7 @@ async fn tpm_delivers_its_rate(db: &support::TestDb) {
     // limit holds only if reservations are settled with the tokens actually used.
     seed(&db.store, &provider.base_url, json!({"tpm": TPM}), JOBS).await;
     let elapsed = run_in_process(db, Duration::from_secs(120)).await;
-    check(db, &provider, elapsed, TPM, true, false).await;
+    check(db, &provider, elapsed, TPM, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -107,7 +107,7 @@ async fn rpm_holds_across_three_worker_processes_on_postgres() {
         let status = child.wait().unwrap();
         assert!(status.success(), "a worker exited with {status}");
     }
-    check(&db, &provider, elapsed, RPM, false, true).await;
+    check(&db, &provider, elapsed, RPM, false).await;
 }
 
 fn worker(url: &str) -> Child {
@@ -132,7 +132,6 @@ async fn check(
     elapsed: Duration,
     limit: u64,
     tokens: bool,
-    shared_by_processes: bool,
 ) {
     let summary = db.store.jobs_summary(&JobFilter::default()).await.unwrap();
     assert_eq!(
@@ -144,6 +143,17 @@ async fn check(
         let counts = provider.counts.lock().unwrap();
         let calls = counts.accepted.len() + counts.refused;
         let rate = counts.rate_per_minute(tokens);
+        // PROMPTQ_SHOW_GAPS=1 lists the pauses between accepted calls: a limit's slots gone
+        // unused show up there (this is how a claim loop sleeping through due jobs was found).
+        if std::env::var_os("PROMPTQ_SHOW_GAPS").is_some() {
+            let t0 = counts.accepted[0].0;
+            for w in counts.accepted.windows(2) {
+                let gap = w[1].0 - w[0].0;
+                if gap > Duration::from_millis(300) {
+                    eprintln!("gap {:?} at {:.2?}", gap, w[0].0 - t0);
+                }
+            }
+        }
         let ideal = JOBS as f64 * if tokens { TOKENS_PER_ANSWER } else { 1 } as f64 / limit as f64;
         eprintln!(
             "{} accepted, {} refused; {rate:.0}/min of {limit} ({:.1} %); {elapsed:.1?} for an ideal of {:.1} s",
@@ -157,23 +167,11 @@ async fn check(
             "{} of {calls} calls refused",
             counts.refused
         );
-        // 97 % is the design (calls are spaced 3 % wider than the limit); measured here 97 % on
-        // an idle machine, and down to 92 % with the machine's two cores shared by a dozen
-        // compilers, when a late worker leaves a slot unreserved. The bound allows for that.
-        // KNOWN GAP: one in-process pool on PostgreSQL reaches only 80-84 % since the
-        // limiter was merged with the database-clock and fencing work (three worker processes
-        // on PostgreSQL and one pool on SQLite still reach the design); until that is found,
-        // its bound only guards against the collapse this test was written for (2 % before).
-        let in_process_postgres = db.url.starts_with("postgres") && !shared_by_processes;
-        // tpm starts from a 512-token estimate of 2,000-token answers and settles after each
-        // call, which costs its first window: measured 89.9-95 % (a second known gap).
-        let floor = if in_process_postgres {
-            0.75
-        } else if tokens {
-            0.85
-        } else {
-            0.90
-        };
+        // 97 % is the design (calls are spaced 3 % wider than the limit), measured on SQLite and
+        // PostgreSQL, rpm and tpm, one pool or three processes. The bound leaves room for a
+        // loaded machine without letting a lost slot in every few seconds pass (that measured
+        // 78-92 %).
+        let floor = 0.93;
         assert!(
             rate >= floor * limit as f64,
             "{rate:.0} a minute is under {:.0} % of {limit}",

@@ -4,7 +4,7 @@
 //!
 //! Only the catching and the outcome live here; the pool ([`super::worker`]) drops the
 //! attempt from its bookkeeping (stopping its heartbeat), returns its slot and writes the
-//! finish.
+//! finish, and `POST /api/jobs/process` writes the same finish for its one job.
 
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
@@ -16,25 +16,22 @@ use crate::providers::{MAX_MESSAGE_CHARS, one_line};
 
 use super::retry::{RetryPolicy, later};
 
-/// Polls `task` to its end; `Some(message)` when it panicked.
-pub async fn catch_panic(task: impl std::future::Future<Output = ()>) -> Option<String> {
+/// Polls `task` to its end: its output, or the panic's message when it panicked.
+pub async fn catch_panic<T>(task: impl std::future::Future<Output = T>) -> Result<T, String> {
     let mut task = std::pin::pin!(task);
-    let payload = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         // The task is not polled again after a panic, so no broken state of it is observed.
         match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
-            Ok(Poll::Ready(())) => Poll::Ready(None),
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Some(payload)),
+            Err(payload) => Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned()))),
         }
     })
-    .await?;
-    Some(
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned()),
-    )
+    .await
 }
 
 /// What the pool must know of an attempt to hand its job back if its task panics.
@@ -106,11 +103,12 @@ mod tests {
             panic!("boom at {}", 42);
         })
         .await;
-        assert_eq!(caught.as_deref(), Some("boom at 42"));
-        assert_eq!(
-            catch_panic(async { tokio::task::yield_now().await }).await,
-            None
-        );
+        assert_eq!(caught, Err::<(), _>("boom at 42".to_owned()));
+        let clean = catch_panic(async {
+            tokio::task::yield_now().await;
+            7
+        });
+        assert_eq!(clean.await, Ok(7));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod attempt;
 pub mod dispatch;
+pub mod due;
 pub mod guard;
 pub mod limits;
 pub mod pace;

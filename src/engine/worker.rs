@@ -17,7 +17,7 @@
 //! fails once its attempts are spent), gives its slot back and stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 use crate::store::Clock;
 
 use super::attempt::heartbeat_interval;
+use super::due::DueTimes;
 use super::guard::{Held, catch_panic};
 use super::limits::Admission;
 use super::retry::decide;
@@ -87,8 +88,8 @@ struct Shared {
     running: Mutex<HashMap<AttemptKey, Running>>,
     slots: Arc<Semaphore>,
     slot_freed: Notify,
-    /// The earliest retry this process scheduled, in ms since the epoch (i64::MAX: none).
-    next_retry_ms: AtomicI64,
+    /// When the jobs this process handed back or scheduled for a retry fall due.
+    due: DueTimes,
 }
 
 /// Runs the pool until `shutdown` is cancelled and everything it held is written or released.
@@ -107,7 +108,7 @@ pub async fn run_pool(
         options,
         running: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
-        next_retry_ms: AtomicI64::new(i64::MAX),
+        due: DueTimes::default(),
     });
     let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
     let stop_background = CancellationToken::new();
@@ -222,6 +223,7 @@ async fn claim_loop(
                 }
             }
             () = shared.slot_freed.notified() => {}
+            () = shared.due.sooner.notified(), if idle => {}
             () = &mut announced => {
                 idle = false;
                 announced = Box::pin(work_available.clone().notified_owned());
@@ -274,7 +276,7 @@ async fn supervised(
     finish_tx: &mpsc::Sender<Finish>,
     task: impl std::future::Future<Output = ()>,
 ) {
-    let Some(what) = catch_panic(task).await else {
+    let Err(what) = catch_panic(task).await else {
         return;
     };
     // Still ours unless its finish was already sent or its lease lost; then nothing to do.
@@ -288,9 +290,7 @@ async fn supervised(
     tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked; its attempt is recorded as failed");
     let finish = held.finish_after_panic(&what, Utc::now(), shared.app.retry_policy());
     if let Outcome::Retry { at, .. } = &finish.outcome {
-        shared
-            .next_retry_ms
-            .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+        shared.due.add(*at);
     }
     if finish_tx.send(finish).await.is_err() {
         tracing::warn!(
@@ -301,16 +301,7 @@ async fn supervised(
 }
 
 fn sleep_until_next_retry(shared: &Shared) -> Duration {
-    let next = shared.next_retry_ms.load(Ordering::Relaxed);
-    if next == i64::MAX {
-        return Duration::MAX;
-    }
-    let now = Utc::now().timestamp_millis();
-    if next <= now {
-        shared.next_retry_ms.store(i64::MAX, Ordering::Relaxed);
-        return Duration::ZERO;
-    }
-    Duration::from_millis((next - now) as u64)
+    shared.due.wait(Utc::now()).unwrap_or(Duration::MAX)
 }
 
 async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finish>) {
@@ -329,9 +320,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
             {
                 tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire");
             }
-            shared
-                .next_retry_ms
-                .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+            shared.due.add(at);
             return;
         }
     };
@@ -359,9 +348,7 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
         .metrics()
         .observe_call(&job.model.name, elapsed, &finish);
     if let Outcome::Retry { at, .. } = &finish.outcome {
-        shared
-            .next_retry_ms
-            .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+        shared.due.add(*at);
     }
     // Gone from `running` before the finish is sent, so a shutdown never releases an attempt
     // whose outcome is on its way. Keyed by attempt: a stale attempt that ends late leaves the
