@@ -30,7 +30,7 @@ impl App {
                 "batches must be between 1 and {MAX_PAGE}"
             )));
         }
-        let store = &self.inner.store;
+        let store = self.store();
         let (batches, pauses) = tokio::try_join!(
             store.batches_recent(batches),
             store.pauses_active(Utc::now())

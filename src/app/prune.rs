@@ -67,7 +67,7 @@ impl App {
         let cutoff = now
             .checked_sub_signed(request.older_than)
             .ok_or_else(|| AppError::BadInput("the age to prune is too large".into()))?;
-        let store = &self.inner.store;
+        let store = self.store();
         if !request.apply {
             let mut counts = store.prune_count(cutoff).await?;
             if !request.jobs {

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ProviderKind;
-use crate::engine::worker::{PoolOptions, run_pool};
 use crate::schedule::Trigger;
 use crate::store::{NewModel, NewPrompt, Store};
 
@@ -313,11 +312,7 @@ async fn seed(
 /// costs the database nothing.
 async fn drain(app: &App, jobs: u64) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let pool = tokio::spawn(run_pool(
-        app.clone(),
-        PoolOptions::for_app(app),
-        shutdown.clone(),
-    ));
+    let pool = app.spawn_pool(shutdown.clone());
     let deadline = Instant::now() + Duration::from_secs(600);
     while app.metrics().succeeded.load(Ordering::Relaxed) < jobs {
         anyhow::ensure!(

@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ProviderKind;
-use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::{JobFilter, NewModel, NewPrompt, Store};
 
 pub const RPM: u64 = 300;
@@ -87,13 +86,7 @@ pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigur
     let started = Instant::now();
     let handles: Vec<_> = apps
         .iter()
-        .map(|app| {
-            tokio::spawn(run_pool(
-                app.clone(),
-                PoolOptions::for_app(app),
-                shutdown.clone(),
-            ))
-        })
+        .map(|app| app.spawn_pool(shutdown.clone()))
         .collect();
     let deadline = started + Duration::from_secs(600);
     loop {

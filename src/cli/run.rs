@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::{BatchKey, ProviderKind, Summary};
-use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::{JobFilter, NewModel, NewPrompt};
 
 /// Schedules the batch, then runs the pool until no job of it is queued or processing.
@@ -30,11 +29,7 @@ pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow:
 /// Runs the worker pool until the batch has nothing left to do (or Ctrl-C), showing progress.
 async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
     let shutdown = CancellationToken::new();
-    let pool = tokio::spawn(run_pool(
-        app.clone(),
-        PoolOptions::for_app(app),
-        shutdown.clone(),
-    ));
+    let pool = app.spawn_pool(shutdown.clone());
     let filter = JobFilter {
         batch_key: Some(batch_key.to_owned()),
         ..JobFilter::default()

@@ -9,9 +9,8 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::run_scheduler;
 use crate::config::Config;
-use crate::engine::scheduler::run_scheduler;
-use crate::engine::worker::{PoolOptions, run_pool};
 
 pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> {
     if with_http {
@@ -39,11 +38,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         None
     };
 
-    let pool = tokio::spawn(run_pool(
-        app.clone(),
-        PoolOptions::for_app(&app),
-        shutdown.clone(),
-    ));
+    let pool = app.spawn_pool(shutdown.clone());
     let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
     let retention = crate::app::spawn_retention(app.clone(), shutdown.clone());
     tracing::info!(

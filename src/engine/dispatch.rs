@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::app::App;
+use crate::engine::runtime::Runtime;
 use crate::store::Clock;
 
 /// What a fan-out did.
@@ -46,18 +46,18 @@ fn client() -> &'static reqwest::Client {
 }
 
 /// Sends every due queued job to `{APP_URL}/api/jobs/process`.
-pub async fn fan_out(app: &App) -> FanOutReport {
+pub async fn fan_out(runtime: &Runtime) -> FanOutReport {
     let mut report = FanOutReport::default();
-    let Some(base) = app.config().app_url.clone() else {
+    let Some(base) = runtime.config().app_url.clone() else {
         tracing::error!("DISPATCH=http without APP_URL: nothing sent");
         return report;
     };
     let now = Clock::Database;
-    match app.store().jobs_rescue_expired(now).await {
+    match runtime.store().jobs_rescue_expired(now).await {
         Ok(rescued) => report.rescued = rescued.len(),
         Err(err) => tracing::warn!(error = %err, "rescue before fan-out failed"),
     }
-    let ids = match app.store().jobs_due_ids(now, MAX_PER_PASS).await {
+    let ids = match runtime.store().jobs_due_ids(now, MAX_PER_PASS).await {
         Ok(ids) => ids,
         Err(err) => {
             tracing::error!(error = %err, "cannot list due jobs for the fan-out");
@@ -65,10 +65,10 @@ pub async fn fan_out(app: &App) -> FanOutReport {
         }
     };
     let url = format!("{base}/api/jobs/process");
-    let secret = app.config().cron_secret.clone();
+    let secret = runtime.config().cron_secret.clone();
     // A model call can take MODEL_TIMEOUT_SECS; the HTTP call waits a little longer.
-    let timeout = app.config().model_timeout + Duration::from_secs(15);
-    let concurrency = app.config().worker_concurrency.max(1);
+    let timeout = runtime.config().model_timeout + Duration::from_secs(15);
+    let concurrency = runtime.config().worker_concurrency.max(1);
     report.sent = ids.len();
     let statuses: Vec<Option<u16>> = futures_util::stream::iter(ids)
         .map(|id| {

@@ -1,7 +1,8 @@
 //! Running jobs: the worker pool, retries, the built-in cron and the HTTP fan-out.
 //!
-//! The engine depends on the store and provider contracts and on the use cases in
-//! [`crate::app`], never on a backend or on an LLM API directly.
+//! Everything here takes one [`runtime::Runtime`] (store, providers, limits, retry policy,
+//! metrics, wake-up signal, settings); the engine depends on the store and provider contracts,
+//! never on the use cases above it ([`crate::app`]), a backend or an LLM API directly.
 
 pub mod attempt;
 pub mod dispatch;
@@ -10,5 +11,5 @@ pub mod guard;
 pub mod limits;
 pub mod pace;
 pub mod retry;
-pub mod scheduler;
+pub mod runtime;
 pub mod worker;

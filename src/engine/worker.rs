@@ -26,15 +26,13 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 use crate::store::Clock;
 
-use super::attempt::heartbeat_interval;
+use super::attempt::{self, Ended, heartbeat_interval};
 use super::due::DueTimes;
 use super::guard::{Held, catch_panic};
-use super::limits::Admission;
-use super::retry::decide;
+use super::runtime::Runtime;
 
 /// An attempt: the job and the claim number that fences its writes.
 type AttemptKey = (JobId, i32);
@@ -59,17 +57,19 @@ pub struct PoolOptions {
 }
 
 impl PoolOptions {
-    pub fn for_app(app: &App) -> Self {
-        let lease = app.config().job_lease;
+    /// The settings' pool: `WORKER_CONCURRENCY` slots, leases of `JOB_LEASE_SECS`.
+    pub fn for_app(runtime: &impl AsRef<Runtime>) -> Self {
+        let config = runtime.as_ref().config();
+        let lease = config.job_lease;
         PoolOptions {
-            concurrency: app.config().worker_concurrency,
+            concurrency: config.worker_concurrency,
             max_claim: 200,
-            prefetch: app.config().worker_concurrency.clamp(1, 200),
+            prefetch: config.worker_concurrency.clamp(1, 200),
             max_finish: 500,
             poll_interval: Duration::from_secs(1),
             // A dead process's jobs come back within one lease plus half a lease.
             rescue_interval: (lease / 2).max(Duration::from_secs(1)),
-            shutdown_grace: app.config().shutdown_grace,
+            shutdown_grace: config.shutdown_grace,
         }
     }
 }
@@ -83,7 +83,7 @@ struct Running {
 }
 
 struct Shared {
-    app: App,
+    rt: Runtime,
     options: PoolOptions,
     running: Mutex<HashMap<AttemptKey, Running>>,
     slots: Arc<Semaphore>,
@@ -94,7 +94,7 @@ struct Shared {
 
 /// Runs the pool until `shutdown` is cancelled and everything it held is written or released.
 pub async fn run_pool(
-    app: App,
+    runtime: impl Into<Runtime>,
     options: PoolOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -104,7 +104,7 @@ pub async fn run_pool(
     }
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(options.concurrency)),
-        app,
+        rt: runtime.into(),
         options,
         running: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
@@ -116,9 +116,9 @@ pub async fn run_pool(
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
     let rescuer = tokio::spawn(rescuer(shared.clone(), stop_background.clone()));
     let listener = shared
-        .app
+        .rt
         .store()
-        .spawn_job_listener(shared.app.work_available(), stop_background.clone());
+        .spawn_job_listener(shared.rt.work_available(), stop_background.clone());
 
     let mut tasks = JoinSet::new();
     claim_loop(&shared, &finish_tx, &mut tasks, &shutdown).await;
@@ -156,8 +156,8 @@ async fn claim_loop(
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) {
-    let work_available = shared.app.work_available();
-    let metrics = shared.app.metrics();
+    let work_available = shared.rt.work_available();
+    let metrics = shared.rt.metrics();
     // Jobs claimed ahead of free slots, so that a freed slot starts its next job without
     // waiting for a round trip to the database.
     let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
@@ -190,8 +190,8 @@ async fn claim_loop(
             // Re-armed before the claim, so that work announced while it runs is not missed.
             announced = Box::pin(work_available.clone().notified_owned());
             announced.as_mut().enable();
-            let store = shared.app.store().clone();
-            let lease = shared.app.config().job_lease;
+            let store = shared.rt.store().clone();
+            let lease = shared.rt.config().job_lease;
             claiming = Some(Box::pin(async move {
                 store.jobs_claim(asked as i64, Clock::Database, lease).await
             }));
@@ -288,7 +288,7 @@ async fn supervised(
         return;
     }
     tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked; its attempt is recorded as failed");
-    let finish = held.finish_after_panic(&what, Utc::now(), shared.app.retry_policy());
+    let finish = held.finish_after_panic(&what, Utc::now(), shared.rt.retry_policy());
     if let Outcome::Retry { at, .. } = &finish.outcome {
         shared.due.add(*at);
     }
@@ -305,56 +305,31 @@ fn sleep_until_next_retry(shared: &Shared) -> Duration {
 }
 
 async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finish>) {
-    let limits = shared.app.limits();
-    let model_permit = match limits.admit(&job).await {
-        Admission::Go(permit) => permit,
-        Admission::Later(at) => {
-            // A long wait for a limit goes back to the queue instead of holding a slot.
-            lock(&shared.running).remove(&(job.job.id, job.attempt));
-            if let Err(err) = Box::pin(shared.app.store().jobs_release(
-                &[(job.job.id, job.attempt)],
-                Clock::Database,
-                (at - Utc::now()).to_std().unwrap_or_default(),
-            ))
-            .await
-            {
-                tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire");
-            }
-            shared.due.add(at);
-            return;
+    let key = (job.job.id, job.attempt);
+    let mark_started = || {
+        if let Some(running) = lock(&shared.running).get_mut(&key) {
+            running.started = true;
         }
     };
-    if let Some(running) = lock(&shared.running).get_mut(&(job.job.id, job.attempt)) {
-        running.started = true;
-    }
-    let started = std::time::Instant::now();
-    let result = shared
-        .app
-        .providers()
-        .complete(&job.model, &job.prompt_text, job.job.run_index, job.attempt)
-        .await;
-    let elapsed = started.elapsed();
-    limits.observe(&job, &result).await;
-    drop(model_permit);
-    let finish = decide(
-        &job,
-        result,
-        Utc::now(),
-        shared.app.retry_policy(),
-        &mut rand::rng(),
-    );
-    shared
-        .app
-        .metrics()
-        .observe_call(&job.model.name, elapsed, &finish);
-    if let Outcome::Retry { at, .. } = &finish.outcome {
-        shared.due.add(*at);
-    }
+    // Lost leases are stopped by the pool's heartbeat, which aborts this task.
+    let ended = attempt::run(&shared.rt, &job, std::future::pending(), mark_started).await;
     // Gone from `running` before the finish is sent, so a shutdown never releases an attempt
     // whose outcome is on its way. Keyed by attempt: a stale attempt that ends late leaves the
     // live attempt of its job (and that attempt's heartbeat) alone.
-    lock(&shared.running).remove(&(job.job.id, job.attempt));
-    let _ = finish_tx.send(finish).await;
+    lock(&shared.running).remove(&key);
+    match ended {
+        Ok(Ended::Finished(finish)) => {
+            if let Outcome::Retry { at, .. } = &finish.outcome {
+                shared.due.add(*at);
+            }
+            let _ = finish_tx.send(finish).await;
+        }
+        // A long wait for a limit went back to the queue instead of holding a slot.
+        Ok(Ended::HandedBack(at)) => shared.due.add(at),
+        Err(err) => {
+            tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire")
+        }
+    }
 }
 
 /// Writes outcomes in batches: whatever arrived while the previous batch was written.
@@ -375,54 +350,16 @@ async fn finisher(shared: Arc<Shared>, mut finishes: mpsc::Receiver<Finish>) {
 
 async fn write_finishes(shared: &Shared, batch: &[Finish]) {
     let mut failures = 0u32;
-    let results = loop {
-        match shared.app.store().jobs_finish(batch, Clock::Database).await {
-            Ok(results) => break results,
-            Err(err) => {
-                // The database is away: keep the outcomes and try again. If it stays away
-                // past the leases, the stale finishes change nothing and rescue re-runs them.
-                failures += 1;
-                tracing::warn!(error = %err, jobs = batch.len(), "finish failed; retrying");
-                if failures > 300 {
-                    tracing::error!(jobs = batch.len(), "giving up on a batch of finishes");
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
-            }
+    while let Err(err) = attempt::record(&shared.rt, batch).await {
+        // The database is away: keep the outcomes and try again. If it stays away past the
+        // leases, the stale finishes change nothing and rescue re-runs them.
+        failures += 1;
+        tracing::warn!(error = %err, jobs = batch.len(), "finish failed; retrying");
+        if failures > 300 {
+            tracing::error!(jobs = batch.len(), "giving up on a batch of finishes");
+            return;
         }
-    };
-    let metrics = shared.app.metrics();
-    for (finish, result) in batch.iter().zip(&results) {
-        metrics.observe_finish(finish, result.applied);
-        if !result.applied {
-            tracing::info!(
-                job_id = finish.job_id,
-                attempt = finish.attempt,
-                "stale finish ignored"
-            );
-            continue;
-        }
-        log_finish(finish, result.response_id);
-    }
-}
-
-/// One line per job finish, with its ids.
-pub fn log_finish(finish: &Finish, response_id: Option<i64>) {
-    match &finish.outcome {
-        Outcome::Succeeded(_) => {
-            tracing::info!(
-                job_id = finish.job_id,
-                attempt = finish.attempt,
-                response_id,
-                "job succeeded"
-            );
-        }
-        Outcome::Retry { at, error, .. } => {
-            tracing::info!(job_id = finish.job_id, attempt = finish.attempt, retry_at = %at, error = %error.message, "job will be retried");
-        }
-        Outcome::Failed(error) => {
-            tracing::warn!(job_id = finish.job_id, attempt = finish.attempt, error = %error.message, "job failed");
-        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
     }
 }
 
@@ -430,7 +367,7 @@ pub fn log_finish(finish: &Finish, response_id: Option<i64>) {
 /// lost its job (rescued after a long pause, or cancelled) is stopped: its result would be
 /// discarded anyway.
 async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
-    let lease = shared.app.config().job_lease;
+    let lease = shared.rt.config().job_lease;
     let every = heartbeat_interval(lease);
     loop {
         tokio::select! {
@@ -441,9 +378,9 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         if attempts.is_empty() {
             continue;
         }
-        let lease = shared.app.config().job_lease;
+        let lease = shared.rt.config().job_lease;
         match shared
-            .app
+            .rt
             .store()
             .jobs_heartbeat(&attempts, Clock::Database, lease)
             .await
@@ -479,20 +416,15 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
 /// Rescues the expired leases of dead processes (and of this one, at start-up).
 async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
-        match shared
-            .app
-            .store()
-            .jobs_rescue_expired(Clock::Database)
-            .await
-        {
+        match shared.rt.store().jobs_rescue_expired(Clock::Database).await {
             Ok(rescued) if !rescued.is_empty() => {
                 shared
-                    .app
+                    .rt
                     .metrics()
                     .rescued
                     .fetch_add(rescued.len() as u64, Ordering::Relaxed);
                 tracing::warn!(jobs = rescued.len(), "rescued jobs whose lease expired");
-                shared.app.work_available().notify_waiters();
+                shared.rt.work_available().notify_waiters();
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "rescue failed; trying again later"),
@@ -534,14 +466,14 @@ async fn release(shared: &Shared, attempts: &[(JobId, i32)]) {
         return;
     }
     match shared
-        .app
+        .rt
         .store()
         .jobs_release(attempts, Clock::Database, Duration::ZERO)
         .await
     {
         Ok(released) => {
             shared
-                .app
+                .rt
                 .metrics()
                 .released
                 .fetch_add(released, Ordering::Relaxed);

@@ -13,10 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, empty_as_none};
 use super::{Success, success};
-use crate::app::{App, CronReport, JobDetail, ProcessReport, StatusQuery, StatusReport};
+use crate::app::{
+    App, CronReport, FanOutReport, JobDetail, ProcessReport, StatusQuery, StatusReport,
+};
 use crate::config::DispatchMode;
 use crate::domain::{BatchKey, JobId, JobStatus};
-use crate::engine::dispatch::FanOutReport;
 use crate::store::{JobFilter, JobSelector, JobStats, Page, ResponseFilter, StoredResponse};
 
 /// `?batchKey=` of `/api/cron`: the slot to backfill instead of the current one.
@@ -88,7 +89,7 @@ async fn run_cron(app: &App, batch_key: Option<BatchKey>) -> ApiResult<Json<Cron
     // `POST /api/jobs/process` call, and waits, because a function may be frozen as soon as it
     // has answered.
     let dispatch = if app.config().dispatch == DispatchMode::Http {
-        Some(crate::engine::dispatch::fan_out(app).await)
+        Some(app.fan_out().await)
     } else {
         None
     };

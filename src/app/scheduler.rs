@@ -12,7 +12,7 @@
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use super::App;
 use crate::schedule::Trigger;
 
 /// How long the loop sleeps at most before it looks at the schedules again, so that a prompt
@@ -67,6 +67,6 @@ async fn pass(app: &App, slot: chrono::DateTime<Utc>) {
         Err(err) => tracing::error!(error = %err, %slot, "scheduled pass failed"),
     }
     if app.config().dispatch == crate::config::DispatchMode::Http {
-        super::dispatch::fan_out(app).await;
+        app.fan_out().await;
     }
 }

@@ -1,0 +1,108 @@
+//! Scheduling passes: which prompts are due, the jobs of their batch created once, and the
+//! HTTP fan-out that follows when jobs are dispatched one HTTP call each.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::BatchKey;
+pub use crate::engine::dispatch::FanOutReport;
+use crate::schedule::{self, Schedule, Trigger};
+use crate::store::{Clock, EnqueueOptions};
+
+use super::{App, AppError, AppResult};
+
+/// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronReport {
+    pub success: bool,
+    pub message: String,
+    pub prompt_count: u64,
+    pub jobs_created: u64,
+    pub batch_key: String,
+    /// Prompts left out because their own schedule is broken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule_errors: Vec<schedule::PromptScheduleError>,
+}
+
+impl App {
+    // ---- scheduling
+
+    /// One scheduling pass: creates the jobs of every due prompt for the trigger's batch.
+    pub async fn run_cron(&self, trigger: Trigger) -> AppResult<CronReport> {
+        let backfill = matches!(trigger, Trigger::Backfill { .. });
+        let prompts = self.store().prompts_schedulable().await?;
+        let plan = schedule::plan(&prompts, self.default_schedule(), trigger)
+            .map_err(|err| AppError::BadInput(err.to_string()))?;
+        let report = self
+            .store()
+            .jobs_enqueue(
+                &plan.batches,
+                EnqueueOptions {
+                    now: Clock::Database,
+                    max_attempts: self.config().max_attempts,
+                    mark_prompts: !backfill,
+                },
+            )
+            .await?;
+        if report.jobs_created > 0 {
+            self.runtime().announce_work();
+        }
+        Ok(CronReport {
+            success: true,
+            message: format!(
+                "Enqueued {} jobs for {} prompts",
+                report.jobs_created, report.prompt_count
+            ),
+            prompt_count: report.prompt_count,
+            jobs_created: report.jobs_created,
+            batch_key: plan.batch_key.to_string(),
+            schedule_errors: plan.errors,
+        })
+    }
+
+    /// The soonest slot after `after` of the global schedule and of every active prompt's own
+    /// schedule (broken per-prompt schedules are left out: the pass reports them).
+    pub async fn next_scheduled_slot(
+        &self,
+        after: DateTime<Utc>,
+    ) -> AppResult<Option<DateTime<Utc>>> {
+        let mut expressions: Vec<String> = self
+            .store()
+            .prompts_schedulable()
+            .await?
+            .into_iter()
+            .filter_map(|prompt| prompt.schedule)
+            .filter(|expr| !expr.trim().is_empty())
+            .collect();
+        expressions.sort();
+        expressions.dedup();
+        let tz = self.default_schedule().time_zone();
+        let mut next = self.default_schedule().next_tick(after).ok().flatten();
+        for expr in expressions {
+            if let Ok(schedule) = Schedule::parse(&expr, tz)
+                && let Ok(Some(slot)) = schedule.next_tick(after)
+            {
+                next = Some(next.map_or(slot, |n| n.min(slot)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// The pass an outside trigger asks for: the current batch, or `batch_key` to backfill.
+    pub async fn trigger_cron(&self, batch_key: Option<BatchKey>) -> AppResult<CronReport> {
+        let trigger = match batch_key {
+            Some(batch_key) => Trigger::Backfill { batch_key },
+            // Due-ness by the database's clock, so that every process picks the same slot.
+            None => Trigger::External {
+                now: self.store().clock_now().await?,
+            },
+        };
+        self.run_cron(trigger).await
+    }
+
+    /// Sends every due queued job to `{APP_URL}/api/jobs/process` (`DISPATCH=http`).
+    pub async fn fan_out(&self) -> FanOutReport {
+        crate::engine::dispatch::fan_out(self.runtime()).await
+    }
+}

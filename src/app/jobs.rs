@@ -1,0 +1,250 @@
+//! Running and acting on jobs: one job's attempt for `POST /api/jobs/process`, the worker
+//! pool, status and detail, retry and cancel.
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
+use crate::engine::attempt::{self, Ended};
+use crate::engine::worker::{PoolOptions, run_pool};
+use crate::store::{
+    AttemptRecord, ClaimOne, Clock, JobFilter, JobSelector, Page, ResponseFilter, StoredResponse,
+};
+
+use super::{App, AppError, AppResult, check_page};
+
+/// The answer of `POST /api/jobs/process`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessReport {
+    pub success: bool,
+    pub job_id: JobId,
+    pub status: JobStatus,
+    /// The stored response's id, for a success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// A job query as the status endpoint and the CLI take it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusQuery {
+    pub filter: JobFilter,
+    pub page: Page,
+}
+
+/// Summary counts of every matching job and one page of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub success: bool,
+    pub summary: Summary,
+    pub jobs: Vec<Job>,
+    /// `processing` jobs whose lease has expired (waiting for a rescue).
+    pub expired_leases: i64,
+    /// Providers and models paused now (rate limited, or an account error), with why.
+    pub pauses: Vec<crate::store::Pause>,
+}
+
+/// One job with its attempts and its stored response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDetail {
+    pub job: Job,
+    pub attempts: Vec<AttemptRecord>,
+    pub response: Option<StoredResponse>,
+}
+
+impl App {
+    // ---- running one job (serverless dispatch)
+
+    /// Claims one queued job, runs its model call, stores the outcome.
+    pub async fn process_job(&self, id: JobId) -> AppResult<ProcessReport> {
+        let claimed = match self
+            .store()
+            .job_claim(id, Clock::Database, self.config().job_lease)
+            .await?
+        {
+            ClaimOne::Claimed(claimed) => {
+                self.metrics()
+                    .claimed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                claimed
+            }
+            ClaimOne::NotFound => return Err(AppError::NotFound(format!("job {id} not found"))),
+            ClaimOne::NotClaimable(status) => {
+                return Err(AppError::Conflict(format!(
+                    "job {id} is {status}, not queued"
+                )));
+            }
+            ClaimOne::Skipped => {
+                return Ok(ProcessReport {
+                    success: true,
+                    job_id: id,
+                    status: JobStatus::Skipped,
+                    entity_id: None,
+                    error_message: Some(crate::store::SKIPPED_INACTIVE.to_owned()),
+                });
+            }
+        };
+        let runtime = self.runtime();
+        let lease_lost = attempt::beat_alone(runtime, &claimed);
+        match attempt::run(runtime, &claimed, lease_lost, || {}).await? {
+            Ended::Finished(finish) => self.finish_one(&claimed, finish).await,
+            Ended::HandedBack(at) => Ok(ProcessReport {
+                success: true,
+                job_id: id,
+                status: JobStatus::Queued,
+                entity_id: None,
+                error_message: Some(format!(
+                    "model {} is rate limited or paused; the job is due again at {}",
+                    claimed.model.name,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )),
+            }),
+        }
+    }
+
+    async fn finish_one(&self, claimed: &ClaimedJob, finish: Finish) -> AppResult<ProcessReport> {
+        let error_message = match &finish.outcome {
+            Outcome::Succeeded(_) => None,
+            Outcome::Retry { error, .. } | Outcome::Failed(error) => Some(error.message.clone()),
+        };
+        let result = attempt::record(self.runtime(), std::slice::from_ref(&finish))
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::Internal("finish returned no result".into()))?;
+        if !result.applied {
+            return Err(AppError::Conflict(format!(
+                "job {} changed while attempt {} ran (its lease expired or it was cancelled); the result was discarded",
+                claimed.job.id, claimed.attempt
+            )));
+        }
+        Ok(ProcessReport {
+            success: true,
+            job_id: claimed.job.id,
+            status: result.status.unwrap_or(JobStatus::Processing),
+            entity_id: result.response_id,
+            error_message,
+        })
+    }
+
+    /// Starts the worker pool of `WORKER_CONCURRENCY` slots; it runs until `shutdown`, then
+    /// hands back what it still holds.
+    pub fn spawn_pool(&self, shutdown: CancellationToken) -> JoinHandle<anyhow::Result<()>> {
+        let runtime = self.runtime().clone();
+        tokio::spawn(run_pool(
+            runtime.clone(),
+            PoolOptions::for_app(&runtime),
+            shutdown,
+        ))
+    }
+
+    // ---- observing
+
+    pub async fn status(&self, query: &StatusQuery) -> AppResult<StatusReport> {
+        check_page(query.page)?;
+        let store = self.store();
+        let now = Utc::now();
+        let (summary, jobs, expired, pauses) = tokio::try_join!(
+            store.jobs_summary(&query.filter),
+            store.jobs_list(&query.filter, query.page),
+            store.jobs_count_expired(Clock::Database),
+            store.pauses_active(now),
+        )?;
+        Ok(StatusReport {
+            success: true,
+            summary,
+            jobs,
+            expired_leases: expired,
+            pauses,
+        })
+    }
+
+    pub async fn job_detail(&self, id: JobId) -> AppResult<JobDetail> {
+        let store = self.store();
+        let job = store
+            .job_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+        let attempts = store.job_attempts(id).await?;
+        let response = store
+            .responses_list(
+                &ResponseFilter {
+                    job_id: Some(id),
+                    ..ResponseFilter::default()
+                },
+                Page {
+                    limit: 1,
+                    offset: 0,
+                },
+            )
+            .await?
+            .pop();
+        Ok(JobDetail {
+            job,
+            attempts,
+            response,
+        })
+    }
+
+    pub async fn responses(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> AppResult<Vec<StoredResponse>> {
+        check_page(page)?;
+        Ok(self.store().responses_list(filter, page).await?)
+    }
+
+    // ---- acting on jobs
+
+    /// `failed | skipped → queued` with a fresh budget of attempts.
+    pub async fn retry(&self, selector: &JobSelector) -> AppResult<u64> {
+        if let JobSelector::One(id) = selector {
+            self.expect_job_status(*id, &[JobStatus::Failed, JobStatus::Skipped], "retried")
+                .await?;
+        }
+        let retried = self
+            .store()
+            .jobs_retry(selector, self.config().max_attempts, Clock::Database)
+            .await?;
+        if retried > 0 {
+            self.runtime().announce_work();
+        }
+        Ok(retried)
+    }
+
+    /// `queued → skipped`.
+    pub async fn cancel(&self, selector: &JobSelector) -> AppResult<u64> {
+        if let JobSelector::One(id) = selector {
+            self.expect_job_status(*id, &[JobStatus::Queued], "cancelled")
+                .await?;
+        }
+        Ok(self.store().jobs_cancel(selector, Utc::now()).await?)
+    }
+
+    async fn expect_job_status(
+        &self,
+        id: JobId,
+        allowed: &[JobStatus],
+        verb: &str,
+    ) -> AppResult<()> {
+        let job = self
+            .store()
+            .job_get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+        if allowed.contains(&job.status) {
+            Ok(())
+        } else {
+            Err(AppError::Conflict(format!(
+                "job {id} is {}, it cannot be {verb}",
+                job.status
+            )))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The use cases: every face of promptq (HTTP, CLI, built-in cron, worker pool) calls these
+//! and holds no logic of its own.
+//!
+//! [`App`] holds the engine's [`Runtime`] (store, providers, limits, settings) and the global
+//! schedule, and turns their errors into [`AppError`], whose variants say what the caller
+//! should answer (400, 404, 409, 503, 500). One file per use case: scheduling passes
+//! ([`cron`], [`scheduler`]), running and acting on jobs ([`jobs`]), models and prompts
+//! ([`library`], [`catalog`] for whole-file imports), reports ([`reports`], [`overview`],
+//! [`export`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
+//! that need the database (an unknown id, a job that is not queued) are made here.
+
+mod catalog;
+mod cron;
+mod export;
+mod jobs;
+mod library;
+mod overview;
+mod prune;
+mod reports;
+mod scheduler;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::engine::limits::Limits;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::runtime::Runtime;
+use crate::metrics::Metrics;
+use crate::providers::Providers;
+use crate::schedule::Schedule;
+use crate::store::{Page, Store, StoreError};
+
+/// What went wrong in a use case, by what the caller should answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is wrong: 400 with this message.
+    #[error("{0}")]
+    BadInput(String),
+    /// An id names nothing: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (a job that is not queued): 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database does not answer: 503.
+    #[error("database unavailable")]
+    Unavailable(String),
+    /// A bug or a broken database: 500 without details; the details are logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(detail) => AppError::Unavailable(detail),
+            StoreError::Conflict(detail) => AppError::Conflict(detail),
+            StoreError::NotFound(detail) => AppError::NotFound(detail),
+            StoreError::InvalidUrl(detail) => AppError::BadInput(detail),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
+pub use cron::{CronReport, FanOutReport};
+pub use export::ResponseExport;
+pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
+pub use overview::Overview;
+pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
+pub use reports::ModelReport;
+pub use scheduler::run_scheduler;
+
+/// The largest page any listing returns.
+pub const MAX_PAGE: i64 = 1000;
+
+/// The service: cheap to clone, shared by every face.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// What the engine runs with; the use cases hand it down.
+    runtime: Runtime,
+    default_schedule: Schedule,
+}
+
+impl App {
+    /// Opens (and migrates) the database and builds the providers from `config`.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let store = Store::open(&config.database_url).await?;
+        let app = App::with_store(config, store)?;
+        app.warn_about_endpoints().await;
+        Ok(app)
+    }
+
+    /// Says at start which declared endpoints were ignored and which stored models will be
+    /// refused at their next call (a key paired with a URL that is not its own), so that an
+    /// operator hears of it before their jobs fail.
+    async fn warn_about_endpoints(&self) {
+        for problem in &self.config().ignored_endpoints {
+            tracing::warn!("{problem}");
+        }
+        match self.store().model_list().await {
+            Ok(models) => {
+                for problem in self.providers().audit(&models) {
+                    tracing::warn!("{problem}");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot check the models' endpoints"),
+        }
+    }
+
+    /// Builds the service on an open store.
+    pub fn with_store(config: Config, store: Store) -> anyhow::Result<App> {
+        let default_schedule = config.cron_schedule.clone();
+        Ok(App {
+            inner: Arc::new(Inner {
+                runtime: Runtime::new(config, store)?,
+                default_schedule,
+            }),
+        })
+    }
+
+    /// What the engine runs with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub fn store(&self) -> &Store {
+        self.inner.runtime.store()
+    }
+
+    pub fn providers(&self) -> &Providers {
+        self.inner.runtime.providers()
+    }
+
+    pub fn config(&self) -> &Config {
+        self.inner.runtime.config()
+    }
+
+    /// The global schedule (`CRON_SCHEDULE`; `off` reads as daily and never ticks).
+    pub fn default_schedule(&self) -> &Schedule {
+        &self.inner.default_schedule
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        self.inner.runtime.retry_policy()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        self.inner.runtime.limits()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.inner.runtime.metrics()
+    }
+
+    /// The signal the worker pool sleeps on.
+    pub fn work_available(&self) -> Arc<Notify> {
+        self.inner.runtime.work_available()
+    }
+}
+
+impl AsRef<Runtime> for App {
+    fn as_ref(&self) -> &Runtime {
+        self.runtime()
+    }
+}
+
+impl From<App> for Runtime {
+    fn from(app: App) -> Runtime {
+        app.inner.runtime.clone()
+    }
+}
+
+fn check_page(page: Page) -> AppResult<()> {
+    if !(1..=MAX_PAGE).contains(&page.limit) {
+        return Err(AppError::BadInput(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if page.offset < 0 {
+        return Err(AppError::BadInput("offset must not be negative".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Reports on what ran: per-model figures of a batch, statistics, the gauges `/metrics`
+//! reads, and health.
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::domain::{ModelId, Summary};
+use crate::metrics::QueueGauges;
+use crate::store::{JobFilter, JobStats};
+
+use super::{App, AppResult};
+
+/// One model's share of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelReport {
+    pub model_id: ModelId,
+    pub model_name: String,
+    pub summary: Summary,
+    pub attempts: i64,
+    pub tokens: i64,
+    pub latency_p50_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+}
+
+impl App {
+    /// Per-model counts, tokens, cost and latency percentiles of the jobs matching `filter`.
+    pub async fn job_stats(&self, filter: &JobFilter) -> AppResult<JobStats> {
+        Ok(self.store().jobs_stats(filter).await?)
+    }
+
+    /// One line per model of a batch: its jobs, attempts, tokens and latency.
+    pub async fn model_report(&self, batch_key: &str) -> AppResult<Vec<ModelReport>> {
+        let filter = JobFilter {
+            batch_key: Some(batch_key.to_owned()),
+            ..JobFilter::default()
+        };
+        let stats = self.store().jobs_stats(&filter).await?;
+        let mut report = Vec::with_capacity(stats.per_model.len());
+        for counts in stats.per_model {
+            let of_model = self
+                .store()
+                .jobs_stats(&JobFilter {
+                    model_id: Some(counts.model_id),
+                    ..filter.clone()
+                })
+                .await?;
+            report.push(ModelReport {
+                model_id: counts.model_id,
+                model_name: counts.model_name.unwrap_or_default(),
+                summary: counts.summary,
+                attempts: counts.attempts,
+                tokens: of_model.tokens.total,
+                latency_p50_ms: of_model.latency_ms.p50,
+                latency_p95_ms: of_model.latency_ms.p95,
+            });
+        }
+        Ok(report)
+    }
+
+    /// What `/metrics` reads from the database: cached for a few seconds and shared by
+    /// concurrent scrapes (see [`crate::metrics::Metrics::gauges`]).
+    pub async fn queue_gauges(&self) -> AppResult<QueueGauges> {
+        let store = self.store();
+        self.metrics()
+            .gauges(async || {
+                let now = Utc::now();
+                let figures = store.queue_figures(now).await?;
+                let oldest_due_age_seconds = figures
+                    .due
+                    .oldest_due_at
+                    .map(|at| ((now - at).num_milliseconds().max(0)) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                Ok(QueueGauges {
+                    jobs: figures.jobs,
+                    due: figures.due.due,
+                    oldest_due_age_seconds,
+                    expired_leases: figures.expired_leases,
+                })
+            })
+            .await
+    }
+
+    /// Answers when the database answers (`/healthz`).
+    pub async fn health(&self) -> AppResult<()> {
+        Ok(self.store().ping().await?)
+    }
+}
