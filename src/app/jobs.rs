@@ -145,6 +145,11 @@ impl App {
 
     // ---- observing
 
+    /// Counts by status of the jobs matching `filter`.
+    pub async fn summary(&self, filter: &JobFilter) -> AppResult<Summary> {
+        Ok(self.store().jobs_summary(filter).await?)
+    }
+
     pub async fn status(&self, query: &StatusQuery) -> AppResult<StatusReport> {
         check_page(query.page)?;
         let store = self.store();

@@ -18,6 +18,7 @@ mod overview;
 mod prune;
 mod reports;
 mod scheduler;
+mod scratch;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use crate::engine::runtime::Runtime;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::schedule::Schedule;
+pub use crate::store::Backend;
 use crate::store::{Page, Store, StoreError};
 
 /// What went wrong in a use case, by what the caller should answer.
@@ -74,6 +76,7 @@ pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
 pub use reports::ModelReport;
 pub use scheduler::run_scheduler;
+pub use scratch::ScratchDatabase;
 
 /// The largest page any listing returns.
 pub const MAX_PAGE: i64 = 1000;
@@ -164,6 +167,32 @@ impl App {
     /// The signal the worker pool sleeps on.
     pub fn work_available(&self) -> Arc<Notify> {
         self.inner.runtime.work_available()
+    }
+}
+
+/// The database's housekeeping, as the faces see it.
+impl App {
+    /// Creates or upgrades the schema of `database_url`; the name of the database it is.
+    pub async fn migrate(database_url: &str) -> AppResult<Backend> {
+        let store = Store::open(database_url).await?;
+        let backend = store.backend();
+        store.close().await;
+        Ok(backend)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.store().backend()
+    }
+
+    /// Closes the database's connections (after the pool and the server have stopped).
+    pub async fn close(&self) {
+        self.store().close().await;
+    }
+
+    /// The database's write-ahead log position in bytes, where it tells one (PostgreSQL).
+    pub async fn wal_position(&self) -> AppResult<Option<i64>> {
+        Ok(self.store().wal_position().await?)
     }
 }
 

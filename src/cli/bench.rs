@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, ScratchDatabase};
 use crate::config::Config;
 use crate::domain::ProviderKind;
 use crate::schedule::Trigger;
-use crate::store::{NewModel, NewPrompt, Store};
+use crate::store::{NewModel, NewPrompt};
 
 #[path = "bench_rate.rs"]
 pub mod rate;
@@ -108,7 +108,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for &workload in &workloads {
         for round in 0..args.repeat.max(1) {
             let tag = format!("{}_{round}", format!("{workload:?}").to_lowercase());
-            let db = FreshDatabase::create(args.db.as_deref(), temp.path(), &tag).await?;
+            let db = ScratchDatabase::create(args.db.as_deref(), temp.path(), &tag).await?;
             if !args.json {
                 eprintln!("{} (run {}/{})…", workload.label(), round + 1, args.repeat);
             }
@@ -137,76 +137,6 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         report.print_table();
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A database for one repetition.
-struct FreshDatabase {
-    url: String,
-    /// (server URL of the `postgres` database, name) to drop afterwards.
-    server: Option<(String, String)>,
-}
-
-impl FreshDatabase {
-    async fn create(db: Option<&str>, temp: &std::path::Path, tag: &str) -> anyhow::Result<Self> {
-        match db {
-            Some(url) if url.starts_with("postgres") => {
-                let name = format!("promptq_bench_{}_{tag}", std::process::id());
-                let admin_url = replace_database(url, "postgres");
-                let admin = Store::connect(&admin_url).await?;
-                admin
-                    .admin_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .await?;
-                admin
-                    .admin_execute(&format!("CREATE DATABASE {name}"))
-                    .await?;
-                admin.close().await;
-                Ok(FreshDatabase {
-                    url: replace_database(url, &name),
-                    server: Some((admin_url, name)),
-                })
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                let path = format!("{}.{tag}", url.trim_start_matches("sqlite:"));
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
-                Ok(FreshDatabase {
-                    url: format!("sqlite:{path}"),
-                    server: None,
-                })
-            }
-            Some(other) => anyhow::bail!("--db must be sqlite:PATH or postgres://…, not {other}"),
-            None => Ok(FreshDatabase {
-                url: format!("sqlite:{}", temp.join(format!("bench-{tag}.db")).display()),
-                server: None,
-            }),
-        }
-    }
-
-    async fn drop_if_server(&self) -> anyhow::Result<()> {
-        if let Some((admin_url, name)) = &self.server {
-            let admin = Store::connect(admin_url).await?;
-            admin
-                .admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await?;
-            admin.close().await;
-        }
-        Ok(())
-    }
-}
-
-/// `postgres://u@h:p/db?x` with another database name.
-fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map(|i| i + authority_start)
-        .unwrap_or(base.len());
-    format!("{}/{database}{query}", &base[..path_start])
 }
 
 /// Runs one repetition in this (child) process and prints its sample as JSON.
@@ -242,7 +172,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     let slot = chrono::Utc::now();
     let seeded_rss_kb = peak_rss_kb();
 
-    let wal_before = app.store().wal_position().await?;
+    let wal_before = app.wal_position().await?;
     let started = Instant::now();
     let seconds = if workload == Workload::W1 {
         let report = app.run_cron(Trigger::Tick { slot }).await?;
@@ -263,7 +193,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         drain(&app, jobs).await?;
         started.elapsed().as_secs_f64()
     };
-    let wal_after = app.store().wal_position().await?;
+    let wal_after = app.wal_position().await?;
     let sample = Sample {
         workload,
         jobs,
@@ -273,7 +203,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
         rate: None,
     };
-    app.store().close().await;
+    app.close().await;
     println!("{}", serde_json::to_string(&sample)?);
     Ok(ExitCode::SUCCESS)
 }

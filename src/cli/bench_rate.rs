@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::config::Config;
 use crate::domain::ProviderKind;
-use crate::store::{JobFilter, NewModel, NewPrompt, Store};
+use crate::store::{JobFilter, NewModel, NewPrompt};
 
 pub const RPM: u64 = 300;
 const WINDOW: Duration = Duration::from_secs(10);
@@ -51,7 +51,6 @@ struct Provider {
 pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigures)> {
     let provider = Arc::new(Mutex::new(Provider::default()));
     let base_url = serve(provider.clone()).await?;
-    let url = config.database_url.clone();
     let first = App::start(config.clone()).await?;
     first
         .create_model(NewModel {
@@ -75,10 +74,7 @@ pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigur
     }
     let mut apps = vec![first];
     for _ in 1..pools {
-        apps.push(App::with_store(
-            config.clone(),
-            Store::connect(&url).await?,
-        )?);
+        apps.push(App::start(config.clone()).await?);
     }
     let created = apps[0].trigger_cron(None).await?.jobs_created;
     anyhow::ensure!(created == JOBS, "created {created} jobs");
@@ -90,7 +86,7 @@ pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigur
         .collect();
     let deadline = started + Duration::from_secs(600);
     loop {
-        let s = apps[0].store().jobs_summary(&JobFilter::default()).await?;
+        let s = apps[0].summary(&JobFilter::default()).await?;
         if s.queued + s.processing == 0 {
             anyhow::ensure!(s.succeeded as u64 == JOBS, "{s:?}");
             break;
@@ -104,7 +100,7 @@ pub async fn run(config: Config, pools: usize) -> anyhow::Result<(f64, RateFigur
         handle.await??;
     }
     for app in &apps {
-        app.store().close().await;
+        app.close().await;
     }
     let p = provider
         .lock()

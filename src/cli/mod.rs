@@ -115,9 +115,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(config, true).await,
         Command::Worker => serve::serve(config, false).await,
         Command::Migrate => {
-            let store = crate::store::Store::open(&config.database_url).await?;
-            println!("database is up to date ({:?})", store.backend());
-            store.close().await;
+            let backend = App::migrate(&config.database_url).await?;
+            println!("database is up to date ({backend:?})");
             Ok(ExitCode::SUCCESS)
         }
         Command::Cron { batch_key } => {
@@ -159,7 +158,7 @@ async fn with_app(
 ) -> anyhow::Result<ExitCode> {
     let app = start(config).await?;
     let result = command(&app).await;
-    app.store().close().await;
+    app.close().await;
     match result {
         Err(err) if is_broken_pipe(&err) => Ok(ExitCode::SUCCESS),
         other => other,

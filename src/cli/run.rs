@@ -44,7 +44,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let summary = loop {
-        let summary = app.store().jobs_summary(&filter).await?;
+        let summary = app.summary(&filter).await?;
         let done = summary.succeeded + summary.failed + summary.skipped;
         bar.set_length(summary.total as u64);
         bar.set_position(done as u64);
@@ -52,7 +52,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
         if summary.queued + summary.processing == 0 {
             // Every pending job, not only this batch's: prompts on their own schedule have
             // batches of their own, and retries of earlier batches may be waiting.
-            let everything = app.store().jobs_summary(&JobFilter::default()).await?;
+            let everything = app.summary(&JobFilter::default()).await?;
             if everything.queued + everything.processing == 0 {
                 break summary;
             }
@@ -176,6 +176,6 @@ pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
         "\nSee every job and answer in the dashboard:\n  CRON_SECRET=choose-a-secret promptq serve --database-url sqlite:{}\n  then open http://127.0.0.1:3000/ and log in with that secret.",
         file.display()
     );
-    app.store().close().await;
+    app.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -42,7 +42,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
     let retention = crate::app::spawn_retention(app.clone(), shutdown.clone());
     tracing::info!(
-        backend = ?app.store().backend(),
+        backend = ?app.backend(),
         concurrency = app.config().worker_concurrency,
         schedule = %app.default_schedule(),
         "promptq {} started",
@@ -71,7 +71,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         Ok(Err(err)) => tracing::error!(error = %err, "worker pool stopped with an error"),
         Err(err) => tracing::error!(error = %err, "worker pool panicked"),
     }
-    app.store().close().await;
+    app.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
