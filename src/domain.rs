@@ -4,11 +4,15 @@
 //! a [`BatchKey`] or a [`JobStatus`] can only exist valid. This module imports nothing else
 //! of the crate and never touches a database, a clock or the network.
 
+pub mod spec;
+
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use spec::ModelSpec;
 
 /// Identifier of a row in `prompt_jobs`.
 pub type JobId = i64;
@@ -180,9 +184,10 @@ impl FromStr for ProviderKind {
 }
 
 /// A model that prompts run on: which provider, which model name there, and its params
-/// (`temperature`, `maxTokens`, `seed`, limits, `baseUrl`, mock `latencyMs`/`failRate`, …).
+/// (`temperature`, `maxTokens`, `seed`, limits, `baseUrl`, mock `latencyMs`/`failRate`, …)
+/// as written and as read ([`ModelSpec`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "ModelFields")]
 pub struct Model {
     pub id: ModelId,
     pub name: String,
@@ -191,6 +196,52 @@ pub struct Model {
     pub params: serde_json::Value,
     pub active: bool,
     pub created_at: DateTime<Utc>,
+    /// `params`, read: made with them (`ModelSpec::read(&params)`), never written alone.
+    #[serde(skip_serializing)]
+    pub spec: ModelSpec,
+}
+
+/// A model as serialized: its spec is read from its params, never taken from outside.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelFields {
+    id: ModelId,
+    name: String,
+    provider: ProviderKind,
+    model: String,
+    params: serde_json::Value,
+    active: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ModelFields> for Model {
+    fn from(m: ModelFields) -> Self {
+        Model {
+            spec: ModelSpec::read(&m.params),
+            id: m.id,
+            name: m.name,
+            provider: m.provider,
+            model: m.model,
+            params: m.params,
+            active: m.active,
+            created_at: m.created_at,
+        }
+    }
+}
+
+impl Model {
+    /// This model with its `spec` read from its `params`: where a row becomes a model.
+    pub fn with_spec(mut self) -> Model {
+        self.spec = ModelSpec::read(&self.params);
+        self
+    }
+
+    /// This model with the generation params replaced by `snapshot`'s (none when `None`):
+    /// a job runs with the generation params of its enqueue.
+    pub fn with_generation_params(mut self, snapshot: Option<serde_json::Value>) -> Model {
+        self.params = with_generation_params(self.params, snapshot);
+        self.with_spec()
+    }
 }
 
 /// A prompt, the models it runs on, how many runs per batch, and its own schedule if any.
@@ -243,7 +294,7 @@ pub struct Job {
 pub const GENERATION_PARAMS: [&str; 4] = ["temperature", "maxTokens", "seed", "extra"];
 
 /// `current` params with the generation params replaced by `snapshot`'s (none when `None`).
-pub fn with_generation_params(
+fn with_generation_params(
     current: serde_json::Value,
     snapshot: Option<serde_json::Value>,
 ) -> serde_json::Value {

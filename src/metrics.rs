@@ -1,50 +1,66 @@
 //! The process's counters, in the Prometheus text format (`GET /metrics`).
 //!
-//! Counters are atomics bumped on the job path (claims, finishes, retries, rescues, 429s,
-//! tokens, cost) and a latency histogram per model; what the database knows (jobs by status,
-//! queue depth, the oldest queued job's age) is read from the database at most once per
-//! [`GAUGE_TTL`] and shared by every scrape in that period ([`Metrics::gauges`]), so an open
-//! `/metrics` costs the database nothing however often it is scraped. Counting must stay
-//! cheap: no allocation on the hot path but the first observation of a model.
+//! Counters are `prometheus-client` counters bumped on the job path (claims, finishes,
+//! retries, rescues, 429s, tokens, cost) and a latency histogram per model; what the database
+//! knows (jobs by status, queue depth, the oldest queued job's age) is read from the database
+//! at most once per [`GAUGE_TTL`] and shared by every scrape in that period
+//! ([`Metrics::gauges`]), so an open `/metrics` costs the database nothing however often it is
+//! scraped. The library writes the exposition; this module names the families. Counting must
+//! stay cheap: no allocation on the hot path but the first observation of a model.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 use crate::domain::{Finish, Outcome, Summary};
+
+/// The Prometheus text exposition format's content type (version 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+/// A counter of this process: bumped and read as the atomic it holds (`fetch_add`, `load`),
+/// exposed as the library's counter.
+#[derive(Debug, Clone, Default)]
+pub struct Count(Counter<u64, AtomicU64>);
+
+impl Deref for Count {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        self.0.inner()
+    }
 }
 
 /// Counters of this process since it started.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub claimed: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub retried: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub stale: AtomicU64,
-    pub rescued: AtomicU64,
-    pub released: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
-    /// Cost in millionths of a US dollar.
-    pub cost_micro_usd: AtomicU64,
+    pub claimed: Count,
+    pub succeeded: Count,
+    pub failed: Count,
+    pub retried: Count,
+    pub rate_limited: Count,
+    pub stale: Count,
+    pub rescued: Count,
+    pub released: Count,
+    pub prompt_tokens: Count,
+    pub completion_tokens: Count,
+    /// Cost in millionths of a US dollar: whole numbers add up exactly, floats would drift.
+    pub cost_micro_usd: Count,
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// Database reads of the gauges (each one aggregate statement).
-    pub gauge_refreshes: AtomicU64,
+    pub gauge_refreshes: Count,
     /// The last gauges read and when; the async lock makes concurrent scrapes of a stale
     /// cache wait for one read instead of each starting its own.
     gauge_cache: tokio::sync::Mutex<Option<(Instant, QueueGauges)>>,
@@ -62,6 +78,40 @@ pub struct QueueGauges {
     /// Age of the oldest due queued job, in seconds.
     pub oldest_due_age_seconds: f64,
     pub expired_leases: i64,
+}
+
+/// One family whose members, told apart by one label, live elsewhere (the counters above, the
+/// histograms by model, the gauges of one scrape).
+#[derive(Debug)]
+struct ByLabel<M> {
+    label: &'static str,
+    kind: MetricType,
+    members: Vec<(String, M)>,
+}
+
+impl<M: EncodeMetric> EncodeMetric for ByLabel<M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (value, metric) in &self.members {
+            let labels = [(self.label, value.as_str())];
+            metric.encode(encoder.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.kind
+    }
+}
+
+fn by_label<M>(label: &'static str, kind: MetricType, members: Vec<(&str, M)>) -> ByLabel<M> {
+    ByLabel {
+        label,
+        kind,
+        members: members
+            .into_iter()
+            .map(|(value, metric)| (value.to_owned(), metric))
+            .collect(),
+    }
 }
 
 impl Metrics {
@@ -104,20 +154,17 @@ impl Metrics {
                 }
             }
         }
-        let seconds = latency.as_secs_f64();
         let mut histograms = self
             .latency
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let histogram = match histograms.get_mut(model) {
+        let histogram = match histograms.get(model) {
             Some(h) => h,
-            None => histograms.entry(model.to_owned()).or_default(),
+            None => histograms
+                .entry(model.to_owned())
+                .or_insert_with(|| Histogram::new(LATENCY_BUCKETS)),
         };
-        histogram.count += 1;
-        histogram.sum_seconds += seconds;
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| seconds <= le) {
-            histogram.buckets[i] += 1;
-        }
+        histogram.observe(latency.as_secs_f64());
     }
 
     /// Counts a written finish by what it did.
@@ -135,148 +182,132 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of these counters and `gauges`.
-    pub fn render(&self, gauges: &QueueGauges) -> String {
-        let mut out = String::with_capacity(4096);
+    pub fn render(&self, gauges: &QueueGauges) -> Result<String, std::fmt::Error> {
+        // A registry per scrape: its families share the live counters (a clone is a handle)
+        // and hold this scrape's gauges.
+        let mut registry = Registry::default();
         let jobs = gauges.jobs;
-        out.push_str(
-            "# HELP promptq_jobs Jobs in the database by status.\n# TYPE promptq_jobs gauge\n",
+        registry.register(
+            "promptq_jobs",
+            "Jobs in the database by status",
+            by_label(
+                "status",
+                MetricType::Gauge,
+                vec![
+                    ("queued", ConstGauge::new(jobs.queued)),
+                    ("processing", ConstGauge::new(jobs.processing)),
+                    ("succeeded", ConstGauge::new(jobs.succeeded)),
+                    ("failed", ConstGauge::new(jobs.failed)),
+                    ("skipped", ConstGauge::new(jobs.skipped)),
+                ],
+            ),
         );
-        for (status, count) in [
-            ("queued", jobs.queued),
-            ("processing", jobs.processing),
-            ("succeeded", jobs.succeeded),
-            ("failed", jobs.failed),
-            ("skipped", jobs.skipped),
-        ] {
-            let _ = writeln!(out, "promptq_jobs{{status=\"{status}\"}} {count}");
-        }
-        gauge(
-            &mut out,
+        registry.register(
             "promptq_queue_depth",
-            "Queued jobs due now.",
-            gauges.due as f64,
+            "Queued jobs due now",
+            ConstGauge::new(gauges.due),
         );
-        gauge(
-            &mut out,
+        registry.register(
             "promptq_oldest_queued_age_seconds",
-            "Age of the oldest queued job that is due.",
-            gauges.oldest_due_age_seconds,
+            "Age of the oldest queued job that is due",
+            ConstGauge::new(gauges.oldest_due_age_seconds),
         );
-        gauge(
-            &mut out,
+        registry.register(
             "promptq_expired_leases",
-            "Processing jobs whose lease expired, waiting for a rescue.",
-            gauges.expired_leases as f64,
+            "Processing jobs whose lease expired, waiting for a rescue",
+            ConstGauge::new(gauges.expired_leases),
         );
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "promptq_gauge_refreshes_total",
-            "Reads of the gauges above from the database (at most one per 5 s).",
-            load(&self.gauge_refreshes),
+        // Counters are registered without `_total`: the encoder appends it.
+        for (name, help, count) in [
+            (
+                "promptq_gauge_refreshes",
+                "Reads of the gauges above from the database (at most one per 5 s)",
+                &self.gauge_refreshes,
+            ),
+            (
+                "promptq_claims",
+                "Jobs claimed by this process",
+                &self.claimed,
+            ),
+        ] {
+            registry.register(name, help, count.0.clone());
+        }
+        registry.register(
+            "promptq_finishes",
+            "Attempts finished by this process, by outcome",
+            by_label(
+                "outcome",
+                MetricType::Counter,
+                vec![
+                    ("succeeded", self.succeeded.0.clone()),
+                    ("retry", self.retried.0.clone()),
+                    ("failed", self.failed.0.clone()),
+                    ("stale", self.stale.0.clone()),
+                ],
+            ),
         );
-        counter(
-            &mut out,
-            "promptq_claims_total",
-            "Jobs claimed by this process.",
-            load(&self.claimed),
+        for (name, help, count) in [
+            (
+                "promptq_retries",
+                "Attempts that ended in a retry",
+                &self.retried,
+            ),
+            (
+                "promptq_rescues",
+                "Jobs rescued from expired leases by this process",
+                &self.rescued,
+            ),
+            (
+                "promptq_released",
+                "Jobs handed back to the queue without spending an attempt",
+                &self.released,
+            ),
+            (
+                "promptq_rate_limited",
+                "Model calls answered 429",
+                &self.rate_limited,
+            ),
+        ] {
+            registry.register(name, help, count.0.clone());
+        }
+        registry.register(
+            "promptq_tokens",
+            "Tokens used by successful calls",
+            by_label(
+                "kind",
+                MetricType::Counter,
+                vec![
+                    ("prompt", self.prompt_tokens.0.clone()),
+                    ("completion", self.completion_tokens.0.clone()),
+                ],
+            ),
         );
-        let _ = write!(
-            out,
-            "# HELP promptq_finishes_total Attempts finished by this process, by outcome.\n# TYPE promptq_finishes_total counter\n\
-             promptq_finishes_total{{outcome=\"succeeded\"}} {}\n\
-             promptq_finishes_total{{outcome=\"retry\"}} {}\n\
-             promptq_finishes_total{{outcome=\"failed\"}} {}\n\
-             promptq_finishes_total{{outcome=\"stale\"}} {}\n",
-            load(&self.succeeded),
-            load(&self.retried),
-            load(&self.failed),
-            load(&self.stale)
+        let micro_usd = self.cost_micro_usd.load(Ordering::Relaxed);
+        registry.register(
+            "promptq_cost_usd",
+            "Cost reported by providers, in US dollars",
+            ConstCounter::new(micro_usd as f64 / 1e6),
         );
-        counter(
-            &mut out,
-            "promptq_retries_total",
-            "Attempts that ended in a retry.",
-            load(&self.retried),
-        );
-        counter(
-            &mut out,
-            "promptq_rescues_total",
-            "Jobs rescued from expired leases by this process.",
-            load(&self.rescued),
-        );
-        counter(
-            &mut out,
-            "promptq_released_total",
-            "Jobs handed back to the queue without spending an attempt.",
-            load(&self.released),
-        );
-        counter(
-            &mut out,
-            "promptq_rate_limited_total",
-            "Model calls answered 429.",
-            load(&self.rate_limited),
-        );
-        let _ = write!(
-            out,
-            "# HELP promptq_tokens_total Tokens used by successful calls.\n# TYPE promptq_tokens_total counter\n\
-             promptq_tokens_total{{kind=\"prompt\"}} {}\n\
-             promptq_tokens_total{{kind=\"completion\"}} {}\n",
-            load(&self.prompt_tokens),
-            load(&self.completion_tokens)
-        );
-        let _ = write!(
-            out,
-            "# HELP promptq_cost_usd_total Cost reported by providers, in US dollars.\n# TYPE promptq_cost_usd_total counter\npromptq_cost_usd_total {}\n",
-            load(&self.cost_micro_usd) as f64 / 1e6
-        );
-        out.push_str("# HELP promptq_model_latency_seconds Duration of model calls.\n# TYPE promptq_model_latency_seconds histogram\n");
         let histograms = self
             .latency
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (model, h) in histograms.iter() {
-            let model = escape_label(model);
-            let mut cumulative = 0;
-            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "promptq_model_latency_seconds_bucket{{model=\"{model}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "promptq_model_latency_seconds_bucket{{model=\"{model}\",le=\"+Inf\"}} {}\n\
-                 promptq_model_latency_seconds_sum{{model=\"{model}\"}} {}\n\
-                 promptq_model_latency_seconds_count{{model=\"{model}\"}} {}",
-                h.count, h.sum_seconds, h.count
-            );
-        }
-        out
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(model, h)| (model.clone(), h.clone()))
+            .collect();
+        registry.register(
+            "promptq_model_latency_seconds",
+            "Duration of model calls",
+            ByLabel {
+                label: "model",
+                kind: MetricType::Histogram,
+                members: histograms,
+            },
+        );
+        let mut out = String::with_capacity(4096);
+        prometheus_text::encode(&mut out, &registry)?;
+        Ok(out)
     }
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-    );
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-    );
-}
-
-/// Label values escape backslash, quote and newline.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -366,11 +397,13 @@ mod tests {
         metrics.observe_call("gpt \"quoted\"", Duration::from_secs(400), &limited);
         metrics.observe_finish(&ok, true);
         metrics.observe_finish(&limited, true);
-        let text = metrics.render(&QueueGauges {
-            due: 3,
-            oldest_due_age_seconds: 1.5,
-            ..QueueGauges::default()
-        });
+        let text = metrics
+            .render(&QueueGauges {
+                due: 3,
+                oldest_due_age_seconds: 1.5,
+                ..QueueGauges::default()
+            })
+            .expect("the exposition encodes");
         let samples = parse(&text);
         assert_eq!(samples["promptq_queue_depth"], 3.0);
         assert_eq!(samples["promptq_rate_limited_total"], 1.0);

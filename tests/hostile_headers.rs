@@ -129,6 +129,7 @@ fn claimed(attempt: i32) -> ClaimedJob {
             params: json!({}),
             active: true,
             created_at: now,
+            spec: Default::default(),
         },
     }
 }

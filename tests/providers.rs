@@ -64,7 +64,9 @@ fn model(provider: ProviderKind, name: &str, params: Value) -> Model {
         params,
         active: true,
         created_at: chrono::Utc::now(),
+        spec: Default::default(),
     }
+    .with_spec()
 }
 
 fn openai_model() -> Model {

@@ -21,7 +21,7 @@ use promptq::domain::ProviderKind;
 use promptq::engine::worker::{PoolOptions, run_pool};
 use promptq::schedule::Trigger;
 use promptq::store::{JobFilter, NewModel, NewPrompt, Page, ResponseFilter, Store};
-use rand::Rng;
+use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 
 macro_rules! on_both {

@@ -217,7 +217,8 @@ impl App {
                     problems.push(format!("{at}.{field}: must not be empty"));
                 }
             }
-            if let Err(err) = self.providers().check_params(provider, &params) {
+            let spec = crate::domain::ModelSpec::read(&params);
+            if let Err(err) = self.providers().check_params(provider, &spec) {
                 problems.push(format!("{at}.params: {err}"));
             }
             if problems.len() > before {

@@ -130,11 +130,11 @@ impl App {
         if model.trim().is_empty() {
             return Err(AppError::BadInput("model must not be empty".into()));
         }
+        let spec = crate::domain::ModelSpec::read(params);
         self.providers()
-            .check_params(provider, params)
+            .check_params(provider, &spec)
             .map_err(|err| AppError::BadInput(format!("params: {err}")))?;
-        crate::engine::limits::ModelLimits::parse(params)
-            .map(|_| ())
+        spec.check()
             .map_err(|err| AppError::BadInput(format!("params: {err}")))
     }
 }

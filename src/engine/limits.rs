@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::{ClaimedJob, JobId, ModelId};
@@ -54,35 +53,6 @@ const PAUSE_REFRESH: Duration = Duration::from_secs(1);
 const RATE_MARGIN: f64 = 1.03;
 /// Tokens reserved for a `tpm` limit when a model sets no `maxTokens`.
 const DEFAULT_COMPLETION_TOKENS: u64 = 512;
-
-/// A model's configured limits (`params.maxConcurrency`, `params.rpm`, `params.tpm`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ModelLimits {
-    pub max_concurrency: Option<usize>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-}
-
-impl ModelLimits {
-    pub fn parse(params: &Value) -> Result<ModelLimits, String> {
-        let read = |name: &str| -> Result<Option<u64>, String> {
-            match params.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(value) => match value.as_u64() {
-                    Some(n) if n >= 1 => Ok(Some(n)),
-                    _ => Err(format!(
-                        "params.{name} must be a whole number of at least 1, not {value}"
-                    )),
-                },
-            }
-        };
-        Ok(ModelLimits {
-            max_concurrency: read("maxConcurrency")?.map(|n| n.min(100_000) as usize),
-            rpm: read("rpm")?,
-            tpm: read("tpm")?,
-        })
-    }
-}
 
 /// The answer of [`Limits::admit`].
 pub enum Admission {
@@ -153,7 +123,7 @@ impl Limits {
         if let Some(until) = self.paused_until(job, now).await {
             return Admission::Later(until);
         }
-        let limits = ModelLimits::parse(&job.model.params).unwrap_or_default();
+        let limits = job.model.spec.limits();
         let semaphore = self.gate(job.model.id, limits.max_concurrency);
         let permit = match tokio::time::timeout(MAX_INLINE_WAIT, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
@@ -267,10 +237,7 @@ impl Limits {
         let (Some(reserved), Some(used)) = (reserved, used) else {
             return;
         };
-        let Some(tpm) = ModelLimits::parse(&job.model.params)
-            .ok()
-            .and_then(|limits| limits.tpm)
-        else {
+        let Some(tpm) = job.model.spec.limits().tpm else {
             return;
         };
         if used == reserved {
@@ -553,9 +520,10 @@ fn since(from: Instant, to: Instant) -> chrono::Duration {
 fn estimated_tokens(job: &ClaimedJob) -> u64 {
     let completion = job
         .model
-        .params
-        .get("maxTokens")
-        .and_then(Value::as_u64)
+        .spec
+        .call()
+        .ok()
+        .and_then(|call| call.generation.max_tokens)
         .unwrap_or(DEFAULT_COMPLETION_TOKENS);
     job.prompt_text.len() as u64 / 4 + 1 + completion
 }

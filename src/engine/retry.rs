@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 use crate::domain::{ClaimedJob, Finish, Outcome};
 pub use crate::providers::MAX_WAIT;

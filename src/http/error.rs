@@ -2,13 +2,12 @@
 //!
 //! Every failure a handler, an extractor or a middleware can meet is an [`ApiError`]; its
 //! variants name the status they produce, and [`IntoResponse`] turns each into
-//! `{"success": false, "error": "<message>"}`. Two middlewares guard the edge: one turns a
-//! handler's panic into a 500 (the connection would otherwise just drop), one scrubs the
-//! secret out of error bodies (rejection messages may quote what the client sent).
+//! `{"success": false, "error": "<message>"}`. The edge's layers answer in that shape too: a
+//! handler's panic becomes a 500 ([`panic_response`]; the connection would otherwise just
+//! drop), the body limit's 413 is rewritten as JSON, and one middleware scrubs the secret out
+//! of error bodies (rejection messages may quote what the client sent).
 //! This module must never put internals in a body: a 500 or a 503 says "internal error" or
 //! "database unavailable", and the details go to the log only.
-
-use std::panic::AssertUnwindSafe;
 
 use axum::Json;
 use axum::body::Body;
@@ -16,7 +15,6 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
 use serde::Serialize;
 
 use crate::app::AppError;
@@ -126,12 +124,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Answers a handler's panic with a 500 instead of a dropped connection.
-pub(crate) async fn catch_panic(request: Request, next: Next) -> Response {
-    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
-        Ok(response) => response,
-        Err(_) => ApiError::Internal("a handler panicked".to_owned()).into_response(),
+/// The answer to a handler's panic, for `tower_http`'s `CatchPanicLayer`: a 500 in the API's
+/// error shape, saying nothing of the panic (its message may quote SQL or a value).
+pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("a handler panicked".to_owned()).into_response()
+}
+
+/// Gives the 413 of `tower_http`'s body limit the API's error shape (the layer answers in
+/// plain text); a 413 that is already JSON is left as it is.
+pub(crate) async fn json_payload_too_large(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return ApiError::PayloadTooLarge.into_response();
     }
+    response
 }
 
 /// The most of an error body the scrubber reads; error bodies are a few hundred bytes.

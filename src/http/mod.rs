@@ -23,12 +23,13 @@ pub mod ops;
 use std::net::SocketAddr;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{Method, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, Uri};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -87,15 +88,19 @@ pub fn router_with(app: App, extra: Router) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The last layer added runs first.
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(refuse_large_bodies))
+        // tower-http's limit answers 413 at once for a declared length over the limit, and
+        // cuts a body sent without one (chunked) where it crosses it; the extractors see that
+        // as a 413 of their own. axum's default limit would only repeat it.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(middleware::map_response(error::json_payload_too_large))
         .layer(middleware::from_fn_with_state(
             secret.clone(),
             auth::require_secret,
         ))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(middleware::from_fn_with_state(secret, error::scrub_secret))
-        .layer(middleware::from_fn(error::catch_panic))
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
@@ -127,20 +132,6 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
-}
-
-/// Answers 413 at once when the declared length is over the limit, before any body is read
-/// (the body extractors enforce the same limit on bodies sent without a length).
-async fn refuse_large_bodies(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
-        return ApiError::PayloadTooLarge.into_response();
-    }
-    next.run(request).await
 }
 
 /// The shortest `CRON_SECRET` accepted off loopback: the dashboard's login form lets anyone

@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use crate::app::App;
 
 /// The Prometheus text exposition format's content type.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = crate::metrics::CONTENT_TYPE;
 
 /// The answer of `/healthz`.
 #[derive(Debug, Serialize)]
@@ -52,7 +52,10 @@ pub async fn healthz(State(app): State<App>) -> Response {
         (status = 503, body = super::openapi::ErrorDoc)))]
 pub async fn metrics(State(app): State<App>) -> ApiResult<Response> {
     let gauges = app.queue_gauges().await?;
-    let text = app.metrics().render(&gauges);
+    let text = app
+        .metrics()
+        .render(&gauges)
+        .map_err(|_| ApiError::Internal("the metrics could not be encoded".to_owned()))?;
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response())
 }
 

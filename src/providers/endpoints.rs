@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use crate::domain::{Model, ProviderKind};
 
-use super::params::{ModelParams, check_base_url};
 use super::{ProviderSettings, Secret};
+use crate::domain::spec::{CallSpec, check_base_url, endpoint_name};
 
 /// An `openai-compatible` endpoint as the operator declared it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +50,6 @@ impl RouteError {
             RouteError::Refused(message) | RouteError::Unavailable { message, .. } => message,
         }
     }
-}
-
-/// `OLLAMA` from `ollama` or `OLLAMA`: letters, digits and `_`, starting with a letter.
-pub fn endpoint_name(name: &str) -> Option<String> {
-    let upper = name.trim().to_ascii_uppercase();
-    (upper.starts_with(|c: char| c.is_ascii_uppercase())
-        && upper
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-    .then_some(upper)
 }
 
 /// Every `<NAME>_BASE_URL` of the environment other than OpenAI's and OpenRouter's (which
@@ -119,7 +109,7 @@ fn same_url(a: &str, b: &str) -> bool {
 /// Picks the base URL and key for a call of `kind` with `params`.
 pub fn route<'s>(
     kind: ProviderKind,
-    params: &ModelParams<'s>,
+    params: &'s CallSpec,
     settings: &'s ProviderSettings,
 ) -> Result<Route<'s>, RouteError> {
     let missing_key = |variable: &str| RouteError::Unavailable {
@@ -153,11 +143,12 @@ pub fn route<'s>(
 }
 
 fn compatible_route<'s>(
-    params: &ModelParams<'s>,
+    params: &'s CallSpec,
     settings: &'s ProviderSettings,
 ) -> Result<Route<'s>, RouteError> {
     let refused = |message: String| Err(RouteError::Refused(message));
-    if let Some(raw) = params.endpoint {
+    let params = &params.endpoint;
+    if let Some(raw) = params.endpoint.as_deref() {
         let name = endpoint_name(raw)
             .ok_or_else(|| RouteError::Refused(format!("params.endpoint '{raw}' is not a name")))?;
         if params.base_url.is_some() || params.api_key_env.is_some() {
@@ -177,14 +168,14 @@ fn compatible_route<'s>(
             })?;
         return Ok(Route { base_url, key });
     }
-    let Some(base_url) = params.base_url else {
+    let Some(base_url) = params.base_url.as_deref() else {
         return refused(
             "an openai-compatible model needs params.endpoint (an endpoint the operator \
              declared with <NAME>_BASE_URL) or, for an endpoint without a key, params.baseUrl"
                 .to_owned(),
         );
     };
-    let Some(variable) = params.api_key_env else {
+    let Some(variable) = params.api_key_env.as_deref() else {
         // No key is sent, so the URL may be any http(s) endpoint.
         return Ok(Route {
             base_url,
@@ -215,9 +206,9 @@ pub fn audit(models: &[Model], settings: &ProviderSettings) -> Vec<String> {
         .iter()
         .filter(|model| model.provider == ProviderKind::OpenAiCompatible)
         .filter_map(|model| {
-            let problem = match ModelParams::parse(&model.params) {
-                Err(err) => err,
-                Ok(params) => match route(model.provider, &params, settings) {
+            let problem = match model.spec.call() {
+                Err(err) => err.to_owned(),
+                Ok(call) => match route(model.provider, call, settings) {
                     Err(RouteError::Refused(message)) => message,
                     _ => return None,
                 },
@@ -254,8 +245,9 @@ mod tests {
 
     fn compatible(params: serde_json::Value) -> Result<(String, Option<String>), RouteError> {
         let settings = settings();
-        let parsed = ModelParams::parse(&params).expect("valid params");
-        route(ProviderKind::OpenAiCompatible, &parsed, &settings)
+        let spec = crate::domain::ModelSpec::read(&params);
+        let parsed = spec.call().expect("valid params");
+        route(ProviderKind::OpenAiCompatible, parsed, &settings)
             .map(|r| (r.base_url.to_owned(), r.key.map(|k| k.expose().to_owned())))
     }
 
@@ -329,14 +321,18 @@ mod tests {
 
     #[test]
     fn the_audit_names_models_that_will_not_run() {
-        let model = |id, params| Model {
-            id,
-            name: format!("m{id}"),
-            provider: ProviderKind::OpenAiCompatible,
-            model: "x".into(),
-            params,
-            active: true,
-            created_at: chrono::Utc::now(),
+        let model = |id, params| {
+            Model {
+                id,
+                name: format!("m{id}"),
+                provider: ProviderKind::OpenAiCompatible,
+                model: "x".into(),
+                params,
+                active: true,
+                created_at: chrono::Utc::now(),
+                spec: Default::default(),
+            }
+            .with_spec()
         };
         let models = [
             model(1, json!({"endpoint": "OLLAMA"})),

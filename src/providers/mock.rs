@@ -14,9 +14,9 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use crate::domain::Model;
+use crate::domain::spec::MockBehaviour;
 
 use super::error::{ErrorKind, ProviderError, human_duration};
-use super::params::ModelParams;
 use super::{Completion, Usage};
 
 const VOCABULARY: [&str; 32] = [
@@ -32,7 +32,8 @@ const CHAT_OVERHEAD_TOKENS: i64 = 7;
 /// Answers `prompt` as the mock model would, after the simulated latency.
 pub(super) async fn complete(
     model: &Model,
-    params: &ModelParams<'_>,
+    params: &MockBehaviour,
+    max_tokens: Option<u64>,
     prompt: &str,
     run_index: i32,
     attempt: i32,
@@ -58,7 +59,7 @@ pub(super) async fn complete(
             ),
         ));
     }
-    let mut completion = answer(model, prompt, run_index, params.max_tokens);
+    let mut completion = answer(model, prompt, run_index, max_tokens);
     completion.latency = started.elapsed();
     Ok(completion)
 }
@@ -172,6 +173,7 @@ mod tests {
             params: json!({}),
             active: true,
             created_at: chrono::Utc::now(),
+            spec: Default::default(),
         }
     }
 
@@ -251,15 +253,15 @@ mod tests {
     #[tokio::test]
     async fn latency_is_simulated_and_cut_at_the_timeout() {
         let m = model();
-        let slow = ModelParams {
+        let slow = MockBehaviour {
             latency_ms: 40,
-            ..ModelParams::default()
+            ..MockBehaviour::default()
         };
         let started = Instant::now();
-        let ok = complete(&m, &slow, "p", 0, 1, Duration::from_secs(5)).await;
+        let ok = complete(&m, &slow, None, "p", 0, 1, Duration::from_secs(5)).await;
         assert!(ok.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(40));
-        let err = complete(&m, &slow, "p", 0, 1, Duration::from_millis(10))
+        let err = complete(&m, &slow, None, "p", 0, 1, Duration::from_millis(10))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Retryable);
@@ -269,13 +271,24 @@ mod tests {
     #[tokio::test]
     async fn a_failed_attempt_is_retryable_and_a_later_one_can_succeed() {
         let m = model();
-        let flaky = ModelParams {
+        let flaky = MockBehaviour {
             fail_rate: 0.5,
-            ..ModelParams::default()
+            ..MockBehaviour::default()
         };
         let mut outcomes = Vec::new();
         for attempt in 1..=20 {
-            outcomes.push(complete(&m, &flaky, "flaky", 0, attempt, Duration::from_secs(1)).await);
+            outcomes.push(
+                complete(
+                    &m,
+                    &flaky,
+                    None,
+                    "flaky",
+                    0,
+                    attempt,
+                    Duration::from_secs(1),
+                )
+                .await,
+            );
         }
         assert!(outcomes.iter().any(Result::is_ok));
         let err = outcomes

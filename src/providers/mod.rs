@@ -25,12 +25,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{Model, NewResponse, ProviderKind};
+use crate::domain::{Model, ModelSpec, NewResponse, ProviderKind};
 
-pub use endpoints::{CompatibleEndpoint, RouteError, endpoint_name};
+pub use crate::domain::spec::{check_base_url, endpoint_name, is_key_variable_name};
+pub use endpoints::{CompatibleEndpoint, RouteError};
 use error::Redactor;
 pub use error::{ErrorKind, MAX_MESSAGE_CHARS, ProviderError, one_line};
-pub use params::{ModelParams, check_base_url, check_params, is_key_variable_name};
+pub use params::check_params;
 pub use ratelimit::{MAX_WAIT, RateLimitHint, parse_duration, parse_http_date, retry_after};
 
 /// OpenAI's endpoint when `OPENAI_BASE_URL` is not set.
@@ -213,17 +214,14 @@ impl Providers {
     /// Checks a model's params against the operator's endpoints, for the API and CLI to refuse
     /// a model at creation: bad params, or a key paired with a URL that is not its own. An
     /// endpoint or key that this process lacks is not refused (a worker elsewhere may have it).
-    pub fn check_params(
-        &self,
-        provider: ProviderKind,
-        params: &serde_json::Value,
-    ) -> Result<(), String> {
-        check_params(provider, params)?;
+    /// Limits are not this module's: [`ModelSpec::check`] has them.
+    pub fn check_params(&self, provider: ProviderKind, spec: &ModelSpec) -> Result<(), String> {
+        check_params(provider, spec)?;
         if provider != ProviderKind::OpenAiCompatible {
             return Ok(());
         }
-        let parsed = ModelParams::parse(params)?;
-        match endpoints::route(provider, &parsed, &self.inner.settings) {
+        let call = spec.call()?;
+        match endpoints::route(provider, call, &self.inner.settings) {
             Err(RouteError::Refused(message)) => Err(message),
             Ok(_) | Err(RouteError::Unavailable { .. }) => Ok(()),
         }
@@ -249,8 +247,8 @@ impl Providers {
         if model.provider == ProviderKind::Mock {
             return None;
         }
-        let params = ModelParams::parse(&model.params).ok()?;
-        let route = endpoints::route(model.provider, &params, &self.inner.settings).ok()?;
+        let call = model.spec.call().ok()?;
+        let route = endpoints::route(model.provider, call, &self.inner.settings).ok()?;
         let base = route.base_url.trim_end_matches('/');
         // The key enters only as its own digest, and the identity is a digest of that: what is
         // stored and shown tells endpoints apart without saying anything about the key.
@@ -280,7 +278,7 @@ impl Providers {
         run_index: i32,
         attempt: i32,
     ) -> Result<Completion, ProviderError> {
-        let params = ModelParams::parse(&model.params).map_err(|e| {
+        let params = model.spec.call().map_err(|e| {
             ProviderError::new(
                 ErrorKind::Permanent,
                 self.inner.redactor.message(&format!(
@@ -294,7 +292,8 @@ impl Providers {
             ProviderKind::Mock => {
                 mock::complete(
                     model,
-                    &params,
+                    &params.mock,
+                    params.generation.max_tokens,
                     prompt,
                     run_index,
                     attempt,
@@ -304,7 +303,7 @@ impl Providers {
             }
             kind => {
                 let endpoint =
-                    openai::Endpoint::resolve(kind, &params, &inner.settings).map_err(|err| {
+                    openai::Endpoint::resolve(kind, params, &inner.settings).map_err(|err| {
                         ProviderError {
                             message: inner.redactor.message(&err.message),
                             ..err
@@ -319,7 +318,7 @@ impl Providers {
                     &endpoint,
                     &inner.settings,
                     model,
-                    &params,
+                    &params.generation,
                     prompt,
                 ))
                 .await

@@ -18,10 +18,10 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 
+use crate::domain::spec::{CallSpec, Generation};
 use crate::domain::{Model, ProviderKind};
 
 use super::error::{ErrorKind, ProviderError, Redactor, human_duration};
-use super::params::ModelParams;
 use super::ratelimit::{self, RateLimitHint};
 use super::{Completion, ProviderSettings, RouteError, Secret};
 
@@ -44,7 +44,7 @@ impl<'s> Endpoint<'s> {
     /// fail the same way. A refused pairing fails the job before any request is sent.
     pub(super) fn resolve(
         kind: ProviderKind,
-        params: &ModelParams<'s>,
+        params: &'s CallSpec,
         settings: &'s ProviderSettings,
     ) -> Result<Self, ProviderError> {
         let route = super::endpoints::route(kind, params, settings).map_err(|err| {
@@ -77,10 +77,10 @@ impl<'s> Endpoint<'s> {
 pub(super) fn request_body(
     kind: ProviderKind,
     model: &Model,
-    params: &ModelParams<'_>,
+    params: &Generation,
     prompt: &str,
 ) -> Value {
-    let mut body: Map<String, Value> = params.extra.cloned().unwrap_or_default();
+    let mut body: Map<String, Value> = params.extra.clone().unwrap_or_default();
     body.remove("stream");
     body.insert("model".into(), Value::String(model.model.clone()));
     body.insert(
@@ -111,7 +111,7 @@ pub(super) async fn complete(
     endpoint: &Endpoint<'_>,
     settings: &ProviderSettings,
     model: &Model,
-    params: &ModelParams<'_>,
+    params: &Generation,
     prompt: &str,
 ) -> Result<Completion, ProviderError> {
     let name = endpoint.name();
@@ -437,12 +437,13 @@ mod tests {
             params: Value::Null,
             active: true,
             created_at: chrono::Utc::now(),
+            spec: Default::default(),
         };
         let extra = json!({"stream": true, "top_p": 0.5, "model": "other", "max_tokens": 1});
-        let params = ModelParams {
+        let params = Generation {
             max_tokens: Some(100),
-            extra: extra.as_object(),
-            ..ModelParams::default()
+            extra: extra.as_object().cloned(),
+            ..Generation::default()
         };
         let openai = request_body(ProviderKind::OpenAi, &model, &params, "hi");
         assert_eq!(openai["max_completion_tokens"], 100);

@@ -252,7 +252,9 @@ fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {
         params: row.try_get(column("params").as_str())?,
         active: row.try_get(column("active").as_str())?,
         created_at: row.try_get(column("created_at").as_str())?,
-    })
+        spec: Default::default(),
+    }
+    .with_spec())
 }
 
 fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
@@ -278,7 +280,7 @@ fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
         .is_some()
     {
         let snapshot: Option<serde_json::Value> = row.try_get("gen_params")?;
-        model.params = crate::domain::with_generation_params(model.params, snapshot);
+        model = model.with_generation_params(snapshot);
     }
     Ok(ClaimedJob {
         attempt: job.claim_number(),

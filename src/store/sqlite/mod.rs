@@ -213,7 +213,9 @@ fn model_from_row(row: &SqliteRow, prefix: &str) -> Result<Model, sqlx::Error> {
             .map_err(|err| decode_error(format!("model params are not JSON: {err}")))?,
         active: row.try_get(column("active").as_str())?,
         created_at: time(row.try_get(column("created_at").as_str())?),
-    })
+        spec: Default::default(),
+    }
+    .with_spec())
 }
 
 /// The model of a picked job, with the generation params of the job's enqueue (a job from
@@ -229,7 +231,7 @@ fn snapshot_model(row: &SqliteRow) -> Result<Model, sqlx::Error> {
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|err| decode_error(format!("job generation params are not JSON: {err}")))?;
-        model.params = crate::domain::with_generation_params(model.params, snapshot);
+        model = model.with_generation_params(snapshot);
     }
     Ok(model)
 }
