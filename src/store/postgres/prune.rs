@@ -7,6 +7,7 @@
 //! live under its row lock (PostgreSQL re-evaluates the WHERE of a DELETE on a row changed
 //! meanwhile), so a job retried while a prune runs is kept.
 
+use crate::store::Retention;
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
@@ -19,8 +20,8 @@ const ATTEMPT_PRUNABLE: &str = "a.finished_at < $1 AND NOT EXISTS (SELECT 1 FROM
 const JOB_PRUNABLE: &str = "j.status IN ('succeeded', 'failed', 'skipped') \
      AND COALESCE(j.finished_at, j.created_at) < $1";
 
-impl PostgresStore {
-    pub async fn prune_count(&self, cutoff: DateTime<Utc>) -> StoreResult<PruneCounts> {
+impl Retention for PostgresStore {
+    async fn prune_count(&self, cutoff: DateTime<Utc>) -> StoreResult<PruneCounts> {
         let row: (i64, i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT
                 (SELECT count(*) FROM job_attempts a WHERE {ATTEMPT_PRUNABLE}),
@@ -41,7 +42,7 @@ impl PostgresStore {
         })
     }
 
-    pub async fn prune_batch(
+    async fn prune_batch(
         &self,
         target: PruneTarget,
         cutoff: DateTime<Utc>,

@@ -6,6 +6,7 @@
 //! still old and not live, so the write lock is held for a few milliseconds per batch and the
 //! queue keeps claiming and finishing in between.
 
+use crate::store::Retention;
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, ids_json, ms};
@@ -18,8 +19,8 @@ const ATTEMPT_PRUNABLE: &str = "a.finished_at < ?1 AND NOT EXISTS (SELECT 1 FROM
 const JOB_PRUNABLE: &str = "j.status IN ('succeeded', 'failed', 'skipped') \
      AND COALESCE(j.finished_at, j.created_at) < ?1";
 
-impl SqliteStore {
-    pub async fn prune_count(&self, cutoff: DateTime<Utc>) -> StoreResult<PruneCounts> {
+impl Retention for SqliteStore {
+    async fn prune_count(&self, cutoff: DateTime<Utc>) -> StoreResult<PruneCounts> {
         let cutoff = ms(cutoff);
         let count = async |sql: String| -> StoreResult<u64> {
             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -49,7 +50,7 @@ impl SqliteStore {
         })
     }
 
-    pub async fn prune_batch(
+    async fn prune_batch(
         &self,
         target: PruneTarget,
         cutoff: DateTime<Utc>,
