@@ -1,5 +1,6 @@
-//! The store's conformance suite: every behaviour of the queue contract, written once and run
-//! against both backends (a fresh SQLite file and a fresh PostgreSQL database per test).
+//! The store's conformance suite: every behaviour of the queue contract, written once against
+//! the driver trait ([`promptq::store::QueueDriver`]) and run on both backends, each through
+//! its own driver type (a fresh SQLite file and a fresh PostgreSQL database per test).
 //!
 //! Extend it whenever the store's behaviour changes. Time is passed in ([`promptq::store::Clock::At`]),
 //! so leases expire by moving `now`, not by sleeping.
@@ -14,10 +15,53 @@ use promptq::domain::{
     AttemptError, BatchKey, ErrorClass, Finish, JobStatus, NewResponse, Outcome, PlannedBatch,
     ProviderKind,
 };
+use promptq::store::postgres::PostgresStore;
+use promptq::store::sqlite::SqliteStore;
 use promptq::store::{
     ClaimOne, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel, NewPrompt, Page,
-    PromptPatch, Store, StoreError,
+    PromptPatch, QueueDriver, Store, StoreError,
 };
+
+/// A driver the suite runs on, taken out of the handle the test harness opens.
+trait Backend: QueueDriver {
+    fn of(store: Store) -> Self;
+}
+
+impl Backend for SqliteStore {
+    fn of(store: Store) -> Self {
+        match store {
+            Store::Sqlite(driver) => driver,
+            Store::Postgres(_) => unreachable!("a sqlite: URL opens SQLite"),
+        }
+    }
+}
+
+impl Backend for PostgresStore {
+    fn of(store: Store) -> Self {
+        match store {
+            Store::Postgres(driver) => driver,
+            Store::Sqlite(_) => unreachable!("a postgres:// URL opens PostgreSQL"),
+        }
+    }
+}
+
+/// A fresh test database, seen through one backend's driver.
+struct Db<D> {
+    store: D,
+    url: String,
+    /// Keeps the database (and SQLite's directory) alive for the test.
+    _db: support::TestDb,
+}
+
+impl<D: Backend> Db<D> {
+    fn new(db: support::TestDb) -> Self {
+        Db {
+            store: D::of(db.store.clone()),
+            url: db.url.clone(),
+            _db: db,
+        }
+    }
+}
 
 /// Runs each named scenario on SQLite and on PostgreSQL.
 macro_rules! conformance {
@@ -27,7 +71,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let db = crate::support::sqlite().await;
-                    super::$name(&db).await;
+                    super::$name(&super::Db::<super::SqliteStore>::new(db)).await;
                 }
             )*
         }
@@ -36,7 +80,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let Some(db) = crate::support::postgres().await else { return };
-                    super::$name(&db).await;
+                    super::$name(&super::Db::<super::PostgresStore>::new(db)).await;
                 }
             )*
         }
@@ -93,14 +137,14 @@ fn opts(now: DateTime<Utc>) -> EnqueueOptions {
 
 /// Finishes a batch at its first finish's instant (all of a test's finishes share one).
 async fn finish_all(
-    store: &Store,
+    store: &impl QueueDriver,
     finishes: &[Finish],
 ) -> Result<Vec<promptq::domain::FinishResult>, StoreError> {
     let at = finishes.first().map_or_else(t0, |f| f.finished_at);
     store.jobs_finish(finishes, at).await
 }
 
-async fn model(store: &Store, name: &str) -> i64 {
+async fn model(store: &impl QueueDriver, name: &str) -> i64 {
     store
         .model_insert(
             &NewModel {
@@ -117,7 +161,12 @@ async fn model(store: &Store, name: &str) -> i64 {
         .id
 }
 
-async fn prompt(store: &Store, text: &str, model_ids: Option<Vec<i64>>, runs: i32) -> i64 {
+async fn prompt(
+    store: &impl QueueDriver,
+    text: &str,
+    model_ids: Option<Vec<i64>>,
+    runs: i32,
+) -> i64 {
     store
         .prompt_insert(
             &NewPrompt {
@@ -146,7 +195,7 @@ fn plan(prompt_ids: &[i64], batch: &str) -> Vec<PlannedBatch> {
 }
 
 /// `models` models and `prompts` prompts on all of them, `runs` runs each, enqueued in one batch.
-async fn seeded(store: &Store, models: usize, prompts: usize, runs: i32) -> Vec<i64> {
+async fn seeded(store: &impl QueueDriver, models: usize, prompts: usize, runs: i32) -> Vec<i64> {
     for m in 0..models {
         model(store, &format!("m{m}")).await;
     }
@@ -193,11 +242,11 @@ fn finish(job_id: i64, attempt: i32, at: DateTime<Utc>, outcome: Outcome) -> Fin
     }
 }
 
-async fn status_of(store: &Store, job_id: i64) -> JobStatus {
+async fn status_of(store: &impl QueueDriver, job_id: i64) -> JobStatus {
     store.job_get(job_id).await.unwrap().unwrap().status
 }
 
-async fn all_jobs(store: &Store) -> Vec<promptq::domain::Job> {
+async fn all_jobs(store: &impl QueueDriver) -> Vec<promptq::domain::Job> {
     store
         .jobs_list(
             &JobFilter::default(),
@@ -212,7 +261,7 @@ async fn all_jobs(store: &Store) -> Vec<promptq::domain::Job> {
 
 // ---------------------------------------------------------------- enqueue
 
-async fn enqueue_creates_each_prompt_model_run_once(db: &support::TestDb) {
+async fn enqueue_creates_each_prompt_model_run_once<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let m1 = model(&store, "a").await;
     let m2 = model(&store, "b").await;
@@ -264,7 +313,7 @@ async fn enqueue_creates_each_prompt_model_run_once(db: &support::TestDb) {
     assert_eq!(next.jobs_created, 6);
 }
 
-async fn enqueue_ignores_inactive_prompts_and_models(db: &support::TestDb) {
+async fn enqueue_ignores_inactive_prompts_and_models<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let m1 = model(&store, "a").await;
     let m2 = model(&store, "b").await;
@@ -306,7 +355,7 @@ async fn enqueue_ignores_inactive_prompts_and_models(db: &support::TestDb) {
     );
 }
 
-async fn concurrent_enqueues_of_one_batch_create_each_job_once(db: &support::TestDb) {
+async fn concurrent_enqueues_of_one_batch_create_each_job_once<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let prompts = seeded_without_jobs(&store, 4, 10, 5).await;
     let expected = 4 * 10 * 5;
@@ -326,7 +375,12 @@ async fn concurrent_enqueues_of_one_batch_create_each_job_once(db: &support::Tes
     assert_eq!(all_jobs(&store).await.len() as u64, expected);
 }
 
-async fn seeded_without_jobs(store: &Store, models: usize, prompts: usize, runs: i32) -> Vec<i64> {
+async fn seeded_without_jobs(
+    store: &impl QueueDriver,
+    models: usize,
+    prompts: usize,
+    runs: i32,
+) -> Vec<i64> {
     for m in 0..models {
         model(store, &format!("m{m}")).await;
     }
@@ -339,7 +393,7 @@ async fn seeded_without_jobs(store: &Store, models: usize, prompts: usize, runs:
 
 // ---------------------------------------------------------------- claim
 
-async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
+async fn claim_takes_due_jobs_in_order_and_leases_them<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 3, 1).await;
     let now = t0() + Duration::seconds(1);
@@ -383,7 +437,7 @@ async fn claim_takes_due_jobs_in_order_and_leases_them(db: &support::TestDb) {
     assert_eq!(again[0].attempt, 2);
 }
 
-async fn concurrent_claimers_claim_each_job_exactly_once(db: &support::TestDb) {
+async fn concurrent_claimers_claim_each_job_exactly_once<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 4, 100, 5).await; // 2,000 jobs
     let now = t0() + Duration::seconds(1);
@@ -425,7 +479,7 @@ async fn concurrent_claimers_claim_each_job_exactly_once(db: &support::TestDb) {
 
 // ---------------------------------------------------------------- finish
 
-async fn success_stores_one_response_and_a_second_finish_is_stale(db: &support::TestDb) {
+async fn success_stores_one_response_and_a_second_finish_is_stale<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let now = t0();
@@ -485,7 +539,7 @@ async fn success_stores_one_response_and_a_second_finish_is_stale(db: &support::
     assert_eq!(attempts[0].started_at, Some(now));
 }
 
-async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
+async fn retry_and_failure_outcomes_record_attempts<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let mut now = t0();
@@ -551,7 +605,7 @@ async fn retry_and_failure_outcomes_record_attempts(db: &support::TestDb) {
     assert_eq!(attempts[1].error_class.as_deref(), Some("permanent"));
 }
 
-async fn stale_attempt_cannot_finish_a_rescued_job(db: &support::TestDb) {
+async fn stale_attempt_cannot_finish_a_rescued_job<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let now = t0();
@@ -604,7 +658,7 @@ async fn stale_attempt_cannot_finish_a_rescued_job(db: &support::TestDb) {
     assert_eq!(outcomes, ["abandoned", "succeeded"]);
 }
 
-async fn rescue_fails_a_job_whose_attempts_are_spent(db: &support::TestDb) {
+async fn rescue_fails_a_job_whose_attempts_are_spent<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let mut now = t0();
@@ -629,7 +683,7 @@ async fn rescue_fails_a_job_whose_attempts_are_spent(db: &support::TestDb) {
     assert_eq!(job.finished_at, Some(now));
 }
 
-async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &support::TestDb) {
+async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let url_store = reopen(db).await;
@@ -671,11 +725,11 @@ async fn claimer_whose_pool_closes_unfinished_is_recovered_by_rescue(db: &suppor
 }
 
 /// A second, independent connection pool on the same database (another process's view).
-async fn reopen(db: &support::TestDb) -> Store {
-    Store::connect(&db.url).await.unwrap()
+async fn reopen<D: Backend>(db: &Db<D>) -> D {
+    D::of(Store::connect(&db.url).await.unwrap())
 }
 
-async fn heartbeat_extends_only_attempts_still_owned(db: &support::TestDb) {
+async fn heartbeat_extends_only_attempts_still_owned<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let now = t0();
@@ -708,7 +762,7 @@ async fn heartbeat_extends_only_attempts_still_owned(db: &support::TestDb) {
     );
 }
 
-async fn release_hands_jobs_back_without_spending_an_attempt(db: &support::TestDb) {
+async fn release_hands_jobs_back_without_spending_an_attempt<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let now = t0();
@@ -741,7 +795,7 @@ async fn release_hands_jobs_back_without_spending_an_attempt(db: &support::TestD
     );
 }
 
-async fn cancel_and_retry_by_job_and_by_batch(db: &support::TestDb) {
+async fn cancel_and_retry_by_job_and_by_batch<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 4, 1).await;
     let now = t0();
@@ -811,7 +865,7 @@ async fn cancel_and_retry_by_job_and_by_batch(db: &support::TestDb) {
     );
 }
 
-async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::TestDb) {
+async fn deactivated_model_skips_its_queued_and_requeued_jobs<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let m1 = model(&store, "a").await;
     let m2 = model(&store, "b").await;
@@ -887,7 +941,7 @@ async fn deactivated_model_skips_its_queued_and_requeued_jobs(db: &support::Test
     assert!(store.prompt_get(p).await.unwrap().is_none());
 }
 
-async fn claim_by_id_answers_each_case(db: &support::TestDb) {
+async fn claim_by_id_answers_each_case<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let now = t0();
@@ -926,7 +980,7 @@ async fn claim_by_id_answers_each_case(db: &support::TestDb) {
     );
 }
 
-async fn concurrent_claims_of_one_job_let_exactly_one_through(db: &support::TestDb) {
+async fn concurrent_claims_of_one_job_let_exactly_one_through<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 1, 1).await;
     let now = t0();
@@ -951,7 +1005,7 @@ async fn concurrent_claims_of_one_job_let_exactly_one_through(db: &support::Test
     assert_eq!(claimed, 1);
 }
 
-async fn batched_finish_of_many_jobs_mixes_outcomes(db: &support::TestDb) {
+async fn batched_finish_of_many_jobs_mixes_outcomes<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 1, 6, 1).await;
     let now = t0();
@@ -1003,7 +1057,7 @@ async fn batched_finish_of_many_jobs_mixes_outcomes(db: &support::TestDb) {
     assert_eq!(responses.len(), 2);
 }
 
-async fn query_filters_pages_and_summarises(db: &support::TestDb) {
+async fn query_filters_pages_and_summarises<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let prompts = seeded(&store, 2, 3, 2).await; // 12 jobs
     let now = t0();
@@ -1081,7 +1135,7 @@ async fn query_filters_pages_and_summarises(db: &support::TestDb) {
     );
 }
 
-async fn prompts_and_models_crud(db: &support::TestDb) {
+async fn prompts_and_models_crud<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let a = model(&store, "a").await;
     let b = model(&store, "b").await;
@@ -1187,7 +1241,7 @@ async fn prompts_and_models_crud(db: &support::TestDb) {
     );
 }
 
-async fn bulk_twenty_thousand_jobs_enqueue_claim_finish(db: &support::TestDb) {
+async fn bulk_twenty_thousand_jobs_enqueue_claim_finish<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     let prompts = seeded_without_jobs(&store, 4, 1000, 5).await;
     let now = t0();

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use super::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use super::{
-    AttemptRecord, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreResult, StoredResponse,
 };
@@ -42,6 +42,9 @@ impl<T> QueueDriver for T where
 
 /// Schema and connection.
 pub trait Lifecycle: Send + Sync {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
     /// Applies the embedded migrations not applied yet, then gives every prompt without a
     /// version its current text as version. Idempotent; safe to run from several processes.
     fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;

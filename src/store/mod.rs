@@ -22,6 +22,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 pub mod stats;
+mod time;
 mod types;
 
 use chrono::{DateTime, Utc};

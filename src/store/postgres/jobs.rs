@@ -1,3 +1,5 @@
+//! The user's actions on jobs (cancel, retry) and the job and response queries, on PostgreSQL.
+
 use super::*;
 use crate::store::AttemptRecord;
 use crate::store::Jobs;

@@ -15,26 +15,21 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
-    ABANDONED, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector, Lifecycle,
-    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued, ResponseFilter,
-    SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
+    ABANDONED, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
     ScheduledPrompt, Summary,
 };
 
-/// Models and prompts.
 mod catalog;
-/// Finishing a batch of attempts in one statement.
 mod finish;
-/// Cancel, retry and the job queries.
 mod jobs;
-/// Pauses and rate reservations.
 mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
-/// Enqueue, claim, finish, rescue, heartbeat, release.
 mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
@@ -133,6 +128,10 @@ impl PostgresStore {
 }
 
 impl Lifecycle for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
         self.version_unversioned_prompts().await

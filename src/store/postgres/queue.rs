@@ -1,3 +1,6 @@
+//! A job's way through the queue on PostgreSQL: enqueue, claim, finish, rescue, heartbeat,
+//! release, each one statement (or one short transaction).
+
 use super::*;
 use crate::store::Queue;
 

@@ -1,3 +1,5 @@
+//! The user's actions on jobs (cancel, retry) and the job and response queries, on SQLite.
+
 use super::*;
 use crate::store::AttemptRecord;
 use crate::store::Jobs;

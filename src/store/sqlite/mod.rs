@@ -20,27 +20,22 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
-    ABANDONED, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector, Lifecycle,
-    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued, ResponseFilter,
-    SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
+    ABANDONED, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
     PromptId, ScheduledPrompt, Summary,
 };
 
-/// Models and prompts.
 mod catalog;
-/// The tail both claims share.
 mod claim;
 mod finish;
-/// Cancel, retry and the job queries.
 mod jobs;
-/// Pauses and rate reservations.
 mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
-/// Enqueue, claim, finish, rescue, heartbeat, release.
 mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
@@ -110,6 +105,10 @@ impl SqliteStore {
 }
 
 impl Lifecycle for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         self.version_unversioned_prompts().await

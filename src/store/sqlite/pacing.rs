@@ -1,3 +1,5 @@
+//! Pauses and rate reservations (GCRA, `tat` in milliseconds) on SQLite.
+
 use super::*;
 use crate::store::sql::{PAUSES_ACTIVE, PauseRow};
 use crate::store::{Pacing, RateGrant, lock_order};

@@ -1,3 +1,6 @@
+//! A job's way through the queue on SQLite: enqueue, claim, finish, rescue, heartbeat,
+//! release, each in one `BEGIN IMMEDIATE` transaction of the one writer.
+
 use super::claim::claim_picked;
 use super::*;
 use crate::store::Queue;
