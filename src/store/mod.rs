@@ -19,6 +19,7 @@
 pub mod driver;
 mod handle;
 pub mod postgres;
+mod prune;
 mod sql;
 pub mod sqlite;
 pub mod stats;
