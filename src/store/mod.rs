@@ -20,6 +20,7 @@ pub mod driver;
 mod handle;
 pub mod postgres;
 mod prune;
+mod rows;
 mod sql;
 pub mod sqlite;
 pub mod stats;

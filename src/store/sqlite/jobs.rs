@@ -3,7 +3,10 @@
 use super::*;
 use crate::store::AttemptRecord;
 use crate::store::Jobs;
-use crate::store::sql::{ATTEMPTS_OF_JOB, AttemptRow, ResponseRow, responses_query};
+use crate::store::sql::{
+    ATTEMPTS_OF_JOB, AttemptRow, ResponseRow, jobs_page_query, jobs_summary_query, responses_query,
+    summary_of,
+};
 
 impl Jobs for SqliteStore {
     async fn jobs_cancel(&self, selector: &JobSelector, now: DateTime<Utc>) -> StoreResult<u64> {
@@ -72,30 +75,19 @@ impl Jobs for SqliteStore {
     }
 
     async fn jobs_list(&self, filter: &JobFilter, page: Page) -> StoreResult<Vec<Job>> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM prompt_jobs WHERE 1"));
-        push_job_filter(&mut query, filter, "");
-        query
-            .push(" ORDER BY id LIMIT ")
-            .push_bind(page.limit)
-            .push(" OFFSET ")
-            .push_bind(page.offset);
-        let rows = query.build().fetch_all(&self.readers).await?;
+        let rows = jobs_page_query::<Sqlite>(JOB_COLUMNS, "", filter, page)
+            .build()
+            .fetch_all(&self.readers)
+            .await?;
         Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
     }
 
     async fn jobs_summary(&self, filter: &JobFilter) -> StoreResult<Summary> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("SELECT status, COUNT(*) AS n FROM prompt_jobs WHERE 1");
-        push_job_filter(&mut query, filter, "");
-        query.push(" GROUP BY status");
-        let rows = query.build().fetch_all(&self.readers).await?;
-        let mut summary = Summary::default();
-        for row in &rows {
-            let status: String = row.try_get("status")?;
-            summary.add(parse_status(&status)?, row.try_get("n")?);
-        }
-        Ok(summary)
+        let rows = jobs_summary_query::<Sqlite>(filter, "")
+            .build_query_as()
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(summary_of(rows)?)
     }
 
     async fn jobs_count_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<i64> {
