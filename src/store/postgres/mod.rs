@@ -33,11 +33,12 @@ mod prune;
 mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
+mod wake;
+
+pub use wake::JOBS_CHANNEL;
+use wake::notify_jobs;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// The channel on which enqueues and retries announce new work to sleeping workers.
-pub const JOBS_CHANNEL: &str = "promptq_jobs";
 
 /// Key of the advisory lock that serialises enqueues (and keeps the cron to one process).
 const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
@@ -71,44 +72,6 @@ impl PostgresStore {
     /// The pool, for LISTEN connections and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Listens on [`JOBS_CHANNEL`] and wakes `notify` on every announcement; reconnects after
-    /// losing the server.
-    pub fn spawn_job_listener(
-        &self,
-        notify: std::sync::Arc<tokio::sync::Notify>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                let listening = async {
-                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                    listener.listen(JOBS_CHANNEL).await?;
-                    loop {
-                        listener.recv().await?;
-                        notify.notify_waiters();
-                    }
-                    #[allow(unreachable_code)]
-                    Ok::<(), sqlx::Error>(())
-                };
-                tokio::select! {
-                    result = listening => {
-                        if let Err(err) = result {
-                            tracing::debug!(error = %err, "job listener lost; reconnecting");
-                        }
-                        // Work may have been announced while we were deaf.
-                        notify.notify_waiters();
-                    }
-                    () = stop.cancelled() => return,
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
-        })
     }
 
     pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
@@ -154,14 +117,6 @@ impl Lifecycle for PostgresStore {
 }
 
 type PgTx = sqlx::Transaction<'static, Postgres>;
-
-async fn notify_jobs(tx: &mut PgTx) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(JOBS_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 /// Reads a model from columns named with `prefix` (`m_` when joined to a job).
 fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {
