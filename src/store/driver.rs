@@ -320,8 +320,8 @@ pub trait Pacing: Send + Sync {
     /// its period) at the first time all of them have room, but only when that time is at
     /// most `max_wait` away; otherwise nothing is reserved and the answer says when the first
     /// free slot is, so a job that cannot wait never pushes the others back. Scopes are
-    /// locked in one order whatever the caller's (see [`super::lock_order`]): no two
-    /// reservations deadlock.
+    /// locked in one order (by scope, each once) whatever the caller's: no two reservations
+    /// deadlock.
     fn rate_reserve_within(
         &self,
         costs: &[(String, Duration)],

@@ -215,7 +215,7 @@ impl PauseScope {
     }
 }
 
-/// The answer of [`Store::rate_reserve_within`].
+/// The answer of [`Pacing::rate_reserve_within`](super::Pacing::rate_reserve_within).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateGrant {
     /// Reserved: the call may start at this time.
