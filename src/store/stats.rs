@@ -2,7 +2,7 @@
 //! per model, tokens, cost, latency percentiles) and the queue gauges that `/metrics` exposes.
 //!
 //! These are reads only; they never change a row. Each figure is one aggregate query over the
-//! same [`JobFilter`] as the job listing, so that a status page's numbers and its rows agree.
+//! same [`JobFilter`](super::JobFilter) as the job listing, so that a status page's numbers and its rows agree.
 //! Percentiles are nearest-rank (the smallest value with at least `p` of the values at or
 //! below it): what PostgreSQL's `percentile_disc` computes, and what SQLite computes with
 //! `ORDER BY … LIMIT 1 OFFSET k` (or the same rank from a window function), so both backends
@@ -11,7 +11,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{JobFilter, Store, StoreResult};
 use crate::domain::{ModelId, Summary};
 
 /// Figures of the jobs matching a filter, beyond their counts by status.
@@ -136,42 +135,6 @@ pub(crate) fn fold_model_counts(groups: Vec<ModelStatusGroup>) -> Vec<ModelCount
 /// The 0-based offset of the nearest-rank `p` percentile among `n` sorted values.
 pub(crate) fn nearest_rank_offset(n: i64, p: f64) -> i64 {
     ((p * n as f64).ceil() as i64 - 1).clamp(0, (n - 1).max(0))
-}
-
-impl Store {
-    /// Per-model counts, token and cost sums, latency percentiles of the matching jobs.
-    pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
-        on_backend!(self.jobs_stats(filter))
-    }
-
-    /// The `limit` greatest batch keys (the newest batches: keys of one schedule sort in time
-    /// order) with their jobs' counts by status, newest first.
-    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
-        on_backend!(self.batches_recent(limit))
-    }
-
-    /// Per model, counts by status and latency percentiles of the jobs of `batch_keys`, by
-    /// model id. Models without jobs in those batches are left out.
-    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
-        if batch_keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        on_backend!(self.models_window(batch_keys))
-    }
-
-    /// The queue's gauges at `now` in one statement: counts by status over the narrow
-    /// `(batch_key, status)` index (an index-only scan, not the wide rows), due jobs and the
-    /// oldest of them from the partial index of queued jobs, expired leases from the partial
-    /// index of processing ones. The caller caches it (`/metrics` runs it at most once per
-    /// period however often it is scraped).
-    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
-        on_backend!(self.queue_figures(now))
-    }
-
-    /// Queued jobs due at `now` and when the oldest of them became due.
-    pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
-        on_backend!(self.jobs_due_stats(now))
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use super::{error, finish, finish_all, model, opts, plan, prompt, status_of, suc
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub async fn edit_mid_batch_keeps_the_batch_on_its_prompt_version(db: &crate::support::TestDb) {
+pub async fn edit_mid_batch_keeps_the_batch_on_its_prompt_version<D: super::Backend>(
+    db: &super::Db<D>,
+) {
     let store = db.store.clone();
     let m = model(&store, "m").await;
     store
@@ -103,7 +105,7 @@ pub async fn edit_mid_batch_keeps_the_batch_on_its_prompt_version(db: &crate::su
     assert_eq!(next[0].model.params["latencyMs"], 0);
 }
 
-pub async fn unlinking_a_model_skips_its_queued_jobs(db: &crate::support::TestDb) {
+pub async fn unlinking_a_model_skips_its_queued_jobs<D: super::Backend>(db: &super::Db<D>) {
     let store = db.store.clone();
     let kept = model(&store, "kept").await;
     let dropped = model(&store, "dropped").await;
@@ -136,7 +138,7 @@ pub async fn unlinking_a_model_skips_its_queued_jobs(db: &crate::support::TestDb
 
 /// A finish is dated by the store's clock; a retry keeps the worker's delay from it, however
 /// far the worker's own clock is off.
-pub async fn finish_dates_rows_by_the_store_clock(db: &crate::support::TestDb) {
+pub async fn finish_dates_rows_by_the_store_clock<D: super::Backend>(db: &super::Db<D>) {
     let store = db.store.clone();
     let m = model(&store, "m").await;
     let p = prompt(&store, "q", Some(vec![m]), 2).await;
@@ -171,7 +173,7 @@ pub async fn finish_dates_rows_by_the_store_clock(db: &crate::support::TestDb) {
 
 /// With [`Clock::Database`] the statements read the database's clock: a lease taken now is
 /// not expired now, and is expired once its length has passed on that clock.
-pub async fn database_clock_decides_leases(db: &crate::support::TestDb) {
+pub async fn database_clock_decides_leases<D: super::Backend>(db: &super::Db<D>) {
     use promptq::store::Clock;
     let store = db.store.clone();
     let m = model(&store, "m").await;

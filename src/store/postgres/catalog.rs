@@ -2,11 +2,12 @@
 //! a deactivation or deletion skips in the same transaction.
 
 use super::*;
+use crate::store::{Catalog, SKIPPED_INACTIVE};
 
-impl PostgresStore {
+impl Catalog for PostgresStore {
     // ---- models
 
-    pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
+    async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
         let row = sqlx::query(
             "INSERT INTO models (name, provider, model, params, active, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -23,7 +24,7 @@ impl PostgresStore {
         Ok(model_from_row(&row, "")?)
     }
 
-    pub async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
+    async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
         let sql =
             format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1 AND deleted_at IS NULL");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -33,7 +34,7 @@ impl PostgresStore {
         Ok(row.map(|row| model_from_row(&row, "")).transpose()?)
     }
 
-    pub async fn model_list(&self) -> StoreResult<Vec<Model>> {
+    async fn model_list(&self) -> StoreResult<Vec<Model>> {
         let sql =
             format!("SELECT {MODEL_COLUMNS} FROM models WHERE deleted_at IS NULL ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -45,7 +46,7 @@ impl PostgresStore {
             .collect::<Result<_, _>>()?)
     }
 
-    pub async fn model_update(
+    async fn model_update(
         &self,
         id: ModelId,
         patch: &ModelPatch,
@@ -78,7 +79,7 @@ impl PostgresStore {
         Ok(Some(model))
     }
 
-    pub async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(
             "UPDATE models SET deleted_at = $2, active = FALSE, updated_at = $2
@@ -99,7 +100,7 @@ impl PostgresStore {
 
     // ---- prompts
 
-    pub async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
+    async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
@@ -119,12 +120,12 @@ impl PostgresStore {
         prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
     }
 
-    pub async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
+    async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
         let mut conn = self.pool.acquire().await?;
         fetch_prompt(&mut conn, id).await
     }
 
-    pub async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
+    async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
         let sql = format!(
             "SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.deleted_at IS NULL ORDER BY p.id"
         );
@@ -134,7 +135,7 @@ impl PostgresStore {
         Ok(rows.iter().map(prompt_from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn prompt_update(
+    async fn prompt_update(
         &self,
         id: PromptId,
         patch: &PromptPatch,
@@ -194,7 +195,7 @@ impl PostgresStore {
         Ok(prompt)
     }
 
-    pub async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(
             "UPDATE prompts SET deleted_at = $2, active = FALSE, updated_at = $2
@@ -213,7 +214,7 @@ impl PostgresStore {
         Ok(deleted)
     }
 
-    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
+    async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
         let rows = sqlx::query(
             "SELECT id, schedule, last_batch_key FROM prompts
              WHERE active AND deleted_at IS NULL ORDER BY id",

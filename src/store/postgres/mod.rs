@@ -13,26 +13,32 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
-    ABANDONED, AttemptRecord, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter,
-    JobSelector, ModelPatch, NewModel, NewPrompt, OutcomeColumns, Page, Pause, PauseScope,
-    PromptPatch, Rescued, ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError,
-    StoreResult, StoredResponse,
+    ABANDONED, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
-    ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, Outcome, PlannedBatch,
-    Prompt, PromptId, ScheduledPrompt, Summary,
+    ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
+    ScheduledPrompt, Summary,
 };
 
+mod catalog;
+mod finish;
+mod jobs;
+mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
+mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
+mod wake;
+
+pub use wake::JOBS_CHANNEL;
+use wake::notify_jobs;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// The channel on which enqueues and retries announce new work to sleeping workers.
-pub const JOBS_CHANNEL: &str = "promptq_jobs";
 
 /// Key of the advisory lock that serialises enqueues (and keeps the cron to one process).
 const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
@@ -53,43 +59,6 @@ const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last
     p.last_batch_key, p.created_at, \
     ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) AS model_ids";
 
-/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is the
-/// clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked job whose prompt or model
-/// went away ends `skipped`. The prompt text is the job's version's (the current text only for
-/// jobs older than versions), the generation params those of its enqueue.
-macro_rules! claim_update {
-    ($picked:literal) => {
-        concat!(
-            "WITH picked AS (",
-            $picked,
-            ") UPDATE prompt_jobs j SET
-                status = CASE WHEN picked.runnable THEN 'processing' ELSE 'skipped' END,
-                attempt_count = j.attempt_count + CASE WHEN picked.runnable THEN 1 ELSE 0 END,
-                started_at = CASE WHEN picked.runnable THEN COALESCE($1::timestamptz, now())
-                    ELSE j.started_at END,
-                lease_expires_at = CASE WHEN picked.runnable
-                    THEN COALESCE($1::timestamptz, now()) + $2 * interval '1 microsecond' END,
-                finished_at = CASE WHEN picked.runnable THEN NULL
-                    ELSE COALESCE($1::timestamptz, now()) END,
-                error_message = CASE WHEN picked.runnable THEN j.error_message
-                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
-            FROM picked, prompts p, models m
-            WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
-            RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
-                j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
-                j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at,
-                j.created_at, picked.runnable, j.prompt_version_id, j.gen_params,
-                picked.version_hash AS prompt_version,
-                COALESCE(picked.version_text, p.text) AS prompt_text, m.id AS m_id,
-                m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
-                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at"
-        )
-    };
-}
-
-mod catalog;
-mod queue;
-
 impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
@@ -103,44 +72,6 @@ impl PostgresStore {
     /// The pool, for LISTEN connections and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Listens on [`JOBS_CHANNEL`] and wakes `notify` on every announcement; reconnects after
-    /// losing the server.
-    pub fn spawn_job_listener(
-        &self,
-        notify: std::sync::Arc<tokio::sync::Notify>,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                let listening = async {
-                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                    listener.listen(JOBS_CHANNEL).await?;
-                    loop {
-                        listener.recv().await?;
-                        notify.notify_waiters();
-                    }
-                    #[allow(unreachable_code)]
-                    Ok::<(), sqlx::Error>(())
-                };
-                tokio::select! {
-                    result = listening => {
-                        if let Err(err) = result {
-                            tracing::debug!(error = %err, "job listener lost; reconnecting");
-                        }
-                        // Work may have been announced while we were deaf.
-                        notify.notify_waiters();
-                    }
-                    () = stop.cancelled() => return,
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
-        })
     }
 
     pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
@@ -157,86 +88,35 @@ impl PostgresStore {
                 .await?,
         )
     }
+}
 
-    pub async fn migrate(&self) -> StoreResult<()> {
+impl Lifecycle for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
         self.version_unversioned_prompts().await
     }
 
-    pub async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {
+    async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {
         Ok(sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.pool)
             .await?)
     }
 
-    pub async fn ping(&self) -> StoreResult<()> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
 }
 
 type PgTx = sqlx::Transaction<'static, Postgres>;
-
-async fn notify_jobs(tx: &mut PgTx) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(JOBS_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-fn push_job_filter(query: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
-    if let Some(id) = filter.job_id {
-        query.push(" AND j.id = ").push_bind(id);
-    }
-    if let Some(key) = &filter.batch_key {
-        query.push(" AND j.batch_key = ").push_bind(key.clone());
-    }
-    if let Some(id) = filter.prompt_id {
-        query.push(" AND j.prompt_id = ").push_bind(id);
-    }
-    if let Some(id) = filter.model_id {
-        query.push(" AND j.model_id = ").push_bind(id);
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND j.status = ").push_bind(status.as_str());
-    }
-}
-
-fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
-    status
-        .parse()
-        .map_err(|err: crate::domain::ParseError| sqlx::Error::Decode(Box::new(err)))
-}
-
-fn job_from_row(row: &PgRow) -> Result<Job, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        prompt_id: row.try_get("prompt_id")?,
-        model_id: row.try_get("model_id")?,
-        run_index: row.try_get("run_index")?,
-        batch_key: row.try_get("batch_key")?,
-        status: parse_status(&status)?,
-        error_message: row.try_get("error_message")?,
-        // The column counts claims (the fence); the job shows the attempts spent.
-        attempt_count: row.try_get::<i32, _>("attempt_count")?
-            - row.try_get::<i32, _>("rate_limited_count")?,
-        max_attempts: row.try_get("max_attempts")?,
-        rate_limited_count: row.try_get("rate_limited_count")?,
-        scheduled_for: row.try_get("scheduled_for")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        created_at: row.try_get("created_at")?,
-        prompt_version: row.try_get("prompt_version")?,
-    })
-}
 
 /// Reads a model from columns named with `prefix` (`m_` when joined to a job).
 fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {

@@ -1,6 +1,7 @@
 //! PostgreSQL's side of the read-only figures in [`crate::store::stats`]: aggregates over the
 //! job filter, percentiles with `percentile_disc`. Reads only: nothing here writes.
 
+use crate::store::Figures;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder, Row};
 
@@ -12,14 +13,14 @@ use crate::store::stats::{
 };
 use crate::store::{JobFilter, StoreResult};
 
-impl PostgresStore {
-    pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
+impl Figures for PostgresStore {
+    async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
         let mut per_model_query = QueryBuilder::<Postgres>::new(
             "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
              FROM prompt_jobs j WHERE TRUE",
         );
-        push_job_filter(&mut per_model_query, filter);
+        push_job_filter(&mut per_model_query, filter, "j.");
         per_model_query.push(" GROUP BY j.model_id, j.status ORDER BY j.model_id");
         let rows = per_model_query.build().fetch_all(&self.pool).await?;
         let per_model =
@@ -36,7 +37,7 @@ impl PostgresStore {
                 percentile_disc(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS p95
              FROM responses r WHERE r.job_id IN (SELECT j.id FROM prompt_jobs j WHERE TRUE",
         );
-        push_job_filter(&mut sums, filter);
+        push_job_filter(&mut sums, filter, "j.");
         sums.push(")");
         let row = sums.build().fetch_one(&self.pool).await?;
         Ok(JobStats {
@@ -55,7 +56,7 @@ impl PostgresStore {
         })
     }
 
-    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
+    async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
         // A loose index scan (PostgreSQL has no skip scan before 18): each step jumps to the
         // next smaller key through the (batch_key, status) index; the outer LIMIT stops the
         // recursion, which PostgreSQL evaluates lazily.
@@ -92,7 +93,7 @@ impl PostgresStore {
         Ok(batches)
     }
 
-    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
+    async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
         let rows = sqlx::query(
             "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
@@ -134,7 +135,7 @@ impl PostgresStore {
         Ok(models)
     }
 
-    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
+    async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
         // Three index paths, one round trip; each row is labelled by what it counts.
         let rows = sqlx::query(
             "SELECT status AS label, count(*) AS n, NULL::timestamptz AS oldest
@@ -167,7 +168,7 @@ impl PostgresStore {
         Ok(figures)
     }
 
-    pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
+    async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
         let row = sqlx::query(
             "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM prompt_jobs
              WHERE status = 'queued' AND next_attempt_at <= $1",

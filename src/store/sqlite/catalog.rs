@@ -2,11 +2,12 @@
 //! deactivation or deletion skips in the same transaction.
 
 use super::*;
+use crate::store::{Catalog, SKIPPED_INACTIVE};
 
-impl SqliteStore {
+impl Catalog for SqliteStore {
     // ---- models
 
-    pub async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
+    async fn model_insert(&self, new: &NewModel, now: DateTime<Utc>) -> StoreResult<Model> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO models (name, provider, model, params, active, created_at, updated_at)
@@ -25,12 +26,12 @@ impl SqliteStore {
         model.ok_or_else(|| StoreError::NotFound(format!("model {id} vanished")))
     }
 
-    pub async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
+    async fn model_get(&self, id: ModelId) -> StoreResult<Option<Model>> {
         let mut conn = self.readers.acquire().await?;
         fetch_model(&mut conn, id).await
     }
 
-    pub async fn model_list(&self) -> StoreResult<Vec<Model>> {
+    async fn model_list(&self) -> StoreResult<Vec<Model>> {
         let sql =
             format!("SELECT {MODEL_COLUMNS} FROM models WHERE deleted_at IS NULL ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -42,7 +43,7 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?)
     }
 
-    pub async fn model_update(
+    async fn model_update(
         &self,
         id: ModelId,
         patch: &ModelPatch,
@@ -77,7 +78,7 @@ impl SqliteStore {
         Ok(model)
     }
 
-    pub async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn model_delete(&self, id: ModelId, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let deleted = sqlx::query(
             "UPDATE models SET deleted_at = ?2, active = 0, updated_at = ?2
@@ -98,7 +99,7 @@ impl SqliteStore {
 
     // ---- prompts
 
-    pub async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
+    async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
@@ -118,12 +119,12 @@ impl SqliteStore {
         prompt.ok_or_else(|| StoreError::NotFound(format!("prompt {id} vanished")))
     }
 
-    pub async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
+    async fn prompt_get(&self, id: PromptId) -> StoreResult<Option<Prompt>> {
         let mut conn = self.readers.acquire().await?;
         fetch_prompt(&mut conn, id).await
     }
 
-    pub async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
+    async fn prompt_list(&self) -> StoreResult<Vec<Prompt>> {
         let sql = format!(
             "SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.deleted_at IS NULL ORDER BY p.id"
         );
@@ -133,7 +134,7 @@ impl SqliteStore {
         Ok(rows.iter().map(prompt_from_row).collect::<Result<_, _>>()?)
     }
 
-    pub async fn prompt_update(
+    async fn prompt_update(
         &self,
         id: PromptId,
         patch: &PromptPatch,
@@ -193,7 +194,7 @@ impl SqliteStore {
         Ok(prompt)
     }
 
-    pub async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn prompt_delete(&self, id: PromptId, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let deleted = sqlx::query(
             "UPDATE prompts SET deleted_at = ?2, active = 0, updated_at = ?2
@@ -212,7 +213,7 @@ impl SqliteStore {
         Ok(deleted)
     }
 
-    pub async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
+    async fn prompts_schedulable(&self) -> StoreResult<Vec<ScheduledPrompt>> {
         let rows = sqlx::query(
             "SELECT id, schedule, last_batch_key FROM prompts
              WHERE active AND deleted_at IS NULL ORDER BY id",

@@ -8,21 +8,21 @@
 //! single, "select the due jobs, then update them" inside one such transaction is as atomic as
 //! Postgres' `SKIP LOCKED` claim. Timestamps are INTEGER milliseconds since the Unix epoch.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
-    ABANDONED, AttemptRecord, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter,
-    JobSelector, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
-    ResponseFilter, SKIPPED_CANCELLED, SKIPPED_INACTIVE, StoreError, StoreResult, StoredResponse,
+    ABANDONED, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
+    Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
+    ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, JobStatus, Model, ModelId, PlannedBatch, Prompt,
@@ -30,7 +30,10 @@ use crate::domain::{
 };
 
 mod catalog;
+mod claim;
 mod finish;
+mod jobs;
+mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
 mod queue;
@@ -99,38 +102,31 @@ impl SqliteStore {
     async fn begin(&self) -> Result<SqliteTx, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
+}
 
-    pub async fn migrate(&self) -> StoreResult<()> {
+impl Lifecycle for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.writer).await?;
         self.version_unversioned_prompts().await
     }
 
-    pub async fn ping(&self) -> StoreResult<()> {
+    async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {
+        // Every process sharing the file shares this machine's clock.
+        Ok(Utc::now())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
-    }
-}
-
-fn push_job_filter(query: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
-    if let Some(id) = filter.job_id {
-        query.push(" AND id = ").push_bind(id);
-    }
-    if let Some(key) = &filter.batch_key {
-        query.push(" AND batch_key = ").push_bind(key.clone());
-    }
-    if let Some(id) = filter.prompt_id {
-        query.push(" AND prompt_id = ").push_bind(id);
-    }
-    if let Some(id) = filter.model_id {
-        query.push(" AND model_id = ").push_bind(id);
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
     }
 }
 
@@ -153,9 +149,7 @@ fn ms(time: DateTime<Utc>) -> i64 {
 }
 
 fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    super::sql::from_millis(ms)
 }
 
 fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
@@ -164,37 +158,6 @@ fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
 
 fn decode_error(message: String) -> sqlx::Error {
     sqlx::Error::Decode(message.into())
-}
-
-fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
-    status
-        .parse()
-        .map_err(|err: crate::domain::ParseError| decode_error(err.0))
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        prompt_id: row.try_get("prompt_id")?,
-        model_id: row.try_get("model_id")?,
-        run_index: row.try_get("run_index")?,
-        batch_key: row.try_get("batch_key")?,
-        status: parse_status(&status)?,
-        error_message: row.try_get("error_message")?,
-        // The column counts claims (the fence); the job shows the attempts spent.
-        attempt_count: row.try_get::<i32, _>("attempt_count")?
-            - row.try_get::<i32, _>("rate_limited_count")?,
-        max_attempts: row.try_get("max_attempts")?,
-        rate_limited_count: row.try_get("rate_limited_count")?,
-        scheduled_for: time(row.try_get("scheduled_for")?),
-        next_attempt_at: time(row.try_get("next_attempt_at")?),
-        lease_expires_at: opt_time(row.try_get("lease_expires_at")?),
-        started_at: opt_time(row.try_get("started_at")?),
-        finished_at: opt_time(row.try_get("finished_at")?),
-        created_at: time(row.try_get("created_at")?),
-        prompt_version: row.try_get("prompt_version")?,
-    })
 }
 
 /// Reads a model from columns named with `prefix` (`m_` when joined to a job).

@@ -1,6 +1,7 @@
 //! SQLite's side of the read-only figures in [`crate::store::stats`]: aggregates over the job
 //! filter, run on the reader pool. Reads only: nothing here writes.
 
+use crate::store::Figures;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -12,21 +13,33 @@ use crate::store::stats::{
 };
 use crate::store::{JobFilter, StoreResult};
 
+impl SqliteStore {
+    /// The nearest-rank `p` percentile of the matching responses' latency (`count` of them).
+    async fn latency_at(&self, filter: &JobFilter, count: i64, p: f64) -> StoreResult<i64> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT latency_ms FROM responses WHERE");
+        push_matching_jobs(&mut query, filter);
+        query
+            .push(" ORDER BY latency_ms LIMIT 1 OFFSET ")
+            .push_bind(nearest_rank_offset(count, p));
+        Ok(query.build_query_scalar().fetch_one(&self.readers).await?)
+    }
+}
+
 /// `job_id IN (…the matching jobs…)`, for queries over `responses`.
 fn push_matching_jobs(query: &mut QueryBuilder<Sqlite>, filter: &JobFilter) {
     query.push(" job_id IN (SELECT id FROM prompt_jobs WHERE 1");
-    push_job_filter(query, filter);
+    push_job_filter(query, filter, "");
     query.push(")");
 }
 
-impl SqliteStore {
-    pub async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
+impl Figures for SqliteStore {
+    async fn jobs_stats(&self, filter: &JobFilter) -> StoreResult<JobStats> {
         let mut per_model_query = QueryBuilder::<Sqlite>::new(
             "SELECT model_id, status, COUNT(*) AS n, SUM(attempt_count) AS attempts,
                 (SELECT name FROM models WHERE models.id = prompt_jobs.model_id) AS model_name
              FROM prompt_jobs WHERE 1",
         );
-        push_job_filter(&mut per_model_query, filter);
+        push_job_filter(&mut per_model_query, filter, "");
         per_model_query.push(" GROUP BY model_id, status ORDER BY model_id");
         let rows = per_model_query.build().fetch_all(&self.readers).await?;
         let per_model =
@@ -65,17 +78,7 @@ impl SqliteStore {
         })
     }
 
-    /// The nearest-rank `p` percentile of the matching responses' latency (`count` of them).
-    async fn latency_at(&self, filter: &JobFilter, count: i64, p: f64) -> StoreResult<i64> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT latency_ms FROM responses WHERE");
-        push_matching_jobs(&mut query, filter);
-        query
-            .push(" ORDER BY latency_ms LIMIT 1 OFFSET ")
-            .push_bind(nearest_rank_offset(count, p));
-        Ok(query.build_query_scalar().fetch_one(&self.readers).await?)
-    }
-
-    pub async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
+    async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
         // A loose index scan: each step jumps to the next smaller key through the
         // (batch_key, status) index, so the cost follows the batches shown, not the jobs
         // stored. The recursion's own LIMIT stops it (it counts the final NULL, if reached).
@@ -112,7 +115,7 @@ impl SqliteStore {
         Ok(batches)
     }
 
-    pub async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
+    async fn models_window(&self, batch_keys: &[String]) -> StoreResult<Vec<ModelWindow>> {
         let mut counts = QueryBuilder::<Sqlite>::new(
             "SELECT model_id, status, COUNT(*) AS n, SUM(attempt_count) AS attempts,
                 (SELECT name FROM models WHERE models.id = prompt_jobs.model_id) AS model_name
@@ -162,7 +165,7 @@ impl SqliteStore {
         Ok(models)
     }
 
-    pub async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
+    async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
         // Three index paths, one round trip; each row is labelled by what it counts. The
         // counts by status read the covering (batch_key, status) index, not the table.
         let rows = sqlx::query(
@@ -197,7 +200,7 @@ impl SqliteStore {
         Ok(figures)
     }
 
-    pub async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
+    async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM prompt_jobs
              WHERE status = 'queued' AND next_attempt_at <= ?1",

@@ -1,0 +1,183 @@
+//! Rows that decode the same way on SQLite and PostgreSQL (`#[derive(sqlx::FromRow)]` once,
+//! times as [`Time`]), and the plain selects that read them.
+
+use super::time::Time;
+use super::{AttemptRecord, Pause, StoredResponse};
+use crate::domain::{Job, JobStatus, ParseError};
+
+/// A job status read from the database.
+pub(crate) fn parse_status(status: &str) -> Result<JobStatus, sqlx::Error> {
+    status
+        .parse()
+        .map_err(|err: ParseError| sqlx::Error::Decode(Box::new(err)))
+}
+
+/// A `prompt_jobs` row as both backends select it (their `JOB_COLUMNS`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: i64,
+    prompt_id: i64,
+    model_id: i64,
+    run_index: i32,
+    batch_key: String,
+    status: String,
+    error_message: Option<String>,
+    attempt_count: i32,
+    max_attempts: i32,
+    rate_limited_count: i32,
+    scheduled_for: Time,
+    next_attempt_at: Time,
+    lease_expires_at: Option<Time>,
+    started_at: Option<Time>,
+    finished_at: Option<Time>,
+    created_at: Time,
+    prompt_version: Option<String>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = sqlx::Error;
+
+    fn try_from(row: JobRow) -> Result<Job, sqlx::Error> {
+        Ok(Job {
+            id: row.id,
+            prompt_id: row.prompt_id,
+            model_id: row.model_id,
+            run_index: row.run_index,
+            batch_key: row.batch_key,
+            status: parse_status(&row.status)?,
+            error_message: row.error_message,
+            // The column counts claims (the fence); the job shows the attempts spent.
+            attempt_count: row.attempt_count - row.rate_limited_count,
+            max_attempts: row.max_attempts,
+            rate_limited_count: row.rate_limited_count,
+            scheduled_for: row.scheduled_for.0,
+            next_attempt_at: row.next_attempt_at.0,
+            lease_expires_at: row.lease_expires_at.map(Into::into),
+            started_at: row.started_at.map(Into::into),
+            finished_at: row.finished_at.map(Into::into),
+            created_at: row.created_at.0,
+            prompt_version: row.prompt_version,
+        })
+    }
+}
+
+/// Reads a job from a row holding the job columns (and perhaps others).
+pub(crate) fn job_from_row<'r, R: sqlx::Row>(row: &'r R) -> Result<Job, sqlx::Error>
+where
+    JobRow: sqlx::FromRow<'r, R>,
+{
+    Job::try_from(<JobRow as sqlx::FromRow<R>>::from_row(row)?)
+}
+
+/// A `job_attempts` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    job_id: i64,
+    attempt: i32,
+    started_at: Option<Time>,
+    finished_at: Time,
+    outcome: String,
+    http_status: Option<i32>,
+    error_class: Option<String>,
+    error_message: Option<String>,
+}
+
+impl From<AttemptRow> for AttemptRecord {
+    fn from(row: AttemptRow) -> Self {
+        AttemptRecord {
+            job_id: row.job_id,
+            attempt: row.attempt,
+            started_at: row.started_at.map(Into::into),
+            finished_at: row.finished_at.0,
+            outcome: row.outcome,
+            http_status: row.http_status,
+            error_class: row.error_class,
+            error_message: row.error_message,
+        }
+    }
+}
+
+/// The attempts of a job, in attempt order.
+pub(crate) const ATTEMPTS_OF_JOB: &str = "SELECT job_id, attempt, started_at, finished_at, \
+    outcome, http_status, error_class, error_message FROM job_attempts WHERE job_id = $1 \
+    ORDER BY attempt, id";
+
+/// A `pauses` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PauseRow {
+    scope: String,
+    until: Time,
+    reason: String,
+    strikes: i32,
+}
+
+impl From<PauseRow> for Pause {
+    fn from(row: PauseRow) -> Self {
+        Pause {
+            scope: row.scope,
+            until: row.until.0,
+            reason: row.reason,
+            strikes: row.strikes,
+        }
+    }
+}
+
+/// The pauses in force at `$1`, by scope.
+pub(crate) const PAUSES_ACTIVE: &str =
+    "SELECT scope, until, reason, strikes FROM pauses WHERE until > $1 ORDER BY scope";
+
+/// A `responses` row as [`RESPONSE_COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResponseRow {
+    id: i64,
+    job_id: i64,
+    prompt_id: i64,
+    model_id: i64,
+    batch_key: String,
+    run_index: i32,
+    text: String,
+    served_model: Option<String>,
+    finish_reason: Option<String>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    total_tokens: Option<i64>,
+    cached_tokens: Option<i64>,
+    reasoning_tokens: Option<i64>,
+    cost_usd: Option<f64>,
+    latency_ms: i64,
+    provider_request_id: Option<String>,
+    citations: Option<String>,
+    raw: Option<String>,
+    created_at: Time,
+    prompt_version: Option<String>,
+    prompt_text: Option<String>,
+}
+
+impl From<ResponseRow> for StoredResponse {
+    fn from(row: ResponseRow) -> Self {
+        StoredResponse {
+            id: row.id,
+            job_id: row.job_id,
+            prompt_id: row.prompt_id,
+            model_id: row.model_id,
+            batch_key: row.batch_key,
+            run_index: row.run_index,
+            text: row.text,
+            served_model: row.served_model,
+            finish_reason: row.finish_reason,
+            prompt_tokens: row.prompt_tokens,
+            completion_tokens: row.completion_tokens,
+            total_tokens: row.total_tokens,
+            cached_tokens: row.cached_tokens,
+            reasoning_tokens: row.reasoning_tokens,
+            cost_usd: row.cost_usd,
+            latency_ms: row.latency_ms,
+            provider_request_id: row.provider_request_id,
+            citations: row.citations,
+            raw: row.raw,
+            created_at: row.created_at.0,
+            prompt_version: row.prompt_version,
+            prompt_text: row.prompt_text,
+        }
+    }
+}

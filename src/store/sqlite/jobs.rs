@@ -1,0 +1,135 @@
+//! The user's actions on jobs (cancel, retry) and the job and response queries, on SQLite.
+
+use super::*;
+use crate::store::AttemptRecord;
+use crate::store::Jobs;
+use crate::store::sql::{
+    ATTEMPTS_OF_JOB, AttemptRow, ResponseRow, jobs_page_query, jobs_summary_query, responses_query,
+    summary_of,
+};
+
+impl Jobs for SqliteStore {
+    async fn jobs_cancel(&self, selector: &JobSelector, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE prompt_jobs SET status = 'skipped', finished_at = ",
+        );
+        query
+            .push_bind(ms(now))
+            .push(", error_message = ")
+            .push_bind(SKIPPED_CANCELLED)
+            .push(" WHERE status = 'queued'");
+        push_selector(&mut query, selector);
+        let mut tx = self.begin().await?;
+        let cancelled = query.build().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
+    async fn jobs_retry(
+        &self,
+        selector: &JobSelector,
+        extra_attempts: i32,
+        now: impl Into<Clock> + Send,
+    ) -> StoreResult<u64> {
+        let now: Clock = now.into();
+        let now = now.local();
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE prompt_jobs SET status = 'queued', finished_at = NULL, max_attempts = attempt_count - rate_limited_count + ",
+        );
+        query
+            .push_bind(extra_attempts)
+            .push(", next_attempt_at = ")
+            .push_bind(ms(now))
+            .push(" WHERE status IN ('failed', 'skipped')");
+        push_selector(&mut query, selector);
+        let mut tx = self.begin().await?;
+        let retried = query.build().execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    async fn jobs_due_ids(
+        &self,
+        now: impl Into<Clock> + Send,
+        limit: i64,
+    ) -> StoreResult<Vec<JobId>> {
+        let now: Clock = now.into();
+        let now = now.local();
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, id LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(|row| job_from_row(&row)).transpose()?)
+    }
+
+    async fn jobs_list(&self, filter: &JobFilter, page: Page) -> StoreResult<Vec<Job>> {
+        let rows = jobs_page_query::<Sqlite>(JOB_COLUMNS, "", filter, page)
+            .build()
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn jobs_summary(&self, filter: &JobFilter) -> StoreResult<Summary> {
+        let rows = jobs_summary_query::<Sqlite>(filter, "")
+            .build_query_as()
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(summary_of(rows)?)
+    }
+
+    async fn jobs_count_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<i64> {
+        let now: Clock = now.into();
+        let now = now.local();
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM prompt_jobs WHERE status = 'processing' AND lease_expires_at < ?1",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.readers)
+        .await?)
+    }
+
+    async fn job_attempts(&self, id: JobId) -> StoreResult<Vec<AttemptRecord>> {
+        let rows: Vec<AttemptRow> = sqlx::query_as(ATTEMPTS_OF_JOB)
+            .bind(id)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM prompt_jobs
+                WHERE status = 'queued' AND id <> ?2
+                  AND model_id IN (SELECT value FROM json_each(?1)))",
+        )
+        .bind(ids_json(models))
+        .bind(except)
+        .fetch_one(&self.readers)
+        .await?)
+    }
+
+    async fn responses_list(
+        &self,
+        filter: &ResponseFilter,
+        page: Page,
+    ) -> StoreResult<Vec<StoredResponse>> {
+        let rows: Vec<ResponseRow> = responses_query::<Sqlite>(filter, page)
+            .build_query_as()
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}

@@ -1,0 +1,272 @@
+//! The values the store's operations take and give: plain data, no SQL.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Clock;
+use crate::domain::{ClaimedJob, JobId, JobStatus, ModelId, PromptId, ProviderKind};
+
+/// A model to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewModel {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub model: String,
+    pub params: serde_json::Value,
+    pub active: bool,
+}
+
+/// Changes to a model; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelPatch {
+    pub name: Option<String>,
+    pub provider: Option<ProviderKind>,
+    pub model: Option<String>,
+    pub params: Option<serde_json::Value>,
+    pub active: Option<bool>,
+}
+
+/// A prompt to create. `model_ids: None` means every active model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrompt {
+    pub text: String,
+    pub model_ids: Option<Vec<ModelId>>,
+    pub runs: i32,
+    pub active: bool,
+    pub schedule: Option<String>,
+}
+
+/// Changes to a prompt; `None` leaves a field as it is, `schedule: Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromptPatch {
+    pub text: Option<String>,
+    pub model_ids: Option<Vec<ModelId>>,
+    pub runs: Option<i32>,
+    pub active: Option<bool>,
+    pub schedule: Option<Option<String>>,
+}
+
+/// Settings of one enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueOptions {
+    /// When the jobs are created and fall due.
+    pub now: Clock,
+    pub max_attempts: i32,
+    /// Record the batch as the prompts' latest run (`last_run_at`, `last_batch_key`).
+    /// Off for an explicit backfill of an older batch.
+    pub mark_prompts: bool,
+}
+
+/// What an enqueue really did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnqueueReport {
+    /// Rows actually inserted (jobs that already existed are not counted).
+    pub jobs_created: u64,
+    /// Prompts that got at least one new job.
+    pub prompt_count: u64,
+}
+
+/// The answer to "claim this job" (`POST /api/jobs/process`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOne {
+    Claimed(Box<ClaimedJob>),
+    /// The job exists but is not `queued` (or not due yet); its current status.
+    NotClaimable(JobStatus),
+    /// The job was queued but its prompt or model is no longer active: it is now `skipped`.
+    Skipped,
+    NotFound,
+}
+
+/// A job that a rescue moved out of an expired lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rescued {
+    pub job_id: JobId,
+    pub attempt: i32,
+    /// `queued` when attempts remain, else `failed`.
+    pub status: JobStatus,
+}
+
+/// The jobs a retry or a cancel applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSelector {
+    One(JobId),
+    Batch {
+        batch_key: String,
+        status: Option<JobStatus>,
+    },
+}
+
+/// Filters of a job query; all of them must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub job_id: Option<JobId>,
+    pub batch_key: Option<String>,
+    pub prompt_id: Option<PromptId>,
+    pub model_id: Option<ModelId>,
+    pub status: Option<JobStatus>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+/// One attempt of a job, as recorded in `job_attempts`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub job_id: JobId,
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// `succeeded`, `retry`, `failed` or `abandoned`.
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A stored response with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredResponse {
+    pub id: i64,
+    pub job_id: JobId,
+    pub prompt_id: PromptId,
+    pub model_id: ModelId,
+    pub batch_key: String,
+    pub run_index: i32,
+    pub text: String,
+    pub served_model: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub latency_ms: i64,
+    pub provider_request_id: Option<String>,
+    pub citations: Option<String>,
+    pub raw: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The version of the prompt this answers (SHA-256 of its text, hex) and that text;
+    /// `None` for answers stored before prompts had versions.
+    pub prompt_version: Option<String>,
+    pub prompt_text: Option<String>,
+}
+
+/// The version key of a prompt text: its SHA-256, in lower-case hex.
+pub fn prompt_version_hash(text: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest.iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Filters of a response query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseFilter {
+    pub prompt_id: Option<PromptId>,
+    pub model_id: Option<ModelId>,
+    pub batch_key: Option<String>,
+    pub job_id: Option<JobId>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// What a pause applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseScope {
+    /// Every model of a provider type. Kept for pauses recorded by earlier versions; the engine
+    /// pauses an endpoint instead, so that one bad key does not stop its neighbours.
+    Provider(ProviderKind),
+    Model(ModelId),
+    /// One endpoint (base URL and key), by its identity hash
+    /// ([`crate::providers::Providers::endpoint`]): every model that calls it.
+    Endpoint(u64),
+}
+
+impl PauseScope {
+    /// The key stored in `pauses.scope`.
+    pub fn key(&self) -> String {
+        match self {
+            PauseScope::Provider(kind) => format!("provider:{kind}"),
+            PauseScope::Model(id) => format!("model:{id}"),
+            PauseScope::Endpoint(id) => format!("endpoint:{id:016x}"),
+        }
+    }
+}
+
+/// The answer of [`Pacing::rate_reserve_within`](super::Pacing::rate_reserve_within).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateGrant {
+    /// Reserved: the call may start at this time.
+    Reserved(DateTime<Utc>),
+    /// Nothing reserved: the first free slot is at this time, beyond the allowed wait.
+    Busy(DateTime<Utc>),
+}
+
+/// A provider, endpoint or model that must not be called before `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    pub scope: String,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// Rate-limited answers in a row with no success (a model's scope only).
+    pub strikes: i32,
+}
+
+/// What a prune removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PruneTarget {
+    /// `job_attempts` rows finished before the cutoff, of jobs that are no longer live.
+    Attempts,
+    /// The raw provider body (`responses.raw`) of responses stored before the cutoff; the
+    /// answer's text, tokens and cost stay.
+    RawBodies,
+    /// Finished jobs (`succeeded`, `failed`, `skipped`) that ended before the cutoff, with
+    /// their response and attempts.
+    Jobs,
+}
+
+/// Rows a prune would remove (or did), by target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneCounts {
+    pub attempts: u64,
+    pub raw_bodies: u64,
+    /// Jobs, and in `responses` how many of them have a stored response.
+    pub jobs: u64,
+    pub responses: u64,
+}
+
+/// What one bounded prune transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Rows deleted or cleared (for `Jobs`: jobs deleted).
+    pub changed: u64,
+    /// Responses deleted with those jobs (`Jobs` only).
+    pub responses: u64,
+    /// The greatest id this batch looked at; `None` when no candidate was left.
+    pub last_id: Option<i64>,
+}
