@@ -4,7 +4,10 @@
 //! a [`BatchKey`] or a [`JobStatus`] can only exist valid. This module imports nothing else
 //! of the crate and never touches a database, a clock or the network.
 
+pub mod queries;
+pub mod records;
 pub mod spec;
+pub mod stats;
 
 use std::fmt;
 use std::str::FromStr;
@@ -500,6 +503,16 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// `text` as one line, for status lines and table cells: runs of whitespace and control
+/// characters (newlines, tabs, escapes) become one space. The full text stays where a job's
+/// detail is shown.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -32,7 +32,14 @@ use crate::metrics::Metrics;
 use crate::providers::Providers;
 use crate::schedule::Schedule;
 pub use crate::store::Backend;
-use crate::store::{Page, Store, StoreError};
+
+/// The values the faces pass to the use cases and get back.
+pub use crate::domain::queries::{
+    JobFilter, JobSelector, ModelPatch, NewModel, NewPrompt, Page, PromptPatch, ResponseFilter,
+};
+pub use crate::domain::records::{AttemptRecord, Pause, StoredResponse};
+pub use crate::domain::stats::{JobStats, LatencyStats, ModelWindow};
+use crate::store::{Store, StoreError};
 
 /// What went wrong in a use case, by what the caller should answer.
 #[derive(Debug, thiserror::Error)]

@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, ScratchDatabase};
+use crate::app::{NewModel, NewPrompt};
 use crate::config::Config;
 use crate::domain::ProviderKind;
 use crate::schedule::Trigger;
-use crate::store::{NewModel, NewPrompt};
 
 #[path = "bench_rate.rs"]
 pub mod rate;

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::{JobFilter, NewModel, NewPrompt};
 use crate::config::Config;
 use crate::domain::ProviderKind;
-use crate::store::{JobFilter, NewModel, NewPrompt};
 
 pub const RPM: u64 = 300;
 const WINDOW: Duration = Duration::from_secs(10);

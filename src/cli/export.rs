@@ -21,8 +21,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::app::App;
+use crate::app::{ResponseFilter, StoredResponse};
 use crate::domain::{BatchKey, ModelId, PromptId};
-use crate::store::{ResponseFilter, StoredResponse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {

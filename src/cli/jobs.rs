@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use crate::app::App;
+use crate::app::JobSelector;
 use crate::domain::{BatchKey, JobId, JobStatus};
-use crate::store::JobSelector;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {

@@ -9,8 +9,8 @@ use anyhow::Context;
 use serde_json::{Map, Value};
 
 use crate::app::{App, AppError, ImportScope};
+use crate::app::{ModelPatch, NewModel};
 use crate::domain::{Model, ModelId, ProviderKind};
-use crate::store::{ModelPatch, NewModel};
 
 use super::table::{Align, Table, cell};
 

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app::{App, ImportScope};
+use crate::app::{NewPrompt, PromptPatch};
 use crate::domain::{ModelId, Prompt, PromptId};
-use crate::store::{NewPrompt, PromptPatch};
 
 use super::table::{Align, Table, cell, or_dash};
 

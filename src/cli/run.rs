@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::app::{JobFilter, NewModel, NewPrompt};
 use crate::config::Config;
 use crate::domain::{BatchKey, ProviderKind, Summary};
-use crate::store::{JobFilter, NewModel, NewPrompt};
 
 /// Schedules the batch, then runs the pool until no job of it is queued or processing.
 pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow::Result<ExitCode> {

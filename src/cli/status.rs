@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use crate::app::{App, StatusQuery, StatusReport};
+use crate::app::{JobFilter, Page};
 use crate::domain::{BatchKey, JobId, JobStatus, ModelId, PromptId};
-use crate::store::{JobFilter, Page};
 
 use super::table::{Align, Table, cell, or_dash};
 

@@ -15,8 +15,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, double_option};
 use super::{Success, success};
 use crate::app::{App, AppError};
+use crate::app::{ModelPatch, NewModel, NewPrompt, PromptPatch};
 use crate::domain::{Model, ModelId, Prompt, PromptId, ProviderKind};
-use crate::store::{ModelPatch, NewModel, NewPrompt, PromptPatch};
 
 fn yes() -> bool {
     true

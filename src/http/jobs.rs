@@ -16,9 +16,9 @@ use super::{Success, success};
 use crate::app::{
     App, CronReport, FanOutReport, JobDetail, ProcessReport, StatusQuery, StatusReport,
 };
+use crate::app::{JobFilter, JobSelector, JobStats, Page, ResponseFilter, StoredResponse};
 use crate::config::DispatchMode;
 use crate::domain::{BatchKey, JobId, JobStatus};
-use crate::store::{JobFilter, JobSelector, JobStats, Page, ResponseFilter, StoredResponse};
 
 /// `?batchKey=` of `/api/cron`: the slot to backfill instead of the current one.
 #[derive(Debug, Default, Deserialize, IntoParams)]

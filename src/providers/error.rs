@@ -164,15 +164,7 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
-/// `text` as one line, for status lines and table cells: runs of whitespace and control
-/// characters (newlines, tabs, escapes) become one space. The full text stays where a job's
-/// detail is shown.
-pub fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::domain::one_line;
 
 /// A duration as people read it in a message: `250ms`, `2s`, `1.5s`, `6m0s`.
 pub fn human_duration(d: Duration) -> String {

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreResult, StoredResponse,
 };
+use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
     ScheduledPrompt, Summary,

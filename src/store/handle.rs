@@ -10,13 +10,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
-use super::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError, StoreResult, StoredResponse,
     postgres, sqlite,
 };
+use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
     ScheduledPrompt, Summary,

@@ -23,7 +23,6 @@ mod prune;
 mod rows;
 mod sql;
 pub mod sqlite;
-pub mod stats;
 mod time;
 mod types;
 
@@ -33,7 +32,10 @@ use serde::Serialize;
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
 pub use handle::Store;
 pub(crate) use sql::{OutcomeColumns, lock_order};
-pub use stats::{
+// The plain values the store takes and gives live in the domain, shared with the use cases.
+pub use crate::domain::queries::*;
+pub use crate::domain::records::*;
+pub use crate::domain::stats::{
     BatchSummary, DueStats, JobStats, LatencyStats, ModelCounts, ModelWindow, QueueFigures,
     TokenTotals,
 };

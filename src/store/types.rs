@@ -4,47 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Clock;
-use crate::domain::{ClaimedJob, JobId, JobStatus, ModelId, PromptId, ProviderKind};
-
-/// A model to create.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewModel {
-    pub name: String,
-    pub provider: ProviderKind,
-    pub model: String,
-    pub params: serde_json::Value,
-    pub active: bool,
-}
-
-/// Changes to a model; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModelPatch {
-    pub name: Option<String>,
-    pub provider: Option<ProviderKind>,
-    pub model: Option<String>,
-    pub params: Option<serde_json::Value>,
-    pub active: Option<bool>,
-}
-
-/// A prompt to create. `model_ids: None` means every active model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewPrompt {
-    pub text: String,
-    pub model_ids: Option<Vec<ModelId>>,
-    pub runs: i32,
-    pub active: bool,
-    pub schedule: Option<String>,
-}
-
-/// Changes to a prompt; `None` leaves a field as it is, `schedule: Some(None)` clears it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PromptPatch {
-    pub text: Option<String>,
-    pub model_ids: Option<Vec<ModelId>>,
-    pub runs: Option<i32>,
-    pub active: Option<bool>,
-    pub schedule: Option<Option<String>>,
-}
+use crate::domain::{ClaimedJob, JobId, JobStatus, ModelId, ProviderKind};
 
 /// Settings of one enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,87 +48,6 @@ pub struct Rescued {
     pub status: JobStatus,
 }
 
-/// The jobs a retry or a cancel applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobSelector {
-    One(JobId),
-    Batch {
-        batch_key: String,
-        status: Option<JobStatus>,
-    },
-}
-
-/// Filters of a job query; all of them must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobFilter {
-    pub job_id: Option<JobId>,
-    pub batch_key: Option<String>,
-    pub prompt_id: Option<PromptId>,
-    pub model_id: Option<ModelId>,
-    pub status: Option<JobStatus>,
-}
-
-/// One page of a listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub limit: i64,
-    pub offset: i64,
-}
-
-impl Default for Page {
-    fn default() -> Self {
-        Page {
-            limit: 100,
-            offset: 0,
-        }
-    }
-}
-
-/// One attempt of a job, as recorded in `job_attempts`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttemptRecord {
-    pub job_id: JobId,
-    pub attempt: i32,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: DateTime<Utc>,
-    /// `succeeded`, `retry`, `failed` or `abandoned`.
-    pub outcome: String,
-    pub http_status: Option<i32>,
-    pub error_class: Option<String>,
-    pub error_message: Option<String>,
-}
-
-/// A stored response with where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredResponse {
-    pub id: i64,
-    pub job_id: JobId,
-    pub prompt_id: PromptId,
-    pub model_id: ModelId,
-    pub batch_key: String,
-    pub run_index: i32,
-    pub text: String,
-    pub served_model: Option<String>,
-    pub finish_reason: Option<String>,
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
-    pub total_tokens: Option<i64>,
-    pub cached_tokens: Option<i64>,
-    pub reasoning_tokens: Option<i64>,
-    pub cost_usd: Option<f64>,
-    pub latency_ms: i64,
-    pub provider_request_id: Option<String>,
-    pub citations: Option<String>,
-    pub raw: Option<String>,
-    pub created_at: DateTime<Utc>,
-    /// The version of the prompt this answers (SHA-256 of its text, hex) and that text;
-    /// `None` for answers stored before prompts had versions.
-    pub prompt_version: Option<String>,
-    pub prompt_text: Option<String>,
-}
-
 /// The version key of a prompt text: its SHA-256, in lower-case hex.
 pub fn prompt_version_hash(text: &str) -> String {
     use sha2::Digest;
@@ -179,17 +58,6 @@ pub fn prompt_version_hash(text: &str) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
-}
-
-/// Filters of a response query.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseFilter {
-    pub prompt_id: Option<PromptId>,
-    pub model_id: Option<ModelId>,
-    pub batch_key: Option<String>,
-    pub job_id: Option<JobId>,
-    pub created_from: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// What a pause applies to.
@@ -222,17 +90,6 @@ pub enum RateGrant {
     Reserved(DateTime<Utc>),
     /// Nothing reserved: the first free slot is at this time, beyond the allowed wait.
     Busy(DateTime<Utc>),
-}
-
-/// A provider, endpoint or model that must not be called before `until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Pause {
-    pub scope: String,
-    pub until: DateTime<Utc>,
-    pub reason: String,
-    /// Rate-limited answers in a row with no success (a model's scope only).
-    pub strikes: i32,
 }
 
 /// What a prune removes.

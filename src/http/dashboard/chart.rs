@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 
 use super::html::{millis, truncate};
-use crate::store::ModelWindow;
+use crate::app::ModelWindow;
 
 const WIDTH: u32 = 720;
 const ROW: u32 = 30;
@@ -82,8 +82,8 @@ pub fn model_chart(models: &[ModelWindow]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::LatencyStats;
     use crate::domain::{JobStatus, Summary};
-    use crate::store::LatencyStats;
 
     fn model(name: &str, succeeded: i64, failed: i64, p50: Option<i64>) -> ModelWindow {
         let mut summary = Summary::default();

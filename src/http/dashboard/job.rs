@@ -10,9 +10,9 @@ use maud::html;
 use super::html::{badge, millis, opt_time, time};
 use super::listing::parse_batch_key;
 use super::{PageError, PageResult, page};
+use crate::app::JobSelector;
 use crate::app::{App, AppError};
 use crate::domain::{JobId, JobStatus};
-use crate::store::JobSelector;
 
 fn parse_job_id(text: &str) -> Result<JobId, PageError> {
     // Anything but a job id names no job: 404, like an id that does not exist.

@@ -78,7 +78,7 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup 
                     td.n { (job.run_index) }
                     td { (badge(job.status)) }
                     td.n { (job.attempt_count) "/" (job.max_attempts) }
-                    td.err { (truncate(&crate::providers::one_line(job.error_message.as_deref().unwrap_or("")), 200)) }
+                    td.err { (truncate(&crate::domain::one_line(job.error_message.as_deref().unwrap_or("")), 200)) }
                     @if failures {
                         td {
                             form.inline method="post" action={ "/jobs/" (job.id) "/retry" } {

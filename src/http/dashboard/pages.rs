@@ -12,8 +12,8 @@ use super::listing::{
 };
 use super::{PageError, PageResult, page};
 use crate::app::{App, StatusQuery};
+use crate::app::{JobFilter, Page};
 use crate::domain::JobStatus;
-use crate::store::{JobFilter, Page};
 
 /// Batches listed on the overview.
 const BATCHES_SHOWN: i64 = 20;

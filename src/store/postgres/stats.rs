@@ -1,4 +1,4 @@
-//! PostgreSQL's side of the read-only figures in [`crate::store::stats`]: aggregates over the
+//! PostgreSQL's side of the read-only figures in [`crate::domain::stats`]: aggregates over the
 //! job filter, percentiles with `percentile_disc`. Reads only: nothing here writes.
 
 use crate::store::Figures;
@@ -7,7 +7,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{PostgresStore, parse_status, push_job_filter};
 use crate::domain::Summary;
-use crate::store::stats::{
+use crate::domain::stats::{
     BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, QueueFigures,
     TokenTotals, fold_model_counts,
 };

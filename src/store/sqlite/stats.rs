@@ -1,4 +1,4 @@
-//! SQLite's side of the read-only figures in [`crate::store::stats`]: aggregates over the job
+//! SQLite's side of the read-only figures in [`crate::domain::stats`]: aggregates over the job
 //! filter, run on the reader pool. Reads only: nothing here writes.
 
 use crate::store::Figures;
@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{SqliteStore, ms, parse_status, push_job_filter, time};
 use crate::domain::Summary;
-use crate::store::stats::{
+use crate::domain::stats::{
     BatchSummary, DueStats, JobStats, LatencyStats, ModelStatusGroup, ModelWindow, QueueFigures,
     TokenTotals, fold_model_counts, nearest_rank_offset,
 };

@@ -1,8 +1,9 @@
-//! Read-only figures over many jobs, computed in the database: the richer job status (counts
-//! per model, tokens, cost, latency percentiles) and the queue gauges that `/metrics` exposes.
+//! Figures over many jobs, as the store computes them in the database: the richer job status
+//! (counts per model, tokens, cost, latency percentiles) and the queue gauges that `/metrics`
+//! exposes. Plain data.
 //!
-//! These are reads only; they never change a row. Each figure is one aggregate query over the
-//! same [`JobFilter`](super::JobFilter) as the job listing, so that a status page's numbers and its rows agree.
+//! Each figure is one aggregate query over the same [`JobFilter`](super::queries::JobFilter)
+//! as the job listing, so that a status page's numbers and its rows agree.
 //! Percentiles are nearest-rank (the smallest value with at least `p` of the values at or
 //! below it): what PostgreSQL's `percentile_disc` computes, and what SQLite computes with
 //! `ORDER BY … LIMIT 1 OFFSET k` (or the same rank from a window function), so both backends
@@ -11,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{ModelId, Summary};
+use super::{ModelId, Summary};
 
 /// Figures of the jobs matching a filter, beyond their counts by status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -103,7 +104,7 @@ pub struct ModelWindow {
 pub(crate) struct ModelStatusGroup {
     pub model_id: ModelId,
     pub model_name: Option<String>,
-    pub status: crate::domain::JobStatus,
+    pub status: super::JobStatus,
     pub jobs: i64,
     pub attempts: i64,
 }
