@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use promptq::app::App;
-use promptq::store::{JobFilter, Page, Store};
+use promptq::store::Store;
 use serde_json::json;
 
 use crate::support;
@@ -160,16 +160,7 @@ async fn two_workers_one_skewed(offset: &str) {
 
     let s = support::summary(&store).await;
     assert_eq!(s.succeeded, JOBS, "every job succeeded: {s:?}");
-    let jobs = store
-        .jobs_list(
-            &JobFilter::default(),
-            Page {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let jobs = support::all_jobs(&store).await;
     let mut abandoned = 0;
     for job in &jobs {
         let attempts = store.job_attempts(job.id).await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use promptq::app::App;
 use promptq::domain::JobStatus;
 use promptq::engine::worker::{PoolOptions, run_pool};
-use promptq::store::{JobFilter, NewPrompt, Page, ResponseFilter, Store};
+use promptq::store::{JobFilter, NewPrompt, Page, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, on_both, summary, wait_until};
@@ -34,16 +34,7 @@ async fn seed(store: &Store, params: serde_json::Value, prompts: usize, runs: i3
 
 /// Every succeeded job has exactly one response and every response a succeeded job.
 async fn assert_one_response_per_succeeded_job(store: &Store) {
-    let responses = store
-        .responses_list(
-            &ResponseFilter::default(),
-            Page {
-                limit: 100_000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let responses = support::all_responses(store).await;
     let mut per_job: HashMap<i64, usize> = HashMap::new();
     for r in &responses {
         *per_job.entry(r.job_id).or_default() += 1;

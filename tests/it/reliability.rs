@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use promptq::app::App;
 use promptq::engine::worker::{PoolOptions, run_pool};
 use promptq::schedule::Trigger;
-use promptq::store::{JobFilter, Page, ResponseFilter, Store};
+use promptq::store::{JobFilter, Page, Store};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -39,16 +39,7 @@ async fn assert_each_succeeded_job_has_one_response(store: &Store, expected: i64
         (s.succeeded, s.processing, s.queued, s.failed),
         (expected, 0, 0, 0)
     );
-    let responses = store
-        .responses_list(
-            &ResponseFilter::default(),
-            Page {
-                limit: 100_000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let responses = support::all_responses(store).await;
     let mut per_job: HashMap<i64, usize> = HashMap::new();
     for r in responses {
         *per_job.entry(r.job_id).or_default() += 1;
@@ -65,16 +56,7 @@ async fn attempts_spent(store: &Store) -> i64 {
 
 /// Attempt records of every job whose outcome was `abandoned` (rescued from a dead worker).
 async fn abandoned_attempts(store: &Store) -> usize {
-    let jobs = store
-        .jobs_list(
-            &JobFilter::default(),
-            Page {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let jobs = support::all_jobs(store).await;
     let mut abandoned = 0;
     for job in jobs {
         let attempts = store.job_attempts(job.id).await.unwrap();
@@ -236,17 +218,7 @@ async fn ten_schedulers_ticking_together_neither_duplicate_nor_miss(db: &support
             "tick {tick}: {created} jobs for 5 prompts × 2 models × 2 runs"
         );
     }
-    let jobs = db
-        .store
-        .jobs_list(
-            &JobFilter::default(),
-            Page {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let jobs = support::all_jobs(&db.store).await;
     assert_eq!(jobs.len() as i64, 20 * ticks);
     let mut per_batch: HashMap<String, usize> = HashMap::new();
     for job in &jobs {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use promptq::app::App;
-use promptq::store::{JobFilter, Page, Store};
+use promptq::store::Store;
 use serde_json::json;
 
 use crate::support::{self, on_both};
@@ -141,17 +141,7 @@ async fn check(
             floor * 100.0
         );
     }
-    let jobs = db
-        .store
-        .jobs_list(
-            &JobFilter::default(),
-            Page {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await
-        .unwrap();
+    let jobs = support::all_jobs(&db.store).await;
     let refused = provider.counts.lock().unwrap().refused;
     let attempts: i64 = jobs.iter().map(|j| i64::from(j.attempt_count)).sum();
     assert!(

@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use promptq::app::App;
-use promptq::domain::{Model, ModelId, ProviderKind, Summary};
+use promptq::domain::{Job, Model, ModelId, ProviderKind, Summary};
 use promptq::engine::worker::{PoolOptions, run_pool};
-use promptq::store::{JobFilter, NewModel, NewPrompt, Store};
+use promptq::store::{JobFilter, NewModel, NewPrompt, Page, ResponseFilter, Store, StoredResponse};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +84,28 @@ pub async fn summary(store: &Store) -> Summary {
         .await
         .expect("read the jobs summary")
 }
+
+/// Every job, oldest first as the store lists them.
+pub async fn all_jobs(store: &Store) -> Vec<Job> {
+    store
+        .jobs_list(&JobFilter::default(), EVERYTHING)
+        .await
+        .expect("list the jobs")
+}
+
+/// Every stored answer.
+pub async fn all_responses(store: &Store) -> Vec<StoredResponse> {
+    store
+        .responses_list(&ResponseFilter::default(), EVERYTHING)
+        .await
+        .expect("list the responses")
+}
+
+/// A page larger than any test's batch.
+const EVERYTHING: Page = Page {
+    limit: 100_000,
+    offset: 0,
+};
 
 /// Waits until nothing is queued or processing, or `limit` passes (the caller's assertions on
 /// the summary then say what was left).
