@@ -1,4 +1,8 @@
-//! Test databases: a fresh SQLite file or a fresh PostgreSQL database per test.
+//! The test harness of every integration binary: a fresh database per test, [`on_both!`] to run
+//! a scenario on both, and the fixtures ([`seed`], [`spawn_worker`], [`summary`], a fake
+//! provider, a server on 127.0.0.1:0). The binaries and how to run a part: `tests/README.md`.
+//!
+//! A test database is a fresh SQLite file or a fresh PostgreSQL database.
 //!
 //! PostgreSQL comes from `TEST_DATABASE_URL` when it is set (a server where the user may
 //! create databases), else from a throwaway server this test binary starts by itself: `initdb`
@@ -11,6 +15,17 @@
 //! message, unless `PROMPTQ_REQUIRE_POSTGRES=1` (set by CI) makes that a failure.
 
 #![allow(dead_code)]
+
+pub mod fake;
+mod fixtures;
+mod macros;
+pub mod scripted;
+pub mod server;
+
+#[allow(unused_imports)] // not every binary uses every fixture
+pub use fixtures::*;
+#[allow(unused_imports)]
+pub(crate) use macros::on_both;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,6 +1,6 @@
 //! A local OpenAI-compatible server that answers from a script: the next scripted answer
 //! (status, headers as given, a delay), else its default answer (a 200 completion unless set
-//! otherwise). It counts the requests it received. Included by the test crates that need it.
+//! otherwise). It counts the requests it received.
 
 #![allow(dead_code)]
 
@@ -127,31 +127,18 @@ async fn answer(State(script): State<Arc<Mutex<Script>>>) -> Response {
     response
 }
 
-/// One `openai-compatible` model named `name` at `base_url` (with more `params`), on `prompts`
-/// new prompts of one run each (prompts go to every active model).
+/// One `openai-compatible` model named `name` at `base_url` (with more `params`).
 pub async fn seed_model(
     store: &promptq::store::Store,
     name: &str,
     base_url: &str,
     params: serde_json::Value,
 ) -> promptq::domain::Model {
-    let mut full = json!({"baseUrl": base_url});
-    for (key, value) in params.as_object().unwrap() {
-        full[key] = value.clone();
-    }
-    store
-        .model_insert(
-            &promptq::store::NewModel {
-                name: name.into(),
-                provider: promptq::domain::ProviderKind::OpenAiCompatible,
-                model: "fake-1".into(),
-                params: full,
-                active: true,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
+    super::seed_model(
+        store,
+        &super::openai_model(name, "fake-1", base_url, params),
+    )
+    .await
 }
 
 /// `count` prompts of one run on `models`.
@@ -160,52 +147,5 @@ pub async fn seed_prompts(
     models: &[promptq::domain::ModelId],
     count: usize,
 ) {
-    for p in 0..count {
-        store
-            .prompt_insert(
-                &promptq::store::NewPrompt {
-                    text: format!("question {p}"),
-                    model_ids: Some(models.to_vec()),
-                    runs: 1,
-                    active: true,
-                    schedule: None,
-                },
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
-    }
-}
-
-/// A running pool on `url`'s store, with the batch enqueued.
-pub struct RunningPool {
-    pub app: promptq::app::App,
-    shutdown: tokio_util::sync::CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl RunningPool {
-    pub async fn start(store: &promptq::store::Store, url: &str, extra: &[&str]) -> RunningPool {
-        let config = crate::support::config(url, extra);
-        let app = promptq::app::App::with_store(config, store.clone()).unwrap();
-        app.trigger_cron(None).await.unwrap();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let mut options = promptq::engine::worker::PoolOptions::for_app(&app);
-        options.poll_interval = Duration::from_millis(50);
-        let handle = tokio::spawn(promptq::engine::worker::run_pool(
-            app.clone(),
-            options,
-            shutdown.clone(),
-        ));
-        RunningPool {
-            app,
-            shutdown,
-            handle,
-        }
-    }
-
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.handle.await.unwrap().unwrap();
-    }
+    super::seed_prompts(store, count, 1, Some(models)).await;
 }

@@ -1,0 +1,190 @@
+//! Models and prompts over HTTP: create (201), list, read, patch, delete, and their errors.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::TestDb;
+use crate::support::on_both;
+use crate::support::server::{keys, set, start};
+
+on_both!(
+    owned;
+    models_are_created_listed_patched_and_deleted,
+    prompts_are_created_listed_patched_and_deleted,
+);
+
+pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
+    let server = start(db).await;
+    let created = server
+        .post(
+            "/api/models",
+            json!({"name": "fast", "provider": "mock", "model": "mock-1", "params": {"latencyMs": 5}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.keys(), set(&["success", "model"]));
+    let model = &created.json["model"];
+    assert_eq!(
+        keys(model),
+        set(&[
+            "id",
+            "name",
+            "provider",
+            "model",
+            "params",
+            "active",
+            "createdAt"
+        ])
+    );
+    assert_eq!(model["active"], json!(true), "active defaults to true");
+    assert_eq!(model["params"], json!({"latencyMs": 5}));
+    let id = model["id"].as_i64().expect("an integer id");
+
+    let defaults = server
+        .post(
+            "/api/models",
+            json!({"name": "plain", "provider": "mock", "model": "m"}),
+        )
+        .await;
+    assert_eq!(defaults.status, StatusCode::CREATED);
+    assert_eq!(defaults.json["model"]["params"], json!({}));
+
+    let taken = server
+        .post(
+            "/api/models",
+            json!({"name": "fast", "provider": "mock", "model": "other"}),
+        )
+        .await;
+    taken.assert_error(409);
+    assert_eq!(
+        taken.json["error"],
+        json!("a model named 'fast' already exists")
+    );
+
+    let list = server.get("/api/models").await;
+    assert_eq!(list.keys(), set(&["success", "models"]));
+    assert_eq!(list.assert_ok()["models"].as_array().unwrap().len(), 2);
+
+    let one = server.get(&format!("/api/models/{id}")).await;
+    assert_eq!(one.assert_ok()["model"]["name"], json!("fast"));
+
+    let patched = server
+        .patch(
+            &format!("/api/models/{id}"),
+            json!({"active": false, "params": {"latencyMs": 1}}),
+        )
+        .await;
+    let body = patched.assert_ok();
+    assert_eq!(body["model"]["active"], json!(false));
+    assert_eq!(body["model"]["params"], json!({"latencyMs": 1}));
+    assert_eq!(
+        body["model"]["name"],
+        json!("fast"),
+        "unpatched fields stay"
+    );
+
+    let deleted = server.delete(&format!("/api/models/{id}")).await;
+    assert_eq!(deleted.assert_ok()["id"], json!(id));
+    server
+        .get(&format!("/api/models/{id}"))
+        .await
+        .assert_error(404);
+    server
+        .delete(&format!("/api/models/{id}"))
+        .await
+        .assert_error(404);
+    server
+        .patch("/api/models/999999", json!({"active": true}))
+        .await
+        .assert_error(404);
+    assert_eq!(
+        server.get("/api/models").await.json["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn prompts_are_created_listed_patched_and_deleted(db: TestDb) {
+    let server = start(db).await;
+    let a = server.model("a", json!({})).await;
+    let b = server.model("b", json!({})).await;
+
+    let created = server
+        .post("/api/prompts", json!({"text": "Best CRM?"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.keys(), set(&["success", "prompt"]));
+    let prompt = &created.json["prompt"];
+    for key in [
+        "id",
+        "text",
+        "modelIds",
+        "runs",
+        "active",
+        "schedule",
+        "lastRunAt",
+        "createdAt",
+    ] {
+        assert!(prompt.get(key).is_some(), "prompt lacks {key}: {prompt}");
+    }
+    assert_eq!(
+        prompt["modelIds"],
+        json!([a, b]),
+        "default: every active model"
+    );
+    assert_eq!(prompt["runs"], json!(1));
+    assert_eq!(prompt["active"], json!(true));
+    assert!(prompt["schedule"].is_null());
+    let id = prompt["id"].as_i64().unwrap();
+
+    let scheduled = server
+        .post(
+            "/api/prompts",
+            json!({"text": "Best ERP?", "modelIds": [b], "runs": 3, "active": false, "schedule": "0 */6 * * *"}),
+        )
+        .await;
+    assert_eq!(scheduled.status, StatusCode::CREATED, "{scheduled:?}");
+    let other = scheduled.json["prompt"]["id"].as_i64().unwrap();
+    assert_eq!(scheduled.json["prompt"]["modelIds"], json!([b]));
+    assert_eq!(scheduled.json["prompt"]["schedule"], json!("0 */6 * * *"));
+
+    server
+        .post("/api/prompts", json!({"text": "x", "modelIds": [999_999]}))
+        .await
+        .assert_error(404);
+
+    let list = server.get("/api/prompts").await;
+    assert_eq!(list.keys(), set(&["success", "prompts"]));
+    assert_eq!(list.assert_ok()["prompts"].as_array().unwrap().len(), 2);
+    let one = server.get(&format!("/api/prompts/{id}")).await;
+    assert_eq!(one.assert_ok()["prompt"]["text"], json!("Best CRM?"));
+
+    let patched = server
+        .patch(
+            &format!("/api/prompts/{other}"),
+            json!({"schedule": null, "runs": 2, "modelIds": [a]}),
+        )
+        .await;
+    let body = patched.assert_ok();
+    assert!(body["prompt"]["schedule"].is_null(), "null clears it");
+    assert_eq!(body["prompt"]["runs"], json!(2));
+    assert_eq!(body["prompt"]["modelIds"], json!([a]));
+    assert_eq!(body["prompt"]["text"], json!("Best ERP?"));
+    let untouched = server
+        .patch(&format!("/api/prompts/{id}"), json!({"runs": 4}))
+        .await;
+    assert_eq!(untouched.assert_ok()["prompt"]["runs"], json!(4));
+
+    let deleted = server.delete(&format!("/api/prompts/{id}")).await;
+    assert_eq!(deleted.assert_ok()["id"], json!(id));
+    server
+        .get(&format!("/api/prompts/{id}"))
+        .await
+        .assert_error(404);
+    server
+        .patch("/api/prompts/999999", json!({"runs": 2}))
+        .await
+        .assert_error(404);
+}
