@@ -92,19 +92,22 @@ impl App {
         };
         let runtime = self.runtime();
         let lease_lost = attempt::beat_alone(runtime, &claimed);
-        match attempt::run(runtime, &claimed, lease_lost, || {}).await? {
+        match attempt::run(runtime, &claimed, lease_lost, || {}).await {
             Ended::Finished(finish) => self.finish_one(&claimed, finish).await,
-            Ended::HandedBack(at) => Ok(ProcessReport {
-                success: true,
-                job_id: id,
-                status: JobStatus::Queued,
-                entity_id: None,
-                error_message: Some(format!(
-                    "model {} is rate limited or paused; the job is due again at {}",
-                    claimed.model.name,
-                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )),
-            }),
+            Ended::HandedBack(at) => {
+                attempt::hand_back(runtime, &claimed, at).await?;
+                Ok(ProcessReport {
+                    success: true,
+                    job_id: id,
+                    status: JobStatus::Queued,
+                    entity_id: None,
+                    error_message: Some(format!(
+                        "model {} is rate limited or paused; the job is due again at {}",
+                        claimed.model.name,
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )),
+                })
+            }
         }
     }
 

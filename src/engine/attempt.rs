@@ -32,16 +32,18 @@ pub enum Ended {
 }
 
 /// Runs a claimed attempt. `lease_lost` ends it early (the pool passes a future that never
-/// ends: it stops lost attempts itself); `started` is called once the model call begins.
-/// Fails only when a handed-back job could not be written back (its lease then expires).
+/// ends: it stops lost attempts itself); `started` is called once the model call begins. A
+/// job handed back is not yet written back: the caller drops it from its own bookkeeping
+/// first, then calls [`hand_back`] (a release gives the claim number back, so the job's next
+/// claim carries the same attempt number and must not be mistaken for this one).
 pub async fn run(
     rt: &Runtime,
     job: &ClaimedJob,
     lease_lost: impl Future<Output = ()>,
     started: impl FnOnce(),
-) -> StoreResult<Ended> {
+) -> Ended {
     let attempt = catch_panic(admit_and_call(rt, job, started));
-    let ended = tokio::select! {
+    tokio::select! {
         ended = attempt => match ended {
             Ok(ended) => ended,
             Err(what) => {
@@ -59,16 +61,19 @@ pub async fn run(
                 message: "the attempt lost its lease while the model call ran".into(),
             }),
         }),
-    };
-    if let Ended::HandedBack(at) = ended {
-        let delay = (at - Utc::now()).to_std().unwrap_or_default();
-        Box::pin(
-            rt.store()
-                .jobs_release(&[(job.job.id, job.attempt)], Clock::Database, delay),
-        )
-        .await?;
     }
-    Ok(ended)
+}
+
+/// Puts a job that waits for its model's limit back in the queue, due at `at`, without
+/// spending its attempt. If this fails, the job's lease expires and a rescue frees it.
+pub async fn hand_back(rt: &Runtime, job: &ClaimedJob, at: DateTime<Utc>) -> StoreResult<()> {
+    let delay = (at - Utc::now()).to_std().unwrap_or_default();
+    Box::pin(
+        rt.store()
+            .jobs_release(&[(job.job.id, job.attempt)], Clock::Database, delay),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn admit_and_call(rt: &Runtime, job: &ClaimedJob, started: impl FnOnce()) -> Ended {

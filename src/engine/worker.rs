@@ -313,22 +313,25 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
     };
     // Lost leases are stopped by the pool's heartbeat, which aborts this task.
     let ended = attempt::run(&shared.rt, &job, std::future::pending(), mark_started).await;
-    // Gone from `running` before the finish is sent, so a shutdown never releases an attempt
-    // whose outcome is on its way. Keyed by attempt: a stale attempt that ends late leaves the
-    // live attempt of its job (and that attempt's heartbeat) alone.
+    // Gone from `running` before the finish is sent or the job handed back, so a shutdown
+    // never releases an attempt whose outcome is on its way, and a hand-back's next claim
+    // (which carries the same attempt number) is never mistaken for this one. Keyed by
+    // attempt: a stale attempt that ends late leaves its job's live attempt alone.
     lock(&shared.running).remove(&key);
     match ended {
-        Ok(Ended::Finished(finish)) => {
+        Ended::Finished(finish) => {
             if let Outcome::Retry { at, .. } = &finish.outcome {
                 shared.due.add(*at);
             }
             let _ = finish_tx.send(finish).await;
         }
-        // A long wait for a limit went back to the queue instead of holding a slot.
-        Ok(Ended::HandedBack(at)) => shared.due.add(at),
-        Err(err) => {
-            tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire")
-        }
+        // A long wait for a limit goes back to the queue instead of holding a slot.
+        Ended::HandedBack(at) => match attempt::hand_back(&shared.rt, &job, at).await {
+            Ok(()) => shared.due.add(at),
+            Err(err) => {
+                tracing::warn!(job_id = job.job.id, error = %err, "could not reschedule; its lease will expire")
+            }
+        },
     }
 }
 

@@ -70,10 +70,16 @@ async fn rpm_holds_across_three_worker_processes_on_postgres() {
     let started = Instant::now();
     let mut workers: Vec<Child> = (0..3)
         .map(|_| {
-            support::worker_command(&db.url, &[("WORKER_CONCURRENCY", "16")])
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start a worker")
+            support::worker_command(
+                &db.url,
+                &[
+                    ("WORKER_CONCURRENCY", "16"),
+                    ("RUST_LOG", "warn,promptq::engine=info"),
+                ],
+            )
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a worker")
         })
         .collect();
     support::wait_until_done(&db.store, Duration::from_secs(120)).await;
