@@ -3,7 +3,7 @@
 //!
 //! The answers are the domain's and the use cases' own types, which stay free of any HTTP or
 //! documentation crate; so their schemas are declared here, as `…Doc` mirrors named like the
-//! types they describe. A test (`tests/http_api`) compares every mirror's properties with the
+//! types they describe. A test (`tests/it/http_api`) compares every mirror's properties with the
 //! keys of real answers, so that the document cannot drift from the wire. Nothing here is
 //! ever serialized as an answer.
 
