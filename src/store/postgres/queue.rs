@@ -59,13 +59,14 @@ impl Queue for PostgresStore {
         // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
         // Each job records the prompt's current version and the model's generation params:
         // what its claim will send, whatever is edited before it runs.
+        // `gen` is MATERIALIZED: the params are read once per model, not once per job.
         let row = sqlx::query(
             "WITH due AS (
                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
                     AS d(prompt_id, batch_key, scheduled_for)
             ), clock AS (
                 SELECT COALESCE($5::timestamptz, now()) AS now
-            ), gen AS (
+            ), gen AS MATERIALIZED (
                 SELECT id, NULLIF(jsonb_strip_nulls(jsonb_build_object(
                         'temperature', params -> 'temperature', 'maxTokens', params -> 'maxTokens',
                         'seed', params -> 'seed', 'extra', params -> 'extra')), '{}'::jsonb)

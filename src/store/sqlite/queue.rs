@@ -31,12 +31,13 @@ impl Queue for SqliteStore {
         // The database expands prompts × active models × runs itself: one statement whatever
         // the batch size. Each job records the prompt's current version and the model's
         // generation params: what its claim will send, whatever is edited before it runs.
+        // `gen` is MATERIALIZED: the params are read once per model, not once per job.
         let inserted = sqlx::query(
             "WITH RECURSIVE
                 due(prompt_id, batch_key, scheduled_for) AS (
                     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)
                 ),
-                gen(id, params) AS (
+                gen(id, params) AS MATERIALIZED (
                     SELECT id, NULLIF(json_patch('{}', json_object(
                         'temperature', params -> '$.temperature',
                         'maxTokens', params -> '$.maxTokens',
