@@ -1,10 +1,9 @@
-//! A worker task that panics hands its job back: the panic is caught where the task is polled
-//! and becomes the attempt's error (retried after a backoff, or failed once the job's attempts
-//! are spent), instead of a job left `processing` whose lease the pool renews forever.
+//! An attempt that panics ends with the panic as its error: the panic is caught where the
+//! attempt is polled and becomes its outcome (retried after a backoff, or failed once the job's
+//! attempts are spent), instead of a job left `processing` whose lease the pool renews forever.
 //!
-//! Only the catching and the outcome live here; the pool ([`super::worker`]) drops the
-//! attempt from its bookkeeping (stopping its heartbeat), returns its slot and writes the
-//! finish, and `POST /api/jobs/process` writes the same finish for its one job.
+//! Only the catching and the outcome live here; [`super::attempt::run`] uses them for the pool
+//! and for `POST /api/jobs/process` alike, and the finish is recorded like any other.
 
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;

@@ -12,9 +12,10 @@
 //! ([`super::retry`]) or speaks SQL ([`crate::store`]).
 //!
 //! The attempts in flight are known by (job, attempt), so that a stale task that ends late
-//! never touches the bookkeeping of its job's live attempt. A task that panics, for whatever
-//! reason, records the panic as its attempt's error (the job is retried after a backoff, or
-//! fails once its attempts are spent), gives its slot back and stops its heartbeat.
+//! never touches the bookkeeping of its job's live attempt. An attempt that panics, for whatever
+//! reason, ends with the panic as its error ([`super::attempt::run`]: the job is retried after
+//! a backoff, or fails once its attempts are spent), so its task still gives its slot back and
+//! stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -31,7 +32,6 @@ use crate::store::Clock;
 
 use super::attempt::{self, Ended, heartbeat_interval};
 use super::due::DueTimes;
-use super::guard::{Held, catch_panic};
 use super::runtime::Runtime;
 
 /// An attempt: the job and the claim number that fences its writes.
@@ -255,49 +255,11 @@ fn start_job(
     let shared_for_task = shared.clone();
     let finish_tx = finish_tx.clone();
     entry.abort = Some(tasks.spawn(async move {
-        let held = Held::of(&job);
-        supervised(
-            &shared_for_task,
-            held,
-            &finish_tx,
-            run_job(&shared_for_task, job, finish_tx.clone()),
-        )
-        .await;
+        // A panic in the attempt is caught there and becomes its error (`attempt::run`).
+        run_job(&shared_for_task, job, finish_tx).await;
         drop(permit);
         shared_for_task.slot_freed.notify_one();
     }));
-}
-
-/// Runs an attempt's task; if it panics, the panic becomes the attempt's error instead of a
-/// job left `processing` with its lease renewed forever by the heartbeat.
-async fn supervised(
-    shared: &Shared,
-    held: Held,
-    finish_tx: &mpsc::Sender<Finish>,
-    task: impl std::future::Future<Output = ()>,
-) {
-    let Err(what) = catch_panic(task).await else {
-        return;
-    };
-    // Still ours unless its finish was already sent or its lease lost; then nothing to do.
-    if lock(&shared.running)
-        .remove(&(held.job_id, held.attempt))
-        .is_none()
-    {
-        tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked after handing its job on");
-        return;
-    }
-    tracing::error!(job_id = held.job_id, attempt = held.attempt, panic = %what, "a worker task panicked; its attempt is recorded as failed");
-    let finish = held.finish_after_panic(&what, Utc::now(), shared.rt.retry_policy());
-    if let Outcome::Retry { at, .. } = &finish.outcome {
-        shared.due.add(*at);
-    }
-    if finish_tx.send(finish).await.is_err() {
-        tracing::warn!(
-            job_id = held.job_id,
-            "the pool is closing; the job's lease will expire"
-        );
-    }
 }
 
 fn sleep_until_next_retry(shared: &Shared) -> Duration {
