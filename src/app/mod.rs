@@ -22,11 +22,7 @@ mod scratch;
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 use crate::config::Config;
-use crate::engine::limits::Limits;
-use crate::engine::retry::RetryPolicy;
 use crate::engine::runtime::Runtime;
 use crate::metrics::Metrics;
 use crate::providers::Providers;
@@ -159,21 +155,8 @@ impl App {
         &self.inner.default_schedule
     }
 
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        self.inner.runtime.retry_policy()
-    }
-
-    pub fn limits(&self) -> &Limits {
-        self.inner.runtime.limits()
-    }
-
     pub fn metrics(&self) -> &Metrics {
         self.inner.runtime.metrics()
-    }
-
-    /// The signal the worker pool sleeps on.
-    pub fn work_available(&self) -> Arc<Notify> {
-        self.inner.runtime.work_available()
     }
 }
 
