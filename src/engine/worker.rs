@@ -1,6 +1,7 @@
 //! The worker pool: keeps up to `WORKER_CONCURRENCY` model calls in flight.
 //!
-//! One claim loop takes due jobs in batches sized to the free slots (one statement per batch),
+//! One claim loop takes due jobs in batches sized to the free slots and a claim-ahead that grows
+//! while jobs finish faster than claims arrive (one statement per batch),
 //! each job runs as its own task, and one finisher writes outcomes in batches (one transaction
 //! per batch), so that the queue's own cost per job stays far below a model call's. A
 //! heartbeat renews the leases of every running attempt in one statement; a sweeper rescues
@@ -44,7 +45,8 @@ pub struct PoolOptions {
     pub concurrency: usize,
     /// The most jobs one claim takes.
     pub max_claim: usize,
-    /// Jobs claimed ahead of free slots, started the moment a slot frees.
+    /// Jobs claimed ahead of free slots, started the moment a slot frees (at least; more
+    /// while slots wait for claims, up to `max_claim`).
     pub prefetch: usize,
     /// The most outcomes one finish writes.
     pub max_finish: usize,
@@ -161,6 +163,7 @@ async fn claim_loop(
     // Jobs claimed ahead of free slots, so that a freed slot starts its next job without
     // waiting for a round trip to the database.
     let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+    let mut ahead = ClaimAhead::new(&shared.options);
     let mut claiming: Option<ClaimFuture> = None;
     let mut asked = 0usize;
     // The last claim came back short (or failed): wait for news before claiming again.
@@ -184,7 +187,7 @@ async fn claim_loop(
             }
         }
         let free = shared.slots.available_permits();
-        let want = (free + shared.options.prefetch).saturating_sub(buffer.len());
+        let want = (free + ahead.jobs).saturating_sub(buffer.len());
         if claiming.is_none() && !idle && want > 0 && !stopping {
             asked = want.min(shared.options.max_claim);
             // Re-armed before the claim, so that work announced while it runs is not missed.
@@ -208,6 +211,7 @@ async fn claim_loop(
                     Ok(jobs) => {
                         store_errors = 0;
                         idle = jobs.len() < asked;
+                        ahead.claimed(!idle);
                         metrics.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                         let mut running = lock(&shared.running);
                         for job in jobs {
@@ -222,7 +226,11 @@ async fn claim_loop(
                     }
                 }
             }
-            () = shared.slot_freed.notified() => {}
+            () = shared.slot_freed.notified() => {
+                if buffer.is_empty() && claiming.is_some() {
+                    ahead.starved();
+                }
+            }
             () = shared.due.sooner.notified(), if idle => {}
             () = &mut announced => {
                 idle = false;
@@ -232,6 +240,44 @@ async fn claim_loop(
             () = tokio::time::sleep(wait), if idle => idle = false,
             () = shutdown.cancelled(), if !stopping => {}
         }
+    }
+}
+
+/// How many jobs the pool claims ahead of its free slots. It starts at the configured
+/// prefetch; a slot that frees while the buffer is empty and a claim is on its way (jobs
+/// finishing faster than claims arrive) doubles it, up to the largest claim, so short jobs are
+/// claimed in few large statements instead of many small ones; claims that came back with no
+/// slot waiting shrink it back by an eighth, so long calls do not hold many jobs claimed.
+struct ClaimAhead {
+    jobs: usize,
+    least: usize,
+    most: usize,
+    starved: bool,
+}
+
+impl ClaimAhead {
+    fn new(options: &PoolOptions) -> Self {
+        let least = options.prefetch;
+        ClaimAhead {
+            jobs: least,
+            least,
+            most: options.max_claim.max(least),
+            starved: false,
+        }
+    }
+
+    fn starved(&mut self) {
+        self.starved = true;
+    }
+
+    /// A claim came back; `full` when it got all it asked for (more work is waiting).
+    fn claimed(&mut self, full: bool) {
+        if full && self.starved {
+            self.jobs = (self.jobs * 2).clamp(1, self.most);
+        } else if !self.starved {
+            self.jobs = (self.jobs - self.jobs / 8).max(self.least);
+        }
+        self.starved = false;
     }
 }
 

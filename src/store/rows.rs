@@ -97,10 +97,18 @@ impl From<AttemptRow> for AttemptRecord {
     }
 }
 
-/// The attempts of a job, in attempt order.
+/// The attempts of a job, in attempt order. A success has no attempt row of its own: it is
+/// read from the job (its last claim) and its answer, unless an earlier version wrote one.
 pub(crate) const ATTEMPTS_OF_JOB: &str = "SELECT job_id, attempt, started_at, finished_at, \
-    outcome, http_status, error_class, error_message FROM job_attempts WHERE job_id = $1 \
-    ORDER BY attempt, id";
+    outcome, http_status, error_class, error_message FROM ( \
+    SELECT job_id, attempt, started_at, finished_at, outcome, http_status, error_class, \
+        error_message, id AS seq FROM job_attempts WHERE job_id = $1 \
+    UNION ALL \
+    SELECT j.id, j.attempt_count, j.started_at, r.created_at, 'succeeded', r.http_status, \
+        NULL, NULL, NULL FROM prompt_jobs j JOIN responses r ON r.job_id = j.id \
+    WHERE j.id = $1 AND j.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM job_attempts a \
+        WHERE a.job_id = j.id AND a.outcome = 'succeeded')) AS attempts \
+    ORDER BY attempt, seq IS NULL, seq";
 
 /// A `pauses` row.
 #[derive(sqlx::FromRow)]

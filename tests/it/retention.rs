@@ -1,6 +1,8 @@
 //! Retention: `promptq prune` and the store's bounded prune batches on both databases. What
 //! is old goes (attempt records, raw provider bodies, and with `--jobs` finished jobs with
-//! their answers); a job that is queued or processing is never touched, however old.
+//! their answers); a job that is queued or processing is never touched, however old. A
+//! success has no attempt record of its own (its answer records it), so a pruned job that
+//! succeeded still shows its successful attempt.
 
 use std::process::Command;
 
@@ -204,7 +206,7 @@ async fn prune_removes_what_is_old_and_never_a_live_job(db: &support::TestDb) {
     let dry = app.prune(request(true, false), now).await.unwrap();
     assert!(dry.dry_run);
     let expected = PruneCounts {
-        attempts: 3,
+        attempts: 2,
         raw_bodies: 1,
         jobs: 2,
         responses: 1,
@@ -227,7 +229,7 @@ async fn prune_removes_what_is_old_and_never_a_live_job(db: &support::TestDb) {
         }
     );
     for (id, left) in [
-        (done, 0),
+        (done, 1),
         (failed, 0),
         (queued, 1),
         (running, 1),
@@ -258,13 +260,17 @@ async fn prune_removes_what_is_old_and_never_a_live_job(db: &support::TestDb) {
     );
 }
 
-/// Seeds `n` old succeeded jobs, each with one attempt and a raw body.
+/// Seeds `n` old succeeded jobs, each with one attempt record (a retry before its success)
+/// and a raw body.
 async fn seed_old_successes(store: &Store, n: i32, old: DateTime<Utc>) -> Vec<JobId> {
     let prompt = seed(store, n, old).await;
     let ids = enqueue(store, prompt, "2025-01-01", old).await;
+    let minute = Duration::minutes(1);
     for &id in &ids {
         let a = claim(store, id, old, old + Duration::seconds(30)).await;
-        finish(store, id, a, old + Duration::minutes(1), success("RAW")).await;
+        finish(store, id, a, old + minute, retry(old + minute)).await;
+        let a = claim(store, id, old + minute * 2, old + minute * 3).await;
+        finish(store, id, a, old + minute * 3, success("RAW")).await;
     }
     ids
 }
@@ -325,7 +331,7 @@ async fn the_cli_counts_first_and_removes_only_with_yes(db: &support::TestDb) {
     assert!(out.contains("--yes"), "{out}");
     assert_eq!(
         attempts(&store, ids[0]).await,
-        1,
+        2,
         "a dry run changes nothing"
     );
 
@@ -373,7 +379,8 @@ async fn a_worker_with_retention_days_prunes_by_itself(db: &support::TestDb) {
     for &id in &ids {
         assert_eq!(
             (attempts(&store, id).await, raw_of(&store, id).await),
-            (0, None)
+            (1, None),
+            "the retry's record and the raw body go, the success stays"
         );
         assert!(store.job_get(id).await.unwrap().is_some(), "jobs stay");
     }

@@ -2,7 +2,9 @@
 //!
 //! The batch travels as one array per column (`unnest`): the fenced status change, the
 //! attempt records and the response inserts are data-modifying CTEs of one statement, so they
-//! commit together, or not at all.
+//! commit together, or not at all. A success writes its answer and no attempt record (the
+//! answer records the attempt); the fence lets one attempt of a job succeed at most once, so
+//! the answer needs no `ON CONFLICT` (a speculative insertion costs a WAL record per row).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -50,27 +52,30 @@ pub(super) async fn finish_batch(
                 SELECT u.id, i.attempt, u.started_at, u.finished_at, i.outcome, i.http_status,
                     i.error_class, i.error_message
                 FROM updated u JOIN input i ON i.job_id = u.id AND i.attempt = u.attempt_count
+                WHERE i.outcome <> 'succeeded'
             ), response_input AS (
                 SELECT * FROM unnest($9::bigint[], $24::int[], $10::text[], $11::text[], $12::text[],
                     $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-                    $18::float8[], $19::bigint[], $20::text[], $21::text[], $22::text[])
+                    $18::float8[], $19::bigint[], $20::text[], $21::text[], $22::text[],
+                    $26::int[])
                     AS r(job_id, attempt, text, served_model, finish_reason, prompt_tokens,
                          completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                         cost_usd, latency_ms, provider_request_id, citations, raw)
+                         cost_usd, latency_ms, provider_request_id, citations, raw, http_status)
             ), inserted AS (
                 INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
                     served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
                     cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
-                    citations, raw, created_at, prompt_version_id)
+                    citations, raw, created_at, prompt_version_id, http_status)
                 SELECT r.job_id, u.prompt_id, u.model_id, u.batch_key, u.run_index, r.text,
                     r.served_model, r.finish_reason, r.prompt_tokens, r.completion_tokens,
                     r.total_tokens, r.cached_tokens, r.reasoning_tokens, r.cost_usd,
                     r.latency_ms, r.provider_request_id, r.citations, r.raw, u.finished_at,
-                    u.prompt_version_id
+                    u.prompt_version_id, r.http_status
                 FROM response_input r
                 JOIN updated u ON u.id = r.job_id AND u.attempt_count = r.attempt
                 JOIN input i ON i.job_id = r.job_id AND i.attempt = r.attempt
-                ON CONFLICT (job_id) DO NOTHING
+                -- A job that somehow has an answer already keeps it (never two answers).
+                WHERE NOT EXISTS (SELECT 1 FROM responses x WHERE x.job_id = r.job_id)
                 RETURNING id, job_id
             )
             SELECT i.job_id, u.id IS NOT NULL AS applied, COALESCE(u.status, j.status) AS status,
@@ -106,6 +111,7 @@ pub(super) async fn finish_batch(
         .bind(&columns.refunds)
         .bind(&responses.attempts)
         .bind(now.fixed())
+        .bind(&responses.http_statuses)
         .fetch_all(pool)
         .await?;
     rows.iter()
@@ -185,6 +191,7 @@ struct ResponseColumns<'a> {
     request_ids: Vec<Option<&'a str>>,
     citations: Vec<Option<&'a str>>,
     raws: Vec<Option<&'a str>>,
+    http_statuses: Vec<Option<i32>>,
 }
 
 impl<'a> From<&'a [Finish]> for ResponseColumns<'a> {
@@ -213,6 +220,9 @@ impl<'a> From<&'a [Finish]> for ResponseColumns<'a> {
                 .push(response.provider_request_id.as_deref());
             columns.citations.push(response.citations.as_deref());
             columns.raws.push(response.raw.as_deref());
+            columns
+                .http_statuses
+                .push(response.http_status.map(i32::from));
         }
         columns
     }

@@ -8,6 +8,13 @@ use crate::store::Queue;
 /// clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked job whose prompt or model
 /// went away ends `skipped`. The prompt text is the job's version's (the current text only for
 /// jobs older than versions), the generation params those of its enqueue.
+///
+/// The claim commits without waiting for its WAL flush (`synchronous_commit` off for this
+/// statement's transaction only, which also holds behind a transaction-mode pooler): a claim
+/// lost to a server crash leaves its job `queued`, and the worker's fenced finish of that
+/// attempt then changes nothing, so the loss costs a repeated call, never a lost or doubled
+/// answer. Every finish still waits for its flush, and a flush covers every earlier commit,
+/// so no durable finish can follow a lost claim.
 macro_rules! claim_update {
     ($picked:literal) => {
         concat!(
@@ -26,6 +33,7 @@ macro_rules! claim_update {
                     ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
             FROM picked, prompts p, models m
             WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
+                AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
             RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
                 j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
                 j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at,
@@ -84,7 +92,7 @@ impl Queue for PostgresStore {
                 JOIN prompt_models pm ON pm.prompt_id = p.id
                 JOIN gen m ON m.id = pm.model_id
                 CROSS JOIN LATERAL generate_series(0, p.runs - 1) AS r(run_index)
-                ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
+                ORDER BY d.batch_key, d.prompt_id, pm.model_id, r.run_index
                 ON CONFLICT ON CONSTRAINT prompt_jobs_key DO NOTHING
                 RETURNING prompt_id
             ), marked AS (

@@ -4,7 +4,9 @@
 //! the attempt records and the responses are one statement each instead of three per job:
 //! through sqlx's SQLite driver every statement is a hop to the connection's thread, and at
 //! thousands of jobs a second those hops were the cost. It runs inside the caller's
-//! `BEGIN IMMEDIATE` transaction, so the three statements commit together.
+//! `BEGIN IMMEDIATE` transaction, so the three statements commit together. A success writes
+//! its answer and no attempt record (the answer records the attempt), so a batch of successes
+//! is two statements.
 
 use std::collections::HashMap;
 
@@ -76,22 +78,27 @@ pub(super) async fn finish_batch(
     if applied.is_empty() {
         return stale_results(tx, finishes, &applied, &HashMap::new()).await;
     }
-    let applied_ids =
-        Value::from(applied.keys().map(|(id, _)| *id).collect::<Vec<_>>()).to_string();
-
-    sqlx::query(
-        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
-            http_status, error_class, error_message)
-         SELECT j.id, i.value ->> 1, j.started_at, i.value ->> 3, i.value ->> 2,
-            i.value ->> 6, i.value ->> 5, i.value ->> 7
-         FROM jsonb_each(?1) AS i
-         JOIN prompt_jobs j ON j.id = i.value ->> 0 AND j.attempt_count = i.value ->> 1
-         WHERE j.id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(&input)
-    .bind(&applied_ids)
-    .execute(&mut **tx)
-    .await?;
+    let unsuccessful: Vec<i64> = finishes
+        .iter()
+        .filter(|f| !matches!(f.outcome, Outcome::Succeeded(_)))
+        .filter(|f| applied.contains_key(&(f.job_id, f.attempt)))
+        .map(|f| f.job_id)
+        .collect();
+    if !unsuccessful.is_empty() {
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                http_status, error_class, error_message)
+             SELECT j.id, i.value ->> 1, j.started_at, i.value ->> 3, i.value ->> 2,
+                i.value ->> 6, i.value ->> 5, i.value ->> 7
+             FROM jsonb_each(?1) AS i
+             JOIN prompt_jobs j ON j.id = i.value ->> 0 AND j.attempt_count = i.value ->> 1
+             WHERE j.id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(&input)
+        .bind(Value::from(unsuccessful).to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
 
     let responses: Vec<Value> = finishes
         .iter()
@@ -113,6 +120,7 @@ pub(super) async fn finish_batch(
                 r.citations,
                 r.raw,
                 ms(now),
+                r.http_status,
             ])),
             _ => None,
         })
@@ -123,11 +131,12 @@ pub(super) async fn finish_batch(
             "INSERT INTO responses (job_id, prompt_id, model_id, batch_key, run_index, text,
                 served_model, finish_reason, prompt_tokens, completion_tokens, total_tokens,
                 cached_tokens, reasoning_tokens, cost_usd, latency_ms, provider_request_id,
-                citations, raw, created_at, prompt_version_id)
+                citations, raw, created_at, prompt_version_id, http_status)
              SELECT j.id, j.prompt_id, j.model_id, j.batch_key, j.run_index, r.value ->> 1,
                 r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6,
                 r.value ->> 7, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11,
-                r.value ->> 12, r.value ->> 13, r.value ->> 14, j.prompt_version_id
+                r.value ->> 12, r.value ->> 13, r.value ->> 14, j.prompt_version_id,
+                r.value ->> 15
              FROM jsonb_each(?1) AS r
              JOIN prompt_jobs j ON j.id = r.value ->> 0
              WHERE TRUE

@@ -166,11 +166,11 @@ impl Figures for SqliteStore {
     }
 
     async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
-        // Three index paths, one round trip; each row is labelled by what it counts. The
-        // counts by status read the covering (batch_key, status) index, not the table.
+        // One round trip; each row is labelled by what it counts. The counts by status read
+        // the table: no index carries `status`, which every claim and finish changes.
         let rows = sqlx::query(
             "SELECT status AS label, COUNT(*) AS n, NULL AS oldest
-                FROM prompt_jobs INDEXED BY prompt_jobs_batch_status GROUP BY status
+                FROM prompt_jobs GROUP BY status
              UNION ALL
              SELECT 'due', COUNT(*), MIN(next_attempt_at) FROM prompt_jobs
                 WHERE status = 'queued' AND next_attempt_at <= ?1
