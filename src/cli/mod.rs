@@ -45,6 +45,9 @@ pub struct Cli {
         next_help_heading = "Settings (each also an environment variable)"
     )]
     pub settings: Settings,
+    /// Say which database the command uses (a relative sqlite: path shown absolute)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -108,10 +111,42 @@ pub enum Command {
     Prune(prune::PruneArgs),
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command. Its database is named at `-v`, and in every error, so that a
+/// command run in another folder than meant does not leave the user puzzled by an empty queue.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.settings.validate()?;
-    match cli.command {
+    let database = database_of(&cli.command, &config);
+    if cli.verbose
+        && let Some(database) = &database
+    {
+        eprintln!("database: {database}");
+    }
+    dispatch(cli.command, config)
+        .await
+        .map_err(|err| match &database {
+            // A connect error names it already.
+            Some(database) if !format!("{err:#}").contains(database.as_str()) => {
+                anyhow::anyhow!("{err:#} (database: {database})")
+            }
+            _ => err,
+        })
+}
+
+/// The database `command` works on, as shown to the user (never with a password); `None` for
+/// `bench`, which makes databases of its own.
+fn database_of(command: &Command, config: &Config) -> Option<String> {
+    match command {
+        Command::Bench(_) => None,
+        Command::Demo { file } => Some(crate::store::location::describe(&format!(
+            "sqlite:{}",
+            file.display()
+        ))),
+        _ => Some(crate::store::location::describe(&config.database_url)),
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve => serve::serve(config, true).await,
         Command::Worker => serve::serve(config, false).await,
         Command::Migrate => {
