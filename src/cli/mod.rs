@@ -14,6 +14,7 @@ macro_rules! outln {
     }};
 }
 
+mod batches;
 mod bench;
 mod catalog;
 mod export;
@@ -23,6 +24,7 @@ mod prompts;
 mod prune;
 mod run;
 mod serve;
+mod show;
 mod status;
 mod table;
 
@@ -95,9 +97,11 @@ pub enum Command {
     /// Add, list, change, remove or import models
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Retry or cancel jobs, one job or a whole batch
+    /// Show one job, or retry or cancel jobs, one job or a whole batch
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// The newest batches with their jobs by status, tokens and cost
+    Batches(batches::BatchesArgs),
     /// Write stored answers as CSV or JSON Lines, by batch or date range
     ///
     /// One row per stored answer, newest first: its id, job, prompt and model ids, the model's
@@ -155,10 +159,12 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         Command::Cron { batch_key } => {
-            let app = start(config).await?;
-            let report = app.trigger_cron(batch_key).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
+            with_app(config, async |app| {
+                let report = app.trigger_cron(batch_key).await?;
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
+                Ok(ExitCode::SUCCESS)
+            })
+            .await
         }
         Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
         Command::Demo { file } => run::demo(config, &file).await,
@@ -174,6 +180,9 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             with_app(config, async |app| models::run(app, command).await).await
         }
         Command::Jobs(command) => with_app(config, async |app| jobs::run(app, command).await).await,
+        Command::Batches(args) => {
+            with_app(config, async |app| batches::batches(app, args).await).await
+        }
         Command::Export(args) => {
             with_app(config, async |app| export::export(app, args).await).await
         }
