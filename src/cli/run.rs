@@ -87,6 +87,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
             let waiting = everything.queued + everything.processing;
             if waiting == 0 {
                 bar.finish_with_message(message);
+                end_line(&bar);
                 break;
             }
             message.push_str(&format!(
@@ -100,6 +101,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
             () = interrupts.next() => {
                 // The bar stays as it was, on its own line; what follows goes below it.
                 bar.abandon();
+                end_line(&bar);
                 eprintln!(
                     "interrupted: handing unfinished jobs back to the queue (Ctrl-C again exits at once)"
                 );
@@ -124,6 +126,14 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
     pool.await??;
     // The final counts, after the pool has stopped.
     Ok(Drained::Done(app.summary(&filter).await?))
+}
+
+/// Ends the line of a stopped bar: indicatif leaves the cursor after it, where the next
+/// message (or the terminal's `^C`) would otherwise continue the bar's line.
+fn end_line(bar: &ProgressBar) {
+    if !bar.is_hidden() {
+        eprintln!();
+    }
 }
 
 /// Each Ctrl-C (SIGINT), from the moment this is made.
