@@ -154,8 +154,11 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Serve => serve::serve(config, true).await,
         Command::Worker => serve::serve(config, false).await,
         Command::Migrate => {
-            let backend = App::migrate(&config.database_url).await?;
-            println!("database is up to date ({backend:?})");
+            App::migrate(&config.database_url).await?;
+            println!(
+                "{} is up to date",
+                crate::store::location::describe(&config.database_url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Cron { batch_key } => {

@@ -27,6 +27,8 @@ fn a_relative_sqlite_path_is_shown_absolute_at_v_and_in_errors() {
         stderr.contains(&format!("database: {absolute}")),
         "{stderr}"
     );
+    let migrated = promptq.ok(&["migrate"]);
+    assert_eq!(migrated.trim(), format!("{absolute} is up to date"));
     // Without -v nothing is said on success.
     let quiet = promptq.run(&["status"]);
     assert!(quiet.stderr.is_empty(), "{quiet:?}");
