@@ -9,7 +9,8 @@ pub use crate::engine::dispatch::FanOutReport;
 use crate::schedule::{self, Schedule, Trigger};
 use crate::store::{Clock, EnqueueOptions};
 
-use super::{App, AppError, AppResult};
+use super::{App, AppError, AppResult, MAX_PAGE};
+use crate::store::{JobFilter, Page};
 
 /// The answer of a scheduling pass (`/api/cron`, `promptq cron`, the built-in cron).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,17 +49,58 @@ impl App {
         if report.jobs_created > 0 {
             self.runtime().announce_work();
         }
+        let message = if report.jobs_created > 0 {
+            format!(
+                "Enqueued {} for {}",
+                counted(report.jobs_created, "job", "jobs"),
+                counted(report.prompt_count, "prompt", "prompts")
+            )
+        } else {
+            self.nothing_new(&plan.batch_key.to_string()).await?
+        };
         Ok(CronReport {
             success: true,
-            message: format!(
-                "Enqueued {} jobs for {} prompts",
-                report.jobs_created, report.prompt_count
-            ),
+            message,
             prompt_count: report.prompt_count,
             jobs_created: report.jobs_created,
             batch_key: plan.batch_key.to_string(),
             schedule_errors: plan.errors,
         })
+    }
+
+    /// What a pass that created nothing says: what the batch already holds (after `serve`
+    /// caught it up at start, say), rather than "0 jobs for 0 prompts".
+    async fn nothing_new(&self, batch_key: &str) -> AppResult<String> {
+        let filter = JobFilter {
+            batch_key: Some(batch_key.to_owned()),
+            ..JobFilter::default()
+        };
+        let total = self.store().jobs_summary(&filter).await?.total;
+        if total == 0 {
+            return Ok(format!(
+                "0 new jobs; no prompt is due for batch {batch_key}"
+            ));
+        }
+        // Its prompts, a page of jobs at a time: a pass that creates nothing is rare, and
+        // a batch is a few pages at most.
+        let mut prompts = std::collections::BTreeSet::new();
+        let mut page = Page {
+            limit: MAX_PAGE,
+            offset: 0,
+        };
+        loop {
+            let jobs = self.store().jobs_list(&filter, page).await?;
+            prompts.extend(jobs.iter().map(|job| job.prompt_id));
+            if (jobs.len() as i64) < page.limit {
+                break;
+            }
+            page.offset += page.limit;
+        }
+        Ok(format!(
+            "0 new jobs; batch {batch_key} already holds {} for {}",
+            counted(total, "job", "jobs"),
+            counted(prompts.len(), "prompt", "prompts")
+        ))
     }
 
     /// The soonest slot after `after` of the global schedule and of every active prompt's own
@@ -105,4 +147,10 @@ impl App {
     pub async fn fan_out(&self) -> FanOutReport {
         crate::engine::dispatch::fan_out(self.runtime()).await
     }
+}
+
+/// `1 job`, `2 jobs`: a count with its noun in the right number.
+pub fn counted(count: impl TryInto<i64>, one: &str, many: &str) -> String {
+    let n: i64 = count.try_into().unwrap_or(i64::MAX);
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -72,12 +72,12 @@ impl From<StoreError> for AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
-pub use cron::{CronReport, FanOutReport};
+pub use cron::{CronReport, FanOutReport, counted};
 pub use export::ResponseExport;
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
-pub use reports::ModelReport;
+pub use reports::{BatchFigures, ModelReport, StatusAnswer};
 pub use scheduler::run_scheduler;
 pub use scratch::ScratchDatabase;
 

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::domain::{ModelId, Summary};
 use crate::metrics::QueueGauges;
-use crate::store::{JobFilter, JobStats};
+use crate::store::{JobFilter, JobStats, TokenTotals};
 
-use super::{App, AppResult};
+use super::{App, AppError, AppResult, MAX_PAGE, StatusQuery, StatusReport};
 
 /// One model's share of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,7 +23,62 @@ pub struct ModelReport {
     pub latency_p95_ms: Option<i64>,
 }
 
+/// The answer of `GET /api/jobs/status`, which `promptq status --json` prints as it is: the
+/// counts and page of [`App::status`] and the figures of [`App::job_stats`] over one filter.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusAnswer {
+    #[serde(flatten)]
+    pub report: StatusReport,
+    #[serde(flatten)]
+    pub stats: JobStats,
+}
+
+/// One recent batch: its jobs by status, and the tokens and cost of its answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchFigures {
+    pub batch_key: String,
+    pub summary: Summary,
+    pub tokens: TokenTotals,
+    /// `None` when no answer of the batch reported a cost.
+    pub cost_usd: Option<f64>,
+}
+
 impl App {
+    /// See [`StatusAnswer`].
+    pub async fn status_answer(&self, query: &StatusQuery) -> AppResult<StatusAnswer> {
+        let (report, stats) = tokio::try_join!(self.status(query), self.job_stats(&query.filter))?;
+        Ok(StatusAnswer { report, stats })
+    }
+
+    /// The newest `limit` batches, newest first, with their counts, tokens and cost.
+    pub async fn batch_figures(&self, limit: i64) -> AppResult<Vec<BatchFigures>> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AppError::BadInput(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let batches = self.store().batches_recent(limit).await?;
+        let mut figures = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let stats = self
+                .store()
+                .jobs_stats(&JobFilter {
+                    batch_key: Some(batch.batch_key.clone()),
+                    ..JobFilter::default()
+                })
+                .await?;
+            figures.push(BatchFigures {
+                batch_key: batch.batch_key,
+                summary: batch.summary,
+                tokens: stats.tokens,
+                cost_usd: stats.cost_usd,
+            });
+        }
+        Ok(figures)
+    }
+
     /// Per-model counts, tokens, cost and latency percentiles of the jobs matching `filter`.
     pub async fn job_stats(&self, filter: &JobFilter) -> AppResult<JobStats> {
         Ok(self.store().jobs_stats(filter).await?)

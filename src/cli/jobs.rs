@@ -1,14 +1,23 @@
-//! `jobs retry | cancel`: put failed or skipped jobs back in the queue, or skip queued ones,
-//! one job or a whole batch at a time, through [`App::retry`] and [`App::cancel`].
+//! `jobs show | retry | cancel`: one job whole, or put failed or skipped jobs back in the
+//! queue, or skip queued ones, one job or a whole batch at a time, through [`App::retry`] and
+//! [`App::cancel`].
 
 use std::process::ExitCode;
 
 use crate::app::App;
-use crate::app::JobSelector;
+use crate::app::{JobSelector, counted};
 use crate::domain::{BatchKey, JobId, JobStatus};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {
+    /// One job whole: its state, each attempt (outcome, error class), tokens, cost, the answer
+    Show {
+        /// The job's id (an unknown id is an error, exit code 1)
+        id: JobId,
+        /// Print the JSON of GET /api/jobs/{id} instead
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue failed or skipped jobs again, with a fresh budget of attempts
     Retry {
         #[command(flatten)]
@@ -17,7 +26,7 @@ pub enum JobsCommand {
         #[arg(long, requires = "batch_key", value_parser = ["failed", "skipped"])]
         status: Option<String>,
     },
-    /// Skip queued jobs so that no worker runs them
+    /// Skip queued jobs so that no worker runs them (only a queued job can be cancelled)
     Cancel {
         #[command(flatten)]
         target: Target,
@@ -51,19 +60,16 @@ impl Target {
 
 pub async fn run(app: &App, command: JobsCommand) -> anyhow::Result<ExitCode> {
     match command {
+        JobsCommand::Show { id, json } => return super::show::show(app, id, json).await,
         JobsCommand::Retry { target, status } => {
             let status = status.map(|s| s.parse::<JobStatus>()).transpose()?;
             let retried = app.retry(&target.selector(status)).await?;
-            outln!("{retried} {} queued again", jobs(retried))?;
+            outln!("{} queued again", counted(retried, "job", "jobs"))?;
         }
         JobsCommand::Cancel { target } => {
             let cancelled = app.cancel(&target.selector(None)).await?;
-            outln!("{cancelled} {} cancelled (skipped)", jobs(cancelled))?;
+            outln!("{} cancelled (skipped)", counted(cancelled, "job", "jobs"))?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn jobs(count: u64) -> &'static str {
-    if count == 1 { "job" } else { "jobs" }
 }

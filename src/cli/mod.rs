@@ -14,6 +14,7 @@ macro_rules! outln {
     }};
 }
 
+mod batches;
 mod bench;
 mod catalog;
 mod export;
@@ -23,6 +24,7 @@ mod prompts;
 mod prune;
 mod run;
 mod serve;
+mod show;
 mod status;
 mod table;
 
@@ -45,6 +47,9 @@ pub struct Cli {
         next_help_heading = "Settings (each also an environment variable)"
     )]
     pub settings: Settings,
+    /// Say which database the command uses (a relative sqlite: path shown absolute)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -92,9 +97,11 @@ pub enum Command {
     /// Add, list, change, remove or import models
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Retry or cancel jobs, one job or a whole batch
+    /// Show one job, or retry or cancel jobs, one job or a whole batch
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// The newest batches with their jobs by status, tokens and cost
+    Batches(batches::BatchesArgs),
     /// Write stored answers as CSV or JSON Lines, by batch or date range
     ///
     /// One row per stored answer, newest first: its id, job, prompt and model ids, the model's
@@ -108,22 +115,59 @@ pub enum Command {
     Prune(prune::PruneArgs),
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command. Its database is named at `-v`, and in every error, so that a
+/// command run in another folder than meant does not leave the user puzzled by an empty queue.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.settings.validate()?;
-    match cli.command {
+    let database = database_of(&cli.command, &config);
+    if cli.verbose
+        && let Some(database) = &database
+    {
+        eprintln!("database: {database}");
+    }
+    dispatch(cli.command, config)
+        .await
+        .map_err(|err| match &database {
+            // A connect error names it already.
+            Some(database) if !format!("{err:#}").contains(database.as_str()) => {
+                anyhow::anyhow!("{err:#} (database: {database})")
+            }
+            _ => err,
+        })
+}
+
+/// The database `command` works on, as shown to the user (never with a password); `None` for
+/// `bench`, which makes databases of its own.
+fn database_of(command: &Command, config: &Config) -> Option<String> {
+    match command {
+        Command::Bench(_) => None,
+        Command::Demo { file } => Some(crate::store::location::describe(&format!(
+            "sqlite:{}",
+            file.display()
+        ))),
+        _ => Some(crate::store::location::describe(&config.database_url)),
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve => serve::serve(config, true).await,
         Command::Worker => serve::serve(config, false).await,
         Command::Migrate => {
-            let backend = App::migrate(&config.database_url).await?;
-            println!("database is up to date ({backend:?})");
+            App::migrate(&config.database_url).await?;
+            println!(
+                "{} is up to date",
+                crate::store::location::describe(&config.database_url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Cron { batch_key } => {
-            let app = start(config).await?;
-            let report = app.trigger_cron(batch_key).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
+            with_app(config, async |app| {
+                let report = app.trigger_cron(batch_key).await?;
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
+                Ok(ExitCode::SUCCESS)
+            })
+            .await
         }
         Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
         Command::Demo { file } => run::demo(config, &file).await,
@@ -139,6 +183,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             with_app(config, async |app| models::run(app, command).await).await
         }
         Command::Jobs(command) => with_app(config, async |app| jobs::run(app, command).await).await,
+        Command::Batches(args) => {
+            with_app(config, async |app| batches::batches(app, args).await).await
+        }
         Command::Export(args) => {
             with_app(config, async |app| export::export(app, args).await).await
         }

@@ -8,28 +8,61 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, counted};
 use crate::app::{JobFilter, NewModel, NewPrompt};
 use crate::config::Config;
 use crate::domain::{BatchKey, ProviderKind, Summary};
 
-/// Schedules the batch, then runs the pool until no job of it is queued or processing.
+/// The exit code of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+const INTERRUPTED: u8 = 130;
+
+/// Schedules the batch, then runs the pool until no job of it is queued or processing; closes
+/// the database however that ends, so that SQLite checkpoints its WAL as after any command.
 pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow::Result<ExitCode> {
-    let report = app.trigger_cron(batch_key).await?;
-    eprintln!("{} (batch {})", report.message, report.batch_key);
-    let summary = drain(&app, &report.batch_key).await?;
-    print_summary(&app, &report.batch_key, &summary).await?;
-    Ok(if summary.failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    let result = schedule_and_drain(&app, batch_key).await;
+    app.close().await;
+    result
 }
 
-/// Runs the worker pool until the batch has nothing left to do (or Ctrl-C), showing progress.
-async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
+async fn schedule_and_drain(app: &App, batch_key: Option<BatchKey>) -> anyhow::Result<ExitCode> {
+    let report = app.trigger_cron(batch_key).await?;
+    eprintln!("{} (batch {})", report.message, report.batch_key);
+    let drained = drain(app, &report.batch_key).await?;
+    print_summary(app, &report.batch_key, drained.summary()).await?;
+    Ok(drained.exit_code())
+}
+
+/// How a drain ended, with the batch's counts at that moment.
+enum Drained {
+    Done(Summary),
+    /// Ctrl-C: running calls were given their grace period, the rest handed back.
+    Interrupted(Summary),
+}
+
+impl Drained {
+    fn summary(&self) -> &Summary {
+        match self {
+            Drained::Done(summary) | Drained::Interrupted(summary) => summary,
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Drained::Interrupted(_) => ExitCode::from(INTERRUPTED),
+            Drained::Done(summary) if summary.failed > 0 => ExitCode::FAILURE,
+            Drained::Done(_) => ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// Runs the worker pool until the batch has nothing left to do, showing progress. A first
+/// Ctrl-C stops claiming and waits for the pool to hand its jobs back (running calls get their
+/// grace period); a second one exits at once.
+async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
+    // Listening before the pool starts: a Ctrl-C from the first moment is ours to handle.
+    let mut interrupts = Interrupts::listen()?;
     let shutdown = CancellationToken::new();
-    let pool = app.spawn_pool(shutdown.clone());
+    let mut pool = app.spawn_pool(shutdown.clone());
     let filter = JobFilter {
         batch_key: Some(batch_key.to_owned()),
         ..JobFilter::default()
@@ -41,43 +74,103 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let summary = loop {
+    loop {
         let summary = app.summary(&filter).await?;
         let done = summary.succeeded + summary.failed + summary.skipped;
         bar.set_length(summary.total as u64);
         bar.set_position(done as u64);
-        bar.set_message(format!("{} failed", summary.failed));
+        let mut message = format!("{} succeeded, {} failed", summary.succeeded, summary.failed);
         if summary.queued + summary.processing == 0 {
             // Every pending job, not only this batch's: prompts on their own schedule have
             // batches of their own, and retries of earlier batches may be waiting.
             let everything = app.summary(&JobFilter::default()).await?;
-            if everything.queued + everything.processing == 0 {
-                break summary;
+            let waiting = everything.queued + everything.processing;
+            if waiting == 0 {
+                bar.finish_with_message(message);
+                end_line(&bar);
+                break;
             }
+            message.push_str(&format!(
+                ", {} of other batches to go",
+                counted(waiting, "job", "jobs")
+            ));
         }
+        bar.set_message(message);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = &mut interrupted => {
-                bar.abandon_with_message("interrupted: handing jobs back");
+            () = interrupts.next() => {
+                // The bar stays as it was, on its own line; what follows goes below it.
+                bar.abandon();
+                end_line(&bar);
+                eprintln!(
+                    "interrupted: handing unfinished jobs back to the queue (Ctrl-C again exits at once)"
+                );
                 shutdown.cancel();
-                let _ = pool.await;
-                anyhow::bail!("interrupted; unfinished jobs are queued again");
+                tokio::select! {
+                    joined = &mut pool => joined??,
+                    () = interrupts.next() => {
+                        eprintln!("interrupted again: exiting now; jobs still held go back to the queue when their lease expires");
+                        std::process::exit(INTERRUPTED.into());
+                    }
+                }
+                let summary = app.summary(&filter).await?;
+                eprintln!(
+                    "interrupted: {} left for the next `promptq run` (or `promptq serve`)",
+                    counted(summary.queued + summary.processing, "job", "jobs")
+                );
+                return Ok(Drained::Interrupted(summary));
             }
         }
-    };
-    bar.finish();
+    }
     shutdown.cancel();
     pool.await??;
-    Ok(summary)
+    // The final counts, after the pool has stopped.
+    Ok(Drained::Done(app.summary(&filter).await?))
+}
+
+/// Ends the line of a stopped bar: indicatif leaves the cursor after it, where the next
+/// message (or the terminal's `^C`) would otherwise continue the bar's line.
+fn end_line(bar: &ProgressBar) {
+    if !bar.is_hidden() {
+        eprintln!();
+    }
+}
+
+/// Each Ctrl-C (SIGINT), from the moment this is made.
+struct Interrupts {
+    #[cfg(unix)]
+    signals: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Interrupts {
+            #[cfg(unix)]
+            signals: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|err| anyhow::anyhow!("cannot listen for Ctrl-C: {err}"))?,
+        })
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        self.signals.recv().await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The batch's numbers and a table per model.
 async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow::Result<()> {
     println!(
-        "batch {batch_key}: {} jobs, {} succeeded, {} failed, {} skipped",
-        summary.total, summary.succeeded, summary.failed, summary.skipped
+        "batch {batch_key}: {}, {} succeeded, {} failed, {} skipped{}",
+        counted(summary.total, "job", "jobs"),
+        summary.succeeded,
+        summary.failed,
+        summary.skipped,
+        match summary.queued + summary.processing {
+            0 => String::new(),
+            left => format!(", {left} not run yet"),
+        }
     );
     use super::table::{Align, Table};
     let mut table = Table::new(&[
@@ -170,8 +263,12 @@ pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
     );
     let report = app.trigger_cron(None).await?;
     eprintln!("{} (batch {})", report.message, report.batch_key);
-    let summary = drain(&app, &report.batch_key).await?;
-    print_summary(&app, &report.batch_key, &summary).await?;
+    let drained = drain(&app, &report.batch_key).await?;
+    print_summary(&app, &report.batch_key, drained.summary()).await?;
+    if let Drained::Interrupted(_) = drained {
+        app.close().await;
+        return Ok(drained.exit_code());
+    }
     println!(
         "\nSee every job and answer in the dashboard:\n  CRON_SECRET=choose-a-secret promptq serve --database-url sqlite:{}\n  then open http://127.0.0.1:3000/ and log in with that secret.",
         file.display()

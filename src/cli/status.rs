@@ -1,9 +1,9 @@
 //! `status`: the counts of the matching jobs and one page of them, as a table or as the JSON
-//! of `GET /api/jobs/status` (both come from the same use case, [`App::status`]).
+//! of `GET /api/jobs/status` (both come from the same use case, [`App::status_answer`]).
 
 use std::process::ExitCode;
 
-use crate::app::{App, StatusQuery, StatusReport};
+use crate::app::{App, StatusQuery, StatusReport, counted};
 use crate::app::{JobFilter, Page};
 use crate::domain::{BatchKey, JobId, JobStatus, ModelId, PromptId};
 
@@ -12,7 +12,7 @@ use super::table::{Align, Table, cell, or_dash};
 /// Filters and paging of `status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Only this job
+    /// Only this job (an unknown id is an error, exit code 1)
     #[arg(long)]
     pub job_id: Option<JobId>,
     /// Only jobs of this batch (YYYY-MM-DD or YYYY-MM-DDTHH:MM)
@@ -57,20 +57,25 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
             offset: args.offset,
         },
     };
-    let report = app.status(&query).await?;
+    let answer = app.status_answer(&query).await?;
+    if let Some(id) = args.job_id
+        && answer.report.summary.total == 0
+    {
+        anyhow::bail!("job {id} not found");
+    }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        outln!("{}", serde_json::to_string_pretty(&answer)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    print_report(app, &report, query.page).await?;
+    print_report(app, &answer.report, query.page).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::Result<()> {
     let s = &report.summary;
     outln!(
-        "{} jobs: {} queued, {} processing, {} succeeded, {} failed, {} skipped",
-        s.total,
+        "{}: {} queued, {} processing, {} succeeded, {} failed, {} skipped",
+        counted(s.total, "job", "jobs"),
         s.queued,
         s.processing,
         s.succeeded,
@@ -79,8 +84,8 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
     )?;
     if report.expired_leases > 0 {
         outln!(
-            "{} processing jobs lost their worker (lease expired); a running worker will rescue them",
-            report.expired_leases
+            "{} lost their worker (lease expired); a running worker will rescue them",
+            counted(report.expired_leases, "processing job", "processing jobs")
         )?;
     }
     for pause in &report.pauses {

@@ -14,9 +14,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, empty_as_none};
 use super::{Success, success};
 use crate::app::{
-    App, CronReport, FanOutReport, JobDetail, ProcessReport, StatusQuery, StatusReport,
+    App, CronReport, FanOutReport, JobDetail, ProcessReport, StatusAnswer, StatusQuery,
 };
-use crate::app::{JobFilter, JobSelector, JobStats, Page, ResponseFilter, StoredResponse};
+use crate::app::{JobFilter, JobSelector, Page, ResponseFilter, StoredResponse};
 use crate::config::DispatchMode;
 use crate::domain::{BatchKey, JobId, JobStatus};
 
@@ -150,16 +150,6 @@ fn page(limit: Option<i64>, offset: Option<i64>) -> Page {
     }
 }
 
-/// The answer of `/api/jobs/status`: the original summary and page, and figures beyond them.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusAnswer {
-    #[serde(flatten)]
-    pub report: StatusReport,
-    #[serde(flatten)]
-    pub stats: JobStats,
-}
-
 /// Counts of every matching job, one page of them, and per-model, token, cost and latency
 /// figures over the same filter.
 #[utoipa::path(get, path = "/api/jobs/status", tag = "queue", params(StatusParams),
@@ -179,8 +169,7 @@ pub async fn status(
         },
         page: page(params.limit, params.offset),
     };
-    let (report, stats) = tokio::try_join!(app.status(&query), app.job_stats(&query.filter))?;
-    Ok(Json(StatusAnswer { report, stats }))
+    Ok(Json(app.status_answer(&query).await?))
 }
 
 /// One job with its attempts and its stored response.

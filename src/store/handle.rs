@@ -14,7 +14,7 @@ use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError, StoreResult, StoredResponse,
-    postgres, sqlite,
+    location, postgres, sqlite,
 };
 use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
@@ -54,13 +54,20 @@ macro_rules! delegate {
 }
 
 impl Store {
-    /// Opens (and for SQLite creates) the database at `url` without migrating it.
+    /// Opens (and for SQLite creates) the database at `url` without migrating it. A failure
+    /// names the database (never its password) and the cause; a refused PostgreSQL is
+    /// reported at once.
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        let named = |err| location::named(&location::describe(url), err);
         if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::open(path).await?))
+            location::check_sqlite(path)?;
+            Ok(Store::Sqlite(
+                sqlite::SqliteStore::open(path).await.map_err(named)?,
+            ))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            location::probe_postgres(url).await?;
             Ok(Store::Postgres(
-                postgres::PostgresStore::connect(url).await?,
+                postgres::PostgresStore::connect(url).await.map_err(named)?,
             ))
         } else {
             Err(StoreError::InvalidUrl(

@@ -18,6 +18,7 @@
 
 pub mod driver;
 mod handle;
+pub mod location;
 pub mod postgres;
 mod prune;
 mod rows;

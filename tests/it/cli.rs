@@ -3,7 +3,11 @@
 //! database. The environment is cleared for each run so that a developer's settings cannot
 //! leak into a test.
 
+mod commands;
+mod database_errors;
 mod export_pages;
+mod fresh_machine;
+mod interrupt;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -14,6 +14,7 @@ mod http_api;
 mod limits;
 mod providers;
 mod pushback;
+mod readme;
 mod reliability;
 mod retention;
 mod schedule_props;

@@ -9,8 +9,9 @@
 //!
 //! Options come first, each ending in `;`, in any order. The tests are
 //! `on_sqlite::NAME` and `on_postgres::NAME` in the invoking module, so
-//! `cargo test --test it on_postgres` runs every PostgreSQL half. The PostgreSQL half returns
-//! early (loudly) where no server can be had, unless `PROMPTQ_REQUIRE_POSTGRES=1`.
+//! `cargo test --test it on_postgres` runs every PostgreSQL half. The PostgreSQL half
+//! fails where no server can be had, saying how to get one, unless `PROMPTQ_SKIP_POSTGRES=1`
+//! skips it (loudly).
 
 #[allow(unused_macros)] // settings_env runs no scenario
 macro_rules! on_both {

@@ -11,8 +11,10 @@
 //! `CREATE DATABASE … TEMPLATE` per test. A watchdog process stops the server and removes its
 //! directory when the test binary exits, however it exits.
 //!
-//! Where no PostgreSQL can be found the Postgres half of each test is skipped with a loud
-//! message, unless `PROMPTQ_REQUIRE_POSTGRES=1` (set by CI) makes that a failure.
+//! Where no PostgreSQL can be found the Postgres half of each test fails, saying how to
+//! install PostgreSQL or opt out: only `PROMPTQ_SKIP_POSTGRES=1` skips it (loudly), so that a
+//! green run on a fresh machine means both databases were tested. `PROMPTQ_REQUIRE_POSTGRES=1`
+//! (kept for older scripts) overrides that opt-out.
 
 #![allow(dead_code)]
 
@@ -110,17 +112,12 @@ pub async fn sqlite() -> TestDb {
 }
 
 /// A fresh, migrated PostgreSQL database, or `None` (with a loud message) where no server
-/// can be had and CI did not require one.
+/// can be had and the run opted out with `PROMPTQ_SKIP_POSTGRES=1`; otherwise that fails.
 pub async fn postgres() -> Option<TestDb> {
     let server = match pg_server() {
         Ok(server) => server,
         Err(reason) => {
-            if std::env::var("PROMPTQ_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("PostgreSQL is required (PROMPTQ_REQUIRE_POSTGRES=1) but: {reason}");
-            }
-            eprintln!(
-                "\n!!! SKIPPING the PostgreSQL half of this test: {reason}\n!!! Set TEST_DATABASE_URL or install PostgreSQL (apt-get install -y postgresql).\n"
-            );
+            no_postgres("the PostgreSQL half of this test", &reason);
             return None;
         }
     };
@@ -153,6 +150,23 @@ pub async fn postgres() -> Option<TestDb> {
         url,
         _dir: None,
     })
+}
+
+/// No PostgreSQL for `what`: fails the test with how to get one, unless the run opted out
+/// (`PROMPTQ_SKIP_POSTGRES=1`, and not `PROMPTQ_REQUIRE_POSTGRES=1`), which skips it loudly.
+fn no_postgres(what: &str, reason: &str) {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    if set("PROMPTQ_SKIP_POSTGRES") && !set("PROMPTQ_REQUIRE_POSTGRES") {
+        eprintln!("\n!!! SKIPPING {what} (PROMPTQ_SKIP_POSTGRES=1): {reason}\n");
+        return;
+    }
+    panic!(
+        "no PostgreSQL for {what}: {reason}\n\
+         The tests start a throwaway PostgreSQL server of their own; they need its programs:\n\
+         \x20 install them: apt-get install -y postgresql (Debian/Ubuntu; any version under /usr/lib/postgresql/*/bin)\n\
+         \x20 or use a server of yours: TEST_DATABASE_URL=postgres://USER@HOST/postgres (USER may create databases)\n\
+         \x20 or skip the PostgreSQL half explicitly: PROMPTQ_SKIP_POSTGRES=1 cargo test"
+    );
 }
 
 /// A running server and the migrated template database that tests copy.
@@ -342,15 +356,13 @@ impl DedicatedPg {
     }
 }
 
-/// A dedicated throwaway server named `name`, or `None` (loudly) where none can be had.
+/// A dedicated throwaway server named `name`, or `None` (loudly) where none can be had and the
+/// run opted out with `PROMPTQ_SKIP_POSTGRES=1`; otherwise that fails.
 pub fn dedicated_postgres(name: &str) -> Option<DedicatedPg> {
     match start_server_in(name) {
         Ok(server) => Some(server),
         Err(reason) => {
-            if std::env::var("PROMPTQ_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                panic!("PostgreSQL is required (PROMPTQ_REQUIRE_POSTGRES=1) but: {reason}");
-            }
-            eprintln!("\n!!! SKIPPING a PostgreSQL test: {reason}\n");
+            no_postgres("this PostgreSQL test", &reason);
             None
         }
     }

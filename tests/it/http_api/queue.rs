@@ -69,7 +69,9 @@ pub async fn cron_creates_each_batch_once_with_the_original_shape(db: TestDb) {
     assert_eq!(again.assert_ok()["jobsCreated"], json!(0));
     assert_eq!(
         again.json["message"],
-        json!("Enqueued 0 jobs for 0 prompts")
+        json!(format!(
+            "0 new jobs; batch {today} already holds 20 jobs for 2 prompts"
+        ))
     );
     assert_eq!(again.json["batchKey"], json!(today));
 }
