@@ -502,3 +502,46 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(prefetch: usize, max_claim: usize) -> PoolOptions {
+        PoolOptions {
+            concurrency: prefetch,
+            max_claim,
+            prefetch,
+            max_finish: 500,
+            poll_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn claim_ahead_grows_while_slots_wait_and_shrinks_back_when_they_do_not() {
+        let mut ahead = ClaimAhead::new(&options(10, 200));
+        ahead.starved();
+        ahead.claimed(true);
+        assert_eq!(ahead.jobs, 20);
+        for _ in 0..10 {
+            ahead.starved();
+            ahead.claimed(true);
+        }
+        assert_eq!(ahead.jobs, 200, "never more than the largest claim");
+        ahead.starved();
+        ahead.claimed(false);
+        assert_eq!(
+            ahead.jobs, 200,
+            "a short claim (no more work) does not grow it"
+        );
+        for _ in 0..40 {
+            ahead.claimed(true);
+        }
+        assert_eq!(
+            ahead.jobs, 10,
+            "back to the configured prefetch, never below"
+        );
+    }
+}

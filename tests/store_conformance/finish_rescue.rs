@@ -64,6 +64,8 @@ pub(super) async fn success_stores_one_response_and_a_second_finish_is_stale<D: 
     assert_eq!(attempts[0].outcome, "succeeded");
     assert_eq!(attempts[0].http_status, Some(200));
     assert_eq!(attempts[0].started_at, Some(now));
+    assert_eq!(attempts[0].finished_at, done);
+    assert_eq!(attempts[0].attempt, job.attempt);
 }
 
 pub(super) async fn retry_and_failure_outcomes_record_attempts<D: Backend>(db: &Db<D>) {
