@@ -49,11 +49,21 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Summary> {
         bar.set_length(summary.total as u64);
         bar.set_position(done as u64);
         bar.set_message(format!("{} failed", summary.failed));
-        if summary.queued + summary.processing == 0 {
+        // Jobs of models this process cannot call (a key it lacks) are never claimed here:
+        // they are left queued, and do not keep the run going.
+        let waiting = |queued: i64, filter: &JobFilter| {
+            let filter = filter.clone();
+            async move {
+                let blocked: i64 = app.blocked(&filter).await?.iter().map(|b| b.queued).sum();
+                anyhow::Ok(queued - blocked)
+            }
+        };
+        if summary.processing == 0 && waiting(summary.queued, &filter).await? == 0 {
             // Every pending job, not only this batch's: prompts on their own schedule have
             // batches of their own, and retries of earlier batches may be waiting.
-            let everything = app.summary(&JobFilter::default()).await?;
-            if everything.queued + everything.processing == 0 {
+            let all = JobFilter::default();
+            let everything = app.summary(&all).await?;
+            if everything.processing == 0 && waiting(everything.queued, &all).await? == 0 {
                 break summary;
             }
         }

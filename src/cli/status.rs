@@ -93,6 +93,17 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             cell(&pause.reason, PAUSE_REASON_WIDTH)
         )?;
     }
+    for blocked in &report.blocked {
+        outln!(
+            "blocked: model '{}' (id {}) cannot run here: {}; {} queued {} wait{} unclaimed until it can (set it, then restart the worker)",
+            blocked.model_name,
+            blocked.model_id,
+            blocked.reason,
+            blocked.queued,
+            if blocked.queued == 1 { "job" } else { "jobs" },
+            if blocked.queued == 1 { "s" } else { "" },
+        )?;
+    }
     if report.jobs.is_empty() {
         if s.total > 0 {
             outln!("no jobs at offset {}", page.offset)?;

@@ -110,6 +110,7 @@ pub async fn run_pool(
         slot_freed: Notify::new(),
         due: DueTimes::default(),
     });
+    super::blocked::warn_at_start(&shared.rt).await;
     let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
     let stop_background = CancellationToken::new();
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
@@ -190,10 +191,14 @@ async fn claim_loop(
             // Re-armed before the claim, so that work announced while it runs is not missed.
             announced = Box::pin(work_available.clone().notified_owned());
             announced.as_mut().enable();
-            let store = shared.rt.store().clone();
+            let rt = shared.rt.clone();
             let lease = shared.rt.config().job_lease;
             claiming = Some(Box::pin(async move {
-                store.jobs_claim(asked as i64, Clock::Database, lease).await
+                // Jobs of models this process cannot call stay queued (see `blocked`).
+                let except = rt.blocked_ids().await?;
+                rt.store()
+                    .jobs_claim_except(asked as i64, Clock::Database, lease, &except)
+                    .await
             }));
         }
         let wait = if store_errors > 0 {

@@ -149,13 +149,26 @@ pub trait Queue: Send + Sync {
     /// `processing`, attempt + 1, leased until `now + lease`. Concurrent claimers never get
     /// the same job. A picked job whose prompt or model is no longer active ends `skipped`
     /// instead and is not returned. The claim carries the prompt version and generation
-    /// params snapshotted at enqueue, not the prompt's or model's current ones.
+    /// params snapshotted at enqueue, not the prompt's or model's current ones. Jobs of the
+    /// models in `except` (those this process cannot call: a key it lacks) are not picked at
+    /// all: they stay `queued` with no attempt spent, and do not hold back the jobs behind them.
+    fn jobs_claim_except(
+        &self,
+        limit: i64,
+        now: impl Into<Clock> + Send,
+        lease: Duration,
+        except: &[ModelId],
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
+
+    /// [`Queue::jobs_claim_except`] of every model's jobs.
     fn jobs_claim(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
-    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send {
+        self.jobs_claim_except(limit, now, lease, &[])
+    }
 
     /// Claims one job by id if it is `queued`, due or not (an explicit call runs it now);
     /// of concurrent claims of one job exactly one gets it.

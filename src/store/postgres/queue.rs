@@ -113,11 +113,12 @@ impl Queue for PostgresStore {
         })
     }
 
-    async fn jobs_claim(
+    async fn jobs_claim_except(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
+        except: &[ModelId],
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let rows = sqlx::query(claim_update!(
@@ -128,6 +129,7 @@ impl Queue for PostgresStore {
              JOIN models m ON m.id = j.model_id
              LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND j.model_id <> ALL($4::bigint[])
              ORDER BY j.next_attempt_at, j.id
              LIMIT $3
              FOR UPDATE OF j SKIP LOCKED"
@@ -135,6 +137,7 @@ impl Queue for PostgresStore {
         .bind(now.fixed())
         .bind(micros(lease))
         .bind(limit)
+        .bind(except)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());

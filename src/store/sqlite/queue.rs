@@ -95,11 +95,12 @@ impl Queue for SqliteStore {
         })
     }
 
-    async fn jobs_claim(
+    async fn jobs_claim_except(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
+        except: &[ModelId],
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let now = now.local();
@@ -115,11 +116,13 @@ impl Queue for SqliteStore {
              JOIN models m ON m.id = j.model_id
              LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
+                AND j.model_id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY j.next_attempt_at, j.id
              LIMIT ?2",
         )
         .bind(ms(now))
         .bind(limit)
+        .bind(ids_json(except))
         .fetch_all(&mut *tx)
         .await?;
         let claimed = claim_picked(&mut tx, &rows, now, lease_until).await?;

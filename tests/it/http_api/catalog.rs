@@ -11,6 +11,7 @@ on_both!(
     owned;
     models_are_created_listed_patched_and_deleted,
     prompts_are_created_listed_patched_and_deleted,
+    unknown_params_are_refused_with_the_closest_name,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -187,4 +188,56 @@ pub async fn prompts_are_created_listed_patched_and_deleted(db: TestDb) {
         .patch("/api/prompts/999999", json!({"runs": 2}))
         .await
         .assert_error(404);
+}
+
+/// A typo in a param name is refused on write with the name meant; a row stored before the
+/// check (or written by another version) still loads and can be edited.
+pub async fn unknown_params_are_refused_with_the_closest_name(db: TestDb) {
+    let server = start(db).await;
+    let typo = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m", "params": {"temprature": 0.2}}),
+        )
+        .await;
+    typo.assert_error(400);
+    let error = typo.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("unknown param `temprature`; did you mean `temperature`?"),
+        "{error}"
+    );
+    let extra = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m",
+                   "params": {"latencyMs": 1, "extra": {"top_p": 0.9}}}),
+        )
+        .await;
+    assert_eq!(extra.status, StatusCode::CREATED, "{extra:?}");
+    let id = extra.json["model"]["id"].as_i64().expect("an id");
+    let patched = server
+        .patch(
+            &format!("/api/models/{id}"),
+            json!({"params": {"latncyMs": 5}}),
+        )
+        .await;
+    patched.assert_error(400);
+    let error = patched.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did you mean `latencyMs`?"), "{error}");
+
+    // A row written without the check: it loads, and edits that leave its params alone pass.
+    let old = crate::support::seed_model(
+        &server.db.store,
+        &crate::support::mock_model("old", "m", json!({"latencyMs": 1, "colour": "red"})),
+    )
+    .await;
+    let list = server.get("/api/models").await;
+    assert_eq!(list.assert_ok()["models"].as_array().map(Vec::len), Some(2));
+    let renamed = server
+        .patch(&format!("/api/models/{}", old.id), json!({"name": "older"}))
+        .await;
+    assert_eq!(
+        renamed.assert_ok()["model"]["params"]["colour"],
+        json!("red")
+    );
 }
