@@ -5,6 +5,7 @@
 
 mod answers;
 mod failures;
+mod missing_key;
 mod rate_limits;
 
 use std::time::Duration;
