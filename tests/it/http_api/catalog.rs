@@ -5,13 +5,14 @@ use serde_json::json;
 
 use crate::support::TestDb;
 use crate::support::on_both;
-use crate::support::server::{keys, set, start};
+use crate::support::server::{Options, keys, set, start, start_with};
 
 on_both!(
     owned;
     models_are_created_listed_patched_and_deleted,
     prompts_are_created_listed_patched_and_deleted,
     unknown_params_are_refused_with_the_closest_name,
+    a_keyless_model_is_warned_about_and_its_jobs_shown_blocked,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -240,4 +241,75 @@ pub async fn unknown_params_are_refused_with_the_closest_name(db: TestDb) {
         renamed.assert_ok()["model"]["params"]["colour"],
         json!("red")
     );
+}
+
+/// Creating a model this server has no key for answers with a warning; its jobs are listed as
+/// blocked in the status, and a process call is refused without spending an attempt.
+pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: TestDb) {
+    let fake = crate::support::fake::Fake::start().await;
+    let server = start_with(
+        db,
+        Options {
+            args: vec!["--openai-base-url".into(), fake.base_url()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let gpt = server
+        .post(
+            "/api/models",
+            json!({"name": "gpt", "provider": "openai", "model": "gpt-4o-mini"}),
+        )
+        .await;
+    assert_eq!(gpt.status, StatusCode::CREATED, "{gpt:?}");
+    assert_eq!(gpt.keys(), set(&["success", "model", "warnings"]));
+    let warning = gpt.json["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("model 'gpt' cannot run here: openai: OPENAI_API_KEY is not set"),
+        "{warning}"
+    );
+    let gpt_id = gpt.json["model"]["id"].as_i64().expect("an id");
+    let mock = server
+        .post(
+            "/api/models",
+            json!({"name": "mock", "provider": "mock", "model": "m"}),
+        )
+        .await;
+    assert_eq!(
+        mock.keys(),
+        set(&["success", "model"]),
+        "no warning: {mock:?}"
+    );
+    let prompt = server.post("/api/prompts", json!({"text": "hello"})).await;
+    assert_eq!(prompt.status, StatusCode::CREATED, "{prompt:?}");
+    let cron = server.get("/api/cron").await;
+    assert_eq!(cron.assert_ok()["jobsCreated"], json!(2));
+
+    let status = server.get("/api/jobs/status").await;
+    let body = status.assert_ok();
+    assert_eq!(
+        body["blocked"],
+        json!([{"modelId": gpt_id, "modelName": "gpt",
+                "reason": "openai: OPENAI_API_KEY is not set", "queued": 1}])
+    );
+    let job = body["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["modelId"] == json!(gpt_id)))
+        .expect("the openai job")
+        .clone();
+    let refused = server
+        .post("/api/jobs/process", json!({"jobId": job["id"]}))
+        .await;
+    refused.assert_error(409);
+    let error = refused.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("OPENAI_API_KEY is not set"), "{error}");
+    let after = server
+        .get(&format!("/api/jobs/status?jobId={}", job["id"]))
+        .await;
+    let after = &after.assert_ok()["jobs"][0];
+    assert_eq!(
+        (&after["status"], &after["attemptCount"]),
+        (&json!("queued"), &json!(0))
+    );
+    assert!(fake.seen().is_empty());
 }
