@@ -94,14 +94,16 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
         )?;
     }
     for blocked in &report.blocked {
+        let waiting = match blocked.queued {
+            0 => "its jobs would wait unclaimed".to_owned(),
+            1 => "1 queued job waits unclaimed until it can".to_owned(),
+            n => format!("{n} queued jobs wait unclaimed until it can"),
+        };
         outln!(
-            "blocked: model '{}' (id {}) cannot run here: {}; {} queued {} wait{} unclaimed until it can (set it, then restart the worker)",
+            "blocked: model '{}' (id {}) cannot run here: {}; {waiting} (set it, then restart the worker)",
             blocked.model_name,
             blocked.model_id,
             blocked.reason,
-            blocked.queued,
-            if blocked.queued == 1 { "job" } else { "jobs" },
-            if blocked.queued == 1 { "s" } else { "" },
         )?;
     }
     if report.jobs.is_empty() {

@@ -5,6 +5,7 @@
 
 mod answers;
 mod failures;
+mod first_run;
 mod missing_key;
 mod rate_limits;
 
