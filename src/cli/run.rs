@@ -95,6 +95,7 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
         ("succeeded", Align::Right),
         ("failed", Align::Right),
         ("attempts", Align::Right),
+        ("per success", Align::Right),
         ("p50 latency", Align::Right),
         ("p95 latency", Align::Right),
         ("tokens", Align::Right),
@@ -106,6 +107,8 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
             m.summary.succeeded.to_string(),
             m.summary.failed.to_string(),
             m.attempts.to_string(),
+            m.attempts_per_success
+                .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}")),
             ms(m.latency_p50_ms),
             ms(m.latency_p95_ms),
             m.tokens.to_string(),

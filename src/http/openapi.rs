@@ -182,6 +182,8 @@ pub struct ModelCountsDoc {
     skipped: i64,
     /// Attempts spent by these jobs (retries included).
     attempts: i64,
+    /// Attempts per success (1.0 when nothing was retried); null before a success.
+    attempts_per_success: Option<f64>,
 }
 
 /// Token sums of the stored responses.

@@ -6,6 +6,7 @@
 mod answers;
 mod failures;
 mod first_run;
+mod metrics;
 mod missing_key;
 mod rate_limits;
 
