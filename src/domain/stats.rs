@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn attempts_per_success_counts_retries() {
-        use super::{JobStatus, ModelStatusGroup, attempts_per_success, fold_model_counts};
+        use super::{ModelStatusGroup, attempts_per_success, fold_model_counts};
+        use crate::domain::JobStatus;
         assert_eq!(attempts_per_success(3, 0), None);
         assert_eq!(attempts_per_success(4, 4), Some(1.0));
         assert_eq!(attempts_per_success(5, 3), Some(1.67));
