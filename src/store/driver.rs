@@ -134,7 +134,8 @@ pub trait Catalog: Send + Sync {
 /// fenced by `(job id, attempt)`.
 pub trait Queue: Send + Sync {
     /// Creates every job of the planned batches (active prompts × their active models ×
-    /// runs) and, with `mark_prompts`, records the batch as the prompts' latest run, in one
+    /// runs) and, with `mark_prompts`, records the batch as the latest run of the prompts that
+    /// have an active model (one without stays due, so its batch is not used up), in one
     /// transaction. Idempotent: jobs are unique by `(prompt, model, run, batch)` and inserted
     /// `ON CONFLICT DO NOTHING`; concurrent enqueues of one batch create each job once, and
     /// `jobs_created` counts the rows really inserted. Each job snapshots the prompt's

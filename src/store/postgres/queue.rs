@@ -58,7 +58,8 @@ impl Queue for PostgresStore {
         // The database expands prompts × active models × runs itself: one statement whatever
         // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
         // Each job records the prompt's current version and the model's generation params:
-        // what its claim will send, whatever is edited before it runs.
+        // what its claim will send, whatever is edited before it runs. A prompt with no
+        // active model is not marked: its batch is not used up (see the SQLite backend).
         // `gen` is MATERIALIZED: the params are read once per model, not once per job.
         let row = sqlx::query(
             "WITH due AS (
@@ -90,6 +91,8 @@ impl Queue for PostgresStore {
             ), marked AS (
                 UPDATE prompts p SET last_run_at = c.now, last_batch_key = d.batch_key
                 FROM due d, clock c WHERE p.id = d.prompt_id AND $6
+                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
+                        WHERE pm.prompt_id = p.id AND m.active)
             )
             SELECT count(*) AS jobs, count(DISTINCT prompt_id) AS prompts FROM inserted",
         )

@@ -79,9 +79,13 @@ impl Queue for SqliteStore {
             0
         };
         if options.mark_prompts {
+            // A prompt with no active model is left due: its batch is not used up, and a
+            // model activated (or linked) later in the period still gets its jobs.
             sqlx::query(
                 "UPDATE prompts SET last_run_at = ?2, last_batch_key = d.value ->> 1
-                 FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0",
+                 FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0
+                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
+                        WHERE pm.prompt_id = prompts.id AND m.active)",
             )
             .bind(&due)
             .bind(ms(now))

@@ -13,6 +13,7 @@ on_both!(
     prompts_are_created_listed_patched_and_deleted,
     unknown_params_are_refused_with_the_closest_name,
     a_keyless_model_is_warned_about_and_its_jobs_shown_blocked,
+    a_prompt_without_an_active_model_keeps_its_batch,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -312,4 +313,33 @@ pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: Test
         (&json!("queued"), &json!(0))
     );
     assert!(fake.seen().is_empty());
+}
+
+/// A prompt whose models are all inactive creates no jobs and does not use up its batch: once
+/// a model is active again, the next cron of the same period creates its jobs.
+pub async fn a_prompt_without_an_active_model_keeps_its_batch(db: TestDb) {
+    let server = start(db).await;
+    let model = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m", "active": false}),
+        )
+        .await;
+    let id = model.json["model"]["id"].as_i64().expect("an id");
+    let prompt = server
+        .post("/api/prompts", json!({"text": "hello", "modelIds": [id]}))
+        .await;
+    assert_eq!(prompt.status, StatusCode::CREATED, "{prompt:?}");
+    let first = server.get("/api/cron").await;
+    assert_eq!(first.assert_ok()["jobsCreated"], json!(0));
+    let batch = first.json["batchKey"].clone();
+    server
+        .patch(&format!("/api/models/{id}"), json!({"active": true}))
+        .await
+        .assert_ok();
+    let second = server.get("/api/cron").await;
+    assert_eq!(second.assert_ok()["jobsCreated"], json!(1), "{second:?}");
+    assert_eq!(second.json["batchKey"], batch);
+    let third = server.get("/api/cron").await;
+    assert_eq!(third.assert_ok()["jobsCreated"], json!(0), "once per batch");
 }
