@@ -15,7 +15,11 @@ use promptq::domain::JobStatus;
 use super::*;
 use crate::support::{self, PROMPTQ, TestDb, on_both, terminate};
 
-on_both!(owned; a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set);
+on_both!(
+    owned;
+    a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set,
+    run_finishes_what_it_can_and_leaves_a_keyless_models_jobs_queued,
+);
 
 const KEY: &str = "sk-test-first-run-0123456789";
 
@@ -57,7 +61,7 @@ impl Session {
             status,
             stdout,
             stderr,
-        } = self.command(args, &[]).output().expect("run promptq");
+        } = output_within(self.command(args, &[]), Duration::from_secs(60));
         let (stdout, stderr) = (
             String::from_utf8_lossy(&stdout).into_owned(),
             String::from_utf8_lossy(&stderr).into_owned(),
@@ -125,6 +129,29 @@ impl Session {
         self.transcript.push_str("[worker stopped with SIGTERM]\n");
         log
     }
+}
+
+/// The command's output; fails the test (killing it) if it runs longer than `limit`.
+fn output_within(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promptq");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let output = child.wait_with_output().expect("wait for promptq");
+    let _ = tx.send(());
+    assert!(
+        output.status.code().is_some(),
+        "promptq ran longer than {limit:?} and was killed"
+    );
+    output
 }
 
 fn quote(args: &[&str]) -> String {
@@ -225,4 +252,61 @@ async fn a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set(db:
     {
         std::fs::write(&path, &session.transcript).expect("write the transcript");
     }
+}
+
+/// `run` without the key: the mock's jobs are done, the openai model's wait (they do not keep
+/// `run` going for ever), and `run` with the key then finishes them.
+async fn run_finishes_what_it_can_and_leaves_a_keyless_models_jobs_queued(db: TestDb) {
+    let fake = Fake::start().await;
+    let mut session = Session {
+        env: vec![
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("OPENAI_BASE_URL".into(), fake.base_url()),
+            ("CRON_SCHEDULE".into(), "off".into()),
+        ],
+        transcript: String::new(),
+    };
+    session.run(&[
+        "models",
+        "add",
+        "--name",
+        "gpt",
+        "--provider",
+        "openai",
+        "--model",
+        "g",
+    ]);
+    session.run(&[
+        "models",
+        "add",
+        "--name",
+        "mock",
+        "--provider",
+        "mock",
+        "--model",
+        "m",
+    ]);
+    session.run(&["prompts", "add", "hello", "--runs", "2"]);
+    let (out, err) = session.run(&["run"]);
+    assert!(out.contains("4 jobs, 2 succeeded, 0 failed"), "{out}");
+    assert!(
+        err.contains("model 'gpt' cannot run in this process"),
+        "{err}"
+    );
+    let gpt: Vec<_> = support::all_jobs(&db.store)
+        .await
+        .into_iter()
+        .filter(|job| job.model_id == 1)
+        .collect();
+    assert!(
+        gpt.iter()
+            .all(|job| job.status == JobStatus::Queued && job.attempt_count == 0),
+        "{gpt:?}"
+    );
+    assert!(fake.seen().is_empty());
+
+    session.export("OPENAI_API_KEY", KEY);
+    let (out, _) = session.run(&["run"]);
+    assert!(out.contains("4 jobs, 4 succeeded, 0 failed"), "{out}");
+    assert_eq!(fake.seen().len(), 2);
 }
