@@ -30,6 +30,25 @@ struct Session {
 }
 
 impl Session {
+    /// A shell whose environment names the test database and `fake` as OpenAI's endpoint.
+    fn new(db: &TestDb, fake: &Fake) -> Session {
+        let env = vec![
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("OPENAI_BASE_URL".to_owned(), fake.base_url()),
+            ("CRON_SCHEDULE".to_owned(), "off".to_owned()),
+        ];
+        let transcript = format!(
+            "# A local server speaking OpenAI's chat completions API listens at {}.\n\
+             $ export {}\n",
+            fake.base_url(),
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        Session { env, transcript }
+    }
+
     fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(PROMPTQ);
         command
@@ -173,21 +192,7 @@ async fn a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set(db:
         200,
         fake::completion_body("HubSpot is a good start.", "stop"),
     ));
-    let mut session = Session {
-        env: vec![
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("OPENAI_BASE_URL".into(), fake.base_url()),
-            ("CRON_SCHEDULE".into(), "off".into()),
-        ],
-        transcript: String::new(),
-    };
-    session.transcript.push_str(&format!(
-        "# A local server speaking OpenAI's chat completions API listens at {}.\n\
-         $ export DATABASE_URL={} OPENAI_BASE_URL={} CRON_SCHEDULE=off\n",
-        fake.base_url(),
-        db.url,
-        fake.base_url()
-    ));
+    let mut session = Session::new(&db, &fake);
 
     let (out, err) = session.run(&[
         "models",
@@ -258,14 +263,7 @@ async fn a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set(db:
 /// `run` going for ever), and `run` with the key then finishes them.
 async fn run_finishes_what_it_can_and_leaves_a_keyless_models_jobs_queued(db: TestDb) {
     let fake = Fake::start().await;
-    let mut session = Session {
-        env: vec![
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("OPENAI_BASE_URL".into(), fake.base_url()),
-            ("CRON_SCHEDULE".into(), "off".into()),
-        ],
-        transcript: String::new(),
-    };
+    let mut session = Session::new(&db, &fake);
     session.run(&[
         "models",
         "add",
