@@ -152,7 +152,7 @@ impl Session {
 
 /// The command's output; fails the test (killing it) if it runs longer than `limit`.
 fn output_within(mut command: Command, limit: Duration) -> Output {
-    let mut child = command
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
