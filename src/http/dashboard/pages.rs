@@ -42,7 +42,9 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
             p.blocked {
                 strong { "Blocked: " }
                 "model " (blocked.model_name) " cannot run here (" (blocked.reason) "); "
-                (blocked.queued) " queued jobs wait unclaimed until a worker that has it runs."
+                (blocked.queued)
+                @if blocked.queued == 1 { " queued job waits" } @else { " queued jobs wait" }
+                " unclaimed until a worker that has it runs."
             }
         }
         h2 { "Batches" }
