@@ -212,6 +212,8 @@ async fn a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set(db:
     session.run(&["prompts", "add", "Which CRM suits a small business?"]);
     let (out, _) = session.run(&["cron"]);
     assert!(out.contains("\"jobsCreated\": 1"), "{out}");
+    let cron: Value = serde_json::from_str(&out).expect("cron prints JSON");
+    let batch = cron["batchKey"].as_str().expect("a batch key").to_owned();
 
     let log = session
         .worker(&[], Some("cannot run in this process"), async || true)
@@ -251,6 +253,8 @@ async fn a_keyless_openai_model_is_said_at_once_and_runs_once_the_key_is_set(db:
     assert!(!out.contains("blocked"), "{out}");
     let job = &support::all_jobs(&db.store).await[0];
     assert_eq!((job.status, job.attempt_count), (JobStatus::Succeeded, 1));
+    let (out, _) = session.run(&["export", "--batch-key", &batch]);
+    assert!(out.contains("HubSpot is a good start."), "{out}");
 
     if db.url.starts_with("sqlite:")
         && let Ok(path) = std::env::var("PROMPTQ_FIRST_RUN_TRANSCRIPT")
