@@ -15,6 +15,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use records::BlockedModel;
 pub use spec::ModelSpec;
 
 /// Identifier of a row in `prompt_jobs`.

@@ -8,7 +8,7 @@
 //! scraped. The library writes the exposition; this module names the families. Counting must
 //! stay cheap: no allocation on the hot path but the first observation of a model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::domain::{Finish, Outcome, Summary};
+use crate::domain::{Finish, JobId, Outcome, Summary};
 
 /// The Prometheus text exposition format's content type (version 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -59,6 +59,11 @@ pub struct Metrics {
     /// Cost in millionths of a US dollar: whole numbers add up exactly, floats would drift.
     pub cost_micro_usd: Count,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Finishes by (outcome, model): model names come from the catalog, so the series stay few.
+    finishes: Mutex<BTreeMap<(&'static str, String), Count>>,
+    /// The model of each attempt whose finish is on its way to the database, so that the
+    /// finish is counted under it ([`Metrics::note_attempt_model`]).
+    attempt_models: Mutex<HashMap<(JobId, i32), String>>,
     /// Database reads of the gauges (each one aggregate statement).
     pub gauge_refreshes: Count,
     /// The last gauges read and when; the async lock makes concurrent scrapes of a stale
@@ -70,7 +75,7 @@ pub struct Metrics {
 pub const GAUGE_TTL: Duration = Duration::from_secs(5);
 
 /// What the database says at scrape time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct QueueGauges {
     pub jobs: Summary,
     /// Queued jobs due now.
@@ -78,6 +83,8 @@ pub struct QueueGauges {
     /// Age of the oldest due queued job, in seconds.
     pub oldest_due_age_seconds: f64,
     pub expired_leases: i64,
+    /// The scopes paused now (`provider:openai`, `model:3`, …).
+    pub paused: Vec<String>,
 }
 
 /// One family whose members, told apart by one label, live elsewhere (the counters above, the
@@ -103,6 +110,34 @@ impl<M: EncodeMetric> EncodeMetric for ByLabel<M> {
     }
 }
 
+/// One family whose members are told apart by several labels.
+#[derive(Debug)]
+struct ByLabels<M> {
+    kind: MetricType,
+    members: Vec<(Vec<(&'static str, String)>, M)>,
+}
+
+impl<M: EncodeMetric> EncodeMetric for ByLabels<M> {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, metric) in &self.members {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            metric.encode(encoder.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.kind
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a counter's writer panicked; the counts are still whole.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn by_label<M>(label: &'static str, kind: MetricType, members: Vec<(&str, M)>) -> ByLabel<M> {
     ByLabel {
         label,
@@ -123,14 +158,14 @@ impl Metrics {
         read: impl AsyncFnOnce() -> Result<QueueGauges, E>,
     ) -> Result<QueueGauges, E> {
         let mut cache = self.gauge_cache.lock().await;
-        if let Some((at, gauges)) = *cache
+        if let Some((at, gauges)) = &*cache
             && at.elapsed() < GAUGE_TTL
         {
-            return Ok(gauges);
+            return Ok(gauges.clone());
         }
         self.gauge_refreshes.fetch_add(1, Ordering::Relaxed);
         let gauges = read().await?;
-        *cache = Some((Instant::now(), gauges));
+        *cache = Some((Instant::now(), gauges.clone()));
         Ok(gauges)
     }
 
@@ -167,18 +202,31 @@ impl Metrics {
         histogram.observe(latency.as_secs_f64());
     }
 
-    /// Counts a written finish by what it did.
+    /// Remembers that `finish` is an attempt of `model`, until [`Metrics::observe_finish`]
+    /// counts it.
+    pub fn note_attempt_model(&self, finish: &Finish, model: &str) {
+        lock(&self.attempt_models).insert((finish.job_id, finish.attempt), model.to_owned());
+    }
+
+    /// Counts a written finish by what it did, under its model (noted before).
     pub fn observe_finish(&self, finish: &Finish, applied: bool) {
-        let counter = if !applied {
-            &self.stale
+        let (counter, outcome) = if !applied {
+            (&self.stale, "stale")
         } else {
             match finish.outcome {
-                Outcome::Succeeded(_) => &self.succeeded,
-                Outcome::Retry { .. } => &self.retried,
-                Outcome::Failed(_) => &self.failed,
+                Outcome::Succeeded(_) => (&self.succeeded, "succeeded"),
+                Outcome::Retry { .. } => (&self.retried, "retry"),
+                Outcome::Failed(_) => (&self.failed, "failed"),
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let model = lock(&self.attempt_models)
+            .remove(&(finish.job_id, finish.attempt))
+            .unwrap_or_else(|| "unknown".to_owned());
+        lock(&self.finishes)
+            .entry((outcome, model))
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of these counters and `gauges`.
@@ -232,18 +280,34 @@ impl Metrics {
         ] {
             registry.register(name, help, count.0.clone());
         }
+        let finishes = lock(&self.finishes)
+            .iter()
+            .map(|((outcome, model), count)| {
+                (
+                    vec![("outcome", (*outcome).to_owned()), ("model", model.clone())],
+                    count.0.clone(),
+                )
+            })
+            .collect();
         registry.register(
             "promptq_finishes",
-            "Attempts finished by this process, by outcome",
+            "Attempts finished by this process, by outcome and model",
+            ByLabels {
+                kind: MetricType::Counter,
+                members: finishes,
+            },
+        );
+        registry.register(
+            "promptq_paused",
+            "1 for each scope (provider, endpoint, model) paused now: rate limited or an account error",
             by_label(
-                "outcome",
-                MetricType::Counter,
-                vec![
-                    ("succeeded", self.succeeded.0.clone()),
-                    ("retry", self.retried.0.clone()),
-                    ("failed", self.failed.0.clone()),
-                    ("stale", self.stale.0.clone()),
-                ],
+                "scope",
+                MetricType::Gauge,
+                gauges
+                    .paused
+                    .iter()
+                    .map(|scope| (scope.as_str(), ConstGauge::new(1i64)))
+                    .collect(),
             ),
         );
         for (name, help, count) in [
@@ -395,19 +459,33 @@ mod tests {
         };
         metrics.observe_call("gpt \"quoted\"", Duration::from_millis(120), &ok);
         metrics.observe_call("gpt \"quoted\"", Duration::from_secs(400), &limited);
+        metrics.note_attempt_model(&ok, "gpt-a");
+        metrics.note_attempt_model(&limited, "gpt-b");
         metrics.observe_finish(&ok, true);
         metrics.observe_finish(&limited, true);
         let text = metrics
             .render(&QueueGauges {
                 due: 3,
                 oldest_due_age_seconds: 1.5,
+                paused: vec!["provider:openai".into(), "model:2".into()],
                 ..QueueGauges::default()
             })
             .expect("the exposition encodes");
         let samples = parse(&text);
         assert_eq!(samples["promptq_queue_depth"], 3.0);
         assert_eq!(samples["promptq_rate_limited_total"], 1.0);
-        assert_eq!(samples["promptq_finishes_total{outcome=\"retry\"}"], 1.0);
+        assert_eq!(
+            samples["promptq_finishes_total{outcome=\"retry\",model=\"gpt-b\"}"],
+            1.0
+        );
+        assert_eq!(
+            samples["promptq_finishes_total{outcome=\"succeeded\",model=\"gpt-a\"}"],
+            1.0
+        );
+        assert_eq!(samples["promptq_paused{scope=\"provider:openai\"}"], 1.0);
+        assert_eq!(samples["promptq_paused{scope=\"model:2\"}"], 1.0);
+        // Noted models are forgotten once counted.
+        assert!(lock(&metrics.attempt_models).is_empty());
         assert_eq!(samples["promptq_tokens_total{kind=\"prompt\"}"], 10.0);
         assert_eq!(samples["promptq_cost_usd_total"], 0.25);
         let model = "model=\"gpt \\\"quoted\\\"\"";

@@ -79,11 +79,14 @@ pub enum ImportScope {
 }
 
 /// What an import did, per kind of item.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportReport {
     pub models: ImportCounts,
     pub prompts: ImportCounts,
+    /// What would keep the file's models from running in this process (a key it lacks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -112,6 +115,7 @@ impl App {
             .into_iter()
             .map(|model| (model.name.clone(), model))
             .collect();
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
         for new in models {
             let model = match by_name.get(&new.name) {
                 None => {
@@ -131,6 +135,11 @@ impl App {
             };
             by_name.insert(model.name.clone(), model);
         }
+        report.warnings = names
+            .iter()
+            .filter_map(|name| by_name.get(name))
+            .flat_map(|model| self.model_warnings(model))
+            .collect();
         if scope == ImportScope::Models {
             return Ok(report);
         }
@@ -216,6 +225,9 @@ impl App {
                 if value.trim().is_empty() {
                     problems.push(format!("{at}.{field}: must not be empty"));
                 }
+            }
+            if let Err(err) = crate::domain::spec::check_param_names(&params) {
+                problems.push(format!("{at}.params: {err}"));
             }
             let spec = crate::domain::ModelSpec::read(&params);
             if let Err(err) = self.providers().check_params(provider, &spec) {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
+use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
 use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::{
@@ -47,6 +47,8 @@ pub struct StatusReport {
     pub expired_leases: i64,
     /// Providers and models paused now (rate limited, or an account error), with why.
     pub pauses: Vec<crate::store::Pause>,
+    /// Active models this process cannot call (a key it lacks): their jobs wait unclaimed.
+    pub blocked: Vec<BlockedModel>,
 }
 
 /// One job with its attempts and its stored response.
@@ -63,6 +65,7 @@ impl App {
 
     /// Claims one queued job, runs its model call, stores the outcome.
     pub async fn process_job(&self, id: JobId) -> AppResult<ProcessReport> {
+        self.refuse_blocked(id).await?;
         let claimed = match self
             .store()
             .job_claim(id, Clock::Database, self.config().job_lease)
@@ -109,6 +112,50 @@ impl App {
                 })
             }
         }
+    }
+
+    /// A job of a model this process cannot call is not claimed (no attempt is spent): 409,
+    /// saying what is missing.
+    async fn refuse_blocked(&self, id: JobId) -> AppResult<()> {
+        let blocked = self.runtime().blocked_models().await?;
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let Some(job) = self.store().job_get(id).await? else {
+            return Ok(());
+        };
+        match blocked.iter().find(|b| b.model_id == job.model_id) {
+            Some(b) if job.status == JobStatus::Queued => Err(AppError::Conflict(format!(
+                "job {id} waits: model '{}' cannot run here ({}); it stays queued until it can",
+                b.model_name, b.reason
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The active models this process cannot call, each with its `queued` jobs among those
+    /// `filter` matches.
+    pub async fn blocked(&self, filter: &JobFilter) -> AppResult<Vec<BlockedModel>> {
+        let blocked = self.runtime().blocked_models().await?;
+        let mut out = Vec::with_capacity(blocked.len());
+        for model in blocked.iter() {
+            let mut queued = 0;
+            let wanted = filter.model_id.is_none_or(|id| id == model.model_id)
+                && filter.status.is_none_or(|s| s == JobStatus::Queued);
+            if wanted {
+                let only = JobFilter {
+                    model_id: Some(model.model_id),
+                    status: Some(JobStatus::Queued),
+                    ..filter.clone()
+                };
+                queued = self.store().jobs_summary(&only).await?.queued;
+            }
+            out.push(BlockedModel {
+                queued,
+                ..model.clone()
+            });
+        }
+        Ok(out)
     }
 
     async fn finish_one(&self, claimed: &ClaimedJob, finish: Finish) -> AppResult<ProcessReport> {
@@ -163,12 +210,14 @@ impl App {
             store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
         )?;
+        let blocked = self.blocked(&query.filter).await?;
         Ok(StatusReport {
             success: true,
             summary,
             jobs,
             expired_leases: expired,
             pauses,
+            blocked,
         })
     }
 

@@ -8,12 +8,36 @@ use crate::store::{ModelPatch, NewModel, NewPrompt, PromptPatch};
 
 use super::{App, AppError, AppResult};
 
+/// Refuses params with a name promptq does not know (a typo would silently do nothing).
+pub(super) fn check_param_names(params: &serde_json::Value) -> AppResult<()> {
+    crate::domain::spec::check_param_names(params)
+        .map_err(|err| AppError::BadInput(format!("params: {err}")))
+}
+
 impl App {
     // ---- models
 
     pub async fn create_model(&self, new: NewModel) -> AppResult<Model> {
+        check_param_names(&new.params)?;
         self.check_model(&new.name, new.provider, &new.model, &new.params)?;
         Ok(self.store().model_insert(&new, Utc::now()).await?)
+    }
+
+    /// What would keep `model` from running in this process (a key it lacks), for a warning
+    /// where it is written: its jobs would wait, unclaimed, until a process with it runs.
+    pub fn model_warnings(&self, model: &Model) -> Vec<String> {
+        self.providers()
+            .cannot_run(model)
+            .filter(|_| model.active)
+            .map(|reason| {
+                format!(
+                    "model '{}' cannot run here: {reason}; its jobs will stay queued until a \
+                     worker that has it runs",
+                    model.name
+                )
+            })
+            .into_iter()
+            .collect()
     }
 
     pub async fn models(&self) -> AppResult<Vec<Model>> {
@@ -29,6 +53,10 @@ impl App {
 
     pub async fn update_model(&self, id: ModelId, patch: ModelPatch) -> AppResult<Model> {
         let current = self.model(id).await?;
+        // Only params being written are checked by name: an older row keeps its own.
+        if let Some(params) = &patch.params {
+            check_param_names(params)?;
+        }
         self.check_model(
             patch.name.as_deref().unwrap_or(&current.name),
             patch.provider.unwrap_or(current.provider),

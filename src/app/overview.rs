@@ -20,6 +20,8 @@ pub struct Overview {
     /// By model id.
     pub models: Vec<ModelWindow>,
     pub pauses: Vec<Pause>,
+    /// Active models this process cannot call, with their queued jobs.
+    pub blocked: Vec<crate::domain::BlockedModel>,
 }
 
 impl App {
@@ -41,7 +43,9 @@ impl App {
             .map(|batch| batch.batch_key.clone())
             .collect();
         let models = store.models_window(&window).await?;
+        let blocked = self.blocked(&crate::store::JobFilter::default()).await?;
         Ok(Overview {
+            blocked,
             batches,
             window,
             models,

@@ -18,6 +18,8 @@ pub struct ModelReport {
     pub model_name: String,
     pub summary: Summary,
     pub attempts: i64,
+    /// Attempts spent per success (1.0 when nothing was retried); `None` before a success.
+    pub attempts_per_success: Option<f64>,
     pub tokens: i64,
     pub latency_p50_ms: Option<i64>,
     pub latency_p95_ms: Option<i64>,
@@ -105,6 +107,7 @@ impl App {
                 model_name: counts.model_name.unwrap_or_default(),
                 summary: counts.summary,
                 attempts: counts.attempts,
+                attempts_per_success: counts.attempts_per_success,
                 tokens: of_model.tokens.total,
                 latency_p50_ms: of_model.latency_ms.p50,
                 latency_p95_ms: of_model.latency_ms.p95,
@@ -120,7 +123,8 @@ impl App {
         self.metrics()
             .gauges(async || {
                 let now = Utc::now();
-                let figures = store.queue_figures(now).await?;
+                let (figures, pauses) =
+                    tokio::try_join!(store.queue_figures(now), store.pauses_active(now))?;
                 let oldest_due_age_seconds = figures
                     .due
                     .oldest_due_at
@@ -131,6 +135,13 @@ impl App {
                     due: figures.due.due,
                     oldest_due_age_seconds,
                     expired_leases: figures.expired_leases,
+                    // One series per scope, however many pauses the store holds for it.
+                    paused: pauses
+                        .into_iter()
+                        .map(|pause| pause.scope)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
                 })
             })
             .await

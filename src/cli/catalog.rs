@@ -49,6 +49,9 @@ pub async fn import(app: &App, file: &Path, scope: ImportScope) -> anyhow::Resul
         .await
         .with_context(|| format!("{}", file.display()))?;
     print_report(&report, scope)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if scope == ImportScope::Models && skipped_prompts > 0 {
         outln!(
             "the file's {skipped_prompts} prompts were checked, not imported (`promptq prompts import` does that)"

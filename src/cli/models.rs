@@ -148,6 +148,9 @@ pub async fn run(app: &App, command: ModelsCommand) -> anyhow::Result<ExitCode> 
                 .await
                 .map_err(|err| name_taken(err, Some(&name)))?;
             outln!("added {}", describe(&model))?;
+            for warning in app.model_warnings(&model) {
+                eprintln!("warning: {warning}");
+            }
         }
         ModelsCommand::List { json } => {
             let models = app.models().await?;

@@ -80,19 +80,29 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
         bar.set_length(summary.total as u64);
         bar.set_position(done as u64);
         let mut message = format!("{} succeeded, {} failed", summary.succeeded, summary.failed);
-        if summary.queued + summary.processing == 0 {
+        // Jobs of models this process cannot call (a key it lacks) are never claimed here:
+        // they are left queued, and do not keep the run going.
+        let waiting = |queued: i64, filter: &JobFilter| {
+            let filter = filter.clone();
+            async move {
+                let blocked: i64 = app.blocked(&filter).await?.iter().map(|b| b.queued).sum();
+                anyhow::Ok(queued - blocked)
+            }
+        };
+        if summary.processing == 0 && waiting(summary.queued, &filter).await? == 0 {
             // Every pending job, not only this batch's: prompts on their own schedule have
             // batches of their own, and retries of earlier batches may be waiting.
-            let everything = app.summary(&JobFilter::default()).await?;
-            let waiting = everything.queued + everything.processing;
-            if waiting == 0 {
+            let all = JobFilter::default();
+            let everything = app.summary(&all).await?;
+            let left = everything.processing + waiting(everything.queued, &all).await?;
+            if left == 0 {
                 bar.finish_with_message(message);
                 end_line(&bar);
                 break;
             }
             message.push_str(&format!(
                 ", {} of other batches to go",
-                counted(waiting, "job", "jobs")
+                counted(left, "job", "jobs")
             ));
         }
         bar.set_message(message);
@@ -178,6 +188,7 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
         ("succeeded", Align::Right),
         ("failed", Align::Right),
         ("attempts", Align::Right),
+        ("per success", Align::Right),
         ("p50 latency", Align::Right),
         ("p95 latency", Align::Right),
         ("tokens", Align::Right),
@@ -189,6 +200,8 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
             m.summary.succeeded.to_string(),
             m.summary.failed.to_string(),
             m.attempts.to_string(),
+            m.attempts_per_success
+                .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}")),
             ms(m.latency_p50_ms),
             ms(m.latency_p95_ms),
             m.tokens.to_string(),

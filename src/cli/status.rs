@@ -98,6 +98,19 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             cell(&pause.reason, PAUSE_REASON_WIDTH)
         )?;
     }
+    for blocked in &report.blocked {
+        let waiting = match blocked.queued {
+            0 => "its jobs would wait unclaimed".to_owned(),
+            1 => "1 queued job waits unclaimed until it can".to_owned(),
+            n => format!("{n} queued jobs wait unclaimed until it can"),
+        };
+        outln!(
+            "blocked: model '{}' (id {}) cannot run here: {}; {waiting} (set it, then restart the worker)",
+            blocked.model_name,
+            blocked.model_id,
+            blocked.reason,
+        )?;
+    }
     if report.jobs.is_empty() {
         if s.total > 0 {
             outln!("no jobs at offset {}", page.offset)?;

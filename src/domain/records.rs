@@ -61,3 +61,16 @@ pub struct Pause {
     /// Rate-limited answers in a row with no success (a model's scope only).
     pub strikes: i32,
 }
+
+/// An active model this process cannot call (a key or an endpoint it lacks): its jobs stay
+/// `queued`, unclaimed and with no attempt spent, until a process that has the setting runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedModel {
+    pub model_id: ModelId,
+    pub model_name: String,
+    /// What is missing, e.g. `openai: OPENAI_API_KEY is not set`.
+    pub reason: String,
+    /// Its `queued` jobs (among those a status query matches).
+    pub queued: i64,
+}

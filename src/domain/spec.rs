@@ -13,6 +13,9 @@
 
 use serde_json::{Map, Value};
 
+mod names;
+pub use names::{KNOWN_PARAMS, check_param_names};
+
 /// The longest simulated latency the mock accepts, so a typo cannot park a worker for days.
 pub const MAX_LATENCY_MS: u64 = 10 * 60 * 1000;
 

@@ -29,7 +29,7 @@ pub struct JobStats {
 }
 
 /// One model's jobs by status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelCounts {
     pub model_id: ModelId,
@@ -39,6 +39,14 @@ pub struct ModelCounts {
     pub summary: Summary,
     /// Attempts spent by these jobs (retries included).
     pub attempts: i64,
+    /// `attempts / succeeded`, to two decimals: 1.0 when every job succeeded at once, more as
+    /// retries (or attempts of jobs that then failed) add up; `None` before any success.
+    pub attempts_per_success: Option<f64>,
+}
+
+/// `attempts / succeeded` to two decimals, `None` without a success.
+pub fn attempts_per_success(attempts: i64, succeeded: i64) -> Option<f64> {
+    (succeeded > 0).then(|| (attempts as f64 / succeeded as f64 * 100.0).round() / 100.0)
 }
 
 /// Token sums; a response that reported no figure counts as zero.
@@ -123,12 +131,17 @@ pub(crate) fn fold_model_counts(groups: Vec<ModelStatusGroup>) -> Vec<ModelCount
                 model_name: group.model_name,
                 summary: Summary::default(),
                 attempts: 0,
+                attempts_per_success: None,
             });
         }
         if let Some(counts) = per_model.last_mut() {
             counts.summary.add(group.status, group.jobs);
             counts.attempts += group.attempts;
         }
+    }
+    for counts in &mut per_model {
+        counts.attempts_per_success =
+            attempts_per_success(counts.attempts, counts.summary.succeeded);
     }
     per_model
 }
@@ -141,6 +154,27 @@ pub(crate) fn nearest_rank_offset(n: i64, p: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::nearest_rank_offset;
+
+    #[test]
+    fn attempts_per_success_counts_retries() {
+        use super::{ModelStatusGroup, attempts_per_success, fold_model_counts};
+        use crate::domain::JobStatus;
+        assert_eq!(attempts_per_success(3, 0), None);
+        assert_eq!(attempts_per_success(4, 4), Some(1.0));
+        assert_eq!(attempts_per_success(5, 3), Some(1.67));
+        let group = |status, jobs, attempts| ModelStatusGroup {
+            model_id: 1,
+            model_name: Some("m".into()),
+            status,
+            jobs,
+            attempts,
+        };
+        let folded = fold_model_counts(vec![
+            group(JobStatus::Succeeded, 4, 6),
+            group(JobStatus::Failed, 1, 3),
+        ]);
+        assert_eq!(folded[0].attempts_per_success, Some(2.25));
+    }
 
     #[test]
     fn nearest_rank_matches_percentile_disc() {

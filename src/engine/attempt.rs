@@ -43,7 +43,7 @@ pub async fn run(
     started: impl FnOnce(),
 ) -> Ended {
     let attempt = catch_panic(admit_and_call(rt, job, started));
-    tokio::select! {
+    let ended = tokio::select! {
         ended = attempt => match ended {
             Ok(ended) => ended,
             Err(what) => {
@@ -61,7 +61,11 @@ pub async fn run(
                 message: "the attempt lost its lease while the model call ran".into(),
             }),
         }),
+    };
+    if let Ended::Finished(finish) = &ended {
+        rt.metrics().note_attempt_model(finish, &job.model.name);
     }
+    ended
 }
 
 /// Puts a job that waits for its model's limit back in the queue, due at `at`, without

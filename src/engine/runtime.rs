@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::providers::{ProviderSettings, Providers};
 use crate::store::Store;
 
+use super::blocked::BlockedCache;
 use super::limits::Limits;
 use super::retry::RetryPolicy;
 
@@ -31,6 +32,8 @@ struct Inner {
     metrics: Metrics,
     /// Wakes the in-process workers when jobs were enqueued, retried or rescued.
     work_available: Arc<Notify>,
+    /// The models this process cannot call, as last read.
+    blocked: BlockedCache,
     config: Config,
 }
 
@@ -57,6 +60,7 @@ impl Runtime {
                 retry_policy: RetryPolicy::default(),
                 metrics: Metrics::default(),
                 work_available: Arc::new(Notify::new()),
+                blocked: BlockedCache::default(),
                 config,
             }),
         })
@@ -84,6 +88,10 @@ impl Runtime {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(super) fn blocked_cache(&self) -> &BlockedCache {
+        &self.inner.blocked
     }
 
     /// The signal the worker pool sleeps on.

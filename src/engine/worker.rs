@@ -112,6 +112,7 @@ pub async fn run_pool(
         slot_freed: Notify::new(),
         due: DueTimes::default(),
     });
+    super::blocked::warn_at_start(&shared.rt).await;
     let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
     let stop_background = CancellationToken::new();
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
@@ -193,10 +194,14 @@ async fn claim_loop(
             // Re-armed before the claim, so that work announced while it runs is not missed.
             announced = Box::pin(work_available.clone().notified_owned());
             announced.as_mut().enable();
-            let store = shared.rt.store().clone();
+            let rt = shared.rt.clone();
             let lease = shared.rt.config().job_lease;
             claiming = Some(Box::pin(async move {
-                store.jobs_claim(asked as i64, Clock::Database, lease).await
+                // Jobs of models this process cannot call stay queued (see `blocked`).
+                let except = rt.blocked_ids().await?;
+                rt.store()
+                    .jobs_claim_except(asked as i64, Clock::Database, lease, &except)
+                    .await
             }));
         }
         let wait = if store_errors > 0 {
@@ -243,11 +248,16 @@ async fn claim_loop(
     }
 }
 
+/// The claim-ahead grows to at most this many jobs per slot.
+pub const MOST_AHEAD_PER_SLOT: usize = 4;
+
 /// How many jobs the pool claims ahead of its free slots. It starts at the configured
 /// prefetch; a slot that frees while the buffer is empty and a claim is on its way (jobs
-/// finishing faster than claims arrive) doubles it, up to the largest claim, so short jobs are
-/// claimed in few large statements instead of many small ones; claims that came back with no
-/// slot waiting shrink it back by an eighth, so long calls do not hold many jobs claimed.
+/// finishing faster than claims arrive) doubles it, up to four times the concurrency (and the
+/// largest claim), so short jobs are claimed in few large statements instead of many small
+/// ones; claims that came back with no slot waiting shrink it back by an eighth, so long calls
+/// do not hold many jobs claimed. A process that dies holds at most its slots and this many
+/// jobs until they are rescued.
 struct ClaimAhead {
     jobs: usize,
     least: usize,
@@ -261,7 +271,9 @@ impl ClaimAhead {
         ClaimAhead {
             jobs: least,
             least,
-            most: options.max_claim.max(least),
+            most: (options.concurrency * MOST_AHEAD_PER_SLOT)
+                .min(options.max_claim)
+                .max(least),
             starved: false,
         }
     }
@@ -529,11 +541,11 @@ mod tests {
             ahead.starved();
             ahead.claimed(true);
         }
-        assert_eq!(ahead.jobs, 200, "never more than the largest claim");
+        assert_eq!(ahead.jobs, 40, "never more than four jobs a slot");
         ahead.starved();
         ahead.claimed(false);
         assert_eq!(
-            ahead.jobs, 200,
+            ahead.jobs, 40,
             "a short claim (no more work) does not grow it"
         );
         for _ in 0..40 {
@@ -543,5 +555,11 @@ mod tests {
             ahead.jobs, 10,
             "back to the configured prefetch, never below"
         );
+        let mut wide = ClaimAhead::new(&options(100, 200));
+        for _ in 0..10 {
+            wide.starved();
+            wide.claimed(true);
+        }
+        assert_eq!(wide.jobs, 200, "never more than the largest claim");
     }
 }

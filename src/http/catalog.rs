@@ -34,6 +34,9 @@ fn empty_object() -> serde_json::Value {
 #[derive(Debug, Serialize)]
 pub struct OneModel {
     pub model: Model,
+    /// What would keep the model from running on this server (a key it lacks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `{"models": […]}`
@@ -121,7 +124,8 @@ pub async fn create_model(
         })
         .await
         .map_err(|err| name_taken(err, Some(&name)))?;
-    Ok((StatusCode::CREATED, success(OneModel { model })))
+    let warnings = app.model_warnings(&model);
+    Ok((StatusCode::CREATED, success(OneModel { model, warnings })))
 }
 
 /// Every model that is not deleted.
@@ -143,6 +147,7 @@ pub async fn get_model(
 ) -> ApiResult<Json<Success<OneModel>>> {
     Ok(success(OneModel {
         model: app.model(id).await?,
+        warnings: Vec::new(),
     }))
 }
 
@@ -169,7 +174,8 @@ pub async fn update_model(
         .update_model(id, patch)
         .await
         .map_err(|err| name_taken(err, name.as_deref()))?;
-    Ok(success(OneModel { model }))
+    let warnings = app.model_warnings(&model);
+    Ok(success(OneModel { model, warnings }))
 }
 
 /// Deletes a model (its history stays) and skips its queued jobs.

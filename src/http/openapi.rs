@@ -182,6 +182,8 @@ pub struct ModelCountsDoc {
     skipped: i64,
     /// Attempts spent by these jobs (retries included).
     attempts: i64,
+    /// Attempts per success (1.0 when nothing was retried); null before a success.
+    attempts_per_success: Option<f64>,
 }
 
 /// Token sums of the stored responses.
@@ -216,6 +218,18 @@ pub struct PauseDoc {
     strikes: i32,
 }
 
+/// An active model this server cannot call, and why.
+#[derive(ToSchema)]
+#[schema(as = BlockedModel, rename_all = "camelCase")]
+pub struct BlockedModelDoc {
+    model_id: i64,
+    model_name: String,
+    /// What is missing, e.g. `openai: OPENAI_API_KEY is not set`.
+    reason: String,
+    /// Its queued jobs among those the query matches.
+    queued: i64,
+}
+
 /// The answer of `/api/jobs/status`.
 #[derive(ToSchema)]
 #[schema(as = StatusAnswer, rename_all = "camelCase")]
@@ -229,6 +243,9 @@ pub struct StatusAnswerDoc {
     expired_leases: i64,
     /// Providers and models paused now (rate limited, or an account error).
     pauses: Vec<PauseDoc>,
+    /// Active models this server cannot call (a key it lacks): their jobs stay queued,
+    /// unclaimed, until a process with the setting runs.
+    blocked: Vec<BlockedModelDoc>,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,
     /// Sum of reported costs in US dollars; null when no response reported one.
@@ -340,6 +357,8 @@ pub struct ModelDoc {
 pub struct OneModelDoc {
     success: bool,
     model: ModelDoc,
+    /// On a write: what would keep the model from running on this server (a key it lacks).
+    warnings: Option<Vec<String>>,
 }
 
 /// `{"success": true, "models": […]}`

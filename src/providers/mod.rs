@@ -211,6 +211,21 @@ impl Providers {
         }
     }
 
+    /// Why this process cannot call `model` at all, where that is a setting it lacks (a key,
+    /// or an endpoint the operator did not declare here), found without touching the network.
+    /// `None` for a model it can call, and for one whose params are refused outright: such a
+    /// model's calls fail permanently, with the reason, rather than waiting for a setting.
+    pub fn cannot_run(&self, model: &Model) -> Option<String> {
+        if model.provider == ProviderKind::Mock {
+            return None;
+        }
+        let call = model.spec.call().ok()?;
+        match endpoints::route(model.provider, call, &self.inner.settings) {
+            Err(RouteError::Unavailable { message, .. }) => Some(message),
+            Ok(_) | Err(RouteError::Refused(_)) => None,
+        }
+    }
+
     /// Checks a model's params against the operator's endpoints, for the API and CLI to refuse
     /// a model at creation: bad params, or a key paired with a URL that is not its own. An
     /// endpoint or key that this process lacks is not refused (a worker elsewhere may have it).

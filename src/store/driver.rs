@@ -134,7 +134,8 @@ pub trait Catalog: Send + Sync {
 /// fenced by `(job id, attempt)`.
 pub trait Queue: Send + Sync {
     /// Creates every job of the planned batches (active prompts × their active models ×
-    /// runs) and, with `mark_prompts`, records the batch as the prompts' latest run, in one
+    /// runs) and, with `mark_prompts`, records the batch as the latest run of the prompts that
+    /// have an active model (one without stays due, so its batch is not used up), in one
     /// transaction. Idempotent: jobs are unique by `(prompt, model, run, batch)` and inserted
     /// `ON CONFLICT DO NOTHING`; concurrent enqueues of one batch create each job once, and
     /// `jobs_created` counts the rows really inserted. Each job snapshots the prompt's
@@ -149,13 +150,26 @@ pub trait Queue: Send + Sync {
     /// `processing`, attempt + 1, leased until `now + lease`. Concurrent claimers never get
     /// the same job. A picked job whose prompt or model is no longer active ends `skipped`
     /// instead and is not returned. The claim carries the prompt version and generation
-    /// params snapshotted at enqueue, not the prompt's or model's current ones.
+    /// params snapshotted at enqueue, not the prompt's or model's current ones. Jobs of the
+    /// models in `except` (those this process cannot call: a key it lacks) are not picked at
+    /// all: they stay `queued` with no attempt spent, and do not hold back the jobs behind them.
+    fn jobs_claim_except(
+        &self,
+        limit: i64,
+        now: impl Into<Clock> + Send,
+        lease: Duration,
+        except: &[ModelId],
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
+
+    /// [`Queue::jobs_claim_except`] of every model's jobs.
     fn jobs_claim(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
-    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send {
+        self.jobs_claim_except(limit, now, lease, &[])
+    }
 
     /// Claims one job by id if it is `queued`, due or not (an explicit call runs it now);
     /// of concurrent claims of one job exactly one gets it.

@@ -128,8 +128,19 @@ impl Store {
         now: impl Into<Clock>,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
+        self.jobs_claim_except(limit, now, lease, &[]).await
+    }
+
+    /// See [`Queue::jobs_claim_except`].
+    pub async fn jobs_claim_except(
+        &self,
+        limit: i64,
+        now: impl Into<Clock>,
+        lease: Duration,
+        except: &[ModelId],
+    ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now.into();
-        on_backend!(self.jobs_claim(limit, now, lease))
+        on_backend!(self.jobs_claim_except(limit, now, lease, except))
     }
 
     /// See [`Queue::job_claim`].

@@ -266,9 +266,11 @@ async fn three_workers_share_a_batch_and_a_killed_one_loses_nothing(db: &support
             run_twice += 1;
         }
     }
+    // The killed worker held at most its 4 slots and its claim-ahead.
+    let most_held = 4 + 4 * promptq::engine::worker::MOST_AHEAD_PER_SLOT;
     assert!(
-        run_twice <= 8,
-        "more jobs re-ran than the killed worker could hold"
+        run_twice <= most_held,
+        "{run_twice} jobs re-ran: more than the killed worker could hold ({most_held})"
     );
 }
 

@@ -5,6 +5,9 @@
 
 mod answers;
 mod failures;
+mod first_run;
+mod metrics;
+mod missing_key;
 mod rate_limits;
 
 use std::time::Duration;

@@ -38,6 +38,15 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                 }
             }
         }
+        @for blocked in &overview.blocked {
+            p.blocked {
+                strong { "Blocked: " }
+                "model " (blocked.model_name) " cannot run here (" (blocked.reason) "); "
+                (blocked.queued)
+                @if blocked.queued == 1 { " queued job waits" } @else { " queued jobs wait" }
+                " unclaimed until a worker that has it runs."
+            }
+        }
         h2 { "Batches" }
         @if overview.batches.is_empty() {
             p.muted { "No batch yet: the first scheduling pass creates one." }

@@ -66,7 +66,8 @@ impl Queue for PostgresStore {
         // The database expands prompts × active models × runs itself: one statement whatever
         // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
         // Each job records the prompt's current version and the model's generation params:
-        // what its claim will send, whatever is edited before it runs.
+        // what its claim will send, whatever is edited before it runs. A prompt with no
+        // active model is not marked: its batch is not used up (see the SQLite backend).
         // `gen` is MATERIALIZED: the params are read once per model, not once per job.
         let row = sqlx::query(
             "WITH due AS (
@@ -98,6 +99,8 @@ impl Queue for PostgresStore {
             ), marked AS (
                 UPDATE prompts p SET last_run_at = c.now, last_batch_key = d.batch_key
                 FROM due d, clock c WHERE p.id = d.prompt_id AND $6
+                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
+                        WHERE pm.prompt_id = p.id AND m.active)
             )
             SELECT count(*) AS jobs, count(DISTINCT prompt_id) AS prompts FROM inserted",
         )
@@ -121,11 +124,12 @@ impl Queue for PostgresStore {
         })
     }
 
-    async fn jobs_claim(
+    async fn jobs_claim_except(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
+        except: &[ModelId],
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let rows = sqlx::query(claim_update!(
@@ -136,6 +140,7 @@ impl Queue for PostgresStore {
              JOIN models m ON m.id = j.model_id
              LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND j.model_id <> ALL($4::bigint[])
              ORDER BY j.next_attempt_at, j.id
              LIMIT $3
              FOR UPDATE OF j SKIP LOCKED"
@@ -143,6 +148,7 @@ impl Queue for PostgresStore {
         .bind(now.fixed())
         .bind(micros(lease))
         .bind(limit)
+        .bind(except)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());

@@ -79,9 +79,13 @@ impl Queue for SqliteStore {
             0
         };
         if options.mark_prompts {
+            // A prompt with no active model is left due: its batch is not used up, and a
+            // model activated (or linked) later in the period still gets its jobs.
             sqlx::query(
                 "UPDATE prompts SET last_run_at = ?2, last_batch_key = d.value ->> 1
-                 FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0",
+                 FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0
+                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
+                        WHERE pm.prompt_id = prompts.id AND m.active)",
             )
             .bind(&due)
             .bind(ms(now))
@@ -95,11 +99,12 @@ impl Queue for SqliteStore {
         })
     }
 
-    async fn jobs_claim(
+    async fn jobs_claim_except(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
+        except: &[ModelId],
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let now = now.local();
@@ -115,11 +120,13 @@ impl Queue for SqliteStore {
              JOIN models m ON m.id = j.model_id
              LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
+                AND j.model_id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY j.next_attempt_at, j.id
              LIMIT ?2",
         )
         .bind(ms(now))
         .bind(limit)
+        .bind(ids_json(except))
         .fetch_all(&mut *tx)
         .await?;
         let claimed = claim_picked(&mut tx, &rows, now, lease_until).await?;

@@ -5,12 +5,15 @@ use serde_json::json;
 
 use crate::support::TestDb;
 use crate::support::on_both;
-use crate::support::server::{keys, set, start};
+use crate::support::server::{Options, keys, set, start, start_with};
 
 on_both!(
     owned;
     models_are_created_listed_patched_and_deleted,
     prompts_are_created_listed_patched_and_deleted,
+    unknown_params_are_refused_with_the_closest_name,
+    a_keyless_model_is_warned_about_and_its_jobs_shown_blocked,
+    a_prompt_without_an_active_model_keeps_its_batch,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -187,4 +190,156 @@ pub async fn prompts_are_created_listed_patched_and_deleted(db: TestDb) {
         .patch("/api/prompts/999999", json!({"runs": 2}))
         .await
         .assert_error(404);
+}
+
+/// A typo in a param name is refused on write with the name meant; a row stored before the
+/// check (or written by another version) still loads and can be edited.
+pub async fn unknown_params_are_refused_with_the_closest_name(db: TestDb) {
+    let server = start(db).await;
+    let typo = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m", "params": {"temprature": 0.2}}),
+        )
+        .await;
+    typo.assert_error(400);
+    let error = typo.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("unknown param `temprature`; did you mean `temperature`?"),
+        "{error}"
+    );
+    let extra = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m",
+                   "params": {"latencyMs": 1, "extra": {"top_p": 0.9}}}),
+        )
+        .await;
+    assert_eq!(extra.status, StatusCode::CREATED, "{extra:?}");
+    let id = extra.json["model"]["id"].as_i64().expect("an id");
+    let patched = server
+        .patch(
+            &format!("/api/models/{id}"),
+            json!({"params": {"latncyMs": 5}}),
+        )
+        .await;
+    patched.assert_error(400);
+    let error = patched.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did you mean `latencyMs`?"), "{error}");
+
+    // A row written without the check: it loads, and edits that leave its params alone pass.
+    let old = crate::support::seed_model(
+        &server.db.store,
+        &crate::support::mock_model("old", "m", json!({"latencyMs": 1, "colour": "red"})),
+    )
+    .await;
+    let list = server.get("/api/models").await;
+    assert_eq!(list.assert_ok()["models"].as_array().map(Vec::len), Some(2));
+    let renamed = server
+        .patch(&format!("/api/models/{}", old.id), json!({"name": "older"}))
+        .await;
+    assert_eq!(
+        renamed.assert_ok()["model"]["params"]["colour"],
+        json!("red")
+    );
+}
+
+/// Creating a model this server has no key for answers with a warning; its jobs are listed as
+/// blocked in the status, and a process call is refused without spending an attempt.
+pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: TestDb) {
+    let fake = crate::support::fake::Fake::start().await;
+    let server = start_with(
+        db,
+        Options {
+            args: vec!["--openai-base-url".into(), fake.base_url()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let gpt = server
+        .post(
+            "/api/models",
+            json!({"name": "gpt", "provider": "openai", "model": "gpt-4o-mini"}),
+        )
+        .await;
+    assert_eq!(gpt.status, StatusCode::CREATED, "{gpt:?}");
+    assert_eq!(gpt.keys(), set(&["success", "model", "warnings"]));
+    let warning = gpt.json["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("model 'gpt' cannot run here: openai: OPENAI_API_KEY is not set"),
+        "{warning}"
+    );
+    let gpt_id = gpt.json["model"]["id"].as_i64().expect("an id");
+    let mock = server
+        .post(
+            "/api/models",
+            json!({"name": "mock", "provider": "mock", "model": "m"}),
+        )
+        .await;
+    assert_eq!(
+        mock.keys(),
+        set(&["success", "model"]),
+        "no warning: {mock:?}"
+    );
+    let prompt = server.post("/api/prompts", json!({"text": "hello"})).await;
+    assert_eq!(prompt.status, StatusCode::CREATED, "{prompt:?}");
+    let cron = server.get("/api/cron").await;
+    assert_eq!(cron.assert_ok()["jobsCreated"], json!(2));
+
+    let status = server.get("/api/jobs/status").await;
+    let body = status.assert_ok();
+    assert_eq!(
+        body["blocked"],
+        json!([{"modelId": gpt_id, "modelName": "gpt",
+                "reason": "openai: OPENAI_API_KEY is not set", "queued": 1}])
+    );
+    let job = body["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["modelId"] == json!(gpt_id)))
+        .expect("the openai job")
+        .clone();
+    let refused = server
+        .post("/api/jobs/process", json!({"jobId": job["id"]}))
+        .await;
+    refused.assert_error(409);
+    let error = refused.json["error"].as_str().unwrap_or_default();
+    assert!(error.contains("OPENAI_API_KEY is not set"), "{error}");
+    let after = server
+        .get(&format!("/api/jobs/status?jobId={}", job["id"]))
+        .await;
+    let after = &after.assert_ok()["jobs"][0];
+    assert_eq!(
+        (&after["status"], &after["attemptCount"]),
+        (&json!("queued"), &json!(0))
+    );
+    assert!(fake.seen().is_empty());
+}
+
+/// A prompt whose models are all inactive creates no jobs and does not use up its batch: once
+/// a model is active again, the next cron of the same period creates its jobs.
+pub async fn a_prompt_without_an_active_model_keeps_its_batch(db: TestDb) {
+    let server = start(db).await;
+    let model = server
+        .post(
+            "/api/models",
+            json!({"name": "m", "provider": "mock", "model": "m", "active": false}),
+        )
+        .await;
+    let id = model.json["model"]["id"].as_i64().expect("an id");
+    let prompt = server
+        .post("/api/prompts", json!({"text": "hello", "modelIds": [id]}))
+        .await;
+    assert_eq!(prompt.status, StatusCode::CREATED, "{prompt:?}");
+    let first = server.get("/api/cron").await;
+    assert_eq!(first.assert_ok()["jobsCreated"], json!(0));
+    let batch = first.json["batchKey"].clone();
+    server
+        .patch(&format!("/api/models/{id}"), json!({"active": true}))
+        .await
+        .assert_ok();
+    let second = server.get("/api/cron").await;
+    assert_eq!(second.assert_ok()["jobsCreated"], json!(1), "{second:?}");
+    assert_eq!(second.json["batchKey"], batch);
+    let third = server.get("/api/cron").await;
+    assert_eq!(third.assert_ok()["jobsCreated"], json!(0), "once per batch");
 }

@@ -137,6 +137,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "jobs",
             "expiredLeases",
             "pauses",
+            "blocked",
             "perModel",
             "tokens",
             "costUsd",
