@@ -7,6 +7,9 @@
 //! ideal is 4.0 s; W4 runs 150 jobs (three windows) of a model whose `rpm` is its provider's
 //! limit, in one pool and in three (see [`rate`]), and reports the rate achieved against the
 //! limit and the 429s.
+//! Each workload reports, for its measured part (W1's enqueue, the others' drain alone), the
+//! WAL written per job (PostgreSQL) and the CPU per 1,000 jobs of promptq's process and of the
+//! local PostgreSQL server's processes ([`proc`]).
 //! Figures are reported as median and min–max, as a table or `--json`.
 //!
 //! On Postgres, `--db` names a server: each repetition creates its own database there and
@@ -28,6 +31,10 @@ use crate::schedule::Trigger;
 
 #[path = "bench_rate.rs"]
 pub mod rate;
+
+#[path = "bench_proc.rs"]
+mod proc;
+use proc::{ServerCpu, own_cpu_seconds, peak_rss_kb};
 
 /// The workloads, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -71,7 +78,14 @@ pub struct Sample {
     pub peak_rss_kb: u64,
     /// Peak RSS once the database was seeded, before the measured part.
     pub seeded_rss_kb: u64,
+    /// WAL written during the measured part (W2, W3: the drain alone; W1: the enqueue).
     pub wal_bytes: Option<i64>,
+    /// CPU seconds of this process during the measured part.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// CPU seconds of the local PostgreSQL server's processes during the measured part.
+    #[serde(default)]
+    pub db_cpu_seconds: Option<f64>,
     /// The rate-bound workload's figures.
     #[serde(default)]
     pub rate: Option<rate::RateFigures>,
@@ -153,6 +167,8 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
             peak_rss_kb: peak_rss_kb(),
             seeded_rss_kb: 0,
             wal_bytes: None,
+            cpu_seconds: None,
+            db_cpu_seconds: None,
             rate: Some(figures),
         };
         println!("{}", serde_json::to_string(&sample)?);
@@ -166,33 +182,45 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         Workload::W4 | Workload::W4p3 => unreachable!("run above"),
     };
     config.worker_concurrency = concurrency;
+    let on_server = config.database_url.starts_with("postgres");
     let app = App::start(config).await?;
     seed(&app, prompts, models, runs, latency_ms).await?;
     let jobs = (prompts * models) as u64 * runs as u64;
     let slot = chrono::Utc::now();
     let seeded_rss_kb = peak_rss_kb();
 
-    let wal_before = app.wal_position().await?;
-    let started = Instant::now();
-    let seconds = if workload == Workload::W1 {
-        let report = app.run_cron(Trigger::Tick { slot }).await?;
-        anyhow::ensure!(
-            report.jobs_created == jobs,
-            "W1 created {} jobs",
-            report.jobs_created
-        );
-        started.elapsed().as_secs_f64()
-    } else {
+    if workload != Workload::W1 {
         let report = app.run_cron(Trigger::Tick { slot }).await?;
         anyhow::ensure!(
             report.jobs_created == jobs,
             "created {} jobs",
             report.jobs_created
         );
-        let started = Instant::now();
+    }
+    // The measured part: W1's enqueue, the others' drain alone.
+    let wal_before = app.wal_position().await?;
+    let server_before = on_server.then(ServerCpu::sample).flatten();
+    let cpu_before = own_cpu_seconds();
+    let started = Instant::now();
+    if workload == Workload::W1 {
+        let report = app.run_cron(Trigger::Tick { slot }).await?;
+        anyhow::ensure!(
+            report.jobs_created == jobs,
+            "W1 created {} jobs",
+            report.jobs_created
+        );
+    } else {
         drain(&app, jobs).await?;
-        started.elapsed().as_secs_f64()
-    };
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = own_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let db_cpu_seconds = on_server
+        .then(ServerCpu::sample)
+        .flatten()
+        .zip(server_before)
+        .map(|(after, before)| after.seconds_since(&before));
     let wal_after = app.wal_position().await?;
     let sample = Sample {
         workload,
@@ -201,6 +229,8 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         peak_rss_kb: peak_rss_kb(),
         seeded_rss_kb,
         wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
+        cpu_seconds,
+        db_cpu_seconds,
         rate: None,
     };
     app.close().await;
@@ -256,20 +286,6 @@ async fn drain(app: &App, jobs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The process's peak resident set (VmHWM), in KiB; 0 where /proc is not there.
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Median and range of one figure.
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Figure {
@@ -318,6 +334,9 @@ struct Detail {
     seconds: Figure,
     peak_rss_mb: Figure,
     wal_bytes_per_job: Option<Figure>,
+    /// CPU milliseconds per 1,000 jobs: this process's, and the local PostgreSQL server's.
+    cpu_ms_per_1k_jobs: Option<Figure>,
+    db_cpu_ms_per_1k_jobs: Option<Figure>,
     /// Achieved rate / limit, and 429s per run (rate-bound workloads).
     achieved_over_limit: Option<Figure>,
     refused: Option<Figure>,
@@ -341,6 +360,13 @@ impl Report {
                 .iter()
                 .filter_map(|s| s.wal_bytes.map(|w| w as f64 / s.jobs as f64))
                 .collect();
+            let per_1k = |cpu: fn(&Sample) -> Option<f64>| {
+                Figure::of(
+                    mine.iter()
+                        .filter_map(|s| cpu(s).map(|c| c * 1e6 / s.jobs as f64))
+                        .collect(),
+                )
+            };
             detail.push(Detail {
                 workload,
                 label: workload.label(),
@@ -348,6 +374,8 @@ impl Report {
                 seconds,
                 peak_rss_mb,
                 wal_bytes_per_job: Figure::of(wal),
+                cpu_ms_per_1k_jobs: per_1k(|s| s.cpu_seconds),
+                db_cpu_ms_per_1k_jobs: per_1k(|s| s.db_cpu_seconds),
                 achieved_over_limit: Figure::of(
                     mine.iter()
                         .filter_map(|s| s.rate)
@@ -383,12 +411,23 @@ impl Report {
     fn print_table(&self) {
         println!("database: {}", self.database);
         println!(
-            "{:<36} {:>22} {:>20} {:>12} {:>12}",
-            "workload", "jobs/s median (min–max)", "seconds median", "peak RSS MB", "WAL B/job"
+            "{:<36} {:>22} {:>15} {:>12} {:>10} {:>10} {:>10}",
+            "workload",
+            "jobs/s median (min–max)",
+            "seconds median",
+            "peak RSS MB",
+            "WAL B/job",
+            "CPU ms/1k",
+            "DB ms/1k"
         );
+        let or_dash = |figure: Option<Figure>| {
+            figure
+                .map(|f| format!("{:.0}", f.median))
+                .unwrap_or_else(|| "-".into())
+        };
         for d in &self.detail {
             println!(
-                "{:<36} {:>22} {:>20} {:>12.1} {:>12}",
+                "{:<36} {:>22} {:>15} {:>12.1} {:>10} {:>10} {:>10}",
                 d.label,
                 format!(
                     "{:.0} ({:.0}–{:.0})",
@@ -396,9 +435,9 @@ impl Report {
                 ),
                 format!("{:.3} s", d.seconds.median),
                 d.peak_rss_mb.median,
-                d.wal_bytes_per_job
-                    .map(|w| format!("{:.0}", w.median))
-                    .unwrap_or_else(|| "-".into()),
+                or_dash(d.wal_bytes_per_job),
+                or_dash(d.cpu_ms_per_1k_jobs),
+                or_dash(d.db_cpu_ms_per_1k_jobs),
             );
         }
         for d in &self.detail {
