@@ -53,10 +53,10 @@ impl ServerCpu {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if command_of(&stat) == Some("postgres") {
-                if let Some(t) = cpu_ticks(&stat) {
-                    ticks.insert(pid, t);
-                }
+            if command_of(&stat) == Some("postgres")
+                && let Some(t) = cpu_ticks(&stat)
+            {
+                ticks.insert(pid, t);
             }
         }
         Some(ServerCpu(ticks))
