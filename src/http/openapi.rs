@@ -35,7 +35,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::catalog::CreateModel, super::catalog::UpdateModel,
         super::catalog::CreatePrompt, super::catalog::UpdatePrompt,
     )),
-    modifiers(&CronSecret),
+    modifiers(&CronSecret, &ResponseDescriptions),
     security(("cron_secret" = [])),
     tags(
         (name = "queue", description = "Scheduling, processing and observing jobs"),
@@ -58,6 +58,53 @@ impl Modify for CronSecret {
                 "The CRON_SECRET, as is or as `Bearer <CRON_SECRET>`",
             ))),
         );
+    }
+}
+
+/// Gives every response without its own description the one its status has across this API:
+/// OpenAPI requires a description on each response, and writing the same seven sentences on
+/// every route would let them drift apart.
+struct ResponseDescriptions;
+
+impl ResponseDescriptions {
+    fn for_status(status: &str) -> &'static str {
+        match status {
+            "200" => "Success",
+            "400" => "Bad input: the error names the field or value at fault",
+            "401" => "The `Authorization` header is missing or does not carry the CRON_SECRET",
+            "404" => "No such id",
+            "409" => "A conflict with the current state",
+            "413" => "The body is larger than the limit",
+            "503" => "The database is unavailable",
+            _ => "See the error message",
+        }
+    }
+}
+
+impl Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = Self::for_status(status).to_owned();
+                    }
+                }
+            }
+        }
     }
 }
 
