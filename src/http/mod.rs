@@ -56,6 +56,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
     Router::new()
         .route("/api/cron", get(jobs::cron_get).post(jobs::cron_post))
         .route("/api/jobs/process", post(jobs::process))
+        .route("/api/jobs/dispatch", post(jobs::dispatch))
         .route("/api/jobs/status", get(jobs::status))
         .route("/api/jobs/retry", post(jobs::retry))
         .route("/api/jobs/cancel", post(jobs::cancel))

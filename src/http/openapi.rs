@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
             `{\"success\": false, \"error\": \"…\"}`."
     ),
     paths(
-        super::jobs::cron_get, super::jobs::cron_post, super::jobs::process, super::jobs::status,
+        super::jobs::cron_get, super::jobs::cron_post, super::jobs::process, super::jobs::dispatch,
+        super::jobs::status,
         super::jobs::detail, super::jobs::retry, super::jobs::cancel, super::jobs::responses,
         super::catalog::create_model, super::catalog::list_models, super::catalog::get_model,
         super::catalog::update_model, super::catalog::delete_model,
@@ -134,13 +135,31 @@ pub struct PromptScheduleErrorDoc {
 
 /// What the HTTP fan-out did (only with DISPATCH=http).
 #[derive(ToSchema)]
-#[schema(as = FanOutReport)]
+#[schema(as = FanOutReport, rename_all = "camelCase")]
 pub struct FanOutReportDoc {
     rescued: u64,
     sent: u64,
     accepted: u64,
     conflicts: u64,
     failed: u64,
+    /// Due jobs not sent because the pass's time budget (DISPATCH_BUDGET_SECS) ran out.
+    left: u64,
+    /// Whether those went to a fresh invocation (`POST /api/jobs/dispatch`).
+    handed_off: bool,
+}
+
+/// The answer of `/api/jobs/dispatch`.
+#[derive(ToSchema)]
+#[schema(as = FanOutAnswer, rename_all = "camelCase")]
+pub struct FanOutAnswerDoc {
+    success: bool,
+    rescued: u64,
+    sent: u64,
+    accepted: u64,
+    conflicts: u64,
+    failed: u64,
+    left: u64,
+    handed_off: bool,
 }
 
 /// The answer of `/api/cron`.

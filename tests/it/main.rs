@@ -18,3 +18,4 @@ mod reliability;
 mod retention;
 mod schedule_props;
 mod security;
+mod serverless;
