@@ -214,3 +214,22 @@ pub async fn a_cron_call_finishes_a_batch_larger_than_one_invocations_budget(db:
     );
     println!("{JOBS} jobs in {passes} fan-out passes, {took:?} from the cron call to the last");
 }
+
+#[test]
+fn the_dispatch_budget_is_read_in_seconds_and_refused_when_meaningless() {
+    let settings = |value: &str| {
+        let flag = format!("--dispatch-budget-secs={value}");
+        crate::support::settings_from_args(["promptq", "--database-url", "sqlite:x.db", &flag])
+            .validate()
+    };
+    let budget = settings("0.25").expect("a valid budget").dispatch_budget;
+    assert_eq!(budget, Some(Duration::from_millis(250)));
+    for bad in ["0", "-1", "NaN", "inf", "100000"] {
+        let err = settings(bad).expect_err(bad).to_string();
+        assert!(err.contains("DISPATCH_BUDGET_SECS"), "{bad}: {err}");
+    }
+    let unset = crate::support::settings_from_args(["promptq", "--database-url", "sqlite:x.db"])
+        .validate()
+        .expect("valid");
+    assert_eq!(unset.dispatch_budget, None, "no limit unless asked");
+}
