@@ -88,6 +88,11 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
             Some(prompt) => pre #prompt { (prompt.text) },
             None => p.muted { "prompt #" (job.prompt_id) " (removed)" },
         }
+        p {
+            a #compare href={ "/batches/" (job.batch_key) "/prompts/" (job.prompt_id) } {
+                "Every model's answer to this prompt in batch " (job.batch_key)
+            }
+        }
         h2 { "Attempts" }
         @if detail.attempts.is_empty() {
             p.muted { "No attempt yet." }

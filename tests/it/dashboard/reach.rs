@@ -149,6 +149,9 @@ pub async fn a_prompts_answers_read_side_by_side(db: TestDb) {
     let batch = dash.get(&format!("/batches/{key}")).await;
     assert!(batch.assert_html(200).contains(&format!("href=\"{link}\"")));
 
+    let job = dash.get(&format!("/jobs/{}", seeded.failed[0])).await;
+    assert!(job.assert_html(200).contains(&format!("href=\"{link}\"")));
+
     let page = dash.get(&link).await;
     let html = page.assert_html(200);
     let answers = section(html, "class=\"answers\"", "</main>");
