@@ -110,6 +110,12 @@ pub struct Settings {
     #[arg(long, env = "DISPATCH", default_value = "workers", global = true)]
     pub dispatch: String,
 
+    /// With DISPATCH=http: seconds one pass may spend sending jobs before it hands the rest
+    /// to a fresh invocation of itself (POST {APP_URL}/api/jobs/dispatch); decimals allowed;
+    /// unset = no limit (the serverless entry point sets one)
+    #[arg(long, env = "DISPATCH_BUDGET_SECS", global = true)]
+    pub dispatch_budget_secs: Option<f64>,
+
     /// Days after which attempt records and raw provider bodies are pruned, hourly, by
     /// `serve` and `worker` (jobs and answers stay); unset = keep everything
     #[arg(long, env = "RETENTION_DAYS", global = true)]
@@ -154,6 +160,8 @@ pub struct Config {
     pub model_timeout: Duration,
     pub shutdown_grace: Duration,
     pub dispatch: DispatchMode,
+    /// How long one HTTP fan-out pass may send before it hands over; `None` = no limit.
+    pub dispatch_budget: Option<Duration>,
     pub log_json: bool,
     /// Age after which `serve` and `worker` prune attempts and raw bodies; `None` = never.
     pub retention: Option<chrono::Duration>,
@@ -222,6 +230,18 @@ impl Settings {
             ignored_endpoints,
             ..
         } = crate::providers::ProviderSettings::from_env(Duration::from_secs(1));
+        let dispatch_budget = match self.dispatch_budget_secs {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+                Some(Duration::from_secs_f64(secs))
+            }
+            Some(_) => {
+                return bad(
+                    "DISPATCH_BUDGET_SECS must be a number of seconds above 0 (at most 86400)"
+                        .into(),
+                );
+            }
+        };
         Ok(Config {
             database_url: self.database_url.clone(),
             cron_secret: secret(&self.cron_secret),
@@ -242,6 +262,7 @@ impl Settings {
             model_timeout: Duration::from_secs(self.model_timeout_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             dispatch,
+            dispatch_budget,
             log_json,
             retention,
         })

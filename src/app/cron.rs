@@ -143,9 +143,53 @@ impl App {
         self.run_cron(trigger).await
     }
 
-    /// Sends every due queued job to `{APP_URL}/api/jobs/process` (`DISPATCH=http`).
+    /// Sends every due queued job to `{APP_URL}/api/jobs/process` (`DISPATCH=http`). With a
+    /// `DISPATCH_BUDGET_SECS`, the pass stops sending when its budget is spent, waits for the
+    /// calls under way, and hands the jobs left to a fresh invocation of this same service
+    /// (`POST {APP_URL}/api/jobs/dispatch`), which does the same: a batch larger than one
+    /// invocation's time limit goes on through a chain of invocations instead of waiting for
+    /// the next cron.
     pub async fn fan_out(&self) -> FanOutReport {
-        crate::engine::dispatch::fan_out(self.runtime()).await
+        let deadline = self
+            .config()
+            .dispatch_budget
+            .map(|budget| std::time::Instant::now() + budget);
+        let mut report = crate::engine::dispatch::fan_out(self.runtime(), deadline).await;
+        if report.left > 0 {
+            report.handed_off = self.hand_off().await;
+        }
+        report
+    }
+
+    /// Starts the next fan-out pass in a fresh invocation. It waits a few seconds only: the
+    /// next pass answers when its own work is done, long after this invocation must end, and
+    /// neither Vercel nor [`crate::http`]'s handler stops it when the caller hangs up.
+    async fn hand_off(&self) -> bool {
+        /// Long enough for the call to reach the next invocation.
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let Some(base) = self.config().app_url.as_deref() else {
+            return false;
+        };
+        let mut request = crate::engine::dispatch::client()
+            .post(format!("{base}/api/jobs/dispatch"))
+            .timeout(WAIT)
+            .header("Content-Length", "0");
+        if let Some(secret) = &self.config().cron_secret {
+            request = request.header("Authorization", format!("Bearer {}", secret.expose()));
+        }
+        match request.send().await {
+            Ok(answer) if answer.status().is_success() => true,
+            // Still working when this one stopped waiting: handed over.
+            Err(err) if err.is_timeout() => true,
+            Ok(answer) => {
+                tracing::warn!(status = %answer.status(), "the hand-off was refused; the next cron sends the rest");
+                false
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the hand-off failed; the next cron sends the rest");
+                false
+            }
+        }
     }
 }
 

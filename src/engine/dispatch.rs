@@ -28,12 +28,16 @@ pub struct FanOutReport {
     pub conflicts: usize,
     /// Calls that failed (connection error or another status); the next pass retries them.
     pub failed: usize,
+    /// Due jobs this pass did not send because its time budget ran out.
+    pub left: usize,
+    /// Whether those were handed to a fresh invocation (`POST {APP_URL}/api/jobs/dispatch`).
+    pub handed_off: bool,
 }
 
 /// The most jobs one pass sends.
 const MAX_PER_PASS: i64 = 100_000;
 
-fn client() -> &'static reqwest::Client {
+pub(crate) fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
@@ -45,8 +49,9 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
-/// Sends every due queued job to `{APP_URL}/api/jobs/process`.
-pub async fn fan_out(runtime: &Runtime) -> FanOutReport {
+/// Sends every due queued job to `{APP_URL}/api/jobs/process`; with a `deadline`, starts no
+/// call after it (the calls under way are awaited) and counts the jobs left in `left`.
+pub async fn fan_out(runtime: &Runtime, deadline: Option<std::time::Instant>) -> FanOutReport {
     let mut report = FanOutReport::default();
     let Some(base) = runtime.config().app_url.clone() else {
         tracing::error!("DISPATCH=http without APP_URL: nothing sent");
@@ -69,8 +74,11 @@ pub async fn fan_out(runtime: &Runtime) -> FanOutReport {
     // A model call can take MODEL_TIMEOUT_SECS; the HTTP call waits a little longer.
     let timeout = runtime.config().model_timeout + Duration::from_secs(15);
     let concurrency = runtime.config().worker_concurrency.max(1);
-    report.sent = ids.len();
+    let due = ids.len();
     let statuses: Vec<Option<u16>> = futures_util::stream::iter(ids)
+        .take_while(|_| {
+            std::future::ready(deadline.is_none_or(|at| std::time::Instant::now() < at))
+        })
         .map(|id| {
             let mut request = client()
                 .post(&url)
@@ -92,6 +100,8 @@ pub async fn fan_out(runtime: &Runtime) -> FanOutReport {
         .buffer_unordered(concurrency)
         .collect()
         .await;
+    report.sent = statuses.len();
+    report.left = due - statuses.len();
     for status in statuses {
         match status {
             Some(200..=299) => report.accepted += 1,

@@ -96,6 +96,27 @@ async fn run_cron(app: &App, batch_key: Option<BatchKey>) -> ApiResult<Json<Cron
     Ok(Json(CronAnswer { report, dispatch }))
 }
 
+/// One more fan-out pass (`DISPATCH=http`): sends the due jobs that an earlier pass had no time
+/// left for, and hands on again if its own budget runs out.
+#[utoipa::path(post, path = "/api/jobs/dispatch", tag = "queue",
+    responses((status = 200, body = super::openapi::FanOutAnswerDoc), (status = 401, body = super::openapi::ErrorDoc),
+        (status = 409, body = super::openapi::ErrorDoc, description = "DISPATCH is not http")))]
+pub async fn dispatch(State(app): State<App>) -> ApiResult<Json<Success<FanOutReport>>> {
+    if app.config().dispatch != DispatchMode::Http {
+        return Err(ApiError::Conflict(
+            "this service runs its jobs with workers (DISPATCH=workers), not by HTTP fan-out"
+                .into(),
+        ));
+    }
+    // Its own task: the invocation that handed over stops waiting after a few seconds, and
+    // a dropped connection must not end the pass.
+    let pass = tokio::spawn(async move { app.fan_out().await });
+    let report = pass
+        .await
+        .map_err(|err| ApiError::Internal(format!("the fan-out pass failed: {err}")))?;
+    Ok(success(report))
+}
+
 /// The body of `POST /api/jobs/process`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

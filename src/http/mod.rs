@@ -23,8 +23,9 @@ pub mod ops;
 use std::net::SocketAddr;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -55,6 +56,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
     Router::new()
         .route("/api/cron", get(jobs::cron_get).post(jobs::cron_post))
         .route("/api/jobs/process", post(jobs::process))
+        .route("/api/jobs/dispatch", post(jobs::dispatch))
         .route("/api/jobs/status", get(jobs::status))
         .route("/api/jobs/retry", post(jobs::retry))
         .route("/api/jobs/cancel", post(jobs::cancel))
@@ -125,9 +127,18 @@ pub fn success<T>(body: T) -> Json<Success<T>> {
     })
 }
 
-/// Unknown routes: 404 in the API's error shape.
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+/// Unknown routes: 404 in the API's error shape, or an HTML page for a browser that asked for
+/// a page outside `/api` (a mistyped dashboard link should not answer in JSON).
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let path = uri.path();
+    if wants_html && method == Method::GET && !path.starts_with("/api/") && path != "/api" {
+        return dashboard::not_found_page(path);
+    }
+    ApiError::NotFound(format!("no route for {method} {path}")).into_response()
 }
 
 async fn method_not_allowed(method: Method) -> ApiError {

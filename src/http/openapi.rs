@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
             `{\"success\": false, \"error\": \"…\"}`."
     ),
     paths(
-        super::jobs::cron_get, super::jobs::cron_post, super::jobs::process, super::jobs::status,
+        super::jobs::cron_get, super::jobs::cron_post, super::jobs::process, super::jobs::dispatch,
+        super::jobs::status,
         super::jobs::detail, super::jobs::retry, super::jobs::cancel, super::jobs::responses,
         super::catalog::create_model, super::catalog::list_models, super::catalog::get_model,
         super::catalog::update_model, super::catalog::delete_model,
@@ -35,7 +36,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::catalog::CreateModel, super::catalog::UpdateModel,
         super::catalog::CreatePrompt, super::catalog::UpdatePrompt,
     )),
-    modifiers(&CronSecret),
+    modifiers(&CronSecret, &ResponseDescriptions),
     security(("cron_secret" = [])),
     tags(
         (name = "queue", description = "Scheduling, processing and observing jobs"),
@@ -58,6 +59,53 @@ impl Modify for CronSecret {
                 "The CRON_SECRET, as is or as `Bearer <CRON_SECRET>`",
             ))),
         );
+    }
+}
+
+/// Gives every response without its own description the one its status has across this API:
+/// OpenAPI requires a description on each response, and writing the same seven sentences on
+/// every route would let them drift apart.
+struct ResponseDescriptions;
+
+impl ResponseDescriptions {
+    fn for_status(status: &str) -> &'static str {
+        match status {
+            "200" => "Success",
+            "400" => "Bad input: the error names the field or value at fault",
+            "401" => "The `Authorization` header is missing or does not carry the CRON_SECRET",
+            "404" => "No such id",
+            "409" => "A conflict with the current state",
+            "413" => "The body is larger than the limit",
+            "503" => "The database is unavailable",
+            _ => "See the error message",
+        }
+    }
+}
+
+impl Modify for ResponseDescriptions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = Self::for_status(status).to_owned();
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -87,13 +135,31 @@ pub struct PromptScheduleErrorDoc {
 
 /// What the HTTP fan-out did (only with DISPATCH=http).
 #[derive(ToSchema)]
-#[schema(as = FanOutReport)]
+#[schema(as = FanOutReport, rename_all = "camelCase")]
 pub struct FanOutReportDoc {
     rescued: u64,
     sent: u64,
     accepted: u64,
     conflicts: u64,
     failed: u64,
+    /// Due jobs not sent because the pass's time budget (DISPATCH_BUDGET_SECS) ran out.
+    left: u64,
+    /// Whether those went to a fresh invocation (`POST /api/jobs/dispatch`).
+    handed_off: bool,
+}
+
+/// The answer of `/api/jobs/dispatch`.
+#[derive(ToSchema)]
+#[schema(as = FanOutAnswer, rename_all = "camelCase")]
+pub struct FanOutAnswerDoc {
+    success: bool,
+    rescued: u64,
+    sent: u64,
+    accepted: u64,
+    conflicts: u64,
+    failed: u64,
+    left: u64,
+    handed_off: bool,
 }
 
 /// The answer of `/api/cron`.

@@ -6,8 +6,11 @@
 //! What is checked: the login (wrong secret, cookie attributes, a token that is not the
 //! secret, logout), that every page without a session goes to the login form, that the cookie
 //! never opens `/api/*`, the same-origin check of form posts, HTML escaping of prompt text,
-//! model names and errors, retrying from the pages, error pages (404, 400, 409, 503), the
-//! store reads behind the overview, and a click-through in a browser.
+//! model names and errors, retrying and cancelling from the pages, error pages (404, 400, 409,
+//! 503, an HTML 404 for unknown pages), the list of every batch, the failed list newest first,
+//! a batch's per-model summary, a prompt's answers side by side, a running count of held jobs
+//! only, well-nested HTML on every page, the store reads behind the overview, and a
+//! click-through in a browser that also measures every page at a phone's and a desktop's width.
 
 use crate::support;
 
@@ -15,7 +18,9 @@ mod actions;
 mod browser;
 mod cdp;
 mod login;
+mod markup;
 mod pages;
+mod reach;
 mod store_reads;
 mod web;
 

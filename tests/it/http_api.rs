@@ -13,6 +13,7 @@ mod auth;
 mod bad_input;
 mod catalog;
 mod concurrency;
+mod openapi;
 mod operations;
 mod queue;
 mod store_stats;
@@ -25,4 +26,9 @@ async fn a_panicking_handler_answers_500_without_details() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_the_api_is_open() {
     auth::without_a_secret_the_api_is_open(support::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_validates_against_the_openapi_3_1_schema() {
+    openapi::the_served_document_validates_against_the_openapi_3_1_schema().await;
 }

@@ -19,3 +19,4 @@ mod reliability;
 mod retention;
 mod schedule_props;
 mod security;
+mod serverless;

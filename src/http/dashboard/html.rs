@@ -49,6 +49,7 @@ pub fn document(frame: &Frame<'_>, body: Markup) -> Markup {
                     nav {
                         @if frame.nav {
                             a href="/" { "Overview" }
+                            a href="/batches" { "Batches" }
                             a href="/failed" { "Failed jobs" }
                         }
                         @if frame.logout {
@@ -69,24 +70,29 @@ pub fn document(frame: &Frame<'_>, body: Markup) -> Markup {
     }
 }
 
-/// Light and readable; no external resources (the CSP allows none).
+/// Light and readable; no external resources (the CSP allows none). Nothing is wider than the
+/// screen: tables and the chart scroll inside their own box ([`scroll`]) so that a phone never
+/// scrolls the page sideways, and long words (URLs, ids in errors) break.
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}
-header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.5em;background:#fff;border-bottom:1px solid #e1e4ea}
-header nav{display:flex;gap:1em;align-items:center}
+header{display:flex;flex-wrap:wrap;gap:.4em 1.5em;align-items:center;padding:.6em 1.5em;background:#fff;border-bottom:1px solid #e1e4ea}
+header nav{display:flex;flex-wrap:wrap;gap:.4em 1em;align-items:center}
 a{color:#2150a8;text-decoration:none}a:hover{text-decoration:underline}
 .brand{font-weight:700;color:#1d2330}
-main{padding:1em 1.5em;max-width:1200px}
-h1{font-size:1.4em;margin:.4em 0}h2{font-size:1.1em;margin:1.4em 0 .5em}
+main{padding:1em 1.5em;max-width:1200px;box-sizing:border-box}
+h1{font-size:1.4em;margin:.4em 0;overflow-wrap:anywhere}h2{font-size:1.1em;margin:1.4em 0 .5em}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;background:#fff;width:100%}
-th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e8eaef;vertical-align:top}
+th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e8eaef;vertical-align:top;overflow-wrap:break-word}
 th{font-weight:600;color:#555;font-size:.9em}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}td.nw{white-space:nowrap}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.nw{white-space:nowrap}
 pre{white-space:pre-wrap;word-break:break-word;background:#fff;border:1px solid #e1e4ea;padding:.8em;max-height:40em;overflow:auto}
 .st{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em}
 .st-queued{background:#e8ecf3}.st-processing{background:#d6e4ff}.st-succeeded{background:#d5f0dc}
 .st-failed{background:#fadadb}.st-skipped{background:#eee;color:#666}
-.bar{display:flex;height:.9em;width:14em;background:#eef0f4;border-radius:.3em;overflow:hidden}
+.bar{display:flex;height:.9em;width:14em;max-width:100%;background:#eef0f4;border-radius:.3em;overflow:hidden}
+.summary .bar{display:inline-flex;vertical-align:middle}
+.summary,.actions{margin:.6em 0}.actions form{margin-right:.6em}
 .bar span{display:block;height:100%}
 .c-succeeded{background:#3aa55d}.c-failed{background:#d64545}.c-skipped{background:#aaa}
 .c-processing{background:#4d7fe0}.c-queued{background:#c9d3e6}
@@ -95,12 +101,22 @@ form.inline{display:inline;margin:0}
 button{font:inherit;padding:.2em .8em;border:1px solid #b8c0cf;border-radius:.3em;background:#fff;cursor:pointer}
 button.primary{background:#2150a8;border-color:#2150a8;color:#fff}
 button.link{border:none;background:none;color:#2150a8;padding:0}
-.filters a{margin-right:.8em}.filters a.on{font-weight:700}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{color:#555}dd{margin:0}
+.filters a{margin-right:.8em;display:inline-block}.filters a.on{font-weight:700}
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.2em 1em}dt{color:#555}dd{margin:0;overflow-wrap:anywhere}
 .login{max-width:22em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e1e4ea}
 .login input{width:100%;box-sizing:border-box;padding:.4em;margin:.4em 0 .8em;font:inherit}
-svg text{font:12px system-ui,sans-serif;fill:#1d2330}
+svg text{font:13px system-ui,sans-serif;fill:#1d2330}
+svg.chart{display:block;width:100%;max-width:625px;height:auto}
+.answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,22em),1fr));gap:1em}
+.answers section{background:#fff;border:1px solid #e1e4ea;padding:.6em .8em;min-width:0}
+.answers h3{font-size:1em;margin:0 0 .4em}.answers pre{border:none;padding:0;margin:.4em 0 0}
+@media (max-width:600px){header,main{padding-left:.7em;padding-right:.7em}th,td{padding:.3em .35em}.bar{width:5em}}
 ";
+
+/// `inner` in a box that scrolls sideways by itself when it is wider than the screen.
+pub fn scroll(inner: Markup) -> Markup {
+    html! { div.scroll { (inner) } }
+}
 
 /// A status as a coloured badge.
 pub fn badge(status: JobStatus) -> Markup {

@@ -1,4 +1,4 @@
-//! One job's page (its attempts and stored response) and the retry actions.
+//! One job's page (its attempts and stored response) and the retry and cancel actions.
 //!
 //! Actions answer with a redirect to the page that shows their effect (post/redirect/get), so
 //! that reloading that page never posts again.
@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
 use maud::html;
 
-use super::html::{badge, millis, opt_time, time};
+use super::html::{badge, millis, opt_time, scroll, time};
 use super::listing::parse_batch_key;
 use super::{PageError, PageResult, page};
 use crate::app::JobSelector;
@@ -44,6 +44,11 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
         @if matches!(job.status, JobStatus::Failed | JobStatus::Skipped) {
             form.inline #retry method="post" action={ "/jobs/" (id) "/retry" } {
                 button.primary type="submit" { "Retry" }
+            }
+        }
+        @if job.status == JobStatus::Queued {
+            form.inline #cancel method="post" action={ "/jobs/" (id) "/cancel" } {
+                button type="submit" { "Cancel" }
             }
         }
         dl {
@@ -83,11 +88,16 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
             Some(prompt) => pre #prompt { (prompt.text) },
             None => p.muted { "prompt #" (job.prompt_id) " (removed)" },
         }
+        p {
+            a #compare href={ "/batches/" (job.batch_key) "/prompts/" (job.prompt_id) } {
+                "Every model's answer to this prompt in batch " (job.batch_key)
+            }
+        }
         h2 { "Attempts" }
         @if detail.attempts.is_empty() {
             p.muted { "No attempt yet." }
         } @else {
-            table #attempts {
+            (scroll(html! { table #attempts {
                 tr {
                     th.n { "#" } th { "Started" } th { "Finished" } th.n { "Took" }
                     th { "Outcome" } th.n { "HTTP" } th { "Class" } th { "Error" }
@@ -108,7 +118,7 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
                         td.err { (attempt.error_message.as_deref().unwrap_or("")) }
                     }
                 }
-            }
+            } }))
         }
         h2 { "Response" }
         @match &detail.response {
@@ -157,6 +167,24 @@ pub(super) async fn retry_batch(State(app): State<App>, Path(key): Path<String>)
     app.retry(&JobSelector::Batch {
         batch_key: key.to_string(),
         status: Some(JobStatus::Failed),
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/batches/{key}")).into_response())
+}
+
+/// `POST /jobs/{id}/cancel`: a queued job to `skipped`.
+pub(super) async fn cancel(State(app): State<App>, Path(id): Path<String>) -> PageResult {
+    let id = parse_job_id(&id)?;
+    app.cancel(&JobSelector::One(id)).await?;
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+/// `POST /batches/{key}/cancel-queued`: every queued job of the batch to `skipped`.
+pub(super) async fn cancel_batch(State(app): State<App>, Path(key): Path<String>) -> PageResult {
+    let key = parse_batch_key(&key)?;
+    app.cancel(&JobSelector::Batch {
+        batch_key: key.to_string(),
+        status: Some(JobStatus::Queued),
     })
     .await?;
     Ok(Redirect::to(&format!("/batches/{key}")).into_response())

@@ -1,13 +1,15 @@
-//! Pieces of the listing pages: names for ids, the jobs table, the pager, query parsing.
+//! Pieces of the listing pages: names for ids, the jobs table, the pager, query parsing, and
+//! the count of calls in flight.
 
 use std::collections::HashMap;
 
+use chrono::Utc;
 use maud::{Markup, html};
 
 use super::PageError;
-use super::html::{badge, progress_bar, truncate};
-use crate::app::App;
-use crate::domain::{BatchKey, Job, ModelId, PromptId, Summary};
+use super::html::{badge, progress_bar, scroll, truncate};
+use crate::app::{App, JobFilter, MAX_PAGE, Page, StatusQuery};
+use crate::domain::{BatchKey, Job, JobStatus, ModelId, PromptId, Summary};
 
 /// Jobs per page of a listing.
 pub(super) const PAGE_SIZE: i64 = 100;
@@ -43,22 +45,64 @@ impl Names {
     }
 }
 
+/// `processing` jobs split by whether a worker still holds them. A job is `processing` from
+/// its claim on; one whose lease expired belongs to a worker that died and only waits for a
+/// rescue, so counting it as running would show calls that nobody is making.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Processing {
+    pub running: i64,
+    pub stalled: i64,
+}
+
+/// [`Processing`] by batch key, over the `processing` jobs of `batch_key` (all batches when
+/// `None`). At most [`MAX_PAGE`] of them are read: far more than the workers ever hold.
+pub(super) async fn processing_by_batch(
+    app: &App,
+    batch_key: Option<&str>,
+) -> Result<HashMap<String, Processing>, PageError> {
+    let listed = app
+        .status(&StatusQuery {
+            filter: JobFilter {
+                batch_key: batch_key.map(str::to_owned),
+                status: Some(JobStatus::Processing),
+                ..JobFilter::default()
+            },
+            page: Page {
+                limit: MAX_PAGE,
+                offset: 0,
+            },
+        })
+        .await?;
+    let now = Utc::now();
+    let mut by_batch: HashMap<String, Processing> = HashMap::new();
+    for job in listed.jobs {
+        let entry = by_batch.entry(job.batch_key).or_default();
+        match job.lease_expires_at {
+            Some(until) if until <= now => entry.stalled += 1,
+            _ => entry.running += 1,
+        }
+    }
+    Ok(by_batch)
+}
+
 /// The counts of a batch in words, with its progress bar.
-pub(super) fn summary_line(s: &Summary) -> Markup {
+pub(super) fn summary_line(s: &Summary, processing: Processing) -> Markup {
     html! {
-        p {
+        div.summary {
             (progress_bar(s)) " "
             span #summary {
-                (s.total) " jobs: " (s.queued) " queued, " (s.processing) " running, "
+                (s.total) " jobs: " (s.queued) " queued, " (processing.running) " running, "
+                @if processing.stalled > 0 { (processing.stalled) " stalled (waiting for a rescue), " }
                 (s.succeeded) " succeeded, " (s.failed) " failed, " (s.skipped) " skipped"
             }
         }
     }
 }
 
-/// A table of jobs; `failures` adds the batch, the error and a retry button per job.
+/// A table of jobs; `failures` adds the batch, the error and a retry button per job. A
+/// prompt links to its answers in the job's batch, side by side across models.
 pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup {
-    html! {
+    scroll(html! {
         table.jobs {
             tr {
                 th { "Job" }
@@ -69,11 +113,15 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup 
             }
             @for job in jobs {
                 tr {
-                    td { a.job href={ "/jobs/" (job.id) } { "#" (job.id) } }
+                    td.nw { a.job href={ "/jobs/" (job.id) } { "#" (job.id) } }
                     @if failures {
                         td.nw { a href={ "/batches/" (job.batch_key) } { (job.batch_key) } }
                     }
-                    td { (truncate(&names.prompt(job.prompt_id), 80)) }
+                    td {
+                        a href={ "/batches/" (job.batch_key) "/prompts/" (job.prompt_id) } {
+                            (truncate(&names.prompt(job.prompt_id), 80))
+                        }
+                    }
                     td { (names.model(job.model_id)) }
                     td.n { (job.run_index) }
                     td { (badge(job.status)) }
@@ -89,7 +137,7 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup 
                 }
             }
         }
-    }
+    })
 }
 
 /// Previous/next links when the listing has more than one page; `base` is the listing's path
@@ -97,7 +145,7 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup 
 pub(super) fn pager(base: &str, offset: i64, total: i64) -> Markup {
     html! {
         @if total > PAGE_SIZE {
-            p {
+            p.pager {
                 "Jobs " (offset + 1) "–" ((offset + PAGE_SIZE).min(total)) " of " (total) ". "
                 @if offset > 0 {
                     a href={ (base) "offset=" ((offset - PAGE_SIZE).max(0)) } { "previous" } " "

@@ -3,10 +3,14 @@
 //! - `GET /login`, `POST /login`, `POST /logout`: the session ([`session`]).
 //! - `GET /`: the newest batches with their progress, each model's success rate and p50/p95
 //!   latency over the newest batches (inline SVG), the pauses in force.
-//! - `GET /batches/{key}?status=&offset=`: a batch's jobs, filtered by status;
-//!   `POST /batches/{key}/retry-failed` retries its failed jobs.
-//! - `GET /failed?batch=&offset=`: failed jobs with their error and attempts, retry buttons.
-//! - `GET /jobs/{id}`: a job's attempts and stored response; `POST /jobs/{id}/retry`.
+//! - `GET /batches?offset=`: every batch, newest first.
+//! - `GET /batches/{key}?status=&offset=`: a batch's per-model summary and its jobs, filtered
+//!   by status; `POST /batches/{key}/retry-failed` retries its failed jobs,
+//!   `POST /batches/{key}/cancel-queued` cancels its queued ones.
+//! - `GET /batches/{key}/prompts/{id}`: a prompt's answers in the batch, side by side.
+//! - `GET /failed?batch=&offset=`: failed jobs, newest first, with their error and attempts.
+//! - `GET /jobs/{id}`: a job's attempts and stored response; `POST /jobs/{id}/retry`,
+//!   `POST /jobs/{id}/cancel`.
 //!
 //! Pages reload themselves (a `<meta>` refresh, no script) while their jobs are queued or
 //! running. Handlers call the use cases of [`App`] only, and write their markup as [`maud`]
@@ -15,6 +19,7 @@
 //! the API's ([`crate::http::router_with`]), whose layers (tracing, panic guard, secret
 //! scrubber, body limit) wrap it too.
 
+mod batches;
 mod chart;
 mod html;
 mod job;
@@ -39,11 +44,15 @@ use html::{Frame, document};
 pub fn router(app: App) -> Router {
     let behind_login = Router::new()
         .route("/", get(pages::overview))
+        .route("/batches", get(batches::list))
         .route("/batches/{key}", get(pages::batch))
         .route("/batches/{key}/retry-failed", post(job::retry_batch))
+        .route("/batches/{key}/cancel-queued", post(job::cancel_batch))
+        .route("/batches/{key}/prompts/{id}", get(batches::compare))
         .route("/failed", get(pages::failed))
         .route("/jobs/{id}", get(job::show))
         .route("/jobs/{id}/retry", post(job::retry))
+        .route("/jobs/{id}/cancel", post(job::cancel))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             session::require_session,
@@ -73,7 +82,10 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    with_security_headers(next.run(request).await)
+}
+
+fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -86,6 +98,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The answer to a browser that asked for a page that does not exist: an HTML 404 (the API's
+/// fallback answers everyone else in JSON).
+pub fn not_found_page(path: &str) -> Response {
+    with_security_headers(PageError::NotFound(format!("no page at {path}")).into_response())
 }
 
 /// A page: the frame around `body`, with the logout button when there is a session to end.

@@ -1,4 +1,5 @@
-//! The dashboard's listing pages: the overview, a batch's jobs, the failed jobs.
+//! The dashboard's listing pages: the overview, a batch's jobs with its per-model summary,
+//! the failed jobs (newest first).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -6,23 +7,27 @@ use maud::html;
 use serde::Deserialize;
 
 use super::chart::{model_chart, model_label, success_rate};
-use super::html::{count, millis, progress_bar, running, time};
+use super::html::{count, millis, progress_bar, running, scroll, time};
 use super::listing::{
-    Names, PAGE_SIZE, jobs_table, pager, parse_batch_key, parse_offset, summary_line,
+    Names, PAGE_SIZE, jobs_table, pager, parse_batch_key, parse_offset, processing_by_batch,
+    summary_line,
 };
 use super::{PageError, PageResult, page};
 use crate::app::{App, StatusQuery};
 use crate::app::{JobFilter, Page};
 use crate::domain::JobStatus;
 
-/// Batches listed on the overview.
-const BATCHES_SHOWN: i64 = 20;
+/// Batches listed on the overview (the others are on `/batches`).
+pub(super) const BATCHES_SHOWN: i64 = 20;
 /// Batches the model figures cover.
 const MODEL_WINDOW: usize = 7;
 
 /// `GET /`.
 pub(super) async fn overview(State(app): State<App>) -> PageResult {
-    let overview = app.overview(BATCHES_SHOWN, MODEL_WINDOW).await?;
+    let (overview, processing) = tokio::try_join!(
+        async { Ok(app.overview(BATCHES_SHOWN, MODEL_WINDOW).await?) },
+        processing_by_batch(&app, None),
+    )?;
     let failed: i64 = overview.batches.iter().map(|b| b.summary.failed).sum();
     let dash = || "—".to_owned();
     let latency = |ms: Option<i64>| ms.map_or_else(dash, millis);
@@ -31,12 +36,12 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
         h1 { "Overview" }
         @if !overview.pauses.is_empty() {
             h2 { "Paused" }
-            table {
+            (scroll(html! { table {
                 tr { th { "What" } th { "Until" } th { "Why" } }
                 @for pause in &overview.pauses {
                     tr { td { (pause.scope) } td { (time(pause.until)) } td { (pause.reason) } }
                 }
-            }
+            } }))
         }
         @for blocked in &overview.blocked {
             p.blocked {
@@ -51,17 +56,19 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
         @if overview.batches.is_empty() {
             p.muted { "No batch yet: the first scheduling pass creates one." }
         } @else {
-            table #batches {
+            (scroll(html! { table #batches {
                 tr {
                     th { "Batch" } th { "Progress" } th.n { "Total" } th.n { "Queued" }
-                    th.n { "Running" } th.n { "Succeeded" } th.n { "Failed" } th.n { "Skipped" }
+                    th.n title="Calls in flight: claimed jobs whose worker still holds them" { "Running" }
+                    th.n { "Succeeded" } th.n { "Failed" } th.n { "Skipped" }
                 }
                 @for batch in &overview.batches {
                     @let s = &batch.summary;
+                    @let held = processing.get(&batch.batch_key).copied().unwrap_or_default();
                     tr {
-                        td { a href={ "/batches/" (batch.batch_key) } { (batch.batch_key) } }
+                        td.nw { a href={ "/batches/" (batch.batch_key) } { (batch.batch_key) } }
                         td { (progress_bar(s)) }
-                        td.n { (s.total) } td.n { (s.queued) } td.n { (s.processing) }
+                        td.n { (s.total) } td.n { (s.queued) } td.n { (held.running) }
                         td.n { (s.succeeded) }
                         td.n {
                             @if s.failed > 0 {
@@ -71,12 +78,15 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                         td.n { (s.skipped) }
                     }
                 }
+            } }))
+            @if overview.batches.len() as i64 >= BATCHES_SHOWN {
+                p { a href="/batches" { "All batches" } }
             }
         }
         @if !overview.models.is_empty() {
             h2 { "Models over the last " (windows) " batch" @if windows != 1 { "es" } }
             (model_chart(&overview.models))
-            table #models {
+            (scroll(html! { table #models {
                 tr {
                     th { "Model" } th.n { "Succeeded" } th.n { "Failed" } th.n { "Success rate" }
                     th.n { "p50" } th.n { "p95" }
@@ -91,7 +101,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                         td.n { (latency(model.latency_ms.p95)) }
                     }
                 }
-            }
+            } }))
         }
         @if failed > 0 {
             p { a href="/failed" { (failed) " failed job" @if failed != 1 { "s" } " in these batches" } }
@@ -137,7 +147,7 @@ pub(super) async fn batch(
             offset,
         },
     };
-    let (all, listed, names) = tokio::try_join!(
+    let (all, listed, names, models, processing) = tokio::try_join!(
         async {
             Ok(app
                 .status(&StatusQuery {
@@ -151,6 +161,8 @@ pub(super) async fn batch(
         },
         async { Ok(app.status(&shown).await?) },
         Names::load(&app),
+        async { Ok(app.model_report(key.as_str()).await?) },
+        processing_by_batch(&app, Some(key.as_str())),
     )?;
     if all.summary.total == 0 {
         return Err(PageError::NotFound(format!("batch {key} has no jobs")));
@@ -161,16 +173,45 @@ pub(super) async fn batch(
         None => format!("/batches/{key}?"),
     };
     let on = |wanted: Option<JobStatus>| (status == wanted).then_some("on");
+    let held = processing.get(key).copied().unwrap_or_default();
+    let dash = || "—".to_owned();
     let body = html! {
         h1 { "Batch " (key) }
-        (summary_line(&all.summary))
-        @if all.summary.failed > 0 {
-            div {
-                form.inline method="post" action={ "/batches/" (key) "/retry-failed" } {
-                    button type="submit" { "Retry all " (all.summary.failed) " failed in this batch" }
+        (summary_line(&all.summary, held))
+        @if all.summary.failed > 0 || all.summary.queued > 0 {
+            div.actions {
+                @if all.summary.failed > 0 {
+                    form.inline method="post" action={ "/batches/" (key) "/retry-failed" } {
+                        button type="submit" { "Retry all " (all.summary.failed) " failed in this batch" }
+                    }
+                }
+                @if all.summary.queued > 0 {
+                    form.inline method="post" action={ "/batches/" (key) "/cancel-queued" } {
+                        button type="submit" { "Cancel all " (all.summary.queued) " queued in this batch" }
+                    }
                 }
             }
         }
+        h2 { "Per model" }
+        (scroll(html! { table #per-model {
+            tr {
+                th { "Model" } th.n { "Jobs" } th.n { "Succeeded" } th.n { "Failed" }
+                th.n { "Attempts" } th.n { "Tokens" } th.n { "p50" } th.n { "p95" }
+            }
+            @for model in &models {
+                tr {
+                    td { (names.model(model.model_id)) }
+                    td.n { (model.summary.total) }
+                    td.n { (model.summary.succeeded) }
+                    td.n { (model.summary.failed) }
+                    td.n { (model.attempts) }
+                    td.n { (model.tokens) }
+                    td.n { (model.latency_p50_ms.map_or_else(dash, millis)) }
+                    td.n { (model.latency_p95_ms.map_or_else(dash, millis)) }
+                }
+            }
+        } }))
+        h2 { "Jobs" }
         p.filters {
             a href={ "/batches/" (key) } class=[on(None)] { "all (" (all.summary.total) ")" }
             @for candidate in JobStatus::ALL {
@@ -203,22 +244,31 @@ pub(super) async fn failed(
         Some(text) => Some(parse_batch_key(text)?),
     };
     let offset = parse_offset(query.offset.as_deref())?;
+    let filter = JobFilter {
+        batch_key: batch.as_ref().map(ToString::to_string),
+        status: Some(JobStatus::Failed),
+        ..JobFilter::default()
+    };
+    // Newest first: the listing comes oldest first (by id), so the page `offset` from the
+    // newest is read from the other end and turned around.
+    let total = app.summary(&filter).await?.total;
+    let limit = PAGE_SIZE.min(total - offset);
     let listing = StatusQuery {
-        filter: JobFilter {
-            batch_key: batch.as_ref().map(ToString::to_string),
-            status: Some(JobStatus::Failed),
-            ..JobFilter::default()
-        },
+        filter,
         page: Page {
-            limit: PAGE_SIZE,
-            offset,
+            limit: limit.max(1),
+            offset: (total - offset - PAGE_SIZE).max(0),
         },
     };
-    let (listed, names, overview) = tokio::try_join!(
+    let (mut listed, names, overview) = tokio::try_join!(
         async { Ok(app.status(&listing).await?) },
         Names::load(&app),
         async { Ok(app.overview(BATCHES_SHOWN, 0).await?) },
     )?;
+    if limit <= 0 {
+        listed.jobs.clear();
+    }
+    listed.jobs.reverse();
     let with_failures = overview
         .batches
         .iter()

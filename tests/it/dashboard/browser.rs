@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: the `promptq` binary serves a finished batch (steady jobs
 //! succeeded, jobs of a `failRate: 1` model failed with `MAX_ATTEMPTS=1`), and a headless
 //! Chromium logs in through the form, reads the batch's numbers, opens a failed job, clicks
-//! Retry and sees it queued. Screenshots go to `target/tmp/`.
+//! Retry and sees it queued. Then every page is opened at a phone's width (390 px) and a
+//! desktop's (1280 px): none may scroll sideways, and the chart's labels must lie inside it.
+//! Screenshots go to `target/tmp/`; the overview at both widths to `docs/`.
 //!
 //! Without Chromium the test prints a loud SKIP and passes, unless `PROMPTQ_REQUIRE_BROWSER=1`
 //! (CI) makes that a failure.
@@ -148,6 +150,35 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
 
     let mut browser = Browser::launch(&chromium).await.expect("launch Chromium");
     let seen = drive(&mut browser, &base).await.expect("the click-through");
+    let pages = [
+        "/".to_owned(),
+        "/batches".to_owned(),
+        format!("/batches/{BATCH}"),
+        format!("/batches/{BATCH}?status=failed"),
+        format!("/batches/{BATCH}/prompts/1"),
+        "/failed".to_owned(),
+        format!("/jobs/{}", seen.job),
+        format!("/jobs/{}", seen.job - 1),
+        "/no-such-page".to_owned(),
+    ];
+    for (width, mobile) in [(390, true), (1280, false)] {
+        for path in &pages {
+            fits(&mut browser, &base, path, width, mobile)
+                .await
+                .unwrap_or_else(|err| panic!("{path} at {width} px: {err}"));
+        }
+        labels_inside_the_chart(&mut browser, &base)
+            .await
+            .unwrap_or_else(|err| panic!("the chart at {width} px: {err}"));
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(format!("dashboard-{width}.png"));
+        browser
+            .screenshot(&docs)
+            .await
+            .unwrap_or_else(|err| panic!("screenshot at {width} px: {err}"));
+        println!("dashboard at {width} px: {}", docs.display());
+    }
 
     // What the browser did, as the API sees it.
     let detail: Value = reqwest::Client::new()
@@ -166,6 +197,75 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
         seen.failed.display(),
         seen.retried.display()
     );
+}
+
+/// Opens `path` at `width` px and checks that nothing makes the page wider than the window.
+async fn fits(
+    browser: &mut Browser,
+    base: &str,
+    path: &str,
+    width: u32,
+    mobile: bool,
+) -> Result<(), String> {
+    browser.set_width(width, mobile).await?;
+    browser.navigate(&format!("{base}{path}")).await?;
+    let pathname = path.split('?').next().unwrap_or(path);
+    browser
+        .wait_for(
+            &format!(
+                "location.pathname === {} && !!document.querySelector('main')",
+                json!(pathname)
+            ),
+            path,
+        )
+        .await?;
+    // On a phone, content wider than the screen widens the layout viewport (the page is
+    // zoomed out), so innerWidth itself shows the overflow there.
+    let measured = browser
+        .eval(&format!(
+            "(() => {{ const wide = [...document.querySelectorAll('body *')] \
+               .filter(e => e.getBoundingClientRect().right > {width} + 0.5) \
+               .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')); \
+             return {{scroll: document.documentElement.scrollWidth, inner: innerWidth, \
+                     wide: wide.slice(0, 8)}}; }})()"
+        ))
+        .await?;
+    let (Some(scroll), Some(inner)) = (measured["scroll"].as_i64(), measured["inner"].as_i64())
+    else {
+        return Err(format!("measured {measured}"));
+    };
+    expect(
+        inner == i64::from(width),
+        format!("innerWidth {inner}; too wide: {}", measured["wide"]),
+    )?;
+    expect(
+        scroll <= inner,
+        format!(
+            "scrollWidth {scroll} > innerWidth {inner}; too wide: {}",
+            measured["wide"]
+        ),
+    )
+}
+
+/// On the overview, every text of the chart lies within the drawing (nothing is cut off).
+async fn labels_inside_the_chart(browser: &mut Browser, base: &str) -> Result<(), String> {
+    browser.navigate(&format!("{base}/")).await?;
+    browser
+        .wait_for(
+            "location.pathname === '/' && !!document.querySelector('svg.chart')",
+            "the overview's chart",
+        )
+        .await?;
+    let clipped = browser
+        .eval(
+            "(() => { const svg = document.querySelector('svg.chart'); \
+               const box = svg.viewBox.baseVal; \
+               return [...svg.querySelectorAll('text')].filter(t => { const b = t.getBBox(); \
+                 return b.x < 0 || b.y < 0 || b.x + b.width > box.width || b.y + b.height > box.height; \
+               }).map(t => t.textContent); })()",
+        )
+        .await?;
+    expect(clipped == json!([]), format!("labels cut off: {clipped}"))
 }
 
 /// What the click-through saw.

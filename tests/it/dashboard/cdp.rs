@@ -225,13 +225,19 @@ impl Browser {
             .eval(&format!(
                 "(() => {{ const e = document.querySelector({}); if (!e) return null; \
                  e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
-                 return {{x: r.x + r.width / 2, y: r.y + r.height / 2}}; }})()",
+                 const x = r.x + r.width / 2, y = r.y + r.height / 2; \
+                 const hit = document.elementFromPoint(x, y); \
+                 return {{x, y, hit: hit && (e.contains(hit) ? '' : hit.outerHTML.slice(0, 200))}}; }})()",
                 json!(selector)
             ))
             .await?;
         let (Some(x), Some(y)) = (place["x"].as_f64(), place["y"].as_f64()) else {
             return Err(format!("no element {selector} to click"));
         };
+        // A user's click lands on whatever is on top there: make sure it is the element.
+        if let Some(other) = place["hit"].as_str().filter(|hit| !hit.is_empty()) {
+            return Err(format!("{selector} is covered at its centre by {other}"));
+        }
         for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
             self.call(
                 "Input.dispatchMouseEvent",
@@ -239,6 +245,18 @@ impl Browser {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Makes the page `width` CSS pixels wide, as a phone (`mobile`: the viewport meta tag
+    /// applies) or a desktop window would.
+    pub async fn set_width(&mut self, width: u32, mobile: bool) -> Result<(), String> {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": if mobile { 844 } else { 900 },
+                   "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await?;
         Ok(())
     }
 

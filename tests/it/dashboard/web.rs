@@ -115,6 +115,18 @@ impl Dash {
         read(request.send().await.expect("GET")).await
     }
 
+    /// `GET path` with the session cookie and this `Accept` header, as a browser sends it.
+    pub async fn get_accepting(&self, path: &str, accept: &str) -> Page {
+        let mut request = self
+            .web
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, accept);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        read(request.send().await.expect("GET")).await
+    }
+
     /// `GET path` with this exact `Cookie` header.
     pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Page {
         let request = self.web.get(self.url(path)).header(COOKIE, cookie);
