@@ -18,6 +18,7 @@ on_both!(
     a_keyless_model_is_warned_about_and_its_jobs_shown_blocked,
     a_prompt_without_an_active_model_keeps_its_batch,
     a_prompt_without_a_list_runs_on_models_added_later,
+    the_http_fan_out_does_not_send_jobs_of_blocked_models,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -490,4 +491,31 @@ pub async fn a_prompt_without_a_list_runs_on_models_added_later(db: TestDb) {
             .map(Vec::len),
         Some(4)
     );
+}
+
+/// The HTTP fan-out sends only jobs that can run here: a key-less model's job waits, queued,
+/// instead of being sent (and refused with a 409) on every pass.
+pub async fn the_http_fan_out_does_not_send_jobs_of_blocked_models(db: TestDb) {
+    let (fake, server, _) = server_with_a_keyless_model(db, true).await;
+    server.model("mock", json!({})).await;
+    server.prompt("hello", 1).await;
+    let cron = server.get("/api/cron").await;
+    let body = cron.assert_ok();
+    assert_eq!(body["jobsCreated"], json!(2), "{body}");
+    assert_eq!(
+        (&body["dispatch"]["sent"], &body["dispatch"]["accepted"]),
+        (&json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["dispatch"]["conflicts"], json!(0), "{body}");
+    let again = server.get("/api/cron").await;
+    let body = again.assert_ok();
+    assert_eq!(body["dispatch"]["sent"], json!(0), "{body}");
+    let status = server.get("/api/jobs/status").await;
+    let summary = &status.assert_ok()["summary"];
+    assert_eq!(
+        (&summary["queued"], &summary["succeeded"]),
+        (&json!(1), &json!(1))
+    );
+    assert!(fake.seen().is_empty());
 }
