@@ -49,7 +49,7 @@ pub struct CatalogModel {
 #[serde(deny_unknown_fields)]
 pub struct CatalogPrompt {
     pub text: String,
-    /// Model names; omitted means every active model.
+    /// Model names; omitted means every model active when each batch is created.
     #[serde(default)]
     pub models: Option<Vec<String>>,
     #[serde(default = "one")]

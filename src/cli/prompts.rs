@@ -76,7 +76,7 @@ pub enum PromptsCommand {
     ///
     /// The file has two lists, both optional. `models:` items have name, provider, model,
     /// params (an object) and active (default true). `prompts:` items have text, models (a list
-    /// of model names; omitted: every active model), runs (default 1), schedule (a cron
+    /// of model names; omitted: every model active when each batch is created), runs (default 1), schedule (a cron
     /// expression; omitted: CRON_SCHEDULE) and active (default true). Models are matched by
     /// name and prompts by their exact text: missing ones are created, different ones
     /// updated, and nothing is ever deleted, so importing the same file twice changes nothing.
