@@ -254,7 +254,12 @@ impl Model {
 pub struct Prompt {
     pub id: PromptId,
     pub text: String,
+    /// The models its next batch runs on: its own list, or, for an all-models prompt, the
+    /// models active now.
     pub model_ids: Vec<ModelId>,
+    /// Runs on every model active when its batch is enqueued (it was given no model list).
+    #[serde(default)]
+    pub all_models: bool,
     pub runs: i32,
     pub active: bool,
     pub schedule: Option<String>,

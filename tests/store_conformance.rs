@@ -112,10 +112,13 @@ conformance!(
     unlinking_a_model_skips_its_queued_jobs,
     finish_dates_rows_by_the_store_clock,
     database_clock_decides_leases,
+    all_models_prompt_takes_the_models_active_at_each_enqueue,
 );
 
 #[path = "store_conformance/actions.rs"]
 mod actions;
+#[path = "store_conformance/catalog.rs"]
+mod catalog;
 #[path = "store_conformance/enqueue_claim.rs"]
 mod enqueue_claim;
 #[path = "store_conformance/finish_rescue.rs"]
@@ -126,6 +129,7 @@ mod queries;
 #[path = "store_conformance/versions.rs"]
 mod versions;
 use actions::*;
+use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
 use queries::*;

@@ -49,7 +49,7 @@ pub struct CatalogModel {
 #[serde(deny_unknown_fields)]
 pub struct CatalogPrompt {
     pub text: String,
-    /// Model names; omitted means every active model.
+    /// Model names; omitted means every model active when each batch is created.
     #[serde(default)]
     pub models: Option<Vec<String>>,
     #[serde(default = "one")]
@@ -144,13 +144,8 @@ impl App {
             return Ok(report);
         }
 
-        // A prompt without a model list runs on every active model, as when it is created.
-        let all_active: Vec<ModelId> = sorted(
-            by_name
-                .values()
-                .filter(|model| model.active)
-                .map(|model| model.id),
-        );
+        // A prompt without a model list runs on every model active at each batch, as when it
+        // is created.
         let mut by_text: BTreeMap<String, Prompt> = BTreeMap::new();
         for prompt in self.prompts().await? {
             // Several live prompts may share a text; the oldest one is the file's.
@@ -176,16 +171,13 @@ impl App {
                     .await?;
                     report.prompts.created += 1;
                 }
-                Some(current) => {
-                    let wanted_ids = model_ids.unwrap_or_else(|| all_active.clone());
-                    match prompt_patch(current, &item, wanted_ids) {
-                        None => report.prompts.unchanged += 1,
-                        Some(patch) => {
-                            self.update_prompt(current.id, patch).await?;
-                            report.prompts.updated += 1;
-                        }
+                Some(current) => match prompt_patch(current, &item, model_ids) {
+                    None => report.prompts.unchanged += 1,
+                    Some(patch) => {
+                        self.update_prompt(current.id, patch).await?;
+                        report.prompts.updated += 1;
                     }
-                }
+                },
             }
         }
         Ok(report)
@@ -348,15 +340,17 @@ fn model_patch(current: &Model, wanted: &NewModel) -> Option<ModelPatch> {
 }
 
 /// The changes that make `current` what the file says, or `None` when it already is.
+/// `model_ids: None` (no list in the file) means every active model, at each batch.
 fn prompt_patch(
     current: &Prompt,
     wanted: &CatalogPrompt,
-    model_ids: Vec<ModelId>,
+    model_ids: Option<Vec<ModelId>>,
 ) -> Option<PromptPatch> {
     let current_ids = sorted(current.model_ids.iter().copied());
     let patch = PromptPatch {
         text: None,
-        model_ids: (current_ids != model_ids).then_some(model_ids),
+        all_models: model_ids.is_none() && !current.all_models,
+        model_ids: model_ids.filter(|ids| current.all_models || current_ids != *ids),
         runs: (current.runs != wanted.runs).then_some(wanted.runs),
         active: (current.active != wanted.active).then_some(wanted.active),
         schedule: (current.schedule != wanted.schedule).then(|| wanted.schedule.clone()),

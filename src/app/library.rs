@@ -96,6 +96,11 @@ impl App {
     }
 
     pub async fn update_prompt(&self, id: PromptId, patch: PromptPatch) -> AppResult<Prompt> {
+        if patch.all_models && patch.model_ids.is_some() {
+            return Err(AppError::BadInput(
+                "give either a model list or all models, not both".into(),
+            ));
+        }
         self.check_prompt(
             patch.text.as_deref(),
             patch.runs,

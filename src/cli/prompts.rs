@@ -20,7 +20,8 @@ pub enum PromptsCommand {
     Add {
         /// The prompt's text; `-` reads it from standard input
         text: String,
-        /// A model to run it on (repeatable); without one, every active model
+        /// A model to run it on (repeatable); without one, every model active when each
+        /// batch is enqueued (models added later join the next batch)
         #[arg(long = "model-id", value_name = "ID")]
         model_ids: Vec<ModelId>,
         /// Runs per batch on each model
@@ -48,7 +49,8 @@ pub enum PromptsCommand {
         /// Run it on exactly these models (repeatable)
         #[arg(long = "model-id", value_name = "ID", conflicts_with = "all_models")]
         model_ids: Vec<ModelId>,
-        /// Run it on every model that is active now
+        /// Run it on every model active when each batch is enqueued, from the next batch on
+        /// (models added later join)
         #[arg(long)]
         all_models: bool,
         /// Runs per batch on each model
@@ -74,7 +76,7 @@ pub enum PromptsCommand {
     ///
     /// The file has two lists, both optional. `models:` items have name, provider, model,
     /// params (an object) and active (default true). `prompts:` items have text, models (a list
-    /// of model names; omitted: every active model), runs (default 1), schedule (a cron
+    /// of model names; omitted: every model active when each batch is created), runs (default 1), schedule (a cron
     /// expression; omitted: CRON_SCHEDULE) and active (default true). Models are matched by
     /// name and prompts by their exact text: missing ones are created, different ones
     /// updated, and nothing is ever deleted, so importing the same file twice changes nothing.
@@ -136,15 +138,10 @@ pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode>
             active,
             inactive,
         } => {
-            let model_ids = if all_models {
-                let models = app.models().await?;
-                Some(models.iter().filter(|m| m.active).map(|m| m.id).collect())
-            } else {
-                (!model_ids.is_empty()).then_some(model_ids)
-            };
             let patch = PromptPatch {
                 text: text.map(text_arg).transpose()?,
-                model_ids,
+                model_ids: (!model_ids.is_empty()).then_some(model_ids),
+                all_models,
                 runs,
                 active: (active || inactive).then_some(active),
                 schedule: if global_schedule {
@@ -173,9 +170,15 @@ pub async fn run(app: &App, command: PromptsCommand) -> anyhow::Result<ExitCode>
 }
 
 fn describe(prompt: &Prompt) -> String {
+    let models = if prompt.all_models {
+        "all models, now ".to_owned()
+    } else {
+        String::new()
+    };
     format!(
-        "prompt {} ({} model{} × {} run{}{}{}): {}",
+        "prompt {} ({}{} model{} × {} run{}{}{}): {}",
         prompt.id,
+        models,
         prompt.model_ids.len(),
         if prompt.model_ids.len() == 1 { "" } else { "s" },
         prompt.runs,
@@ -214,6 +217,12 @@ async fn print_table(app: &App, prompts: &[Prompt]) -> anyhow::Result<()> {
             .map(|id| names.get(id).cloned().unwrap_or_else(|| id.to_string()))
             .collect::<Vec<_>>()
             .join(",");
+        // Which models an all-models prompt runs on changes with the catalog: say so.
+        let models = if prompt.all_models {
+            format!("all: {models}")
+        } else {
+            models
+        };
         table.push(vec![
             prompt.id.to_string(),
             if prompt.active { "yes" } else { "no" }.to_owned(),

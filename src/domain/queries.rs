@@ -25,7 +25,7 @@ pub struct ModelPatch {
     pub active: Option<bool>,
 }
 
-/// A prompt to create. `model_ids: None` means every active model.
+/// A prompt to create. `model_ids: None` means every model active when each batch is enqueued.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPrompt {
     pub text: String,
@@ -39,7 +39,10 @@ pub struct NewPrompt {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PromptPatch {
     pub text: Option<String>,
+    /// Run it on exactly these models from now on.
     pub model_ids: Option<Vec<ModelId>>,
+    /// Run it on every model active when each batch is enqueued (excludes `model_ids`).
+    pub all_models: bool,
     pub runs: Option<i32>,
     pub active: Option<bool>,
     pub schedule: Option<Option<String>>,

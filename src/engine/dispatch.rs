@@ -62,7 +62,19 @@ pub async fn fan_out(runtime: &Runtime, deadline: Option<std::time::Instant>) ->
         Ok(rescued) => report.rescued = rescued.len(),
         Err(err) => tracing::warn!(error = %err, "rescue before fan-out failed"),
     }
-    let ids = match runtime.store().jobs_due_ids(now, MAX_PER_PASS).await {
+    // Jobs of models this process cannot call would only be refused (409): they wait.
+    let except = match runtime.blocked_ids().await {
+        Ok(except) => except,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the blocked models for the fan-out");
+            return report;
+        }
+    };
+    let ids = match runtime
+        .store()
+        .jobs_due_ids(now, MAX_PER_PASS, &except)
+        .await
+    {
         Ok(ids) => ids,
         Err(err) => {
             tracing::error!(error = %err, "cannot list due jobs for the fan-out");

@@ -195,7 +195,7 @@ pub async fn delete_model(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePrompt {
     pub text: String,
-    /// Default: every active model.
+    /// Default: every model active when each batch is enqueued (models added later join).
     pub model_ids: Option<Vec<i64>>,
     /// Runs per batch, 1 to 1000 (default 1).
     #[serde(default = "one")]
@@ -211,7 +211,10 @@ pub struct CreatePrompt {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePrompt {
     pub text: Option<String>,
+    /// Run it on exactly these models from now on.
     pub model_ids: Option<Vec<i64>>,
+    /// `true`: run it on every model active when each batch is enqueued (not with `modelIds`).
+    pub all_models: Option<bool>,
     pub runs: Option<i32>,
     pub active: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
@@ -271,9 +274,16 @@ pub async fn update_prompt(
     ApiPath(id): ApiPath<PromptId>,
     ApiJson(body): ApiJson<UpdatePrompt>,
 ) -> ApiResult<Json<Success<OnePrompt>>> {
+    if body.all_models == Some(false) && body.model_ids.is_none() {
+        return Err(AppError::BadInput(
+            "allModels: false needs modelIds, the models to run it on".into(),
+        )
+        .into());
+    }
     let patch = PromptPatch {
         text: body.text,
         model_ids: body.model_ids,
+        all_models: body.all_models == Some(true),
         runs: body.runs,
         active: body.active,
         schedule: body.schedule,

@@ -442,6 +442,7 @@ pub struct PromptDoc {
     id: i64,
     text: String,
     model_ids: Vec<i64>,
+    all_models: bool,
     runs: i32,
     active: bool,
     /// Its own cron expression; null follows the global schedule.

@@ -237,11 +237,13 @@ pub trait Jobs: Send + Sync {
         now: impl Into<Clock> + Send,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    /// Ids of `queued` jobs due at `now`, oldest due first (for the HTTP fan-out).
+    /// Ids of `queued` jobs due at `now`, oldest due first, but none of the models in
+    /// `except` (for the HTTP fan-out, which does not send what cannot run).
     fn jobs_due_ids(
         &self,
         now: impl Into<Clock> + Send,
         limit: i64,
+        except: &[ModelId],
     ) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
 
     fn job_get(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;

@@ -204,9 +204,14 @@ impl Store {
     }
 
     /// See [`Jobs::jobs_due_ids`].
-    pub async fn jobs_due_ids(&self, now: impl Into<Clock>, limit: i64) -> StoreResult<Vec<JobId>> {
+    pub async fn jobs_due_ids(
+        &self,
+        now: impl Into<Clock>,
+        limit: i64,
+        except: &[ModelId],
+    ) -> StoreResult<Vec<JobId>> {
         let now = now.into();
-        on_backend!(self.jobs_due_ids(now, limit))
+        on_backend!(self.jobs_due_ids(now, limit, except))
     }
 
     /// See [`Jobs::jobs_count_expired`].

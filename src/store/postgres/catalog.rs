@@ -103,17 +103,20 @@ impl Catalog for PostgresStore {
     async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at, all_models)
+             VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
         )
         .bind(&new.text)
         .bind(new.runs)
         .bind(new.active)
         .bind(&new.schedule)
         .bind(now)
+        .bind(new.model_ids.is_none())
         .fetch_one(&mut *tx)
         .await?;
-        set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        if let Some(model_ids) = &new.model_ids {
+            set_prompt_models(&mut tx, id, model_ids).await?;
+        }
         set_prompt_version(&mut tx, id, &new.text, now).await?;
         let prompt = fetch_prompt(&mut tx, id).await?;
         tx.commit().await?;
@@ -150,7 +153,8 @@ impl Catalog for PostgresStore {
             "UPDATE prompts SET
                 text = COALESCE($2, text), runs = COALESCE($3, runs),
                 active = COALESCE($4, active),
-                schedule = CASE WHEN $5 THEN $6 ELSE schedule END, updated_at = $7
+                schedule = CASE WHEN $5 THEN $6 ELSE schedule END, updated_at = $7,
+                all_models = CASE WHEN $8 THEN TRUE WHEN $9 THEN FALSE ELSE all_models END
              WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id)
@@ -160,18 +164,22 @@ impl Catalog for PostgresStore {
         .bind(schedule_set)
         .bind(schedule)
         .bind(now)
+        .bind(patch.all_models)
+        .bind(patch.model_ids.is_some())
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if updated == 0 {
             return Ok(None);
         }
-        if let Some(model_ids) = &patch.model_ids {
+        if patch.all_models || patch.model_ids.is_some() {
             sqlx::query("DELETE FROM prompt_models WHERE prompt_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+        }
+        if let Some(model_ids) = &patch.model_ids {
+            set_prompt_models(&mut tx, id, model_ids).await?;
             // An unlinked model's queued jobs are skipped, as a deleted model's are.
             sqlx::query(
                 "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, error_message = $2
@@ -303,42 +311,24 @@ impl PostgresStore {
     }
 }
 
-/// Links a prompt to the given live models, or to every active model when none are given.
-async fn set_prompt_models(
-    tx: &mut PgTx,
-    prompt_id: PromptId,
-    model_ids: Option<&[ModelId]>,
-) -> StoreResult<()> {
-    match model_ids {
-        None => {
-            sqlx::query(
-                "INSERT INTO prompt_models (prompt_id, model_id)
-                 SELECT $1, id FROM models WHERE active AND deleted_at IS NULL",
-            )
-            .bind(prompt_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Some(ids) => {
-            let known: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM models WHERE id = ANY($1) AND deleted_at IS NULL",
-            )
+/// Links a prompt to the given live models (its explicit list).
+async fn set_prompt_models(tx: &mut PgTx, prompt_id: PromptId, ids: &[ModelId]) -> StoreResult<()> {
+    let known: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM models WHERE id = ANY($1) AND deleted_at IS NULL")
             .bind(ids)
             .fetch_all(&mut **tx)
             .await?;
-            if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
-                return Err(StoreError::NotFound(format!("unknown model id {unknown}")));
-            }
-            sqlx::query(
-                "INSERT INTO prompt_models (prompt_id, model_id)
-                 SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(prompt_id)
-            .bind(ids)
-            .execute(&mut **tx)
-            .await?;
-        }
+    if let Some(unknown) = ids.iter().find(|id| !known.contains(id)) {
+        return Err(StoreError::NotFound(format!("unknown model id {unknown}")));
     }
+    sqlx::query(
+        "INSERT INTO prompt_models (prompt_id, model_id)
+         SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(prompt_id)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -51,15 +51,18 @@ impl Jobs for PostgresStore {
         &self,
         now: impl Into<Clock> + Send,
         limit: i64,
+        except: &[ModelId],
     ) -> StoreResult<Vec<JobId>> {
         let now: Clock = now.into();
         Ok(sqlx::query_scalar(
             "SELECT id FROM prompt_jobs
              WHERE status = 'queued' AND next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND model_id <> ALL($3::bigint[])
              ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(now.fixed())
         .bind(limit)
+        .bind(except)
         .fetch_all(&self.pool)
         .await?)
     }

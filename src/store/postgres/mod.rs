@@ -55,9 +55,13 @@ const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_k
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
 
+// An all-models prompt shows the models its next batch would run on: those active now.
 const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last_run_at, \
-    p.last_batch_key, p.created_at, \
-    ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) AS model_ids";
+    p.last_batch_key, p.created_at, p.all_models, \
+    CASE WHEN p.all_models \
+        THEN ARRAY(SELECT m.id FROM models m WHERE m.active AND m.deleted_at IS NULL ORDER BY m.id) \
+        ELSE ARRAY(SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id) \
+    END AS model_ids";
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -142,6 +146,7 @@ fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
         id: row.try_get("id")?,
         text: row.try_get("text")?,
         model_ids: row.try_get("model_ids")?,
+        all_models: row.try_get("all_models")?,
         runs: row.try_get("runs")?,
         active: row.try_get("active")?,
         schedule: row.try_get("schedule")?,

@@ -63,7 +63,8 @@ impl Queue for PostgresStore {
             .bind(ENQUEUE_LOCK)
             .execute(&mut *tx)
             .await?;
-        // The database expands prompts × active models × runs itself: one statement whatever
+        // The database expands prompts × active models × runs itself (an all-models prompt
+        // takes every model active now, another its own list): one statement whatever
         // the batch size, inserted in key order so concurrent enqueues cannot deadlock.
         // Each job records the prompt's current version and the model's generation params:
         // what its claim will send, whatever is edited before it runs. A prompt with no
@@ -85,22 +86,23 @@ impl Queue for PostgresStore {
                 INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
                     attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at,
                     prompt_version_id, gen_params)
-                SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
+                SELECT d.prompt_id, m.id, r.run_index, d.batch_key, 'queued',
                     0, $4, d.scheduled_for, c.now, c.now, p.version_id, m.params
                 FROM due d
                 CROSS JOIN clock c
                 JOIN prompts p ON p.id = d.prompt_id AND p.active
-                JOIN prompt_models pm ON pm.prompt_id = p.id
-                JOIN gen m ON m.id = pm.model_id
+                JOIN gen m ON p.all_models OR EXISTS (SELECT 1 FROM prompt_models pm
+                    WHERE pm.prompt_id = p.id AND pm.model_id = m.id)
                 CROSS JOIN LATERAL generate_series(0, p.runs - 1) AS r(run_index)
-                ORDER BY d.batch_key, d.prompt_id, pm.model_id, r.run_index
+                ORDER BY d.batch_key, d.prompt_id, m.id, r.run_index
                 ON CONFLICT ON CONSTRAINT prompt_jobs_key DO NOTHING
                 RETURNING prompt_id
             ), marked AS (
                 UPDATE prompts p SET last_run_at = c.now, last_batch_key = d.batch_key
                 FROM due d, clock c WHERE p.id = d.prompt_id AND $6
-                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
-                        WHERE pm.prompt_id = p.id AND m.active)
+                    AND EXISTS (SELECT 1 FROM models m WHERE m.active AND (p.all_models
+                        OR EXISTS (SELECT 1 FROM prompt_models pm
+                            WHERE pm.prompt_id = p.id AND pm.model_id = m.id)))
             )
             SELECT count(*) AS jobs, count(DISTINCT prompt_id) AS prompts FROM inserted",
         )

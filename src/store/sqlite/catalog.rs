@@ -102,17 +102,20 @@ impl Catalog for SqliteStore {
     async fn prompt_insert(&self, new: &NewPrompt, now: DateTime<Utc>) -> StoreResult<Prompt> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+            "INSERT INTO prompts (text, runs, active, schedule, created_at, updated_at, all_models)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) RETURNING id",
         )
         .bind(&new.text)
         .bind(new.runs)
         .bind(new.active)
         .bind(&new.schedule)
         .bind(ms(now))
+        .bind(new.model_ids.is_none())
         .fetch_one(&mut *tx)
         .await?;
-        set_prompt_models(&mut tx, id, new.model_ids.as_deref()).await?;
+        if let Some(model_ids) = &new.model_ids {
+            set_prompt_models(&mut tx, id, model_ids).await?;
+        }
         set_prompt_version(&mut tx, id, &new.text, now).await?;
         let prompt = fetch_prompt(&mut tx, id).await?;
         tx.commit().await?;
@@ -149,7 +152,8 @@ impl Catalog for SqliteStore {
             "UPDATE prompts SET
                 text = COALESCE(?2, text), runs = COALESCE(?3, runs),
                 active = COALESCE(?4, active),
-                schedule = CASE WHEN ?5 THEN ?6 ELSE schedule END, updated_at = ?7
+                schedule = CASE WHEN ?5 THEN ?6 ELSE schedule END, updated_at = ?7,
+                all_models = CASE WHEN ?8 THEN 1 WHEN ?9 THEN 0 ELSE all_models END
              WHERE id = ?1 AND deleted_at IS NULL",
         )
         .bind(id)
@@ -159,18 +163,22 @@ impl Catalog for SqliteStore {
         .bind(schedule_set)
         .bind(schedule)
         .bind(ms(now))
+        .bind(patch.all_models)
+        .bind(patch.model_ids.is_some())
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if updated == 0 {
             return Ok(None);
         }
-        if let Some(model_ids) = &patch.model_ids {
+        if patch.all_models || patch.model_ids.is_some() {
             sqlx::query("DELETE FROM prompt_models WHERE prompt_id = ?1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            set_prompt_models(&mut tx, id, Some(model_ids)).await?;
+        }
+        if let Some(model_ids) = &patch.model_ids {
+            set_prompt_models(&mut tx, id, model_ids).await?;
             // An unlinked model's queued jobs are skipped, as a deleted model's are.
             sqlx::query(
                 "UPDATE prompt_jobs SET status = 'skipped', finished_at = ?3, error_message = ?2
@@ -298,49 +306,36 @@ impl SqliteStore {
     }
 }
 
-/// Links a prompt to the given live models, or to every active model when none are given.
+/// Links a prompt to the given live models (its explicit list).
 async fn set_prompt_models(
     tx: &mut SqliteTx,
     prompt_id: PromptId,
-    model_ids: Option<&[ModelId]>,
+    ids: &[ModelId],
 ) -> StoreResult<()> {
-    match model_ids {
-        None => {
-            sqlx::query(
-                "INSERT INTO prompt_models (prompt_id, model_id)
-                 SELECT ?1, id FROM models WHERE active AND deleted_at IS NULL",
-            )
-            .bind(prompt_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Some(ids) => {
-            let inserted = sqlx::query(
-                "INSERT INTO prompt_models (prompt_id, model_id)
-                 SELECT DISTINCT ?1, m.id FROM json_each(?2) AS wanted
-                 JOIN models m ON m.id = wanted.value AND m.deleted_at IS NULL",
-            )
-            .bind(prompt_id)
-            .bind(ids_json(ids))
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            let mut distinct = ids.to_vec();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if inserted != distinct.len() as u64 {
-                let known: Vec<i64> =
-                    sqlx::query_scalar("SELECT model_id FROM prompt_models WHERE prompt_id = ?1")
-                        .bind(prompt_id)
-                        .fetch_all(&mut **tx)
-                        .await?;
-                let unknown = distinct.iter().find(|id| !known.contains(id)).copied();
-                return Err(StoreError::NotFound(format!(
-                    "unknown model id {}",
-                    unknown.unwrap_or_default()
-                )));
-            }
-        }
+    let inserted = sqlx::query(
+        "INSERT INTO prompt_models (prompt_id, model_id)
+         SELECT DISTINCT ?1, m.id FROM json_each(?2) AS wanted
+         JOIN models m ON m.id = wanted.value AND m.deleted_at IS NULL",
+    )
+    .bind(prompt_id)
+    .bind(ids_json(ids))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let mut distinct = ids.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if inserted != distinct.len() as u64 {
+        let known: Vec<i64> =
+            sqlx::query_scalar("SELECT model_id FROM prompt_models WHERE prompt_id = ?1")
+                .bind(prompt_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        let unknown = distinct.iter().find(|id| !known.contains(id)).copied();
+        return Err(StoreError::NotFound(format!(
+            "unknown model id {}",
+            unknown.unwrap_or_default()
+        )));
     }
     Ok(())
 }

@@ -52,15 +52,18 @@ impl Jobs for SqliteStore {
         &self,
         now: impl Into<Clock> + Send,
         limit: i64,
+        except: &[ModelId],
     ) -> StoreResult<Vec<JobId>> {
         let now: Clock = now.into();
         let now = now.local();
         Ok(sqlx::query_scalar(
             "SELECT id FROM prompt_jobs WHERE status = 'queued' AND next_attempt_at <= ?1
+                AND model_id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY next_attempt_at, id LIMIT ?2",
         )
         .bind(ms(now))
         .bind(limit)
+        .bind(ids_json(except))
         .fetch_all(&self.readers)
         .await?)
     }

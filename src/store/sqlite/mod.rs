@@ -58,11 +58,14 @@ const JOB_COLUMNS: &str = "id, prompt_id, model_id, run_index, batch_key, status
 
 const MODEL_COLUMNS: &str = "id, name, provider, model, params, active, created_at";
 
+// An all-models prompt shows the models its next batch would run on: those active now.
 const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last_run_at, \
-    p.last_batch_key, p.created_at, \
-    (SELECT json_group_array(model_id) FROM \
+    p.last_batch_key, p.created_at, p.all_models, \
+    CASE WHEN p.all_models THEN (SELECT json_group_array(id) FROM \
+        (SELECT m.id FROM models m WHERE m.active AND m.deleted_at IS NULL ORDER BY m.id)) \
+    ELSE (SELECT json_group_array(model_id) FROM \
         (SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id ORDER BY pm.model_id)) \
-        AS model_ids";
+    END AS model_ids";
 
 /// What a claim needs of a picked job besides the job row itself.
 struct Picked {
@@ -213,6 +216,7 @@ fn prompt_from_row(row: &SqliteRow) -> Result<Prompt, sqlx::Error> {
         text: row.try_get("text")?,
         model_ids: serde_json::from_str(&model_ids)
             .map_err(|err| decode_error(format!("prompt model ids: {err}")))?,
+        all_models: row.try_get("all_models")?,
         runs: row.try_get("runs")?,
         active: row.try_get("active")?,
         schedule: row.try_get("schedule")?,

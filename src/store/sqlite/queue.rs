@@ -28,7 +28,8 @@ impl Queue for SqliteStore {
         let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM prompt_jobs")
             .fetch_one(&mut *tx)
             .await?;
-        // The database expands prompts × active models × runs itself: one statement whatever
+        // The database expands prompts × active models × runs itself (an all-models prompt
+        // takes every model active now, another its own list): one statement whatever
         // the batch size. Each job records the prompt's current version and the model's
         // generation params: what its claim will send, whatever is edited before it runs.
         // `gen` is MATERIALIZED: the params are read once per model, not once per job.
@@ -53,15 +54,15 @@ impl Queue for SqliteStore {
              INSERT INTO prompt_jobs (prompt_id, model_id, run_index, batch_key, status,
                 attempt_count, max_attempts, scheduled_for, next_attempt_at, created_at,
                 prompt_version_id, gen_params)
-             SELECT d.prompt_id, pm.model_id, r.run_index, d.batch_key, 'queued',
+             SELECT d.prompt_id, m.id, r.run_index, d.batch_key, 'queued',
                 0, ?2, d.scheduled_for, ?3, ?3, p.version_id, m.params
              FROM due d
              JOIN prompts p ON p.id = d.prompt_id AND p.active
-             JOIN prompt_models pm ON pm.prompt_id = p.id
-             JOIN gen m ON m.id = pm.model_id
+             JOIN gen m ON p.all_models
+                OR m.id IN (SELECT pm.model_id FROM prompt_models pm WHERE pm.prompt_id = p.id)
              JOIN runs r ON r.run_index < p.runs
              WHERE TRUE
-             ORDER BY d.prompt_id, pm.model_id, r.run_index, d.batch_key
+             ORDER BY d.prompt_id, m.id, r.run_index, d.batch_key
              ON CONFLICT (prompt_id, model_id, run_index, batch_key) DO NOTHING",
         )
         .bind(&due)
@@ -84,8 +85,9 @@ impl Queue for SqliteStore {
             sqlx::query(
                 "UPDATE prompts SET last_run_at = ?2, last_batch_key = d.value ->> 1
                  FROM json_each(?1) AS d WHERE prompts.id = d.value ->> 0
-                    AND EXISTS (SELECT 1 FROM prompt_models pm JOIN models m ON m.id = pm.model_id
-                        WHERE pm.prompt_id = prompts.id AND m.active)",
+                    AND EXISTS (SELECT 1 FROM models m WHERE m.active AND (prompts.all_models
+                        OR m.id IN (SELECT pm.model_id FROM prompt_models pm
+                            WHERE pm.prompt_id = prompts.id)))",
             )
             .bind(&due)
             .bind(ms(now))

@@ -4,8 +4,12 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::TestDb;
+use crate::support::fake::Fake;
 use crate::support::on_both;
-use crate::support::server::{Options, keys, set, start, start_with};
+use crate::support::server::{Answer, Options, Server, keys, set, start, start_with};
+
+/// Prompts without a model list.
+mod all_models;
 
 on_both!(
     owned;
@@ -14,6 +18,7 @@ on_both!(
     unknown_params_are_refused_with_the_closest_name,
     a_keyless_model_is_warned_about_and_its_jobs_shown_blocked,
     a_prompt_without_an_active_model_keeps_its_batch,
+    the_http_fan_out_does_not_send_jobs_of_blocked_models,
 );
 
 pub async fn models_are_created_listed_patched_and_deleted(db: TestDb) {
@@ -244,13 +249,14 @@ pub async fn unknown_params_are_refused_with_the_closest_name(db: TestDb) {
     );
 }
 
-/// Creating a model this server has no key for answers with a warning; its jobs are listed as
-/// blocked in the status, and a process call is refused without spending an attempt.
-pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: TestDb) {
-    let fake = crate::support::fake::Fake::start().await;
+/// A server without an OpenAI key (its OpenAI URL a local fake), and the answer to creating
+/// an `openai` model `gpt` on it.
+async fn server_with_a_keyless_model(db: TestDb, http_dispatch: bool) -> (Fake, Server, Answer) {
+    let fake = Fake::start().await;
     let server = start_with(
         db,
         Options {
+            http_dispatch,
             args: vec!["--openai-base-url".into(), fake.base_url()],
             ..Options::default()
         },
@@ -263,6 +269,13 @@ pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: Test
         )
         .await;
     assert_eq!(gpt.status, StatusCode::CREATED, "{gpt:?}");
+    (fake, server, gpt)
+}
+
+/// Creating a model this server has no key for answers with a warning; its jobs are listed as
+/// blocked in the status, and a process call is refused without spending an attempt.
+pub async fn a_keyless_model_is_warned_about_and_its_jobs_shown_blocked(db: TestDb) {
+    let (fake, server, gpt) = server_with_a_keyless_model(db, false).await;
     assert_eq!(gpt.keys(), set(&["success", "model", "warnings"]));
     let warning = gpt.json["warnings"][0].as_str().unwrap_or_default();
     assert!(
@@ -342,4 +355,31 @@ pub async fn a_prompt_without_an_active_model_keeps_its_batch(db: TestDb) {
     assert_eq!(second.json["batchKey"], batch);
     let third = server.get("/api/cron").await;
     assert_eq!(third.assert_ok()["jobsCreated"], json!(0), "once per batch");
+}
+
+/// The HTTP fan-out sends only jobs that can run here: a key-less model's job waits, queued,
+/// instead of being sent (and refused with a 409) on every pass.
+pub async fn the_http_fan_out_does_not_send_jobs_of_blocked_models(db: TestDb) {
+    let (fake, server, _) = server_with_a_keyless_model(db, true).await;
+    server.model("mock", json!({})).await;
+    server.prompt("hello", 1).await;
+    let cron = server.get("/api/cron").await;
+    let body = cron.assert_ok();
+    assert_eq!(body["jobsCreated"], json!(2), "{body}");
+    assert_eq!(
+        (&body["dispatch"]["sent"], &body["dispatch"]["accepted"]),
+        (&json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(body["dispatch"]["conflicts"], json!(0), "{body}");
+    let again = server.get("/api/cron").await;
+    let body = again.assert_ok();
+    assert_eq!(body["dispatch"]["sent"], json!(0), "{body}");
+    let status = server.get("/api/jobs/status").await;
+    let summary = &status.assert_ok()["summary"];
+    assert_eq!(
+        (&summary["queued"], &summary["succeeded"]),
+        (&json!(1), &json!(1))
+    );
+    assert!(fake.seen().is_empty());
 }
