@@ -21,6 +21,7 @@
 pub mod fake;
 mod fixtures;
 mod macros;
+pub mod pooler;
 pub mod scripted;
 pub mod server;
 
