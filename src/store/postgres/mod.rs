@@ -52,7 +52,7 @@ pub struct PostgresStore {
     pool: Db,
     /// `DATABASE_DIRECT_URL`: the server itself, past the pooler, for what needs a session
     /// (migrations under sqlx's session lock, LISTEN).
-    direct: Option<PgConnectOptions>,
+    direct: Option<std::sync::Arc<PgConnectOptions>>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
@@ -72,7 +72,10 @@ impl PostgresStore {
     /// given or when it carries `pgbouncer=true`.
     pub async fn connect(url: &str, direct: Option<&str>) -> StoreResult<Self> {
         let (options, hinted) = connect_options(url)?;
-        let direct = direct.map(connect_options).transpose()?.map(|(o, _)| o);
+        let direct = direct
+            .map(connect_options)
+            .transpose()?
+            .map(|(options, _)| std::sync::Arc::new(options));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
@@ -122,7 +125,7 @@ impl Lifecycle for PostgresStore {
                 let pool = PgPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(direct.clone())
+                    .connect_with(PgConnectOptions::clone(direct))
                     .await?;
                 let ran = MIGRATOR.run(&pool).await;
                 pool.close().await;

@@ -29,7 +29,7 @@ impl PostgresStore {
         let pool = match (&self.direct, self.pooled()) {
             (Some(direct), _) => sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
-                .connect_lazy_with(direct.clone()),
+                .connect_lazy_with(sqlx::postgres::PgConnectOptions::clone(direct)),
             (None, true) => return None,
             (None, false) => self.pool.inner().clone(),
         };
