@@ -165,17 +165,8 @@ fn start() -> Result<Pooler, String> {
 
 /// Stops the pooler and removes its directory once this process is gone.
 fn spawn_watchdog(dir: &Path) {
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         kill $(cat {dir}/pgbouncer.pid) >/dev/null 2>&1; sleep 0.5; rm -rf {dir}",
-        pid = std::process::id(),
+    super::after_exit(&format!(
+        "kill $(cat {dir}/pgbouncer.pid) >/dev/null 2>&1; sleep 0.5; rm -rf {dir}",
         dir = dir.display()
-    );
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    ));
 }

@@ -174,13 +174,13 @@ impl<'c> Executor<'c> for &'c Db {
         if !self.pooled {
             return self.pool.fetch_optional(query);
         }
-        let pool = self.pool.clone();
-        Box::pin(async move {
-            let mut tx = pool.begin().await?;
-            let row = (&mut *tx).fetch_optional(Unnamed(query)).await?;
-            tx.commit().await?;
-            Ok(row)
-        })
+        let rows = self.fetch_many(query).try_filter_map(|item| async move {
+            Ok(match item {
+                Either::Left(_) => None,
+                Either::Right(row) => Some(row),
+            })
+        });
+        Box::pin(async move { Box::pin(rows).try_next().await })
     }
 
     fn prepare_with<'e>(
