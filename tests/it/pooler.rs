@@ -223,3 +223,44 @@ async fn the_cli_shows_the_database_error() {
         "the cause is not shown: {stderr}"
     );
 }
+
+/// A pooled URL promptq was not told about: the collisions of named statements that follow
+/// are reported with what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmarked_pooled_url_is_named_in_the_error() {
+    let Some(db) = pooler::pooled_postgres().await else {
+        return;
+    };
+    let Some(pooler) = pooler::pooler() else {
+        return;
+    };
+    let bare = Store::connect(&pooler.bare_url_for(&pooler::database_of(&db.url)))
+        .await
+        .expect("connect without the hint");
+    let every = promptq::store::JobFilter::default();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let reads = (0..16).map(|_| bare.jobs_summary(&every));
+        let errors: Vec<String> = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter_map(|read| read.err().map(|err| err.to_string()))
+            .collect();
+        seen.extend(errors);
+        if seen.iter().any(|err| err.contains("sqlx_s_")) {
+            break;
+        }
+    }
+    let named: Vec<&String> = seen.iter().filter(|e| e.contains("sqlx_s_")).collect();
+    assert!(
+        !named.is_empty(),
+        "no collision of named statements: {seen:?}"
+    );
+    for err in named {
+        assert!(
+            err.contains("DATABASE_DIRECT_URL") && err.contains("pgbouncer=true"),
+            "{err}"
+        );
+    }
+    bare.close().await;
+}
