@@ -21,6 +21,16 @@ pub struct Settings {
     )]
     pub database_url: String,
 
+    /// The PostgreSQL server itself when DATABASE_URL goes through a transaction-mode pooler
+    /// (PgBouncer): migrations and LISTEN use it; setting it marks DATABASE_URL as pooled
+    #[arg(
+        long,
+        env = "DATABASE_DIRECT_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_direct_url: Option<String>,
+
     /// Secret that every /api/* request and the dashboard must present
     #[arg(long, env = "CRON_SECRET", hide_env_values = true, global = true)]
     pub cron_secret: Option<String>,
@@ -137,6 +147,8 @@ pub enum DispatchMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// `DATABASE_URL` is pooled, and this reaches the server directly.
+    pub database_direct_url: Option<String>,
     pub cron_secret: Option<Secret>,
     pub openai_api_key: Option<Secret>,
     pub openai_base_url: String,
@@ -180,6 +192,16 @@ impl Settings {
             || self.database_url.starts_with("postgresql://"))
         {
             return bad("DATABASE_URL must start with sqlite: or postgres://".into());
+        }
+        let database_direct_url = self.database_direct_url.clone().filter(|u| !u.is_empty());
+        if database_direct_url.as_ref().is_some_and(|direct| {
+            self.database_url.starts_with("sqlite:")
+                || !(direct.starts_with("postgres://") || direct.starts_with("postgresql://"))
+        }) {
+            return bad(
+                "DATABASE_DIRECT_URL must be a postgres:// URL, beside a postgres:// DATABASE_URL"
+                    .into(),
+            );
         }
         let timezone = crate::schedule::parse_time_zone(&self.timezone)
             .map_err(|err| ConfigError(format!("TIMEZONE: {err}")))?;
@@ -244,6 +266,7 @@ impl Settings {
         };
         Ok(Config {
             database_url: self.database_url.clone(),
+            database_direct_url,
             cron_secret: secret(&self.cron_secret),
             openai_api_key: secret(&self.openai_api_key),
             openai_base_url: self.openai_base_url.trim_end_matches('/').to_owned(),

@@ -115,6 +115,41 @@ conformance!(
     all_models_prompt_takes_the_models_active_at_each_enqueue,
 );
 
+/// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.
+macro_rules! through_the_pooler {
+    ($($name:ident),* $(,)?) => {
+        mod on_pooled_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(db) = crate::support::pooler::pooled_postgres().await else { return };
+                    super::$name(&super::Db::<super::PostgresStore>::new(db)).await;
+                }
+            )*
+        }
+    };
+}
+
+// The core of the queue, as a serverless or managed PostgreSQL serves it.
+through_the_pooler!(
+    enqueue_creates_each_prompt_model_run_once,
+    concurrent_enqueues_of_one_batch_create_each_job_once,
+    claim_takes_due_jobs_in_order_and_leases_them,
+    concurrent_claimers_claim_each_job_exactly_once,
+    success_stores_one_response_and_a_second_finish_is_stale,
+    retry_and_failure_outcomes_record_attempts,
+    stale_attempt_cannot_finish_a_rescued_job,
+    heartbeat_extends_only_attempts_still_owned,
+    release_hands_jobs_back_without_spending_an_attempt,
+    cancel_and_retry_by_job_and_by_batch,
+    claim_by_id_answers_each_case,
+    concurrent_claims_of_one_job_let_exactly_one_through,
+    batched_finish_of_many_jobs_mixes_outcomes,
+    query_filters_pages_and_summarises,
+    prompts_and_models_crud,
+    edit_mid_batch_keeps_the_batch_on_its_prompt_version,
+);
+
 #[path = "store_conformance/actions.rs"]
 mod actions;
 #[path = "store_conformance/catalog.rs"]

@@ -49,11 +49,13 @@ pub enum AppError {
     /// The request conflicts with the current state (a job that is not queued): 409.
     #[error("{0}")]
     Conflict(String),
-    /// The database does not answer: 503.
-    #[error("database unavailable")]
+    /// The database does not answer: 503. The message carries the cause, for the CLI and the
+    /// logs; the HTTP API answers without it.
+    #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A bug or a broken database: 500 without details; the details are logged.
-    #[error("internal error")]
+    /// A bug or a broken database: 500 without details over HTTP, where the details are
+    /// logged; the CLI shows them.
+    #[error("internal error: {0}")]
     Internal(String),
 }
 
@@ -99,7 +101,8 @@ struct Inner {
 impl App {
     /// Opens (and migrates) the database and builds the providers from `config`.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        let store = Store::open(&config.database_url).await?;
+        let store =
+            Store::open_via(&config.database_url, config.database_direct_url.as_deref()).await?;
         let app = App::with_store(config, store)?;
         app.warn_about_endpoints().await;
         Ok(app)
@@ -163,8 +166,9 @@ impl App {
 /// The database's housekeeping, as the faces see it.
 impl App {
     /// Creates or upgrades the schema of `database_url`; the name of the database it is.
-    pub async fn migrate(database_url: &str) -> AppResult<Backend> {
-        let store = Store::open(database_url).await?;
+    /// `direct` is `DATABASE_DIRECT_URL` (see [`Store::connect_via`]).
+    pub async fn migrate(database_url: &str, direct: Option<&str>) -> AppResult<Backend> {
+        let store = Store::open_via(database_url, direct).await?;
         let backend = store.backend();
         store.close().await;
         Ok(backend)

@@ -154,7 +154,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Serve => serve::serve(config, true).await,
         Command::Worker => serve::serve(config, false).await,
         Command::Migrate => {
-            App::migrate(&config.database_url).await?;
+            App::migrate(&config.database_url, config.database_direct_url.as_deref()).await?;
             println!(
                 "{} is up to date",
                 crate::store::location::describe(&config.database_url)

@@ -58,6 +58,12 @@ impl Store {
     /// names the database (never its password) and the cause; a refused PostgreSQL is
     /// reported at once.
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        Store::connect_via(url, None).await
+    }
+
+    /// [`Store::connect`], where `direct` (`DATABASE_DIRECT_URL`) reaches the PostgreSQL
+    /// server that `url` reaches through a transaction-mode pooler.
+    pub async fn connect_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
         let named = |err| location::named(&location::describe(url), err);
         if let Some(path) = url.strip_prefix("sqlite:") {
             location::check_sqlite(path)?;
@@ -67,7 +73,9 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             location::probe_postgres(url).await?;
             Ok(Store::Postgres(
-                postgres::PostgresStore::connect(url).await.map_err(named)?,
+                postgres::PostgresStore::connect(url, direct)
+                    .await
+                    .map_err(named)?,
             ))
         } else {
             Err(StoreError::InvalidUrl(
@@ -78,7 +86,12 @@ impl Store {
 
     /// Opens the database and brings its schema up to date.
     pub async fn open(url: &str) -> StoreResult<Store> {
-        let store = Store::connect(url).await?;
+        Store::open_via(url, None).await
+    }
+
+    /// [`Store::open`] with a direct URL beside a pooled one (see [`Store::connect_via`]).
+    pub async fn open_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
+        let store = Store::connect_via(url, direct).await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -99,7 +112,7 @@ impl Store {
     ) -> Option<tokio::task::JoinHandle<()>> {
         match self {
             Store::Sqlite(_) => None,
-            Store::Postgres(store) => Some(store.spawn_job_listener(notify, stop)),
+            Store::Postgres(store) => store.spawn_job_listener(notify, stop),
         }
     }
 

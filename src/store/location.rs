@@ -74,9 +74,8 @@ pub(super) fn check_sqlite(path: &str) -> Result<(), StoreError> {
 /// reported at once ("connection refused at HOST:PORT"): the pool would retry a refused
 /// connection until its acquire timeout.
 pub(super) async fn probe_postgres(url: &str) -> Result<(), StoreError> {
-    let options = PgConnectOptions::from_str(url).map_err(|err| {
-        StoreError::InvalidUrl(format!("DATABASE_URL is not a valid PostgreSQL URL: {err}"))
-    })?;
+    let (options, _) = super::postgres::connect_options(url)
+        .map_err(|err| StoreError::InvalidUrl(format!("DATABASE_URL is {err}")))?;
     let label = describe_postgres(&options);
     match options.connect().await {
         Ok(connection) => {

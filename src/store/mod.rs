@@ -103,6 +103,14 @@ pub enum StoreError {
     /// Anything else: a bug or a corrupt database; logged, answered 500 without details.
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A prepared statement went missing or collided: the URL goes through a
+    /// transaction-mode pooler that promptq was not told about.
+    #[error(
+        "database error: {0} (DATABASE_URL seems to go through a transaction-mode pooler such \
+         as PgBouncer: set DATABASE_DIRECT_URL to the server's own URL, or add ?pgbouncer=true \
+         to DATABASE_URL)"
+    )]
+    UnmarkedPooler(sqlx::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -127,6 +135,14 @@ impl From<sqlx::Error> for StoreError {
                 ) =>
             {
                 StoreError::Unavailable(db.message().to_owned())
+            }
+            // duplicate_prepared_statement, invalid_sql_statement_name: on sqlx's own names,
+            // only a pooler that hands the connection to another client produces them.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("42P05" | "26000"))
+                    && db.message().contains("sqlx_s_") =>
+            {
+                StoreError::UnmarkedPooler(err)
             }
             _ => StoreError::Database(err),
         }

@@ -12,6 +12,7 @@ mod engine;
 mod hostile_headers;
 mod http_api;
 mod limits;
+mod pooler;
 mod providers;
 mod pushback;
 mod readme;

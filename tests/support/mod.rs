@@ -21,6 +21,7 @@
 pub mod fake;
 mod fixtures;
 mod macros;
+pub mod pooler;
 pub mod scripted;
 pub mod server;
 
@@ -441,10 +442,14 @@ fn spawn_watchdog(bin: &Path, data: &Path, dir: &Path, as_postgres: bool) {
             data.display()
         )
     };
+    after_exit(&format!("{stop} >/dev/null 2>&1; rm -rf {}", dir.display()));
+}
+
+/// Runs the shell command `then` once this process is gone, however it exits.
+fn after_exit(then: &str) {
     let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {then}",
         pid = std::process::id(),
-        dir = dir.display()
     );
     let _ = Command::new("sh")
         .arg("-c")

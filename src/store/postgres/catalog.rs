@@ -332,7 +332,7 @@ async fn set_prompt_models(tx: &mut PgTx, prompt_id: PromptId, ids: &[ModelId]) 
     Ok(())
 }
 
-async fn fetch_prompt(conn: &mut sqlx::PgConnection, id: PromptId) -> StoreResult<Option<Prompt>> {
+async fn fetch_prompt(conn: &mut super::Conn, id: PromptId) -> StoreResult<Option<Prompt>> {
     let sql =
         format!("SELECT {PROMPT_COLUMNS} FROM prompts p WHERE p.id = $1 AND p.deleted_at IS NULL");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -7,7 +7,9 @@
 //! the answer needs no `ON CONFLICT` (a speculative insertion costs a WAL record per row).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+
+use super::Db;
 
 use crate::domain::{Finish, FinishResult, Outcome};
 use crate::store::sql::parse_status;
@@ -15,7 +17,7 @@ use crate::store::{Clock, OutcomeColumns, StoreResult};
 
 /// Writes the finishes at `now`; a retry keeps the delay its worker chose, counted from `now`.
 pub(super) async fn finish_batch(
-    pool: &PgPool,
+    pool: &Db,
     finishes: &[Finish],
     now: Clock,
 ) -> StoreResult<Vec<FinishResult>> {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
@@ -25,8 +25,11 @@ use crate::domain::{
 };
 
 mod catalog;
+mod db;
 mod finish;
 mod jobs;
+/// Migrations over a transaction-mode pooler.
+mod migrate;
 mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
@@ -35,6 +38,7 @@ mod queue;
 mod stats;
 mod wake;
 
+pub use db::{Conn, Db, Tx};
 pub use wake::JOBS_CHANNEL;
 use wake::notify_jobs;
 
@@ -45,7 +49,10 @@ const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
 
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Db,
+    /// `DATABASE_DIRECT_URL`: the server itself, past the pooler, for what needs a session
+    /// (migrations under sqlx's session lock, LISTEN).
+    direct: Option<std::sync::Arc<PgConnectOptions>>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
@@ -64,23 +71,40 @@ const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last
     END AS model_ids";
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    /// Connects to `url`; `direct` (`DATABASE_DIRECT_URL`) names the server behind it when
+    /// `url` goes through a transaction-mode pooler. `url` counts as pooled when `direct` is
+    /// given or when it carries `pgbouncer=true`.
+    pub async fn connect(url: &str, direct: Option<&str>) -> StoreResult<Self> {
+        let (options, hinted) = connect_options(url)?;
+        let direct = direct
+            .map(connect_options)
+            .transpose()?
+            .map(|(options, _)| std::sync::Arc::new(options));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool: Db::new(pool, hinted || direct.is_some()),
+            direct,
+        })
     }
 
-    /// The pool, for LISTEN connections and tests.
+    /// The pool, for tests' administrative statements.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.pool.inner()
+    }
+
+    /// The URL goes through a transaction-mode pooler.
+    pub fn pooled(&self) -> bool {
+        self.pool.pooled()
     }
 
     pub async fn admin_execute(&self, sql: &str) -> StoreResult<()> {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&self.pool)
+        // A plain statement (simple protocol): `CREATE DATABASE` cannot run in a transaction.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(self.pool.inner())
             .await?;
         Ok(())
     }
@@ -100,7 +124,22 @@ impl Lifecycle for PostgresStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.pool).await?;
+        match &self.direct {
+            Some(direct) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(PgConnectOptions::clone(direct))
+                    .await?;
+                let ran = MIGRATOR.run(&pool).await;
+                pool.close().await;
+                ran?;
+            }
+            // sqlx's migrator holds a session lock and names its statements: neither survives
+            // a transaction-mode pooler.
+            None if self.pooled() => migrate::in_one_transaction(&self.pool, &MIGRATOR).await?,
+            None => MIGRATOR.run(self.pool.inner()).await?,
+        }
         self.version_unversioned_prompts().await
     }
 
@@ -120,7 +159,34 @@ impl Lifecycle for PostgresStore {
     }
 }
 
-type PgTx = sqlx::Transaction<'static, Postgres>;
+type PgTx = Tx;
+
+/// Options for `url`, without the `pgbouncer` hint, and whether the hint said "pooled".
+/// sqlx's `extra_float_digits` startup parameter is left out: poolers refuse unknown startup
+/// parameters, and since PostgreSQL 12 the server's default already prints exact floats.
+pub fn connect_options(url: &str) -> StoreResult<(PgConnectOptions, bool)> {
+    let invalid = |err: &dyn std::fmt::Display| {
+        StoreError::InvalidUrl(format!("not a valid PostgreSQL URL: {err}"))
+    };
+    let mut parsed = url::Url::parse(url).map_err(|err| invalid(&err))?;
+    let mut hinted = false;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(key, value)| {
+            let hint = key == "pgbouncer";
+            hinted |= hint && matches!(value.as_ref(), "true" | "1" | "on");
+            !hint
+        })
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    let options: PgConnectOptions = parsed.as_str().parse().map_err(|err| invalid(&err))?;
+    Ok((options.extra_float_digits(None), hinted))
+}
 
 /// Reads a model from columns named with `prefix` (`m_` when joined to a job).
 fn model_from_row(row: &PgRow, prefix: &str) -> Result<Model, sqlx::Error> {

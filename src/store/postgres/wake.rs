@@ -19,14 +19,21 @@ pub(super) async fn notify_jobs(tx: &mut PgTx) -> Result<(), sqlx::Error> {
 
 impl PostgresStore {
     /// Listens on [`JOBS_CHANNEL`] and wakes `notify` on every announcement; reconnects after
-    /// losing the server.
+    /// losing the server. `None` behind a transaction-mode pooler without a direct URL: a
+    /// LISTEN needs a session of its own, so the workers poll instead.
     pub fn spawn_job_listener(
         &self,
         notify: std::sync::Arc<tokio::sync::Notify>,
         stop: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let pool = match (&self.direct, self.pooled()) {
+            (Some(direct), _) => sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(sqlx::postgres::PgConnectOptions::clone(direct)),
+            (None, true) => return None,
+            (None, false) => self.pool.inner().clone(),
+        };
+        Some(tokio::spawn(async move {
             loop {
                 let listening = async {
                     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
@@ -53,6 +60,6 @@ impl PostgresStore {
                     () = stop.cancelled() => return,
                 }
             }
-        })
+        }))
     }
 }
