@@ -58,7 +58,7 @@ impl Figures for PostgresStore {
 
     async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
         // A loose index scan (PostgreSQL has no skip scan before 18): each step jumps to the
-        // next smaller key through the (batch_key, status) index; the outer LIMIT stops the
+        // next smaller key through the job key (which starts with the batch key); the outer LIMIT stops the
         // recursion, which PostgreSQL evaluates lazily.
         let rows = sqlx::query(
             "WITH RECURSIVE keys(batch_key) AS (
