@@ -113,7 +113,25 @@ conformance!(
     finish_dates_rows_by_the_store_clock,
     database_clock_decides_leases,
     all_models_prompt_takes_the_models_active_at_each_enqueue,
+    workers_register_report_and_stop,
+    claims_carry_their_worker_and_live_workers_keep_their_jobs,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_workers_jobs_come_back_at_once_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    dead_workers_jobs_come_back_at_once(&Db::<PostgresStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_lost_its_session_registers_again_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    a_worker_that_lost_its_session_registers_again(&Db::<PostgresStore>::new(db)).await;
+}
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.
 macro_rules! through_the_pooler {
@@ -148,6 +166,7 @@ through_the_pooler!(
     query_filters_pages_and_summarises,
     prompts_and_models_crud,
     edit_mid_batch_keeps_the_batch_on_its_prompt_version,
+    claims_carry_their_worker_and_live_workers_keep_their_jobs,
 );
 
 #[path = "store_conformance/actions.rs"]
@@ -163,12 +182,15 @@ mod queries;
 /// Prompt versions and the store's clock.
 #[path = "store_conformance/versions.rs"]
 mod versions;
+#[path = "store_conformance/workers.rs"]
+mod workers;
 use actions::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
 use queries::*;
 use versions::*;
+use workers::*;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 10, 14, 0, 0, 0).unwrap()

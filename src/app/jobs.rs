@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
 use crate::engine::worker::{PoolOptions, run_pool};
+use crate::store::workers::{WORKER_SILENT_AFTER, WorkerTotals};
 use crate::store::{
     AttemptRecord, ClaimOne, Clock, JobFilter, JobSelector, Page, ResponseFilter, StoredResponse,
 };
@@ -49,6 +50,9 @@ pub struct StatusReport {
     pub pauses: Vec<crate::store::Pause>,
     /// Active models this process cannot call (a key it lacks): their jobs wait unclaimed.
     pub blocked: Vec<BlockedModel>,
+    /// The workers heard from lately: their slots, calls in flight and claimed jobs waiting
+    /// for a slot (a `processing` job may be either).
+    pub workers: WorkerTotals,
 }
 
 /// One job with its attempts and its stored response.
@@ -204,12 +208,14 @@ impl App {
         check_page(query.page)?;
         let store = self.store();
         let now = Utc::now();
-        let (summary, jobs, expired, pauses) = tokio::try_join!(
+        let (summary, jobs, expired, pauses, workers) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
             store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
+            store.workers_live(Clock::Database, WORKER_SILENT_AFTER),
         )?;
+        let workers = WorkerTotals::of(&workers);
         let blocked = self.blocked(&query.filter).await?;
         Ok(StatusReport {
             success: true,
@@ -218,7 +224,17 @@ impl App {
             expired_leases: expired,
             pauses,
             blocked,
+            workers,
         })
+    }
+
+    /// What the workers heard from lately report, summed.
+    pub async fn workers(&self) -> AppResult<WorkerTotals> {
+        let live = self
+            .store()
+            .workers_live(Clock::Database, WORKER_SILENT_AFTER)
+            .await?;
+        Ok(WorkerTotals::of(&live))
     }
 
     pub async fn job_detail(&self, id: JobId) -> AppResult<JobDetail> {

@@ -82,6 +82,16 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
         s.failed,
         s.skipped
     )?;
+    let w = &report.workers;
+    if w.live > 0 {
+        outln!(
+            "{}: {} of {} slots calling a model, {} waiting for a slot",
+            counted(w.live, "worker", "workers"),
+            w.running,
+            w.slots,
+            counted(w.waiting_for_slot, "claimed job", "claimed jobs")
+        )?;
+    }
     if report.expired_leases > 0 {
         outln!(
             "{} lost their worker (lease expired); a running worker will rescue them",

@@ -19,7 +19,7 @@
 //! stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
 use crate::store::Clock;
+use crate::store::workers::{NewWorker, WORKER_BEAT, WorkerId};
 
 use super::attempt::{self, Ended, heartbeat_interval};
 use super::due::DueTimes;
@@ -86,6 +87,8 @@ struct Running {
 
 struct Shared {
     rt: Runtime,
+    /// This pool's id in the worker registry (0 before it registered, or if it could not).
+    worker: AtomicI64,
     options: PoolOptions,
     running: Mutex<HashMap<AttemptKey, Running>>,
     slots: Arc<Semaphore>,
@@ -105,6 +108,7 @@ pub async fn run_pool(
         return Ok(());
     }
     let shared = Arc::new(Shared {
+        worker: AtomicI64::new(0),
         slots: Arc::new(Semaphore::new(options.concurrency)),
         rt: runtime.into(),
         options,
@@ -113,11 +117,13 @@ pub async fn run_pool(
         due: DueTimes::default(),
     });
     super::blocked::warn_at_start(&shared.rt).await;
+    register(&shared, true).await;
     let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
     let stop_background = CancellationToken::new();
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
     let rescuer = tokio::spawn(rescuer(shared.clone(), stop_background.clone()));
+    let presence = tokio::spawn(presence(shared.clone(), stop_background.clone()));
     let listener = shared
         .rt
         .store()
@@ -147,6 +153,8 @@ pub async fn run_pool(
     stop_background.cancel();
     let _ = heartbeat.await;
     let _ = rescuer.await;
+    let _ = presence.await;
+    unregister(&shared).await;
     if let Some(listener) = listener {
         listener.abort();
     }
@@ -196,11 +204,12 @@ async fn claim_loop(
             announced.as_mut().enable();
             let rt = shared.rt.clone();
             let lease = shared.rt.config().job_lease;
+            let worker = shared.worker_id();
             claiming = Some(Box::pin(async move {
                 // Jobs of models this process cannot call stay queued (see `blocked`).
                 let except = rt.blocked_ids().await?;
                 rt.store()
-                    .jobs_claim_except(asked as i64, Clock::Database, lease, &except)
+                    .jobs_claim_except(asked as i64, Clock::Database, lease, &except, worker)
                     .await
             }));
         }
@@ -455,6 +464,78 @@ async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             () = tokio::time::sleep(shared.options.rescue_interval) => {}
             () = stop.cancelled() => return,
+        }
+    }
+}
+
+impl Shared {
+    fn worker_id(&self) -> Option<WorkerId> {
+        Some(self.worker.load(Ordering::Relaxed)).filter(|id| *id > 0)
+    }
+}
+
+/// Enters this pool in the worker registry; without it the pool still runs, its jobs coming
+/// back after their lease if it dies.
+async fn register(shared: &Shared, first: bool) {
+    let new = NewWorker::this_process(shared.options.concurrency);
+    match shared
+        .rt
+        .store()
+        .worker_register(&new, Clock::Database)
+        .await
+    {
+        Ok(id) => shared.worker.store(id, Ordering::Relaxed),
+        Err(err) if first => tracing::warn!(error = %err, "could not register as a worker"),
+        Err(err) => tracing::debug!(error = %err, "could not register as a worker"),
+    }
+}
+
+async fn unregister(shared: &Shared) {
+    if let Some(id) = shared.worker_id()
+        && let Err(err) = shared.rt.store().worker_stop(id, Clock::Database).await
+    {
+        tracing::warn!(error = %err, "could not mark this worker stopped");
+    }
+}
+
+/// Reports this worker's calls in flight and jobs held, and hands back at once the jobs of
+/// workers whose process died (PostgreSQL: see [`crate::store::workers`]).
+async fn presence(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(WORKER_BEAT) => {}
+            () = stop.cancelled() => return,
+        }
+        let (running, held) = {
+            let attempts = lock(&shared.running);
+            (
+                attempts.values().filter(|a| a.started).count(),
+                attempts.len(),
+            )
+        };
+        let store = shared.rt.store();
+        match shared.worker_id() {
+            Some(id) => match store.worker_beat(id, running, held, Clock::Database).await {
+                Ok(now_id) => shared.worker.store(now_id, Ordering::Relaxed),
+                Err(err) => tracing::debug!(error = %err, "worker report failed"),
+            },
+            None => register(&shared, false).await,
+        }
+        match store.jobs_rescue_orphaned(Clock::Database).await {
+            Ok(rescued) if !rescued.is_empty() => {
+                shared
+                    .rt
+                    .metrics()
+                    .rescued
+                    .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                tracing::warn!(
+                    jobs = rescued.len(),
+                    "handed back the jobs of a worker that died"
+                );
+                shared.rt.work_available().notify_waiters();
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(error = %err, "looking for dead workers failed"),
         }
     }
 }

@@ -296,6 +296,20 @@ pub struct BlockedModelDoc {
     queued: i64,
 }
 
+/// What the workers heard from in the last 30 s report (every second), summed.
+#[derive(ToSchema)]
+#[schema(as = WorkerTotals, rename_all = "camelCase")]
+pub struct WorkerTotalsDoc {
+    /// Worker processes running.
+    live: i64,
+    /// Their slots: model calls in flight at most.
+    slots: i64,
+    /// Model calls in flight.
+    running: i64,
+    /// Claimed (`processing`) jobs waiting for a free slot of their worker.
+    waiting_for_slot: i64,
+}
+
 /// The answer of `/api/jobs/status`.
 #[derive(ToSchema)]
 #[schema(as = StatusAnswer, rename_all = "camelCase")]
@@ -312,6 +326,7 @@ pub struct StatusAnswerDoc {
     /// Active models this server cannot call (a key it lacks): their jobs stay queued,
     /// unclaimed, until a process with the setting runs.
     blocked: Vec<BlockedModelDoc>,
+    workers: WorkerTotalsDoc,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,
     /// Sum of reported costs in US dollars; null when no response reported one.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::workers::{WorkerId, Workers};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
@@ -31,12 +32,21 @@ use crate::domain::{
 
 /// A backend of the queue: every concern below, on one database.
 pub trait QueueDriver:
-    Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Clone + 'static
+    Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Workers + Clone + 'static
 {
 }
 
 impl<T> QueueDriver for T where
-    T: Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Clone + 'static
+    T: Lifecycle
+        + Catalog
+        + Queue
+        + Jobs
+        + Pacing
+        + Retention
+        + Figures
+        + Workers
+        + Clone
+        + 'static
 {
 }
 
@@ -153,12 +163,14 @@ pub trait Queue: Send + Sync {
     /// params snapshotted at enqueue, not the prompt's or model's current ones. Jobs of the
     /// models in `except` (those this process cannot call: a key it lacks) are not picked at
     /// all: they stay `queued` with no attempt spent, and do not hold back the jobs behind them.
+    /// The claimed jobs carry `worker` (who holds them; see [`super::workers`]).
     fn jobs_claim_except(
         &self,
         limit: i64,
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
+        worker: Option<WorkerId>,
     ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send;
 
     /// [`Queue::jobs_claim_except`] of every model's jobs.
@@ -168,7 +180,7 @@ pub trait Queue: Send + Sync {
         now: impl Into<Clock> + Send,
         lease: Duration,
     ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send {
-        self.jobs_claim_except(limit, now, lease, &[])
+        self.jobs_claim_except(limit, now, lease, &[], None)
     }
 
     /// Claims one job by id if it is `queued`, due or not (an explicit call runs it now);

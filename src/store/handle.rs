@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
@@ -141,7 +142,7 @@ impl Store {
         now: impl Into<Clock>,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
-        self.jobs_claim_except(limit, now, lease, &[]).await
+        self.jobs_claim_except(limit, now, lease, &[], None).await
     }
 
     /// See [`Queue::jobs_claim_except`].
@@ -151,9 +152,10 @@ impl Store {
         now: impl Into<Clock>,
         lease: Duration,
         except: &[ModelId],
+        worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now.into();
-        on_backend!(self.jobs_claim_except(limit, now, lease, except))
+        on_backend!(self.jobs_claim_except(limit, now, lease, except, worker))
     }
 
     /// See [`Queue::job_claim`].
@@ -306,4 +308,13 @@ delegate! { Figures:
     fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>>;
     fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures>;
     fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats>;
+}
+
+delegate! { Workers:
+    fn worker_register(&self, new: &NewWorker, now: Clock) -> StoreResult<WorkerId>;
+    fn worker_beat(&self, id: WorkerId, running: usize, held: usize, now: Clock)
+        -> StoreResult<WorkerId>;
+    fn worker_stop(&self, id: WorkerId, now: Clock) -> StoreResult<()>;
+    fn workers_live(&self, now: Clock, within: Duration) -> StoreResult<Vec<Worker>>;
+    fn jobs_rescue_orphaned(&self, now: Clock) -> StoreResult<Vec<Rescued>>;
 }

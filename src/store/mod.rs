@@ -26,6 +26,7 @@ mod sql;
 pub mod sqlite;
 mod time;
 mod types;
+pub mod workers;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -160,3 +161,6 @@ pub const SKIPPED_CANCELLED: &str = "skipped: cancelled by a user";
 /// The message recorded for an attempt whose worker vanished.
 pub const ABANDONED: &str =
     "attempt abandoned: its lease expired (the worker stopped or lost the database)";
+/// The message recorded for an attempt whose worker's process died (its lock was released).
+pub const ORPHANED: &str =
+    "attempt abandoned: its worker's process died (the database saw its session end)";

@@ -19,6 +19,7 @@ on_both!(
     killed_worker_loses_nothing_after_a_restart,
     three_workers_share_a_batch_and_a_killed_one_loses_nothing,
     the_cron_wakes_for_a_prompts_finer_schedule_of_its_own,
+    status_tells_calls_in_flight_from_claimed_jobs_waiting_for_a_slot,
 );
 
 /// `prompts` prompts on one mock model with these params, `runs` runs each.
@@ -160,6 +161,51 @@ async fn shutdown_hands_every_held_job_back(db: &support::TestDb) {
     {
         assert_eq!(job.attempt_count, 0, "a released job spent an attempt");
     }
+}
+
+/// A pool claims ahead of its free slots: of its `processing` jobs, the status says how many
+/// are calling their model and how many wait for a slot (what the workers report), and a
+/// stopped pool is no longer counted.
+async fn status_tells_calls_in_flight_from_claimed_jobs_waiting_for_a_slot(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 5000}), 10, 2).await;
+    let config = support::config(
+        &db.url,
+        &["--worker-concurrency", "3", "--shutdown-grace-secs", "0"],
+    );
+    let app = App::with_store(config, store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(run_pool(
+        app.clone(),
+        PoolOptions::for_app(&app),
+        shutdown.clone(),
+    ));
+    let everything = promptq::app::StatusQuery::default();
+    wait_until(
+        "the worker to report",
+        Duration::from_secs(15),
+        async || {
+            let report = app.status(&everything).await.unwrap();
+            let w = report.workers;
+            w.live == 1 && w.running == 3 && w.waiting_for_slot > 0
+        },
+    )
+    .await;
+    let report = app.status(&everything).await.unwrap();
+    assert_eq!(report.workers.slots, 3);
+    assert!(
+        report.summary.processing > 3,
+        "claimed ahead of the slots: {:?}",
+        report.summary
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), pool)
+        .await
+        .expect("the pool stops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(app.status(&everything).await.unwrap().workers.live, 0);
 }
 
 // ---------------------------------------------------------------- processes

@@ -390,3 +390,67 @@ mod request_parsing {
         drop(db);
     }
 }
+
+/// PostgreSQL: a worker killed with SIGKILL mid-call gives its jobs back at once, not after
+/// their lease (ten minutes here, so only the dead worker's released lock can bring them
+/// back), and another worker finishes them, each with one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_workers_jobs_come_back_long_before_their_lease_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 2000}), 1, 10, 2).await;
+    let config = support::config(&db.url, &[]);
+    let app = App::with_store(config, store.clone()).unwrap();
+    app.trigger_cron(None).await.unwrap();
+    let env = [("WORKER_CONCURRENCY", "8"), ("JOB_LEASE_SECS", "600")];
+    let mut doomed = support::spawn_worker(&db.url, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::summary(&store).await.processing == 0 {
+        assert!(Instant::now() < deadline, "the worker claimed nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Mid-call: its calls take 2 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let killed_at = Instant::now();
+    let held = support::summary(&store).await.processing;
+    assert!(held > 0, "the kill interrupted nothing");
+
+    let mut survivor = support::spawn_worker(&db.url, &env);
+    let mut back_after = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while support::summary(&store).await.succeeded < 20 {
+        if back_after.is_none() && abandoned_attempts(&store).await > 0 {
+            back_after = Some(killed_at.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead worker's jobs did not come back before their lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    support::terminate(&mut survivor, Duration::from_secs(20));
+    eprintln!("{held} jobs of the killed worker came back after {back_after:?}");
+    assert_each_succeeded_job_has_one_response(&store, 20).await;
+    let jobs = support::all_jobs(&store).await;
+    let mut orphaned = 0;
+    for job in jobs {
+        let attempts = store.job_attempts(job.id).await.unwrap();
+        orphaned += attempts
+            .iter()
+            .filter(|a| {
+                a.outcome == "abandoned"
+                    && a.error_message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("process died"))
+            })
+            .count();
+    }
+    assert_eq!(
+        orphaned as i64, held,
+        "each held job came back once, as orphaned"
+    );
+}

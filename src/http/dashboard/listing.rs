@@ -10,6 +10,7 @@ use super::PageError;
 use super::html::{badge, progress_bar, scroll, truncate};
 use crate::app::{App, JobFilter, MAX_PAGE, Page, StatusQuery};
 use crate::domain::{BatchKey, Job, JobStatus, ModelId, PromptId, Summary};
+use crate::store::workers::WorkerTotals;
 
 /// Jobs per page of a listing.
 pub(super) const PAGE_SIZE: i64 = 100;
@@ -46,11 +47,13 @@ impl Names {
 }
 
 /// `processing` jobs split by whether a worker still holds them. A job is `processing` from
-/// its claim on; one whose lease expired belongs to a worker that died and only waits for a
-/// rescue, so counting it as running would show calls that nobody is making.
+/// its claim on (calling its model, or waiting for a free slot of its worker: the workers'
+/// own counts, [`workers_line`], tell the two apart); one whose lease expired belongs to a
+/// worker that died and only waits for a rescue, so counting it as in progress would show
+/// work that nobody is doing.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Processing {
-    pub running: i64,
+    pub in_progress: i64,
     pub stalled: i64,
 }
 
@@ -79,7 +82,7 @@ pub(super) async fn processing_by_batch(
         let entry = by_batch.entry(job.batch_key).or_default();
         match job.lease_expires_at {
             Some(until) if until <= now => entry.stalled += 1,
-            _ => entry.running += 1,
+            _ => entry.in_progress += 1,
         }
     }
     Ok(by_batch)
@@ -91,9 +94,27 @@ pub(super) fn summary_line(s: &Summary, processing: Processing) -> Markup {
         div.summary {
             (progress_bar(s)) " "
             span #summary {
-                (s.total) " jobs: " (s.queued) " queued, " (processing.running) " running, "
+                (s.total) " jobs: " (s.queued) " queued, " (processing.in_progress) " in progress, "
                 @if processing.stalled > 0 { (processing.stalled) " stalled (waiting for a rescue), " }
                 (s.succeeded) " succeeded, " (s.failed) " failed, " (s.skipped) " skipped"
+            }
+        }
+    }
+}
+
+/// What the workers report: calls in flight, and claimed jobs that wait for a free slot.
+pub(super) fn workers_line(workers: &WorkerTotals) -> Markup {
+    html! {
+        p #workers {
+            @if workers.live == 0 {
+                "No worker is running."
+            } @else {
+                strong { "Workers: " }
+                (workers.live) @if workers.live == 1 { " process, " } @else { " processes, " }
+                (workers.running) " of " (workers.slots) " slots calling a model, "
+                (workers.waiting_for_slot) " claimed "
+                @if workers.waiting_for_slot == 1 { "job waits" } @else { "jobs wait" }
+                " for a slot."
             }
         }
     }

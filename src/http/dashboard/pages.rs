@@ -10,7 +10,7 @@ use super::chart::{model_chart, model_label, success_rate};
 use super::html::{count, millis, progress_bar, running, scroll, time};
 use super::listing::{
     Names, PAGE_SIZE, jobs_table, pager, parse_batch_key, parse_offset, processing_by_batch,
-    summary_line,
+    summary_line, workers_line,
 };
 use super::{PageError, PageResult, page};
 use crate::app::{App, StatusQuery};
@@ -24,9 +24,10 @@ const MODEL_WINDOW: usize = 7;
 
 /// `GET /`.
 pub(super) async fn overview(State(app): State<App>) -> PageResult {
-    let (overview, processing) = tokio::try_join!(
+    let (overview, processing, workers) = tokio::try_join!(
         async { Ok(app.overview(BATCHES_SHOWN, MODEL_WINDOW).await?) },
         processing_by_batch(&app, None),
+        async { Ok(app.workers().await?) },
     )?;
     let failed: i64 = overview.batches.iter().map(|b| b.summary.failed).sum();
     let dash = || "—".to_owned();
@@ -34,6 +35,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
     let windows = overview.window.len();
     let body = html! {
         h1 { "Overview" }
+        (workers_line(&workers))
         @if !overview.pauses.is_empty() {
             h2 { "Paused" }
             (scroll(html! { table {
@@ -59,7 +61,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
             (scroll(html! { table #batches {
                 tr {
                     th { "Batch" } th { "Progress" } th.n { "Total" } th.n { "Queued" }
-                    th.n title="Calls in flight: claimed jobs whose worker still holds them" { "Running" }
+                    th.n title="Claimed jobs whose worker still holds them: calling a model or waiting for a free slot" { "In progress" }
                     th.n { "Succeeded" } th.n { "Failed" } th.n { "Skipped" }
                 }
                 @for batch in &overview.batches {
@@ -68,7 +70,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                     tr {
                         td.nw { a href={ "/batches/" (batch.batch_key) } { (batch.batch_key) } }
                         td { (progress_bar(s)) }
-                        td.n { (s.total) } td.n { (s.queued) } td.n { (held.running) }
+                        td.n { (s.total) } td.n { (s.queued) } td.n { (held.in_progress) }
                         td.n { (s.succeeded) }
                         td.n {
                             @if s.failed > 0 {
@@ -178,6 +180,7 @@ pub(super) async fn batch(
     let body = html! {
         h1 { "Batch " (key) }
         (summary_line(&all.summary, held))
+        (workers_line(&all.workers))
         @if all.summary.failed > 0 || all.summary.queued > 0 {
             div.actions {
                 @if all.summary.failed > 0 {

@@ -37,6 +37,8 @@ mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
 mod wake;
+/// Worker registry and the locks that tell a dead worker from a slow one.
+mod workers;
 
 pub use db::{Conn, Db, Tx};
 pub use wake::JOBS_CHANNEL;
@@ -53,6 +55,8 @@ pub struct PostgresStore {
     /// `DATABASE_DIRECT_URL`: the server itself, past the pooler, for what needs a session
     /// (migrations under sqlx's session lock, LISTEN).
     direct: Option<std::sync::Arc<PgConnectOptions>>,
+    /// The session holding this process's worker lock, once it registered as a worker.
+    presence: std::sync::Arc<tokio::sync::Mutex<Option<workers::Presence>>>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
@@ -88,6 +92,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool: Db::new(pool, hinted || direct.is_some()),
             direct,
+            presence: std::sync::Arc::default(),
         })
     }
 

@@ -3,11 +3,18 @@
 
 use super::*;
 use crate::store::Queue;
+use crate::store::workers::WorkerId;
 
-/// The common tail of both claims: `picked` (id, runnable) is locked already; $1 is the
-/// clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked job whose prompt or model
-/// went away ends `skipped`. The prompt text is the job's version's (the current text only for
-/// jobs older than versions), the generation params those of its enqueue.
+/// The common tail of both claims: `picked` (the job's id, prompt, model and version) is
+/// locked already; $1 is the clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked
+/// job whose prompt or model went away ends `skipped`. The prompt text is the job's version's
+/// (the current text only for jobs older than versions), the generation params those of its
+/// enqueue.
+///
+/// `picked` reads the job table alone and the prompt, model and version are joined to the
+/// picked rows only: joined inside `picked`, before its `LIMIT`, they let the planner join
+/// every due job first and sort them all (a fresh table has no statistics until autovacuum
+/// analyses it, a minute later), 15 ms a claim of 20,000 due jobs instead of 1.
 ///
 /// The claim commits without waiting for its WAL flush (`synchronous_commit` off for this
 /// statement's transaction only, which also holds behind a transaction-mode pooler): a claim
@@ -16,35 +23,97 @@ use crate::store::Queue;
 /// answer. Every finish still waits for its flush, and a flush covers every earlier commit,
 /// so no durable finish can follow a lost claim.
 macro_rules! claim_update {
-    ($picked:literal) => {
+    ($picked:literal, worker = $worker:literal) => {
         concat!(
             "WITH picked AS (",
             $picked,
             ") UPDATE prompt_jobs j SET
-                status = CASE WHEN picked.runnable THEN 'processing' ELSE 'skipped' END,
-                attempt_count = j.attempt_count + CASE WHEN picked.runnable THEN 1 ELSE 0 END,
-                started_at = CASE WHEN picked.runnable THEN COALESCE($1::timestamptz, now())
+                status = CASE WHEN p.active AND m.active THEN 'processing' ELSE 'skipped' END,
+                attempt_count = j.attempt_count + CASE WHEN p.active AND m.active THEN 1 ELSE 0 END,
+                started_at = CASE WHEN p.active AND m.active THEN COALESCE($1::timestamptz, now())
                     ELSE j.started_at END,
-                lease_expires_at = CASE WHEN picked.runnable
+                lease_expires_at = CASE WHEN p.active AND m.active
                     THEN COALESCE($1::timestamptz, now()) + $2 * interval '1 microsecond' END,
-                finished_at = CASE WHEN picked.runnable THEN NULL
+                finished_at = CASE WHEN p.active AND m.active THEN NULL
                     ELSE COALESCE($1::timestamptz, now()) END,
-                error_message = CASE WHEN picked.runnable THEN j.error_message
-                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
-            FROM picked, prompts p, models m
-            WHERE j.id = picked.id AND p.id = j.prompt_id AND m.id = j.model_id
+                error_message = CASE WHEN p.active AND m.active THEN j.error_message
+                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END,
+                worker_id = ",
+            $worker,
+            "
+            FROM picked
+            JOIN prompts p ON p.id = picked.prompt_id
+            JOIN models m ON m.id = picked.model_id
+            LEFT JOIN prompt_versions v ON v.id = picked.prompt_version_id
+            WHERE j.id = picked.id
                 AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
             RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
                 j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
                 j.scheduled_for, j.next_attempt_at, j.lease_expires_at, j.started_at, j.finished_at,
-                j.created_at, picked.runnable, j.prompt_version_id, j.gen_params,
-                picked.version_hash AS prompt_version,
-                COALESCE(picked.version_text, p.text) AS prompt_text, m.id AS m_id,
+                j.created_at, p.active AND m.active AS runnable, j.prompt_version_id, j.gen_params,
+                v.hash AS prompt_version, COALESCE(v.text, p.text) AS prompt_text, m.id AS m_id,
                 m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
                 m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at"
         )
     };
 }
+
+/// Hands back the jobs of `$picked` (ids of `processing` jobs, locked; it may read `clock`
+/// and further CTEs before it, `$before`): `queued` and due now, or `failed` once their
+/// attempts are spent, each abandoned attempt recorded. $1 is the clock, $2 the error.
+macro_rules! rescue_update {
+    ($picked:literal) => {
+        rescue_update!("", $picked)
+    };
+    ($before:literal, $picked:literal) => {
+        concat!(
+            "WITH clock AS (
+                SELECT COALESCE($1::timestamptz, now()) AS now
+            )",
+            $before,
+            ", picked AS (",
+            $picked,
+            "), rescued AS (
+                UPDATE prompt_jobs j SET
+                    status = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN 'failed' ELSE 'queued' END,
+                    error_message = $2,
+                    next_attempt_at = c.now,
+                    lease_expires_at = NULL,
+                    finished_at = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN c.now END
+                FROM picked, clock c WHERE j.id = picked.id
+                RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message,
+                    c.now AS rescued_at
+            ), recorded AS (
+                INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                    error_class, error_message)
+                SELECT id, attempt_count, started_at, rescued_at, 'abandoned', 'abandoned',
+                    error_message
+                FROM rescued
+            )
+            SELECT id, attempt_count, status FROM rescued ORDER BY id"
+        )
+    };
+}
+pub(super) use rescue_update;
+
+/// The answer of a [`rescue_update!`].
+pub(super) fn rescued_from_rows(rows: &[PgRow]) -> StoreResult<Vec<Rescued>> {
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(Rescued {
+                job_id: row.try_get("id")?,
+                attempt: row.try_get("attempt_count")?,
+                status: parse_status(&status)?,
+            })
+        })
+        .collect()
+}
+
+/// An enqueue of at least this many jobs refreshes the job table's statistics at once.
+const ANALYZE_AFTER_JOBS: i64 = 1_000;
 
 impl Queue for PostgresStore {
     async fn jobs_enqueue(
@@ -122,6 +191,15 @@ impl Queue for PostgresStore {
             notify_jobs(&mut tx).await?;
         }
         tx.commit().await?;
+        if jobs >= ANALYZE_AFTER_JOBS {
+            // Autovacuum analyses a table a minute or so after it changed; until then claims
+            // are planned for the table as it was (a new one: empty), and such a plan reads
+            // and sorts every due job on each claim. A warning (not an error) when this role
+            // may not analyse the table; the queue works either way.
+            if let Err(err) = sqlx::query("ANALYZE prompt_jobs").execute(&self.pool).await {
+                tracing::warn!(error = %err, "could not analyse prompt_jobs after the enqueue");
+            }
+        }
         Ok(EnqueueReport {
             jobs_created: jobs as u64,
             prompt_count: prompts as u64,
@@ -134,25 +212,24 @@ impl Queue for PostgresStore {
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
+        worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let rows = sqlx::query(claim_update!(
-            "SELECT j.id, (p.active AND m.active) AS runnable, v.hash AS version_hash,
-                v.text AS version_text
+            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
              FROM prompt_jobs j
-             JOIN prompts p ON p.id = j.prompt_id
-             JOIN models m ON m.id = j.model_id
-             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
                 AND j.model_id <> ALL($4::bigint[])
              ORDER BY j.next_attempt_at, j.id
              LIMIT $3
-             FOR UPDATE OF j SKIP LOCKED"
+             FOR UPDATE OF j SKIP LOCKED",
+            worker = "$5::bigint"
         ))
         .bind(now.fixed())
         .bind(micros(lease))
         .bind(limit)
         .bind(except)
+        .bind(worker)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -174,14 +251,11 @@ impl Queue for PostgresStore {
         // FOR UPDATE without SKIP LOCKED: a concurrent claim of the same job waits, then sees
         // it is no longer queued.
         let row = sqlx::query(claim_update!(
-            "SELECT j.id, (p.active AND m.active) AS runnable, v.hash AS version_hash,
-                v.text AS version_text
+            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
              FROM prompt_jobs j
-             JOIN prompts p ON p.id = j.prompt_id
-             JOIN models m ON m.id = j.model_id
-             LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id
              WHERE j.id = $3 AND j.status = 'queued'
-             FOR UPDATE OF j"
+             FOR UPDATE OF j",
+            worker = "NULL"
         ))
         .bind(now.fixed())
         .bind(micros(lease))
@@ -223,48 +297,16 @@ impl Queue for PostgresStore {
         let now: Clock = now.into();
         // Expiry is judged by the database's clock, never by the rescuing process's: one
         // running ahead would otherwise take the live jobs of every other process.
-        let rows = sqlx::query(
-            "WITH clock AS (
-                SELECT COALESCE($1::timestamptz, now()) AS now
-            ), expired AS (
-                SELECT id FROM prompt_jobs
-                WHERE status = 'processing' AND lease_expires_at < (SELECT now FROM clock)
-                FOR UPDATE SKIP LOCKED
-            ), rescued AS (
-                UPDATE prompt_jobs j SET
-                    status = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
-                        THEN 'failed' ELSE 'queued' END,
-                    error_message = $2,
-                    next_attempt_at = c.now,
-                    lease_expires_at = NULL,
-                    finished_at = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
-                        THEN c.now END
-                FROM expired, clock c WHERE j.id = expired.id
-                RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message,
-                    c.now AS rescued_at
-            ), recorded AS (
-                INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
-                    error_class, error_message)
-                SELECT id, attempt_count, started_at, rescued_at, 'abandoned', 'abandoned',
-                    error_message
-                FROM rescued
-            )
-            SELECT id, attempt_count, status FROM rescued ORDER BY id",
-        )
+        let rows = sqlx::query(rescue_update!(
+            "SELECT id FROM prompt_jobs
+            WHERE status = 'processing' AND lease_expires_at < (SELECT now FROM clock)
+            FOR UPDATE SKIP LOCKED"
+        ))
         .bind(now.fixed())
         .bind(ABANDONED)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                Ok(Rescued {
-                    job_id: row.try_get("id")?,
-                    attempt: row.try_get("attempt_count")?,
-                    status: parse_status(&status)?,
-                })
-            })
-            .collect()
+        rescued_from_rows(&rows)
     }
 
     async fn jobs_heartbeat(
@@ -282,7 +324,9 @@ impl Queue for PostgresStore {
             "UPDATE prompt_jobs j
              SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-             WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt
+             -- C collation: found by key, not through the partial index (see `finish`).
+             WHERE j.id = t.id AND (j.status COLLATE \"C\") = 'processing'
+                AND j.attempt_count = t.attempt
              RETURNING j.id, j.attempt_count",
         )
         .bind(&ids)

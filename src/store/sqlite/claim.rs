@@ -9,6 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use super::{JOB_COLUMNS, Picked, SqliteTx, ids_json, ms, snapshot_model};
 use crate::domain::{ClaimedJob, Job};
 use crate::store::sql::job_from_row;
+use crate::store::workers::WorkerId;
 use crate::store::{SKIPPED_INACTIVE, StoreResult};
 
 /// Claims the picked rows (read in this transaction): runnable ones become `processing`,
@@ -18,6 +19,7 @@ pub(super) async fn claim_picked(
     rows: &[SqliteRow],
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
+    worker: Option<WorkerId>,
 ) -> StoreResult<Vec<ClaimedJob>> {
     let mut picked = HashMap::with_capacity(rows.len());
     let mut order = Vec::with_capacity(rows.len());
@@ -53,7 +55,7 @@ pub(super) async fn claim_picked(
     }
     let sql = format!(
         "UPDATE prompt_jobs SET status = 'processing', attempt_count = attempt_count + 1,
-            started_at = ?2, lease_expires_at = ?3, finished_at = NULL
+            started_at = ?2, lease_expires_at = ?3, finished_at = NULL, worker_id = ?4
          WHERE id IN (SELECT value FROM json_each(?1))
          RETURNING {JOB_COLUMNS}"
     );
@@ -61,6 +63,7 @@ pub(super) async fn claim_picked(
         .bind(ids_json(&order))
         .bind(ms(now))
         .bind(ms(lease_until))
+        .bind(worker)
         .fetch_all(&mut **tx)
         .await?;
     let mut jobs: HashMap<i64, Job> = HashMap::with_capacity(rows.len());

@@ -39,6 +39,8 @@ mod prune;
 mod queue;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
+/// Worker registry (leases alone bring a dead process's jobs back here).
+mod workers;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 

@@ -4,6 +4,7 @@
 use super::claim::claim_picked;
 use super::*;
 use crate::store::Queue;
+use crate::store::workers::WorkerId;
 
 impl Queue for SqliteStore {
     async fn jobs_enqueue(
@@ -107,6 +108,7 @@ impl Queue for SqliteStore {
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
+        worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
         let now = now.local();
@@ -131,7 +133,7 @@ impl Queue for SqliteStore {
         .bind(ids_json(except))
         .fetch_all(&mut *tx)
         .await?;
-        let claimed = claim_picked(&mut tx, &rows, now, lease_until).await?;
+        let claimed = claim_picked(&mut tx, &rows, now, lease_until, worker).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -169,7 +171,7 @@ impl Queue for SqliteStore {
         }
         let runnable: bool = row.try_get("runnable")?;
         let mut claimed =
-            claim_picked(&mut tx, std::slice::from_ref(&row), now, lease_until).await?;
+            claim_picked(&mut tx, std::slice::from_ref(&row), now, lease_until, None).await?;
         tx.commit().await?;
         match claimed.pop() {
             Some(job) => Ok(ClaimOne::Claimed(Box::new(job))),

@@ -21,7 +21,13 @@ pub async fn the_overview_shows_batches_models_and_pauses(db: TestDb) {
     let mut dash = start(db, ONE_ATTEMPT).await;
     dash.login().await;
     let empty = dash.get("/").await;
-    assert!(empty.assert_html(200).contains("No batch yet"), "{empty:?}");
+    let html = empty.assert_html(200);
+    assert!(html.contains("No batch yet"), "{empty:?}");
+    assert!(
+        html.contains("<p id=\"workers\">")
+            && (html.contains("No worker is running.") || html.contains("slots calling a model")),
+        "the workers' line: {html}"
+    );
 
     let seeded = seed_finished_batch(&dash).await;
     // A second batch still waiting: the overview reloads itself while it runs.
@@ -120,7 +126,7 @@ pub async fn a_batch_lists_its_jobs_by_status(db: TestDb) {
     let all = dash.get(&format!("/batches/{key}")).await;
     let html = all.assert_html(200);
     assert!(
-        html.contains("4 jobs: 0 queued, 0 running, 2 succeeded, 2 failed, 0 skipped"),
+        html.contains("4 jobs: 0 queued, 0 in progress, 2 succeeded, 2 failed, 0 skipped"),
         "{html}"
     );
     for id in seeded.succeeded.iter().chain(&seeded.failed) {

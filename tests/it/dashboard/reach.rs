@@ -265,7 +265,9 @@ pub async fn running_counts_only_jobs_a_worker_holds(db: TestDb) {
     let batch = dash.get(&format!("/batches/{key}")).await;
     let html = batch.assert_html(200);
     assert!(
-        html.contains("3 jobs: 1 queued, 1 running, 1 stalled (waiting for a rescue), 0 succeeded"),
+        html.contains(
+            "3 jobs: 1 queued, 1 in progress, 1 stalled (waiting for a rescue), 0 succeeded"
+        ),
         "{html}"
     );
     let overview = dash.get("/").await;

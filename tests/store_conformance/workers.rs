@@ -1,0 +1,188 @@
+//! The worker registry: counts, and (PostgreSQL) the jobs of a worker whose session died.
+
+use super::*;
+use promptq::store::workers::{NewWorker, WorkerTotals, Workers};
+use promptq::store::{Jobs, Queue};
+
+fn worker(concurrency: usize) -> NewWorker {
+    NewWorker {
+        host: "test-host".to_owned(),
+        pid: 4242,
+        concurrency,
+    }
+}
+
+pub(super) async fn workers_register_report_and_stop<D: Backend>(db: &Db<D>) {
+    let store = db.store.clone();
+    let now = t0();
+    let a = store.worker_register(&worker(10), now).await.unwrap();
+    let b = store.worker_register(&worker(5), now).await.unwrap();
+    assert_ne!(a, b);
+    assert_eq!(store.worker_beat(a, 7, 12, now).await.unwrap(), a);
+    let within = std::time::Duration::from_secs(30);
+    let live = store.workers_live(now, within).await.unwrap();
+    assert_eq!(live.iter().map(|w| w.id).collect::<Vec<_>>(), vec![a, b]);
+    assert_eq!(
+        (live[0].running, live[0].held, live[0].concurrency),
+        (7, 12, 10)
+    );
+    assert_eq!(live[0].host, "test-host");
+    assert_eq!(
+        WorkerTotals::of(&live),
+        WorkerTotals {
+            live: 2,
+            slots: 15,
+            running: 7,
+            waiting_for_slot: 5
+        }
+    );
+    // One not heard from for longer than `within` is not listed; a stopped one neither.
+    let later = now + Duration::seconds(20);
+    store.worker_beat(a, 1, 1, later).await.unwrap();
+    let live = store
+        .workers_live(later + Duration::seconds(15), within)
+        .await
+        .unwrap();
+    assert_eq!(live.iter().map(|w| w.id).collect::<Vec<_>>(), vec![a]);
+    store.worker_stop(a, later).await.unwrap();
+    assert!(
+        store
+            .workers_live(later + Duration::seconds(15), within)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(super) async fn claims_carry_their_worker_and_live_workers_keep_their_jobs<D: Backend>(
+    db: &Db<D>,
+) {
+    let store = db.store.clone();
+    seeded(&store, 1, 4, 1).await;
+    let me = store.worker_register(&worker(4), t0()).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let claimed = store
+        .jobs_claim_except(4, t0(), lease, &[], Some(me))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    // A live worker (this one) is never taken for a dead one, however often anyone looks.
+    for _ in 0..3 {
+        assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+    }
+    let still = store
+        .jobs_list(
+            &JobFilter {
+                status: Some(JobStatus::Processing),
+                ..JobFilter::default()
+            },
+            Page {
+                limit: 10,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(still.len(), 4);
+}
+
+/// PostgreSQL: a worker registered through another connection pool, whose session then ends
+/// without a word (as a killed process's does), has its jobs handed back at once; a worker
+/// with no lock (behind a pooler) and jobs claimed by no worker are left to their lease.
+pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 6, 1).await;
+    let lease = std::time::Duration::from_secs(3600);
+    let survivor = store.worker_register(&worker(2), t0()).await.unwrap();
+    let mine = store
+        .jobs_claim_except(2, t0(), lease, &[], Some(survivor))
+        .await
+        .unwrap();
+    let anonymous = store.jobs_claim(1, t0(), lease).await.unwrap();
+
+    let doomed_store = reopen(db).await;
+    let doomed = doomed_store
+        .worker_register(&worker(3), t0())
+        .await
+        .unwrap();
+    let theirs = doomed_store
+        .jobs_claim_except(3, t0(), lease, &[], Some(doomed))
+        .await
+        .unwrap();
+    assert_eq!((mine.len(), anonymous.len(), theirs.len()), (2, 1, 3));
+    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+
+    // The process dies: its connections go, and the server lets go of its lock.
+    drop(doomed_store);
+    let mut rescued = Vec::new();
+    for _ in 0..100 {
+        rescued = store.jobs_rescue_orphaned(t0()).await.unwrap();
+        if !rescued.is_empty() {
+            break;
+        }
+        // The server notices the closed socket a moment after it closed.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ids: Vec<i64> = rescued.iter().map(|r| r.job_id).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<i64> = theirs.iter().map(|c| c.job.id).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "exactly the dead worker's jobs come back");
+    assert!(rescued.iter().all(|r| r.status == JobStatus::Queued));
+    let job = store.job_get(expected[0]).await.unwrap().unwrap();
+    assert!(job.error_message.unwrap().contains("process died"));
+    // Once: it is marked stopped, and no one hands its (requeued) jobs back again.
+    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+    let live = store
+        .workers_live(t0(), std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![survivor]
+    );
+}
+
+/// PostgreSQL: a worker whose lock session the server ended (a restart, an idle timeout, a
+/// network cut) while the process lives is told so by its next report: it goes on under a
+/// new id with a new lock, and its old claims are handed back like a dead worker's.
+pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<PostgresStore>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 2, 1).await;
+    let lease = std::time::Duration::from_secs(3600);
+    let first = store.worker_register(&worker(2), t0()).await.unwrap();
+    let claimed = store
+        .jobs_claim_except(2, t0(), lease, &[], Some(first))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND objid = $1 AND granted AND objsubid = 2
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(first)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![true], "one session held the worker's lock");
+    let mut second = first;
+    for _ in 0..100 {
+        second = store.worker_beat(first, 0, 2, t0()).await.unwrap();
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_ne!(second, first, "the lost session was noticed");
+    let rescued = store.jobs_rescue_orphaned(t0()).await.unwrap();
+    assert_eq!(rescued.len(), 2, "the old claims came back");
+    let live = store
+        .workers_live(t0(), std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(live.iter().map(|w| w.id).collect::<Vec<_>>(), vec![second]);
+    assert!(live[0].holds_lock);
+    // The new lock is held: the live worker is not taken for a dead one.
+    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+}
