@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_spend::{ModelSpend, Spending, TokenAverage};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
@@ -306,4 +307,10 @@ delegate! { Figures:
     fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>>;
     fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures>;
     fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats>;
+}
+
+delegate! { Spending:
+    fn spend_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<ModelSpend>>;
+    fn token_averages(&self, models: &[ModelId], since: DateTime<Utc>)
+        -> StoreResult<Vec<TokenAverage>>;
 }

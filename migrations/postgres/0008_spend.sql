@@ -1,0 +1,6 @@
+-- A budget reads "what did today's answers cost" every few seconds: this partial b-tree holds
+-- only the answers with a known cost, in creation order, and includes what the sum needs, so
+-- that the read is an index-only scan of a day's answers (the BRIN index on created_at gives
+-- block ranges, which the sum would have to visit and recheck).
+CREATE INDEX responses_spend ON responses (created_at) INCLUDE (model_id, cost_usd)
+    WHERE cost_usd IS NOT NULL;
