@@ -46,9 +46,8 @@ fn read_price(price: &Map<String, Value>) -> Result<Price, String> {
         ));
     }
     let required = |field: &str| {
-        dollars(price.get(field), &format!("price.{field}"))?.ok_or_else(|| {
-            format!("params.price.{field} is missing (USD per million tokens)")
-        })
+        dollars(price.get(field), &format!("price.{field}"))?
+            .ok_or_else(|| format!("params.price.{field} is missing (USD per million tokens)"))
     };
     let input = required("input")?;
     let output = required("output")?;
@@ -114,10 +113,22 @@ mod tests {
     fn bad_prices_are_refused_with_the_field_named() {
         for (params, field) in [
             (json!({"price": 3}), "params.price must be an object"),
-            (json!({"price": {"output": 1}}), "params.price.input is missing"),
-            (json!({"price": {"input": -1, "output": 1}}), "params.price.input"),
-            (json!({"price": {"input": "x", "output": 1}}), "params.price.input"),
-            (json!({"price": {"input": 1, "output": [1]}}), "params.price.output"),
+            (
+                json!({"price": {"output": 1}}),
+                "params.price.input is missing",
+            ),
+            (
+                json!({"price": {"input": -1, "output": 1}}),
+                "params.price.input",
+            ),
+            (
+                json!({"price": {"input": "x", "output": 1}}),
+                "params.price.input",
+            ),
+            (
+                json!({"price": {"input": 1, "output": [1]}}),
+                "params.price.output",
+            ),
             (
                 json!({"price": {"input": 1, "output": 1, "cachedInput": -0.5}}),
                 "params.price.cachedInput",

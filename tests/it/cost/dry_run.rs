@@ -1,0 +1,1 @@
+//! dry run tests (to come)
