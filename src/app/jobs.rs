@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
+use crate::engine::budget::SpendToday;
 use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::{
     AttemptRecord, ClaimOne, Clock, JobFilter, JobSelector, Page, ResponseFilter, StoredResponse,
@@ -47,8 +48,11 @@ pub struct StatusReport {
     pub expired_leases: i64,
     /// Providers and models paused now (rate limited, or an account error), with why.
     pub pauses: Vec<crate::store::Pause>,
-    /// Active models this process cannot call (a key it lacks): their jobs wait unclaimed.
+    /// Active models this process cannot call (a key it lacks, a daily budget spent): their
+    /// jobs wait unclaimed.
     pub blocked: Vec<BlockedModel>,
+    /// What today's answers cost, by model, beside the daily budget.
+    pub spent_today: SpendToday,
 }
 
 /// One job with its attempts and its stored response.
@@ -210,7 +214,9 @@ impl App {
             store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
         )?;
-        let blocked = self.blocked(&query.filter).await?;
+        let (blocked, spent_today) = tokio::try_join!(self.blocked(&query.filter), async {
+            Ok(self.runtime().spent_today().await?)
+        })?;
         Ok(StatusReport {
             success: true,
             summary,
@@ -218,6 +224,7 @@ impl App {
             expired_leases: expired,
             pauses,
             blocked,
+            spent_today,
         })
     }
 

@@ -12,6 +12,9 @@ use super::NewResponse;
 /// the compatible ones) charge half the list price.
 pub const DEFAULT_BATCH_DISCOUNT: f64 = 0.5;
 
+/// How the reason of a model stopped by a daily budget begins.
+pub const BUDGET_REACHED: &str = "daily budget reached";
+
 /// A model's list price, in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {

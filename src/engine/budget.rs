@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use crate::domain::price::BUDGET_REACHED;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Model, ModelId, Outcome};
 use crate::store::{ModelSpend, StoreResult};
 
@@ -66,7 +67,7 @@ pub fn over_budget(
                 let used = spent.get(&model.id).copied().unwrap_or(0.0);
                 (used >= budget).then(|| {
                     format!(
-                        "daily budget reached: ${used:.4} spent today of params.budgetUsdPerDay \
+                        "{BUDGET_REACHED}: ${used:.4} spent today of params.budgetUsdPerDay \
                          ${budget:.4}; calls resume at {resume}"
                     )
                 })
@@ -87,6 +88,20 @@ pub fn any_budget(models: &[Model], global: Option<f64>) -> bool {
         || models
             .iter()
             .any(|model| model.spec.spend().budget_usd_per_day.is_some())
+}
+
+/// What today's answers cost (the day in `TIMEZONE`), as status shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendToday {
+    /// When today began.
+    pub day_start: DateTime<Utc>,
+    /// The known costs of today's answers; answers of unknown cost add nothing.
+    pub total_usd: f64,
+    /// `BUDGET_USD_PER_DAY`, if set.
+    pub budget_usd_per_day: Option<f64>,
+    /// By model; models without a costed answer today are left out.
+    pub per_model: Vec<ModelSpend>,
 }
 
 /// The day's spending as last read, and this process's own since.
@@ -197,14 +212,16 @@ impl Runtime {
         Ok(over_budget(models, &state.spent(), global, next_day))
     }
 
-    /// The day's spending so far by model (database read plus own), reading it if stale.
-    pub async fn spent_today(&self) -> StoreResult<(DateTime<Utc>, HashMap<ModelId, f64>)> {
+    /// What today's answers cost so far, by model, as the database says now.
+    pub async fn spent_today(&self) -> StoreResult<SpendToday> {
         let (day_start, _) = day_bounds(Utc::now(), self.config().timezone);
-        let rows = self.store().spend_since(day_start).await?;
-        Ok((
+        let per_model = self.store().spend_since(day_start).await?;
+        Ok(SpendToday {
             day_start,
-            rows.into_iter().map(|s| (s.model_id, s.cost_usd)).collect(),
-        ))
+            total_usd: per_model.iter().map(|m| m.cost_usd).sum(),
+            budget_usd_per_day: self.config().budget_usd_per_day,
+            per_model,
+        })
     }
 
     /// Counts the cost of a finished attempt's answer against today's budgets.

@@ -43,7 +43,24 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                 }
             } }))
         }
-        @for blocked in &overview.blocked {
+        @let spend = &overview.spent_today;
+        @if !spend.per_model.is_empty() || spend.budget_usd_per_day.is_some() {
+            p #spend {
+                strong { "Spent today: " } (format!("${:.4}", spend.total_usd))
+                @if let Some(budget) = spend.budget_usd_per_day {
+                    " of a daily budget of " (format!("${budget:.4}"))
+                }
+            }
+        }
+        @for blocked in overview.blocked.iter().filter(|b| b.by_budget()) {
+            p.blocked {
+                strong { "Stopped: " }
+                "model " (blocked.model_name) ": " (blocked.reason) "; "
+                (blocked.queued)
+                @if blocked.queued == 1 { " queued job waits." } @else { " queued jobs wait." }
+            }
+        }
+        @for blocked in overview.blocked.iter().filter(|b| !b.by_budget()) {
             p.blocked {
                 strong { "Blocked: " }
                 "model " (blocked.model_name) " cannot run here (" (blocked.reason) "); "

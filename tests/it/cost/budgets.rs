@@ -112,6 +112,18 @@ async fn a_model_budget_stops_its_calls_and_leaves_the_others(db: TestDb) {
     );
     assert!(reason.contains("$0.0200 spent today"), "{reason}");
     assert_eq!(queued, 1);
+    let status = server.get("/api/jobs/status").await;
+    let spent = &status.assert_ok()["spentToday"];
+    let capped_spend = spent["perModel"]
+        .as_array()
+        .expect("perModel")
+        .iter()
+        .find(|m| m["modelId"] == capped)
+        .and_then(|m| m["costUsd"].as_f64());
+    assert!(
+        capped_spend.is_some_and(|usd| (usd - 0.02).abs() < 1e-9),
+        "{spent}"
+    );
     // The other model has no budget of its own and runs on.
     assert_eq!(blocked_by_budget(&server, free).await, None);
     for job in jobs_of(&server, free).await {

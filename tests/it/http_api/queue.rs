@@ -138,6 +138,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "expiredLeases",
             "pauses",
             "blocked",
+            "spentToday",
             "perModel",
             "tokens",
             "costUsd",
