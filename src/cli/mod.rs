@@ -17,6 +17,7 @@ macro_rules! outln {
 mod batches;
 mod bench;
 mod catalog;
+mod dry_run;
 mod export;
 mod jobs;
 mod models;
@@ -74,6 +75,14 @@ pub enum Command {
         /// Create this batch instead of the current one
         #[arg(long)]
         batch_key: Option<BatchKey>,
+        /// Enqueue nothing and call no model: list the jobs the run would create per model
+        /// and estimate their cost from the token counts of recent answers, at each model's
+        /// params.price
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print the estimate as JSON
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Measure the queue: enqueue, drain and model-bound workloads, median of repetitions
     Bench(bench::BenchArgs),
@@ -169,7 +178,19 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             })
             .await
         }
-        Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
+        Command::Run {
+            batch_key,
+            dry_run: true,
+            json,
+        } => {
+            with_app(config, async |app| {
+                dry_run::dry_run(app, batch_key, json).await
+            })
+            .await
+        }
+        Command::Run { batch_key, .. } => {
+            run::run_to_completion(start(config).await?, batch_key).await
+        }
         Command::Demo { file } => run::demo(config, &file).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::BenchOne { workload } => bench::bench_one(config, workload).await,

@@ -60,18 +60,35 @@ pub fn answer_cost(price: &Price, tokens: &Tokens, via_batch: bool) -> Option<f6
         return None;
     }
     let count = |n: Option<i64>| n.unwrap_or(0).max(0) as f64;
-    let prompt = count(tokens.prompt);
+    Some(tokens_cost(
+        price,
+        count(tokens.prompt),
+        count(tokens.cached),
+        count(tokens.completion),
+        via_batch,
+    ))
+}
+
+/// The cost in US dollars of `prompt` tokens (of which `cached` from the cache) and
+/// `completion` tokens at `price`; counts may be fractional (averages, for an estimate).
+pub fn tokens_cost(
+    price: &Price,
+    prompt: f64,
+    cached: f64,
+    completion: f64,
+    via_batch: bool,
+) -> f64 {
     // A cache report larger than the prompt would make the uncached part negative.
-    let cached = count(tokens.cached).min(prompt);
+    let cached = cached.clamp(0.0, prompt.max(0.0));
     let list = (prompt - cached) * price.input
         + cached * price.cached_input.unwrap_or(price.input)
-        + count(tokens.completion) * price.output;
+        + completion.max(0.0) * price.output;
     let factor = if via_batch {
         1.0 - price.batch_discount
     } else {
         1.0
     };
-    Some(list * factor / 1_000_000.0)
+    list * factor / 1_000_000.0
 }
 
 /// Fills in the cost of `response` from `price` when the provider reported none; a reported
