@@ -113,6 +113,7 @@ conformance!(
     finish_dates_rows_by_the_store_clock,
     database_clock_decides_leases,
     all_models_prompt_takes_the_models_active_at_each_enqueue,
+    spend_and_token_means_cover_the_period,
 );
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.
@@ -160,6 +161,9 @@ mod enqueue_claim;
 mod finish_rescue;
 #[path = "store_conformance/queries.rs"]
 mod queries;
+/// What answers cost: spend per period, token means.
+#[path = "store_conformance/spend.rs"]
+mod spend;
 /// Prompt versions and the store's clock.
 #[path = "store_conformance/versions.rs"]
 mod versions;
@@ -168,6 +172,7 @@ use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
 use queries::*;
+use spend::*;
 use versions::*;
 
 fn t0() -> DateTime<Utc> {

@@ -213,7 +213,7 @@ pub(super) async fn batch(
         (scroll(html! { table #per-model {
             tr {
                 th { "Model" } th.n { "Jobs" } th.n { "Succeeded" } th.n { "Failed" }
-                th.n { "Attempts" } th.n { "Tokens" } th.n { "p50" } th.n { "p95" }
+                th.n { "Attempts" } th.n { "Tokens" } th.n { "Cost" } th.n { "p50" } th.n { "p95" }
             }
             @for model in &models {
                 tr {
@@ -223,6 +223,7 @@ pub(super) async fn batch(
                     td.n { (model.summary.failed) }
                     td.n { (model.attempts) }
                     td.n { (model.tokens) }
+                    td.n { (model.cost_usd.map_or_else(dash, |usd| format!("${usd:.4}"))) }
                     td.n { (model.latency_p50_ms.map_or_else(dash, millis)) }
                     td.n { (model.latency_p95_ms.map_or_else(dash, millis)) }
                 }
