@@ -259,10 +259,16 @@ mod tests {
         let (start, end) = day_bounds(at, chrono_tz::UTC);
         assert_eq!(start, Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap());
         assert_eq!(end, Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 0).unwrap());
-        // 02:30 UTC is still the 9th in New York (UTC-5 before the March change).
-        let (start, end) = day_bounds(at, chrono_tz::America::New_York);
-        assert_eq!(start, Utc.with_ymd_and_hms(2026, 3, 9, 5, 0, 0).unwrap());
-        assert_eq!(end, Utc.with_ymd_and_hms(2026, 3, 10, 5, 0, 0).unwrap());
+        // 02:30 UTC on 10 January is still the 9th in New York (UTC-5).
+        let winter = Utc.with_ymd_and_hms(2026, 1, 10, 2, 30, 0).unwrap();
+        let (start, end) = day_bounds(winter, chrono_tz::America::New_York);
+        assert_eq!(start, Utc.with_ymd_and_hms(2026, 1, 9, 5, 0, 0).unwrap());
+        assert_eq!(end, Utc.with_ymd_and_hms(2026, 1, 10, 5, 0, 0).unwrap());
+        // The day the clocks move forward (8 March 2026) lasts 23 hours.
+        let change = Utc.with_ymd_and_hms(2026, 3, 8, 12, 0, 0).unwrap();
+        let (start, end) = day_bounds(change, chrono_tz::America::New_York);
+        assert_eq!(start, Utc.with_ymd_and_hms(2026, 3, 8, 5, 0, 0).unwrap());
+        assert_eq!(end, Utc.with_ymd_and_hms(2026, 3, 9, 4, 0, 0).unwrap());
     }
 
     #[test]
