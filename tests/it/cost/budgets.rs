@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{fake_model, process_ok};
 use crate::support::fake::{Fake, Reply};
 use crate::support::on_both;
-use crate::support::server::{self, Options, Server};
+use crate::support::server::{self, Server};
 use crate::support::{self, TestDb};
 
 on_both!(
@@ -134,26 +134,33 @@ async fn a_model_budget_stops_its_calls_and_leaves_the_others(db: TestDb) {
 async fn the_global_budget_stops_every_model(db: TestDb) {
     let fake = Fake::start().await;
     fake.reply(answer());
-    let options = Options {
-        args: vec!["--budget-usd-per-day".into(), "0.01".into()],
-        ..Options::default()
-    };
-    let server = server::start_with(db, options).await;
-    let a = fake_model(&server, &fake, "a", json!({"price": price()})).await;
-    let b = fake_model(&server, &fake, "b", json!({"price": price()})).await;
-    three_prompts(&server).await;
-    process_ok(
-        &server,
-        jobs_of(&server, a).await[0]["id"].as_i64().unwrap(),
-    )
-    .await;
+    let mut dash = crate::dashboard::web::start(db, &["--budget-usd-per-day", "0.01"]).await;
+    dash.login().await;
+    let server = &dash.server;
+    let a = fake_model(server, &fake, "a", json!({"price": price()})).await;
+    let b = fake_model(server, &fake, "b", json!({"price": price()})).await;
+    three_prompts(server).await;
+    process_ok(server, jobs_of(server, a).await[0]["id"].as_i64().unwrap()).await;
     for model in [a, b] {
-        let (reason, _) = blocked_by_budget(&server, model)
+        let (reason, _) = blocked_by_budget(server, model)
             .await
             .expect("every model is blocked");
         assert!(reason.contains("BUDGET_USD_PER_DAY $0.0100"), "{reason}");
-        refused_for_budget(&server, &jobs_of(&server, model).await[1]).await;
+        refused_for_budget(server, &jobs_of(server, model).await[1]).await;
     }
+    // The dashboard's overview says what was spent and why the models wait.
+    let overview = dash.get("/").await;
+    let html = overview.assert_html(200);
+    assert!(
+        html.contains("Spent today: </strong>$0.0100 of a daily budget of $0.0100"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("<strong>Stopped: </strong>").count(),
+        2,
+        "{html}"
+    );
+    assert!(html.contains("daily budget reached"), "{html}");
 }
 
 async fn calls_resume_the_next_day(db: TestDb) {
