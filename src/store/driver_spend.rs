@@ -14,7 +14,7 @@ use super::StoreResult;
 use crate::domain::{ModelId, PromptId};
 
 /// What one model's answers cost over a period.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpend {
     pub model_id: ModelId,
@@ -23,7 +23,7 @@ pub struct ModelSpend {
 }
 
 /// The mean token counts of one model's recent answers to one prompt.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
 pub struct TokenAverage {
     pub model_id: ModelId,
     pub prompt_id: PromptId,

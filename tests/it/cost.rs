@@ -40,6 +40,18 @@ fn usage_body(extra_usage: Value) -> Value {
         "usage": usage})
 }
 
+/// An answer of `prompt` input and `completion` output tokens.
+pub(crate) fn answer_of(prompt: i64, completion: i64) -> Reply {
+    Reply::json(
+        200,
+        json!({"id": "chatcmpl-1", "model": "fake-1",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "an answer"}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}}),
+    )
+}
+
 /// Creates a model through the API and returns its id.
 pub(crate) async fn create_model(server: &Server, body: Value) -> i64 {
     let created = server.post("/api/models", body).await;

@@ -1,7 +1,6 @@
 //! PostgreSQL's side of [`Spending`]: sums and means over the answers of a period.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::PostgresStore;
 use crate::domain::ModelId;
@@ -12,22 +11,14 @@ impl Spending for PostgresStore {
     async fn spend_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<ModelSpend>> {
         // `cost_usd IS NOT NULL` matches the partial index `responses_spend`, whose included
         // columns answer without visiting the table.
-        let rows = sqlx::query(
-            "SELECT model_id, sum(cost_usd) AS cost FROM responses
+        Ok(sqlx::query_as(
+            "SELECT model_id, sum(cost_usd) AS cost_usd FROM responses
              WHERE created_at >= $1 AND cost_usd IS NOT NULL
              GROUP BY model_id ORDER BY model_id",
         )
         .bind(since)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ModelSpend {
-                    model_id: row.try_get("model_id")?,
-                    cost_usd: row.try_get("cost")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn token_averages(
@@ -38,8 +29,8 @@ impl Spending for PostgresStore {
         if models.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT model_id, prompt_id, count(*) AS n,
+        Ok(sqlx::query_as(
+            "SELECT model_id, prompt_id, count(*) AS answers,
                 avg(COALESCE(prompt_tokens, 0))::float8 AS prompt,
                 avg(COALESCE(cached_tokens, 0))::float8 AS cached,
                 avg(COALESCE(completion_tokens, 0))::float8 AS completion
@@ -51,18 +42,6 @@ impl Spending for PostgresStore {
         .bind(since)
         .bind(models)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TokenAverage {
-                    model_id: row.try_get("model_id")?,
-                    prompt_id: row.try_get("prompt_id")?,
-                    answers: row.try_get("n")?,
-                    prompt: row.try_get("prompt")?,
-                    cached: row.try_get("cached")?,
-                    completion: row.try_get("completion")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }

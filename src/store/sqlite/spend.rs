@@ -1,7 +1,7 @@
 //! SQLite's side of [`Spending`]: sums and means over the answers of a period, on the readers.
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, ms};
 use crate::domain::ModelId;
@@ -11,22 +11,14 @@ use crate::store::driver_spend::{ModelSpend, Spending, TokenAverage};
 impl Spending for SqliteStore {
     async fn spend_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<ModelSpend>> {
         // `cost_usd IS NOT NULL` lets the planner take the partial index `responses_spend`.
-        let rows = sqlx::query(
-            "SELECT model_id, SUM(cost_usd) AS cost FROM responses
+        Ok(sqlx::query_as(
+            "SELECT model_id, SUM(cost_usd) AS cost_usd FROM responses
              WHERE created_at >= ? AND cost_usd IS NOT NULL
              GROUP BY model_id ORDER BY model_id",
         )
         .bind(ms(since))
         .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ModelSpend {
-                    model_id: row.try_get("model_id")?,
-                    cost_usd: row.try_get("cost")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     async fn token_averages(
@@ -38,7 +30,7 @@ impl Spending for SqliteStore {
             return Ok(Vec::new());
         }
         let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT model_id, prompt_id, COUNT(*) AS n,
+            "SELECT model_id, prompt_id, COUNT(*) AS answers,
                 AVG(COALESCE(prompt_tokens, 0)) AS prompt,
                 AVG(COALESCE(cached_tokens, 0)) AS cached,
                 AVG(COALESCE(completion_tokens, 0)) AS completion
@@ -52,18 +44,6 @@ impl Spending for SqliteStore {
             ids.push_bind(*id);
         }
         query.push(") GROUP BY model_id, prompt_id ORDER BY model_id, prompt_id");
-        let rows = query.build().fetch_all(&self.readers).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TokenAverage {
-                    model_id: row.try_get("model_id")?,
-                    prompt_id: row.try_get("prompt_id")?,
-                    answers: row.try_get("n")?,
-                    prompt: row.try_get("prompt")?,
-                    cached: row.try_get("cached")?,
-                    completion: row.try_get("completion")?,
-                })
-            })
-            .collect()
+        Ok(query.build_query_as().fetch_all(&self.readers).await?)
     }
 }

@@ -27,13 +27,7 @@ fn price() -> Value {
 }
 
 fn answer() -> Reply {
-    Reply::json(
-        200,
-        json!({"id": "chatcmpl-1", "model": "fake-1",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "an answer"}}],
-            "usage": {"prompt_tokens": 500, "completion_tokens": 500, "total_tokens": 1000}}),
-    )
+    super::answer_of(500, 500)
 }
 
 /// The batch's jobs of `model`, as `/api/jobs/status` lists them.

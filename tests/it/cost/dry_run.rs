@@ -20,13 +20,7 @@ fn price() -> Value {
 }
 
 fn answer() -> Reply {
-    Reply::json(
-        200,
-        json!({"id": "chatcmpl-1", "model": "fake-1",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "an answer"}}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 200, "total_tokens": 300}}),
-    )
+    super::answer_of(100, 200)
 }
 
 /// Rows of every table a run writes to, and the prompts' marks of their last batch.
