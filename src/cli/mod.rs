@@ -68,6 +68,10 @@ pub enum Command {
         /// Create this batch (YYYY-MM-DD or YYYY-MM-DDTHH:MM) instead of the current one
         #[arg(long)]
         batch_key: Option<BatchKey>,
+        /// Create nothing: print, as JSON, the jobs the pass would create per model and their
+        /// estimated cost (as `run --dry-run --json`)
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Schedule, then process every pending job to completion with a progress bar;
     /// exits non-zero if jobs failed
@@ -170,7 +174,16 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cron { batch_key } => {
+        Command::Cron {
+            batch_key,
+            dry_run: true,
+        } => {
+            with_app(config, async |app| {
+                dry_run::dry_run(app, batch_key, true).await
+            })
+            .await
+        }
+        Command::Cron { batch_key, .. } => {
             with_app(config, async |app| {
                 let report = app.trigger_cron(batch_key).await?;
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;

@@ -38,18 +38,16 @@ async fn footprint(server: &Server) -> Value {
     })
 }
 
-fn dry_run(url: &str, json: bool) -> Output {
-    let mut command = Command::new(support::PROMPTQ);
-    command
-        .args(["run", "--dry-run"])
+fn dry_run(url: &str, args: &[&str]) -> Output {
+    let output = Command::new(support::PROMPTQ)
+        .args(args)
+        .arg("--dry-run")
         .env_clear()
         .env("DATABASE_URL", url)
         .env("CRON_SCHEDULE", "0 0 * * *")
-        .env("TIMEZONE", "UTC");
-    if json {
-        command.arg("--json");
-    }
-    let output = command.output().expect("run promptq run --dry-run");
+        .env("TIMEZONE", "UTC")
+        .output()
+        .expect("run promptq with --dry-run");
     assert!(output.status.success(), "{output:?}");
     output
 }
@@ -88,8 +86,12 @@ async fn a_dry_run_estimates_from_recent_answers_and_writes_nothing(db: TestDb) 
     let fresh = fake_model(&server, &fake, "fresh", json!({"price": price()})).await;
     let before = footprint(&server).await;
 
-    let output = dry_run(&server.db.url, true);
+    let output = dry_run(&server.db.url, &["run", "--json"]);
     let estimate: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    // `cron --dry-run` prints the same estimate.
+    let from_cron = dry_run(&server.db.url, &["cron"]);
+    let from_cron: Value = serde_json::from_slice(&from_cron.stdout).expect("JSON");
+    assert_eq!(from_cron, estimate);
     assert_eq!(estimate["batchKey"], server.current_batch(), "{estimate}");
     assert_eq!(estimate["promptCount"], 2, "{estimate}");
     // The first prompt (2 runs) and the second (1 run) on each of the three models.
@@ -132,7 +134,7 @@ async fn a_dry_run_estimates_from_recent_answers_and_writes_nothing(db: TestDb) 
     );
     assert_eq!(estimate["unknownJobs"], 3);
 
-    let table = String::from_utf8_lossy(&dry_run(&server.db.url, false).stdout).into_owned();
+    let table = String::from_utf8_lossy(&dry_run(&server.db.url, &["run"]).stdout).into_owned();
     assert!(
         table.contains("would create 9 jobs for 2 prompts"),
         "{table}"
