@@ -190,3 +190,20 @@ async fn bad_prices_are_refused_naming_the_field() {
         assert!(message.contains(field), "{message} should name {field}");
     }
 }
+
+#[test]
+fn a_negative_daily_budget_is_refused_at_start() {
+    let output = std::process::Command::new(crate::support::PROMPTQ)
+        .args(["status"])
+        .env_clear()
+        .env("DATABASE_URL", "sqlite:/nonexistent/never-opened.db")
+        .env("BUDGET_USD_PER_DAY", "-5")
+        .output()
+        .expect("run promptq");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("BUDGET_USD_PER_DAY must be a number"),
+        "{stderr}"
+    );
+}

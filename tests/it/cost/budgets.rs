@@ -133,7 +133,7 @@ async fn the_global_budget_stops_every_model(db: TestDb) {
     let server = &dash.server;
     let a = fake_model(server, &fake, "a", json!({"price": price()})).await;
     let b = fake_model(server, &fake, "b", json!({"price": price()})).await;
-    three_prompts(server).await;
+    let batch = three_prompts(server).await;
     process_ok(server, jobs_of(server, a).await[0]["id"].as_i64().unwrap()).await;
     for model in [a, b] {
         let (reason, _) = blocked_by_budget(server, model)
@@ -155,6 +155,11 @@ async fn the_global_budget_stops_every_model(db: TestDb) {
         "{html}"
     );
     assert!(html.contains("daily budget reached"), "{html}");
+    // The batch's page gives each model's cost: known for one, none yet for the other.
+    let page = dash.get(&format!("/batches/{batch}")).await;
+    let html = page.assert_html(200);
+    assert!(html.contains("<th class=\"n\">Cost</th>"), "{html}");
+    assert!(html.contains("$0.0100"), "{html}");
 }
 
 async fn calls_resume_the_next_day(db: TestDb) {
