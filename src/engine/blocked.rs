@@ -93,6 +93,15 @@ pub async fn warn_at_start(runtime: &Runtime) {
     match runtime.blocked_models().await {
         Ok(blocked) => {
             for model in blocked.iter() {
+                if model.by_budget() {
+                    tracing::warn!(
+                        model_id = model.model_id,
+                        "model '{}' waits: {}",
+                        model.model_name,
+                        model.reason
+                    );
+                    continue;
+                }
                 tracing::warn!(
                     model_id = model.model_id,
                     "model '{}' cannot run in this process: {}; its jobs stay queued until a \
