@@ -131,6 +131,12 @@ pub struct Settings {
     #[arg(long, env = "RETENTION_DAYS", global = true)]
     pub retention_days: Option<u32>,
 
+    /// US dollars all models together may spend a day (the day in TIMEZONE): once the day's
+    /// answers cost this much, no new model calls start until the next day (calls already
+    /// running finish). Per model: `params.budgetUsdPerDay`
+    #[arg(long, env = "BUDGET_USD_PER_DAY", global = true)]
+    pub budget_usd_per_day: Option<f64>,
+
     /// Log format: `text` or `json`
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -177,6 +183,8 @@ pub struct Config {
     pub log_json: bool,
     /// Age after which `serve` and `worker` prune attempts and raw bodies; `None` = never.
     pub retention: Option<chrono::Duration>,
+    /// `BUDGET_USD_PER_DAY`: what all models together may spend a day; `None` = no limit.
+    pub budget_usd_per_day: Option<f64>,
 }
 
 /// A setting that cannot be used, with what is wrong.
@@ -264,6 +272,15 @@ impl Settings {
                 );
             }
         };
+        let budget_usd_per_day = match self.budget_usd_per_day {
+            None => None,
+            Some(usd) if usd.is_finite() && usd >= 0.0 => Some(usd),
+            Some(usd) => {
+                return bad(format!(
+                    "BUDGET_USD_PER_DAY must be a number of US dollars of at least 0, not {usd}"
+                ));
+            }
+        };
         Ok(Config {
             database_url: self.database_url.clone(),
             database_direct_url,
@@ -288,6 +305,7 @@ impl Settings {
             dispatch_budget,
             log_json,
             retention,
+            budget_usd_per_day,
         })
     }
 }

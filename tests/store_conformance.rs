@@ -115,6 +115,7 @@ conformance!(
     all_models_prompt_takes_the_models_active_at_each_enqueue,
     workers_register_report_and_stop,
     claims_carry_their_worker_and_live_workers_keep_their_jobs,
+    spend_and_token_means_cover_the_period,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -179,6 +180,9 @@ mod enqueue_claim;
 mod finish_rescue;
 #[path = "store_conformance/queries.rs"]
 mod queries;
+/// What answers cost: spend per period, token means.
+#[path = "store_conformance/spend.rs"]
+mod spend;
 /// Prompt versions and the store's clock.
 #[path = "store_conformance/versions.rs"]
 mod versions;
@@ -189,6 +193,7 @@ use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
 use queries::*;
+use spend::*;
 use versions::*;
 use workers::*;
 

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
+use crate::engine::budget::SpendToday;
 use crate::engine::worker::{PoolOptions, run_pool};
 use crate::store::workers::{WORKER_SILENT_AFTER, WorkerTotals};
 use crate::store::{
@@ -48,11 +49,14 @@ pub struct StatusReport {
     pub expired_leases: i64,
     /// Providers and models paused now (rate limited, or an account error), with why.
     pub pauses: Vec<crate::store::Pause>,
-    /// Active models this process cannot call (a key it lacks): their jobs wait unclaimed.
+    /// Active models this process cannot call (a key it lacks, a daily budget spent): their
+    /// jobs wait unclaimed.
     pub blocked: Vec<BlockedModel>,
     /// The workers heard from lately: their slots, calls in flight and claimed jobs waiting
     /// for a slot (a `processing` job may be either).
     pub workers: WorkerTotals,
+    /// What today's answers cost, by model, beside the daily budget.
+    pub spent_today: SpendToday,
 }
 
 /// One job with its attempts and its stored response.
@@ -216,7 +220,9 @@ impl App {
             store.workers_live(Clock::Database, WORKER_SILENT_AFTER),
         )?;
         let workers = WorkerTotals::of(&workers);
-        let blocked = self.blocked(&query.filter).await?;
+        let (blocked, spent_today) = tokio::try_join!(self.blocked(&query.filter), async {
+            Ok(self.runtime().spent_today().await?)
+        })?;
         Ok(StatusReport {
             success: true,
             summary,
@@ -225,6 +231,7 @@ impl App {
             pauses,
             blocked,
             workers,
+            spent_today,
         })
     }
 

@@ -11,6 +11,7 @@
 
 mod catalog;
 mod cron;
+mod estimate;
 mod export;
 mod jobs;
 mod library;
@@ -75,6 +76,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use cron::{CronReport, FanOutReport, counted};
+pub use estimate::{DryRun, ModelEstimate};
 pub use export::ResponseExport;
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;

@@ -1,5 +1,6 @@
 //! The dashboard's picture of the queue beyond one job listing: the newest batches with their
-//! counts, each model's success and latency over the newest of them, and the pauses in force.
+//! counts, each model's success and latency over the newest of them, the pauses in force, and
+//! what today's answers cost.
 //!
 //! Reads only, like [`App::status`]; every figure is computed in the database.
 
@@ -22,6 +23,8 @@ pub struct Overview {
     pub pauses: Vec<Pause>,
     /// Active models this process cannot call, with their queued jobs.
     pub blocked: Vec<crate::domain::BlockedModel>,
+    /// What today's answers cost, beside the daily budget.
+    pub spent_today: crate::engine::budget::SpendToday,
 }
 
 impl App {
@@ -44,8 +47,10 @@ impl App {
             .collect();
         let models = store.models_window(&window).await?;
         let blocked = self.blocked(&crate::store::JobFilter::default()).await?;
+        let spent_today = self.runtime().spent_today().await?;
         Ok(Overview {
             blocked,
+            spent_today,
             batches,
             window,
             models,

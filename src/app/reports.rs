@@ -21,6 +21,8 @@ pub struct ModelReport {
     /// Attempts spent per success (1.0 when nothing was retried); `None` before a success.
     pub attempts_per_success: Option<f64>,
     pub tokens: i64,
+    /// The known cost of the model's answers in the batch; `None` when none is known.
+    pub cost_usd: Option<f64>,
     pub latency_p50_ms: Option<i64>,
     pub latency_p95_ms: Option<i64>,
 }
@@ -86,7 +88,7 @@ impl App {
         Ok(self.store().jobs_stats(filter).await?)
     }
 
-    /// One line per model of a batch: its jobs, attempts, tokens and latency.
+    /// One line per model of a batch: its jobs, attempts, tokens, cost and latency.
     pub async fn model_report(&self, batch_key: &str) -> AppResult<Vec<ModelReport>> {
         let filter = JobFilter {
             batch_key: Some(batch_key.to_owned()),
@@ -109,6 +111,7 @@ impl App {
                 attempts: counts.attempts,
                 attempts_per_success: counts.attempts_per_success,
                 tokens: of_model.tokens.total,
+                cost_usd: of_model.cost_usd,
                 latency_p50_ms: of_model.latency_ms.p50,
                 latency_p95_ms: of_model.latency_ms.p95,
             });

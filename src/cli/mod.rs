@@ -17,6 +17,7 @@ macro_rules! outln {
 mod batches;
 mod bench;
 mod catalog;
+mod dry_run;
 mod export;
 mod jobs;
 mod models;
@@ -67,6 +68,10 @@ pub enum Command {
         /// Create this batch (YYYY-MM-DD or YYYY-MM-DDTHH:MM) instead of the current one
         #[arg(long)]
         batch_key: Option<BatchKey>,
+        /// Create nothing: print, as JSON, the jobs the pass would create per model and their
+        /// estimated cost (as `run --dry-run --json`)
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Schedule, then process every pending job to completion with a progress bar;
     /// exits non-zero if jobs failed
@@ -74,6 +79,14 @@ pub enum Command {
         /// Create this batch instead of the current one
         #[arg(long)]
         batch_key: Option<BatchKey>,
+        /// Enqueue nothing and call no model: list the jobs the run would create per model
+        /// and estimate their cost from the token counts of recent answers, at each model's
+        /// params.price
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print the estimate as JSON
+        #[arg(long, requires = "dry_run")]
+        json: bool,
     },
     /// Measure the queue: enqueue, drain and model-bound workloads, median of repetitions
     Bench(bench::BenchArgs),
@@ -161,7 +174,16 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cron { batch_key } => {
+        Command::Cron {
+            batch_key,
+            dry_run: true,
+        } => {
+            with_app(config, async |app| {
+                dry_run::dry_run(app, batch_key, true).await
+            })
+            .await
+        }
+        Command::Cron { batch_key, .. } => {
             with_app(config, async |app| {
                 let report = app.trigger_cron(batch_key).await?;
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -169,7 +191,19 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             })
             .await
         }
-        Command::Run { batch_key } => run::run_to_completion(start(config).await?, batch_key).await,
+        Command::Run {
+            batch_key,
+            dry_run: true,
+            json,
+        } => {
+            with_app(config, async |app| {
+                dry_run::dry_run(app, batch_key, json).await
+            })
+            .await
+        }
+        Command::Run { batch_key, .. } => {
+            run::run_to_completion(start(config).await?, batch_key).await
+        }
         Command::Demo { file } => run::demo(config, &file).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::BenchOne { workload } => bench::bench_one(config, workload).await,

@@ -73,7 +73,8 @@ pub struct ParamArgs {
     /// One param as key=value; the value is read as JSON when it parses (60, 0.3, true,
     /// {"top_p": 0.9}), else as text. Repeatable. On edit it changes only that key, and
     /// key=null removes it. Keys: temperature, maxTokens, seed, extra, maxConcurrency, rpm,
-    /// tpm; for openai-compatible endpoint (a name the operator declared: OLLAMA for
+    /// tpm, price ({"input": 2, "output": 8, "cachedInput": 0.5}, USD per million tokens),
+    /// budgetUsdPerDay; for openai-compatible endpoint (a name the operator declared: OLLAMA for
     /// OLLAMA_BASE_URL and OLLAMA_API_KEY) or baseUrl (an endpoint without a key); for mock
     /// latencyMs and failRate
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]

@@ -192,6 +192,7 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
         ("p50 latency", Align::Right),
         ("p95 latency", Align::Right),
         ("tokens", Align::Right),
+        ("cost", Align::Right),
     ]);
     let ms = |v: Option<i64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     for m in app.model_report(batch_key).await? {
@@ -205,10 +206,26 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
             ms(m.latency_p50_ms),
             ms(m.latency_p95_ms),
             m.tokens.to_string(),
+            m.cost_usd
+                .map_or_else(|| "-".to_owned(), |usd| format!("${usd:.4}")),
         ]);
     }
     println!();
     table.print()?;
+    // A budget stops a run short: say so, rather than leave jobs "not run yet" unexplained.
+    for stopped in app
+        .blocked(&JobFilter::default())
+        .await?
+        .iter()
+        .filter(|b| b.by_budget() && b.queued > 0)
+    {
+        println!(
+            "stopped: model '{}': {}; {} queued",
+            stopped.model_name,
+            stopped.reason,
+            counted(stopped.queued, "job waits", "jobs wait")
+        );
+    }
     Ok(())
 }
 

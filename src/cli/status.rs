@@ -108,7 +108,17 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             cell(&pause.reason, PAUSE_REASON_WIDTH)
         )?;
     }
-    for blocked in &report.blocked {
+    print_spend(app, report).await?;
+    for blocked in report.blocked.iter().filter(|b| b.by_budget()) {
+        outln!(
+            "stopped: model '{}' (id {}): {}; {} queued",
+            blocked.model_name,
+            blocked.model_id,
+            blocked.reason,
+            blocked.queued
+        )?;
+    }
+    for blocked in report.blocked.iter().filter(|b| !b.by_budget()) {
         let waiting = match blocked.queued {
             0 => "its jobs would wait unclaimed".to_owned(),
             1 => "1 queued job waits unclaimed until it can".to_owned(),
@@ -182,6 +192,39 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
     } else if page.offset > 0 {
         outln!("jobs {first}–{last} of {}", s.total)?;
     }
+    Ok(())
+}
+
+/// Today's spending, by model, beside the daily budget; nothing when nothing is known.
+async fn print_spend(app: &App, report: &StatusReport) -> anyhow::Result<()> {
+    let spend = &report.spent_today;
+    if spend.per_model.is_empty() && spend.budget_usd_per_day.is_none() {
+        return Ok(());
+    }
+    let budget = spend.budget_usd_per_day.map_or_else(String::new, |usd| {
+        format!(" of BUDGET_USD_PER_DAY ${usd:.4}")
+    });
+    let models = app.model_names().await?;
+    let by_model: Vec<String> = spend
+        .per_model
+        .iter()
+        .map(|m| {
+            let name = models
+                .get(&m.model_id)
+                .cloned()
+                .unwrap_or_else(|| m.model_id.to_string());
+            format!("{name} ${:.4}", m.cost_usd)
+        })
+        .collect();
+    outln!(
+        "spent today: ${:.4}{budget}{}",
+        spend.total_usd,
+        if by_model.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_model.join(", "))
+        }
+    )?;
     Ok(())
 }
 

@@ -62,8 +62,9 @@ pub struct Pause {
     pub strikes: i32,
 }
 
-/// An active model this process cannot call (a key or an endpoint it lacks): its jobs stay
-/// `queued`, unclaimed and with no attempt spent, until a process that has the setting runs.
+/// An active model this process cannot call (a key or an endpoint it lacks, or a daily budget
+/// spent): its jobs stay `queued`, unclaimed and with no attempt spent, until a process that
+/// has the setting runs (or the next day).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockedModel {
@@ -73,4 +74,11 @@ pub struct BlockedModel {
     pub reason: String,
     /// Its `queued` jobs (among those a status query matches).
     pub queued: i64,
+}
+
+impl BlockedModel {
+    /// Stopped for the day by a budget, rather than lacking a setting.
+    pub fn by_budget(&self) -> bool {
+        self.reason.starts_with(super::price::BUDGET_REACHED)
+    }
 }

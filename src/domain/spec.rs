@@ -1,7 +1,8 @@
 //! A model's params read once into typed fields: the generation settings (`temperature`,
 //! `maxTokens`, `seed`, `extra`), the endpoint of an `openai-compatible` model (`endpoint`, or
 //! `baseUrl` and the older `apiKeyEnv`), the limits (`maxConcurrency`, `rpm`, `tpm`) and the
-//! mock's behaviour (`latencyMs`, `failRate`).
+//! mock's behaviour (`latencyMs`, `failRate`), and the money params (`price`,
+//! `budgetUsdPerDay`, read in [`spend`]).
 //!
 //! Params are JSON typed by users. A [`ModelSpec`] is made where a model row is read (and from
 //! the params a request wants to write), so that validation, the providers and the limits read
@@ -14,7 +15,9 @@
 use serde_json::{Map, Value};
 
 mod names;
+mod spend;
 pub use names::{KNOWN_PARAMS, check_param_names};
+pub use spend::Spend;
 
 /// The longest simulated latency the mock accepts, so a typo cannot park a worker for days.
 pub const MAX_LATENCY_MS: u64 = 10 * 60 * 1000;
@@ -27,6 +30,7 @@ const MAX_CONCURRENCY: u64 = 100_000;
 pub struct ModelSpec {
     call: Result<CallSpec, String>,
     limits: Result<Limits, String>,
+    spend: Result<Spend, String>,
 }
 
 /// What a call of the model needs from its params.
@@ -105,6 +109,7 @@ impl ModelSpec {
                 return ModelSpec {
                     call: Err(format!("params must be a JSON object, not {other}")),
                     limits: Ok(Limits::default()),
+                    spend: Ok(Spend::default()),
                 };
             }
         };
@@ -113,6 +118,7 @@ impl ModelSpec {
         ModelSpec {
             call: read_call(map),
             limits: read_limits(map),
+            spend: spend::read_spend(map),
         }
     }
 
@@ -127,10 +133,17 @@ impl ModelSpec {
         self.limits.clone().unwrap_or_default()
     }
 
+    /// The price and daily budget; none where they cannot be read (refused on write; an
+    /// older row keeps running, its costs unknown and its budget unlimited).
+    pub fn spend(&self) -> Spend {
+        self.spend.clone().unwrap_or_default()
+    }
+
     /// The first problem of these params, as the API refuses them.
     pub fn check(&self) -> Result<(), &str> {
         self.call()?;
-        self.limits.as_ref().map(|_| ()).map_err(String::as_str)
+        self.limits.as_ref().map_err(String::as_str)?;
+        self.spend.as_ref().map(|_| ()).map_err(String::as_str)
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn run(
     };
     if let Ended::Finished(finish) = &ended {
         rt.metrics().note_attempt_model(finish, &job.model.name);
+        rt.note_spend(job, finish);
     }
     ended
 }

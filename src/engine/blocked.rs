@@ -1,4 +1,5 @@
-//! Which active models this process cannot call, so that their jobs are not claimed at all.
+//! Which active models this process cannot call, so that their jobs are not claimed at all:
+//! those whose key or endpoint it lacks, and those a daily budget stops ([`super::budget`]).
 //!
 //! A model whose key (or declared endpoint) this process lacks would fail every attempt the
 //! same way; claiming its jobs would spend their attempts and pause the endpoint for nothing.
@@ -46,13 +47,21 @@ pub struct BlockedCache {
 impl Runtime {
     /// The active models this process cannot call, read at most [`FRESH_FOR`] ago.
     pub async fn blocked_models(&self) -> StoreResult<Arc<Vec<BlockedModel>>> {
+        let budget_reached = self.spend_cache().take_reached();
         if let Some((at, blocked)) = lock(self.blocked_cache()).as_ref()
             && at.elapsed() < FRESH_FOR
+            && !budget_reached
         {
             return Ok(blocked.clone());
         }
         let models = self.store().model_list().await?;
-        let blocked = Arc::new(blocked_models(self.providers(), &models));
+        let mut blocked = blocked_models(self.providers(), &models);
+        for model in self.over_budget(&models).await? {
+            if !blocked.iter().any(|b| b.model_id == model.model_id) {
+                blocked.push(model);
+            }
+        }
+        let blocked = Arc::new(blocked);
         *lock(self.blocked_cache()) = Some((Instant::now(), blocked.clone()));
         Ok(blocked)
     }
@@ -84,6 +93,15 @@ pub async fn warn_at_start(runtime: &Runtime) {
     match runtime.blocked_models().await {
         Ok(blocked) => {
             for model in blocked.iter() {
+                if model.by_budget() {
+                    tracing::warn!(
+                        model_id = model.model_id,
+                        "model '{}' waits: {}",
+                        model.model_name,
+                        model.reason
+                    );
+                    continue;
+                }
                 tracing::warn!(
                     model_id = model.model_id,
                     "model '{}' cannot run in this process: {}; its jobs stay queued until a \

@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod blocked;
+pub mod budget;
 pub mod dispatch;
 pub mod due;
 pub mod guard;

@@ -1,6 +1,7 @@
 //! What happens after an attempt: the outcome of a model call, and when to try again.
 //!
-//! Pure decisions, no I/O: a success is stored; a permanent error fails the job at once; a
+//! Pure decisions, no I/O: a success is stored (priced by the model's `params.price` when the
+//! provider reported no cost); a permanent error fails the job at once; a
 //! transient error is retried with exponential backoff and full jitter (capped), never sooner
 //! than the provider's `Retry-After`, until the job's attempts are spent. An account-level
 //! error (bad key, no credit) waits out the provider's cool-down, spending its attempt. A rate limit (429)
@@ -15,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::{Rng, RngExt};
 
+use crate::domain::price::settle_cost;
 use crate::domain::{ClaimedJob, Finish, Outcome};
 pub use crate::providers::MAX_WAIT;
 use crate::providers::{Completion, ProviderError};
@@ -112,7 +114,12 @@ pub fn decide(
     rng: &mut impl Rng,
 ) -> Finish {
     let outcome = match result {
-        Ok(completion) => Outcome::Succeeded(Box::new(completion.into_response())),
+        Ok(completion) => {
+            let mut response = completion.into_response();
+            // The price is in the params the claim already read: no query on the hot path.
+            settle_cost(&mut response, job.model.spec.spend().price.as_ref(), false);
+            Outcome::Succeeded(Box::new(response))
+        }
         Err(error) if ends_job(job, &error) => Outcome::Failed(error.to_attempt_error()),
         // An account that cannot pay or authenticate may be fixed (a new key, more credit):
         // the job waits out the provider's cool-down rather than failing at once, but the

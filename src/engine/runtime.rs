@@ -15,6 +15,7 @@ use crate::providers::{ProviderSettings, Providers};
 use crate::store::Store;
 
 use super::blocked::BlockedCache;
+use super::budget::SpendCache;
 use super::limits::Limits;
 use super::retry::RetryPolicy;
 
@@ -34,6 +35,8 @@ struct Inner {
     work_available: Arc<Notify>,
     /// The models this process cannot call, as last read.
     blocked: BlockedCache,
+    /// The day's spending, as last read, for the budgets.
+    spend: SpendCache,
     config: Config,
 }
 
@@ -61,6 +64,7 @@ impl Runtime {
                 metrics: Metrics::default(),
                 work_available: Arc::new(Notify::new()),
                 blocked: BlockedCache::default(),
+                spend: SpendCache::default(),
                 config,
             }),
         })
@@ -92,6 +96,10 @@ impl Runtime {
 
     pub(super) fn blocked_cache(&self) -> &BlockedCache {
         &self.inner.blocked
+    }
+
+    pub(super) fn spend_cache(&self) -> &SpendCache {
+        &self.inner.spend
     }
 
     /// The signal the worker pool sleeps on.

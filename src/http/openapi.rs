@@ -310,6 +310,28 @@ pub struct WorkerTotalsDoc {
     waiting_for_slot: i64,
 }
 
+/// What one model's answers cost today.
+#[derive(ToSchema)]
+#[schema(as = ModelSpend, rename_all = "camelCase")]
+pub struct ModelSpendDoc {
+    model_id: i64,
+    cost_usd: f64,
+}
+
+/// What today's answers cost (the day in TIMEZONE), beside the daily budget.
+#[derive(ToSchema)]
+#[schema(as = SpendToday, rename_all = "camelCase")]
+pub struct SpendTodayDoc {
+    /// When today began.
+    day_start: DateTime<Utc>,
+    /// The known costs of today's answers; answers of unknown cost add nothing.
+    total_usd: f64,
+    /// BUDGET_USD_PER_DAY, if set.
+    budget_usd_per_day: Option<f64>,
+    /// By model; models without a costed answer today are left out.
+    per_model: Vec<ModelSpendDoc>,
+}
+
 /// The answer of `/api/jobs/status`.
 #[derive(ToSchema)]
 #[schema(as = StatusAnswer, rename_all = "camelCase")]
@@ -323,10 +345,12 @@ pub struct StatusAnswerDoc {
     expired_leases: i64,
     /// Providers and models paused now (rate limited, or an account error).
     pauses: Vec<PauseDoc>,
-    /// Active models this server cannot call (a key it lacks): their jobs stay queued,
-    /// unclaimed, until a process with the setting runs.
+    /// Active models this server cannot call (a key it lacks, or a daily budget spent: the
+    /// reason then starts with `daily budget reached`): their jobs stay queued, unclaimed,
+    /// until a process with the setting runs or the next day begins.
     blocked: Vec<BlockedModelDoc>,
     workers: WorkerTotalsDoc,
+    spent_today: SpendTodayDoc,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,
     /// Sum of reported costs in US dollars; null when no response reported one.

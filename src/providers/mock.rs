@@ -127,8 +127,9 @@ pub(super) fn answer(
             cached_tokens: Some(0),
             reasoning_tokens: Some(0),
         },
-        // A mock call costs nothing, and saying so keeps the cost column honest.
-        cost_usd: Some(0.0),
+        // A mock call costs nothing, and saying so keeps the cost column honest; given a
+        // price (to try budgets and estimates), it costs its tokens at that price instead.
+        cost_usd: model.spec.spend().price.is_none().then_some(0.0),
         latency: Duration::ZERO,
         request_id: Some(format!("mock-{seed:016x}")),
         citations: None,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_spend::{ModelSpend, Spending, TokenAverage};
 use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
@@ -317,4 +318,10 @@ delegate! { Workers:
     fn worker_stop(&self, id: WorkerId, now: Clock) -> StoreResult<()>;
     fn workers_live(&self, now: Clock, within: Duration) -> StoreResult<Vec<Worker>>;
     fn jobs_rescue_orphaned(&self, now: Clock) -> StoreResult<Vec<Rescued>>;
+}
+
+delegate! { Spending:
+    fn spend_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<ModelSpend>>;
+    fn token_averages(&self, models: &[ModelId], since: DateTime<Utc>)
+        -> StoreResult<Vec<TokenAverage>>;
 }

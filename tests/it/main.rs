@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod clock_skew;
+mod cost;
 mod dashboard;
 mod engine;
 mod hostile_headers;

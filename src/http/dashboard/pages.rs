@@ -45,7 +45,24 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                 }
             } }))
         }
-        @for blocked in &overview.blocked {
+        @let spend = &overview.spent_today;
+        @if !spend.per_model.is_empty() || spend.budget_usd_per_day.is_some() {
+            p #spend {
+                strong { "Spent today: " } (format!("${:.4}", spend.total_usd))
+                @if let Some(budget) = spend.budget_usd_per_day {
+                    " of a daily budget of " (format!("${budget:.4}"))
+                }
+            }
+        }
+        @for blocked in overview.blocked.iter().filter(|b| b.by_budget()) {
+            p.blocked {
+                strong { "Stopped: " }
+                "model " (blocked.model_name) ": " (blocked.reason) "; "
+                (blocked.queued)
+                @if blocked.queued == 1 { " queued job waits." } @else { " queued jobs wait." }
+            }
+        }
+        @for blocked in overview.blocked.iter().filter(|b| !b.by_budget()) {
             p.blocked {
                 strong { "Blocked: " }
                 "model " (blocked.model_name) " cannot run here (" (blocked.reason) "); "
@@ -199,7 +216,7 @@ pub(super) async fn batch(
         (scroll(html! { table #per-model {
             tr {
                 th { "Model" } th.n { "Jobs" } th.n { "Succeeded" } th.n { "Failed" }
-                th.n { "Attempts" } th.n { "Tokens" } th.n { "p50" } th.n { "p95" }
+                th.n { "Attempts" } th.n { "Tokens" } th.n { "Cost" } th.n { "p50" } th.n { "p95" }
             }
             @for model in &models {
                 tr {
@@ -209,6 +226,7 @@ pub(super) async fn batch(
                     td.n { (model.summary.failed) }
                     td.n { (model.attempts) }
                     td.n { (model.tokens) }
+                    td.n { (model.cost_usd.map_or_else(dash, |usd| format!("${usd:.4}"))) }
                     td.n { (model.latency_p50_ms.map_or_else(dash, millis)) }
                     td.n { (model.latency_p95_ms.map_or_else(dash, millis)) }
                 }

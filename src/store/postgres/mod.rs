@@ -34,6 +34,8 @@ mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
 mod queue;
+/// What answers cost (budgets, estimates).
+mod spend;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
 mod wake;

@@ -139,6 +139,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "pauses",
             "blocked",
             "workers",
+            "spentToday",
             "perModel",
             "tokens",
             "costUsd",
