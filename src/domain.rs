@@ -4,6 +4,7 @@
 //! a [`BatchKey`] or a [`JobStatus`] can only exist valid. This module imports nothing else
 //! of the crate and never touches a database, a clock or the network.
 
+pub mod provider_batch;
 pub mod queries;
 pub mod records;
 pub mod spec;

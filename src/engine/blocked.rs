@@ -37,40 +37,67 @@ pub fn blocked_models(providers: &Providers, models: &[Model]) -> Vec<BlockedMod
         .collect()
 }
 
+/// The active models in batch mode (`params.batch`) that this process can call: their jobs go
+/// through the provider's Batch API ([`super::batch`]), never one by one.
+pub fn batch_models(providers: &Providers, models: &[Model]) -> Vec<Model> {
+    models
+        .iter()
+        .filter(|model| model.active && model.spec.call().is_ok_and(|call| call.batch))
+        .filter(|model| Providers::has_batch_api(model.provider))
+        .filter(|model| providers.cannot_run(model).is_none())
+        .cloned()
+        .collect()
+}
+
+/// One read of the models: those this process cannot call, and those in batch mode.
+type Read = (Instant, Arc<Vec<BlockedModel>>, Arc<Vec<Model>>);
+
 /// The last read of the blocked models, shared by the claims of one process.
 #[derive(Default)]
 pub struct BlockedCache {
-    last: Mutex<Option<(Instant, Arc<Vec<BlockedModel>>)>>,
+    last: Mutex<Option<Read>>,
 }
 
 impl Runtime {
     /// The active models this process cannot call, read at most [`FRESH_FOR`] ago.
     pub async fn blocked_models(&self) -> StoreResult<Arc<Vec<BlockedModel>>> {
-        if let Some((at, blocked)) = lock(self.blocked_cache()).as_ref()
-            && at.elapsed() < FRESH_FOR
-        {
-            return Ok(blocked.clone());
-        }
-        let models = self.store().model_list().await?;
-        let blocked = Arc::new(blocked_models(self.providers(), &models));
-        *lock(self.blocked_cache()) = Some((Instant::now(), blocked.clone()));
-        Ok(blocked)
+        Ok(self.read_models().await?.1)
     }
 
-    /// The ids of [`Runtime::blocked_models`], as a claim takes them.
+    /// The active batch-mode models this process can call, read at most [`FRESH_FOR`] ago.
+    pub async fn batch_models(&self) -> StoreResult<Arc<Vec<Model>>> {
+        Ok(self.read_models().await?.2)
+    }
+
+    async fn read_models(&self) -> StoreResult<Read> {
+        if let Some(read) = lock(self.blocked_cache()).as_ref()
+            && read.0.elapsed() < FRESH_FOR
+        {
+            return Ok(read.clone());
+        }
+        let models = self.store().model_list().await?;
+        let read = (
+            Instant::now(),
+            Arc::new(blocked_models(self.providers(), &models)),
+            Arc::new(batch_models(self.providers(), &models)),
+        );
+        *lock(self.blocked_cache()) = Some(read.clone());
+        Ok(read)
+    }
+
+    /// The models whose jobs a claim must leave alone: those of [`Runtime::blocked_models`],
+    /// and the batch-mode ones, whose jobs the batch loop gathers.
     pub async fn blocked_ids(&self) -> StoreResult<Vec<ModelId>> {
-        Ok(self
-            .blocked_models()
-            .await?
+        let (_, blocked, batch) = self.read_models().await?;
+        Ok(blocked
             .iter()
             .map(|b| b.model_id)
+            .chain(batch.iter().map(|m| m.id))
             .collect())
     }
 }
 
-fn lock(
-    cache: &BlockedCache,
-) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<BlockedModel>>)>> {
+fn lock(cache: &BlockedCache) -> std::sync::MutexGuard<'_, Option<Read>> {
     // A poisoned lock only means a reader panicked; the cached value is still whole.
     cache
         .last

@@ -118,6 +118,11 @@ pub async fn run_pool(
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
     let rescuer = tokio::spawn(rescuer(shared.clone(), stop_background.clone()));
+    // Batch-mode models' jobs go through the provider's Batch API, not through the slots.
+    let batcher = tokio::spawn(super::batch::run(
+        shared.rt.clone(),
+        stop_background.clone(),
+    ));
     let listener = shared
         .rt
         .store()
@@ -147,6 +152,7 @@ pub async fn run_pool(
     stop_background.cancel();
     let _ = heartbeat.await;
     let _ = rescuer.await;
+    let _ = batcher.await;
     if let Some(listener) = listener {
         listener.abort();
     }

@@ -31,12 +31,30 @@ use crate::domain::{
 
 /// A backend of the queue: every concern below, on one database.
 pub trait QueueDriver:
-    Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Clone + 'static
+    Lifecycle
+    + Catalog
+    + Queue
+    + Jobs
+    + Pacing
+    + Retention
+    + Figures
+    + super::driver_batches::ProviderBatches
+    + Clone
+    + 'static
 {
 }
 
 impl<T> QueueDriver for T where
-    T: Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Clone + 'static
+    T: Lifecycle
+        + Catalog
+        + Queue
+        + Jobs
+        + Pacing
+        + Retention
+        + Figures
+        + super::driver_batches::ProviderBatches
+        + Clone
+        + 'static
 {
 }
 

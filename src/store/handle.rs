@@ -10,11 +10,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_batches::ProviderBatches;
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError, StoreResult, StoredResponse,
     location, postgres, sqlite,
+};
+use crate::domain::provider_batch::{
+    LineResult, ProviderBatch, ProviderBatchPatch, ProviderBatchState,
 };
 use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
@@ -306,4 +310,24 @@ delegate! { Figures:
     fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>>;
     fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures>;
     fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats>;
+}
+
+delegate! { ProviderBatches:
+    fn provider_batch_open(&self, model: ModelId, limit: i64, now: DateTime<Utc>,
+        job_lease: Duration, hold: Duration, token: &str)
+        -> StoreResult<Option<(ProviderBatch, Vec<ClaimedJob>)>>;
+    fn provider_batch_take(&self, models: &[ModelId], now: DateTime<Utc>, hold: Duration)
+        -> StoreResult<Option<ProviderBatch>>;
+    fn provider_batch_update(&self, id: i64, expected: ProviderBatchState,
+        patch: &ProviderBatchPatch, now: DateTime<Utc>) -> StoreResult<bool>;
+    fn provider_batch_pending(&self, id: i64) -> StoreResult<Vec<(JobId, i32)>>;
+    fn provider_batch_record(&self, lines: &[LineResult]) -> StoreResult<()>;
+    fn provider_batch_return(&self, id: i64, attempts: &[(JobId, i32)], now: DateTime<Utc>)
+        -> StoreResult<u64>;
+    fn provider_batch_close(&self, id: i64, expected: ProviderBatchState,
+        state: ProviderBatchState, error: Option<&str>, now: DateTime<Utc>)
+        -> StoreResult<Option<u64>>;
+    fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>>;
+    fn provider_batches_recent(&self, limit: i64) -> StoreResult<Vec<ProviderBatch>>;
+    fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>>;
 }

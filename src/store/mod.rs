@@ -17,6 +17,7 @@
 //! What the dialects share (filters, rows, the time type) is written once in `sql`.
 
 pub mod driver;
+pub mod driver_batches;
 mod handle;
 pub mod location;
 pub mod postgres;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
+pub use driver_batches::ProviderBatches;
 pub use handle::Store;
 pub(crate) use sql::{OutcomeColumns, lock_order};
 // The plain values the store takes and gives live in the domain, shared with the use cases.
