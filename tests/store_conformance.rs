@@ -113,6 +113,10 @@ conformance!(
     finish_dates_rows_by_the_store_clock,
     database_clock_decides_leases,
     all_models_prompt_takes_the_models_active_at_each_enqueue,
+    provider_batch_open_claims_one_model_and_one_key,
+    provider_batch_is_taken_by_one_process_until_its_hold_ends,
+    provider_batch_steps_are_fenced_by_state,
+    provider_batch_close_hands_back_what_is_pending,
 );
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.
@@ -158,6 +162,9 @@ mod catalog;
 mod enqueue_claim;
 #[path = "store_conformance/finish_rescue.rs"]
 mod finish_rescue;
+/// Provider batches (Batch APIs).
+#[path = "store_conformance/provider_batches.rs"]
+mod provider_batches;
 #[path = "store_conformance/queries.rs"]
 mod queries;
 /// Prompt versions and the store's clock.
@@ -167,6 +174,7 @@ use actions::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
+use provider_batches::*;
 use queries::*;
 use versions::*;
 
