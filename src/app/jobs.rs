@@ -6,6 +6,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::provider_batch::ProviderBatch;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
 use crate::engine::worker::{PoolOptions, run_pool};
@@ -29,6 +30,9 @@ pub struct ProcessReport {
     pub error_message: Option<String>,
 }
 
+/// The newest provider batches a status looks at for the open ones.
+const OPEN_BATCHES_SHOWN: i64 = 50;
+
 /// A job query as the status endpoint and the CLI take it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusQuery {
@@ -49,6 +53,9 @@ pub struct StatusReport {
     pub pauses: Vec<crate::store::Pause>,
     /// Active models this process cannot call (a key it lacks): their jobs wait unclaimed.
     pub blocked: Vec<BlockedModel>,
+    /// Provider batches still open (being sent, or waiting for the provider's answer); their
+    /// jobs are `processing` until the answers are read.
+    pub provider_batches: Vec<ProviderBatch>,
 }
 
 /// One job with its attempts and its stored response.
@@ -58,6 +65,8 @@ pub struct JobDetail {
     pub job: Job,
     pub attempts: Vec<AttemptRecord>,
     pub response: Option<StoredResponse>,
+    /// The provider batch the job waits in (it is `processing` until its answer is read).
+    pub provider_batch: Option<ProviderBatch>,
 }
 
 impl App {
@@ -204,12 +213,14 @@ impl App {
         check_page(query.page)?;
         let store = self.store();
         let now = Utc::now();
-        let (summary, jobs, expired, pauses) = tokio::try_join!(
+        let (summary, jobs, expired, pauses, mut provider_batches) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
             store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
+            store.provider_batches_recent(OPEN_BATCHES_SHOWN),
         )?;
+        provider_batches.retain(|batch| !batch.state.is_closed());
         let blocked = self.blocked(&query.filter).await?;
         Ok(StatusReport {
             success: true,
@@ -218,6 +229,7 @@ impl App {
             expired_leases: expired,
             pauses,
             blocked,
+            provider_batches,
         })
     }
 
@@ -241,10 +253,12 @@ impl App {
             )
             .await?
             .pop();
+        let provider_batch = store.provider_batch_of_job(id).await?;
         Ok(JobDetail {
             job,
             attempts,
             response,
+            provider_batch,
         })
     }
 

@@ -105,7 +105,7 @@ async fn assert_each_job_answered_once(db: &TestDb) -> BTreeMap<&'static str, i6
     counts
 }
 
-/// 360 jobs, 100 a file: four files at least; prompts "question 7…" fail for good (400),
+/// 360 jobs, 100 requests or 12 kB a file (about 80 lines): five files at least; prompts "question 7…" fail for good (400),
 /// "question 5…" fail once (500) and succeed in a later batch, and the first batch expires half
 /// done, its other half going into later batches.
 async fn several_hundred_jobs_round_trip(db: &TestDb) {
@@ -114,7 +114,8 @@ async fn several_hundred_jobs_round_trip(db: &TestDb) {
     api.fail_once("question 5");
     api.expire_next(1);
     let app = seed_batch(db, &api, 120, 3).await;
-    let pool = crate::support::RunningPool::start(&db.store, &db.url, &FAST).await;
+    let settings = [&FAST[..], &["--batch-max-bytes", "12000"]].concat();
+    let pool = crate::support::RunningPool::start(&db.store, &db.url, &settings).await;
     wait_until_done(&db.store, Duration::from_secs(90)).await;
     pool.stop().await;
     drop(app);
@@ -124,7 +125,9 @@ async fn several_hundred_jobs_round_trip(db: &TestDb) {
     assert_eq!(counts.get("failed"), Some(&33), "{counts:?}");
     assert_eq!(counts.get("succeeded"), Some(&(360 - 33)), "{counts:?}");
     let server = api.counts();
-    assert!(server.creates >= 5, "{server:?}");
+    assert!(server.creates >= 6, "{server:?}");
+    assert!(server.largest_upload <= 12_000, "{server:?}");
+    assert!(server.largest_upload > 6_000, "{server:?}");
     assert_eq!(server.uploads, server.creates, "{server:?}");
     let statuses = api.statuses();
     assert_eq!(
@@ -259,6 +262,57 @@ async fn batch_is_refused_without_a_batch_api(db: TestDb) {
     assert!(ok.status.is_success(), "{ok:?}");
 }
 
+/// While its batch is at the provider, a job is `processing` and says in which provider batch,
+/// in the job's detail and in the status; once answered, no open batch is left.
+async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
+    let api = BatchApi::start().await;
+    api.stall(true);
+    let model = openai_model(
+        "batched",
+        "gpt-4o-mini",
+        &api.base_url(),
+        json!({"batch": true}),
+    );
+    let model = seed_model(&db.store, &model).await;
+    seed_prompts(&db.store, 5, 1, Some(&[model.id])).await;
+    let server = crate::support::server::start(db).await;
+    let pool = crate::support::RunningPool::start(&server.db.store, &server.db.url, &FAST).await;
+    wait_until(
+        "a batch at the provider",
+        Duration::from_secs(30),
+        async || api.statuses() == ["in_progress"],
+    )
+    .await;
+    let status = server.get("/api/jobs/status").await;
+    let status = status.assert_ok();
+    assert_eq!(status["summary"]["processing"], 5, "{status}");
+    let batches = status["providerBatches"]
+        .as_array()
+        .expect("providerBatches");
+    assert_eq!(batches.len(), 1, "{status}");
+    assert_eq!(batches[0]["providerBatchId"], "batch_1", "{status}");
+    assert_eq!(batches[0]["state"], "submitted", "{status}");
+    let job = status["jobs"][0]["id"].as_i64().expect("a job id");
+    let detail = server.get(&format!("/api/jobs/{job}")).await;
+    let detail = detail.assert_ok();
+    assert_eq!(detail["job"]["status"], "processing", "{detail}");
+    assert_eq!(
+        detail["providerBatch"]["providerBatchId"], "batch_1",
+        "{detail}"
+    );
+    assert_eq!(detail["providerBatch"]["requestCount"], 5, "{detail}");
+
+    api.stall(false);
+    wait_until_done(&server.db.store, Duration::from_secs(30)).await;
+    pool.stop().await;
+    let status = server.get("/api/jobs/status").await;
+    let status = status.assert_ok();
+    assert_eq!(status["summary"]["succeeded"], 5, "{status}");
+    assert_eq!(status["providerBatches"], json!([]), "{status}");
+    let detail = server.get(&format!("/api/jobs/{job}")).await;
+    assert_eq!(detail.assert_ok()["providerBatch"], json!(null));
+}
+
 on_both!(
     several_hundred_jobs_round_trip,
     killed_after_upload,
@@ -267,7 +321,7 @@ on_both!(
     killed_during_upload
 );
 
-mod refusal {
+mod owned {
     use super::*;
-    on_both!(owned; batch_is_refused_without_a_batch_api);
+    on_both!(owned; batch_is_refused_without_a_batch_api, jobs_in_a_provider_batch_show_it);
 }

@@ -41,6 +41,8 @@ pub struct Counts {
     pub lines: usize,
     /// Requests left hanging.
     pub hung: usize,
+    /// The largest file uploaded, in bytes.
+    pub largest_upload: usize,
 }
 
 #[derive(Default)]
@@ -59,6 +61,8 @@ struct Inner {
     hang: Option<(Step, bool)>,
     /// Every custom id answered with a success, for duplicate checks.
     answered: Vec<String>,
+    /// Batches stay `in_progress` while set.
+    stalled: bool,
 }
 
 #[derive(Clone)]
@@ -115,6 +119,11 @@ impl BatchApi {
     /// The next request of `step` hangs forever; with `after`, once it took effect.
     pub fn hang(&self, step: Step, after: bool) {
         self.inner.lock().unwrap().hang = Some((step, after));
+    }
+
+    /// While `on`, batches stay `in_progress`.
+    pub fn stall(&self, on: bool) {
+        self.inner.lock().unwrap().stalled = on;
     }
 
     /// Every custom id the server answered with a success, in order.
@@ -196,6 +205,7 @@ async fn upload(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) ->
             inner.counts.uploads += 1;
             let id = format!("file-{}", inner.files.len() + 1);
             let bytes = file.len();
+            inner.counts.largest_upload = inner.counts.largest_upload.max(bytes);
             inner.files.insert(id.clone(), file);
             (
                 Some(json!({"id": id, "object": "file", "bytes": bytes, "purpose": "batch"})),
@@ -262,6 +272,7 @@ async fn get_batch(State(inner): State<Shared>, Path(id): Path<String>) -> Respo
     let status = inner.batches[index]["status"].as_str().unwrap().to_owned();
     let next = match status.as_str() {
         "validating" => "in_progress",
+        "in_progress" if inner.stalled => "in_progress",
         "in_progress" => "finalizing",
         "finalizing" if inner.expiring.contains(&id) => "expired",
         "finalizing" => "completed",
