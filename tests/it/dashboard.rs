@@ -22,7 +22,7 @@ mod markup;
 mod pages;
 mod reach;
 mod store_reads;
-mod web;
+pub(crate) mod web;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_the_dashboard_is_open() {

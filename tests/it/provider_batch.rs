@@ -263,7 +263,8 @@ async fn batch_is_refused_without_a_batch_api(db: TestDb) {
 }
 
 /// While its batch is at the provider, a job is `processing` and says in which provider batch,
-/// in the job's detail and in the status; once answered, no open batch is left.
+/// in the job's detail, in the status and on its dashboard page; once answered, no open batch
+/// is left.
 async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     let api = BatchApi::start().await;
     api.stall(true);
@@ -275,7 +276,9 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     );
     let model = seed_model(&db.store, &model).await;
     seed_prompts(&db.store, 5, 1, Some(&[model.id])).await;
-    let server = crate::support::server::start(db).await;
+    let mut dash = crate::dashboard::web::start(db, &[]).await;
+    dash.login().await;
+    let server = &dash.server;
     let pool = crate::support::RunningPool::start(&server.db.store, &server.db.url, &FAST).await;
     wait_until(
         "a batch at the provider",
@@ -301,6 +304,16 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         "{detail}"
     );
     assert_eq!(detail["providerBatch"]["requestCount"], 5, "{detail}");
+    let page = dash.get(&format!("/jobs/{job}")).await;
+    let html = page.assert_html(200);
+    let shown = html
+        .split("id=\"provider-batch\"")
+        .nth(1)
+        .expect("the provider batch");
+    assert!(
+        shown.contains("submitted") && shown.contains("batch_1"),
+        "{html}"
+    );
 
     api.stall(false);
     wait_until_done(&server.db.store, Duration::from_secs(30)).await;

@@ -77,6 +77,15 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
             @if job.status == JobStatus::Queued {
                 dt { "Due" } dd { (time(job.next_attempt_at)) }
             }
+            @if let Some(batch) = &detail.provider_batch {
+                // Its answer comes when the provider's Batch API is done with the whole batch.
+                dt { "Provider batch" }
+                dd #provider-batch {
+                    (batch.id) " · " (batch.state.as_str())
+                    @if let Some(remote) = &batch.provider_batch_id { " · " code { (remote) } }
+                    @if let Some(status) = &batch.provider_status { " (" (status) ")" }
+                }
+            }
             dt { "Started" } dd { (opt_time(job.started_at)) }
             dt { "Finished" } dd { (opt_time(job.finished_at)) }
             @if let Some(error) = &job.error_message {
