@@ -117,6 +117,7 @@ conformance!(
     provider_batch_is_taken_by_one_process_until_its_hold_ends,
     provider_batch_steps_are_fenced_by_state,
     provider_batch_close_hands_back_what_is_pending,
+    provider_batch_job_cancel_is_fenced_and_counts_what_is_left,
 );
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.

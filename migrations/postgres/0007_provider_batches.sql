@@ -29,7 +29,7 @@ CREATE INDEX provider_batches_open ON provider_batches (next_poll_at)
     WHERE state NOT IN ('done', 'abandoned');
 
 -- Which attempt of which job went into which provider batch (`custom_id` is `job-ID-ATTEMPT`),
--- and how the line ended (`succeeded`, `retry`, `failed`, `returned`; NULL while pending):
+-- and how the line ended (`succeeded`, `retry`, `failed`, `cancelled`; NULL while pending):
 -- an answer whose link says `succeeded` was served through the Batch API.
 CREATE TABLE provider_batch_jobs (
     job_id    BIGINT NOT NULL,

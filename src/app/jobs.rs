@@ -289,9 +289,13 @@ impl App {
         Ok(retried)
     }
 
-    /// `queued → skipped`.
+    /// `queued → skipped`; a job waiting in a provider batch too (see
+    /// [`crate::engine::batch::cancel_job`]).
     pub async fn cancel(&self, selector: &JobSelector) -> AppResult<u64> {
         if let JobSelector::One(id) = selector {
+            if let Some(cancelled) = crate::engine::batch::cancel_job(self.runtime(), *id).await? {
+                return Ok(cancelled);
+            }
             self.expect_job_status(*id, &[JobStatus::Queued], "cancelled")
                 .await?;
         }

@@ -119,6 +119,8 @@ pub enum LineOutcome {
     Succeeded,
     Retry,
     Failed,
+    /// The job was cancelled by a user while it waited in the batch.
+    Cancelled,
 }
 
 impl LineOutcome {
@@ -127,6 +129,7 @@ impl LineOutcome {
             LineOutcome::Succeeded => "succeeded",
             LineOutcome::Retry => "retry",
             LineOutcome::Failed => "failed",
+            LineOutcome::Cancelled => "cancelled",
         }
     }
 }

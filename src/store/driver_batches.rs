@@ -89,6 +89,16 @@ pub trait ProviderBatches: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
 
+    /// Cancels job `job` where it waits in a provider batch (`processing` in its linked
+    /// attempt, no line read yet): `skipped`, its link marked `cancelled`, atomically. Returns
+    /// the batch and how many of its attempts are still pending; `None` when the job waits in
+    /// no batch.
+    fn provider_batch_cancel_job(
+        &self,
+        job: JobId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Option<(ProviderBatch, u64)>>> + Send;
+
     /// One provider batch by its local id.
     fn provider_batch_get(
         &self,

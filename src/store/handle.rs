@@ -327,6 +327,8 @@ delegate! { ProviderBatches:
     fn provider_batch_close(&self, id: i64, expected: ProviderBatchState,
         state: ProviderBatchState, error: Option<&str>, now: DateTime<Utc>)
         -> StoreResult<Option<u64>>;
+    fn provider_batch_cancel_job(&self, job: JobId, now: DateTime<Utc>)
+        -> StoreResult<Option<(ProviderBatch, u64)>>;
     fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>>;
     fn provider_batches_recent(&self, limit: i64) -> StoreResult<Vec<ProviderBatch>>;
     fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>>;

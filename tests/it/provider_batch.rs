@@ -334,7 +334,66 @@ on_both!(
     killed_during_upload
 );
 
+/// A job waiting in a provider batch can be cancelled; cancelling the batch's last pending job
+/// cancels the batch at the provider, and nothing of it is stored.
+async fn cancelling_the_last_job_cancels_the_provider_batch(db: TestDb) {
+    let api = BatchApi::start().await;
+    api.stall(true);
+    let model = openai_model(
+        "batched",
+        "gpt-4o-mini",
+        &api.base_url(),
+        json!({"batch": true}),
+    );
+    let model = seed_model(&db.store, &model).await;
+    seed_prompts(&db.store, 3, 1, Some(&[model.id])).await;
+    let server = crate::support::server::start(db).await;
+    let pool = crate::support::RunningPool::start(&server.db.store, &server.db.url, &FAST).await;
+    wait_until(
+        "a batch at the provider",
+        Duration::from_secs(30),
+        async || api.statuses() == ["in_progress"],
+    )
+    .await;
+    let jobs: Vec<i64> = all_jobs(&server.db.store)
+        .await
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    for (n, job) in jobs.iter().enumerate() {
+        let answer = server.post("/api/jobs/cancel", json!({"jobId": job})).await;
+        assert_eq!(answer.assert_ok()["count"], 1, "{answer:?}");
+        // Only the last one cancels the batch at the provider.
+        let expected = usize::from(n + 1 == jobs.len());
+        assert_eq!(api.counts().cancels, expected, "after {} cancels", n + 1);
+    }
+    // A cancelled job is not cancelled twice.
+    server
+        .post("/api/jobs/cancel", json!({"jobId": jobs[0]}))
+        .await
+        .assert_error(409);
+    api.stall(false);
+    wait_until(
+        "the provider batch to close",
+        Duration::from_secs(30),
+        async || {
+            let batches = server.db.store.provider_batches_recent(10).await.unwrap();
+            batches.iter().all(|b| b.state.is_closed())
+        },
+    )
+    .await;
+    pool.stop().await;
+    assert_eq!(api.statuses(), ["cancelled"]);
+    let summary = summary(&server.db.store).await;
+    assert_eq!((summary.skipped, summary.total), (3, 3), "{summary:?}");
+    assert!(all_responses(&server.db.store).await.is_empty());
+}
+
 mod owned {
     use super::*;
-    on_both!(owned; batch_is_refused_without_a_batch_api, jobs_in_a_provider_batch_show_it);
+    on_both!(owned;
+        batch_is_refused_without_a_batch_api,
+        jobs_in_a_provider_batch_show_it,
+        cancelling_the_last_job_cancels_the_provider_batch,
+    );
 }

@@ -260,3 +260,50 @@ pub(super) async fn provider_batch_close_hands_back_what_is_pending<D: Backend>(
         3
     );
 }
+
+pub(super) async fn provider_batch_job_cancel_is_fenced_and_counts_what_is_left<D: Backend>(
+    db: &Db<D>,
+) {
+    let store = db.store.clone();
+    seeded(&store, 1, 2, 1).await;
+    let m = all_jobs(&store).await[0].model_id;
+    let now = t0();
+    let (batch, jobs) = store
+        .provider_batch_open(m, 10, now, LEASE, HOLD, "tok")
+        .await
+        .unwrap()
+        .unwrap();
+    let (first, second) = (jobs[0].job.id, jobs[1].job.id);
+    let (cancelled, left) = store
+        .provider_batch_cancel_job(first, now)
+        .await
+        .unwrap()
+        .expect("a job in a batch");
+    assert_eq!((cancelled.id, left), (batch.id, 1));
+    let job = store.job_get(first).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Skipped);
+    assert!(job.error_message.unwrap().contains("cancelled"));
+    // Once only; and a line read later for it changes nothing.
+    assert!(
+        store
+            .provider_batch_cancel_job(first, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let late = [finish(first, jobs[0].attempt, now, success("late"))];
+    assert!(!finish_all(&store, &late).await.unwrap()[0].applied);
+    let (_, left) = store
+        .provider_batch_cancel_job(second, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(
+        store
+            .provider_batch_pending(batch.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -110,6 +110,32 @@ async fn pass(rt: &Runtime, settings: &BatchSettings, backoff: &mut Backoff) -> 
     Ok(())
 }
 
+/// Cancels job `id` where it waits in a provider batch; when it was the batch's last pending
+/// job and the provider has the batch, the batch is cancelled at the provider too (its
+/// answered lines are still read, and stored for no one: every job of it is settled). `None`
+/// when the job waits in no provider batch.
+pub async fn cancel_job(rt: &Runtime, id: crate::domain::JobId) -> StoreResult<Option<u64>> {
+    let now = rt.store().clock_now().await?;
+    let Some((batch, pending)) = rt.store().provider_batch_cancel_job(id, now).await? else {
+        return Ok(None);
+    };
+    if pending == 0
+        && let Some(remote) = batch.provider_batch_id.as_deref()
+        && let Some(model) = rt.store().model_get(batch.model_id).await?
+    {
+        // A failure here costs money, not correctness: the batch still runs to its end.
+        match rt.providers().batch_cancel(&model, remote).await {
+            Ok(answer) => {
+                tracing::info!(batch = batch.id, status = %answer.status, "provider batch cancelled")
+            }
+            Err(err) => {
+                tracing::warn!(batch = batch.id, error = %err.message, "cannot cancel the provider batch")
+            }
+        }
+    }
+    Ok(Some(1))
+}
+
 /// Random text for a batch's metadata: what finds a lost submission in the provider's list,
 /// unique across every database that shares a provider account.
 fn new_token() -> String {

@@ -316,6 +316,55 @@ impl ProviderBatches for PostgresStore {
         Ok(Some(returned))
     }
 
+    async fn provider_batch_cancel_job(
+        &self,
+        job: JobId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(ProviderBatch, u64)>> {
+        let mut tx = self.pool.begin().await?;
+        let link: Option<(i64, i32)> = sqlx::query_as(
+            "SELECT l.batch_id, l.attempt FROM provider_batch_jobs l
+             JOIN prompt_jobs j ON j.id = l.job_id AND j.attempt_count = l.attempt
+             WHERE l.job_id = $1 AND l.outcome IS NULL AND j.status = 'processing'
+             FOR UPDATE OF j",
+        )
+        .bind(job)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((batch_id, attempt)) = link else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, lease_expires_at = NULL,
+                error_message = $4
+             WHERE id = $1 AND status = 'processing' AND attempt_count = $2",
+        )
+        .bind(job)
+        .bind(attempt)
+        .bind(now)
+        .bind(SKIPPED_CANCELLED)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE provider_batch_jobs SET outcome = 'cancelled' WHERE job_id = $1 AND attempt = $2",
+        )
+        .bind(job)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        let pending: Vec<(JobId, i32)> = sqlx::query_as(PENDING)
+            .bind(batch_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM provider_batches WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(batch_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some((batch_from_row(&row)?, pending.len() as u64)))
+    }
+
     async fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM provider_batches WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
