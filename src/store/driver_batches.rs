@@ -69,7 +69,8 @@ pub trait ProviderBatches: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Hands the `attempts` of batch `id` back to `queued` (due `now`, without spending the
-    /// attempt, fenced) and unlinks them; returns how many were handed back. Wakes workers.
+    /// attempt, fenced), unlinks them and takes them off its request count (they were cut
+    /// before it was sent); returns how many were handed back. Wakes workers.
     fn provider_batch_return(
         &self,
         id: i64,

@@ -397,3 +397,50 @@ mod owned {
         cancelling_the_last_job_cancels_the_provider_batch,
     );
 }
+
+/// The daily batch, 1,000 prompts × 3 models × 3 runs, through the local Batch API end
+/// to end: a measurement (`cargo test --test it provider_batch::measure -- --ignored
+/// --nocapture`), not part of the suite.
+async fn daily_batch_end_to_end(db: &TestDb) {
+    let api = BatchApi::start().await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let model = openai_model(name, "gpt-4o-mini", &api.base_url(), json!({"batch": true}));
+        ids.push(seed_model(&db.store, &model).await.id);
+    }
+    seed_prompts(&db.store, 1000, 3, Some(&ids)).await;
+    let settings = ["--batch-poll-secs", "0.05", "--batch-step-secs", "5"];
+    let started = std::time::Instant::now();
+    let pool = crate::support::RunningPool::start(&db.store, &db.url, &settings).await;
+    wait_until_done(&db.store, Duration::from_secs(600)).await;
+    let elapsed = started.elapsed();
+    pool.stop().await;
+    let summary = summary(&db.store).await;
+    assert_eq!(
+        (summary.succeeded, summary.total),
+        (9000, 9000),
+        "{summary:?}"
+    );
+    assert_eq!(api.counts().creates, 3);
+    println!(
+        "{:?}: 9,000 jobs through the local Batch API in {elapsed:.2?}",
+        db.store.backend()
+    );
+}
+
+mod measure {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement"]
+    async fn daily_batch_on_sqlite() {
+        super::daily_batch_end_to_end(&crate::support::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement"]
+    async fn daily_batch_on_postgres() {
+        let Some(db) = crate::support::postgres().await else {
+            return;
+        };
+        super::daily_batch_end_to_end(&db).await;
+    }
+}

@@ -224,6 +224,8 @@ pub(super) async fn provider_batch_close_hands_back_what_is_pending<D: Backend>(
             .unwrap(),
         1
     );
+    let cut = store.provider_batch_get(batch.id).await.unwrap().unwrap();
+    assert_eq!(cut.request_count, 3);
     let returned = store.job_get(b.0).await.unwrap().unwrap();
     assert_eq!(
         (returned.status, returned.attempt_count),

@@ -72,7 +72,7 @@ pub async fn send(
         Err(err) => {
             // Nothing was submitted: the jobs go back (or fail, for an error that would
             // repeat), and the batch is closed.
-            give_up(rt, &batch, Preparing, &err).await?;
+            give_up(rt, model, &batch, Preparing, &err).await?;
             return Ok(false);
         }
     };
@@ -157,7 +157,7 @@ async fn submit(
             // A refusal that would repeat fails the jobs; anything else (a timeout may hide a
             // batch that was created) waits, to be looked up before it is submitted again.
             Err(err) if !err.is_retryable() => {
-                give_up(rt, batch, Uploaded, &err).await?;
+                give_up(rt, model, batch, Uploaded, &err).await?;
                 return Ok(false);
             }
             Err(err) => {
@@ -212,6 +212,7 @@ async fn wait(
 /// (or their attempts are spent), and go back otherwise.
 async fn give_up(
     rt: &Runtime,
+    model: &Model,
     batch: &ProviderBatch,
     state: ProviderBatchState,
     err: &ProviderError,
@@ -223,7 +224,7 @@ async fn give_up(
         let mut finishes = Vec::new();
         let mut lines = Vec::new();
         for (job_id, attempt) in pending {
-            if let Some(claimed) = claimed(rt, job_id, attempt).await? {
+            if let Some(claimed) = claimed(rt, model, job_id, attempt).await? {
                 let finish = decide(
                     &claimed,
                     Err(err.clone()),
@@ -324,7 +325,7 @@ async fn collect(
             let Some(key) = parse_custom_id(&custom_id).filter(|k| pending.contains(k)) else {
                 continue;
             };
-            let Some(job) = claimed(rt, key.0, key.1).await? else {
+            let Some(job) = claimed(rt, model, key.0, key.1).await? else {
                 continue;
             };
             let finish = decide(
@@ -369,21 +370,25 @@ async fn collect(
     Ok(())
 }
 
-/// The job of a pending attempt, as an outcome is decided for it: `None` when the attempt no
-/// longer owns its job.
-async fn claimed(rt: &Runtime, job_id: JobId, attempt: i32) -> StoreResult<Option<ClaimedJob>> {
+/// The job of a pending attempt, as an outcome is decided for it (from its row: the retry rules
+/// read its attempts, not its prompt): `None` when the attempt no longer owns its job.
+async fn claimed(
+    rt: &Runtime,
+    model: &Model,
+    job_id: JobId,
+    attempt: i32,
+) -> StoreResult<Option<ClaimedJob>> {
     let Some(job) = rt.store().job_get(job_id).await? else {
         return Ok(None);
     };
     if job.status != crate::domain::JobStatus::Processing || job.claim_number() != attempt {
         return Ok(None);
     }
-    let model = rt.store().model_get(job.model_id).await?;
-    Ok(model.map(|model| ClaimedJob {
+    Ok(Some(ClaimedJob {
         job,
         attempt,
         prompt_text: String::new(),
-        model,
+        model: model.clone(),
     }))
 }
 

@@ -280,6 +280,12 @@ impl ProviderBatches for PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         let returned = return_attempts(&mut tx, id, attempts, now).await?;
+        // Cut from the batch before it was sent: it never held them.
+        sqlx::query("UPDATE provider_batches SET request_count = request_count - $2 WHERE id = $1")
+            .bind(id)
+            .bind(returned as i64)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(returned)
     }

@@ -271,6 +271,12 @@ impl ProviderBatches for SqliteStore {
         }
         let mut tx = self.begin().await?;
         let returned = return_attempts(&mut tx, id, attempts, now).await?;
+        // Cut from the batch before it was sent: it never held them.
+        sqlx::query("UPDATE provider_batches SET request_count = request_count - ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(returned as i64)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(returned)
     }
