@@ -304,6 +304,31 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         "{detail}"
     );
     assert_eq!(detail["providerBatch"]["requestCount"], 5, "{detail}");
+    // The CLI says the same.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::PROMPTQ)
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &server.db.url)
+            .output()
+            .expect("run promptq");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let shown = cli(&["jobs", "show", &job.to_string()]);
+    assert!(
+        shown.contains("provider batch 1 (5 jobs of model"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("submitted, batch_1 at the provider (in_progress)"),
+        "{shown}"
+    );
+    let status = cli(&["status"]);
+    assert!(
+        status.contains("submitted, batch_1 at the provider"),
+        "{status}"
+    );
     let page = dash.get(&format!("/jobs/{job}")).await;
     let html = page.assert_html(200);
     let shown = html
