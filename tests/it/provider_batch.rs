@@ -173,6 +173,38 @@ async fn several_hundred_jobs_round_trip(db: &TestDb) {
     );
 }
 
+/// Batch mode turned off while a batch is at the provider: the batch is still carried on and
+/// its jobs answered from it (none is called directly: the server has no chat endpoint).
+async fn a_batch_outlives_its_model_leaving_batch_mode(db: &TestDb) {
+    let api = BatchApi::start().await;
+    api.stall(true);
+    seed_batch(db, &api, 4, 1).await;
+    let pool = crate::support::RunningPool::start(&db.store, &db.url, &FAST).await;
+    wait_until(
+        "a batch at the provider",
+        Duration::from_secs(30),
+        async || api.statuses() == ["in_progress"],
+    )
+    .await;
+    let model = all_jobs(&db.store).await[0].model_id;
+    let direct = promptq::store::ModelPatch {
+        params: Some(json!({"baseUrl": api.base_url(), "batch": false})),
+        ..Default::default()
+    };
+    db.store
+        .model_update(model, &direct, chrono::Utc::now())
+        .await
+        .unwrap();
+    // Past the second for which a process keeps its read of the models.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.stall(false);
+    wait_until_done(&db.store, Duration::from_secs(10)).await;
+    pool.stop().await;
+    let counts = assert_each_job_answered_once(db).await;
+    assert_eq!(counts.get("succeeded"), Some(&4), "{counts:?}");
+    assert_eq!(api.counts().creates, 1);
+}
+
 /// Kills a worker (SIGKILL) once the server hangs on `step`, then lets another one finish.
 async fn killed_at(db: &TestDb, step: Step, after: bool) -> Counts {
     let api = BatchApi::start().await;
@@ -353,6 +385,7 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
 
 on_both!(
     several_hundred_jobs_round_trip,
+    a_batch_outlives_its_model_leaving_batch_mode,
     killed_after_upload,
     killed_after_submit,
     killed_while_reading_results,

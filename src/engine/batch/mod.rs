@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchSettings;
-use crate::domain::ModelId;
+use crate::domain::{Model, ModelId};
+use crate::providers::Providers;
 use crate::store::StoreResult;
 
 use super::runtime::Runtime;
@@ -61,10 +62,21 @@ pub async fn run(rt: Runtime, stop: CancellationToken) {
 /// One pass: carry on the due open batches, then open new ones.
 async fn pass(rt: &Runtime, settings: &BatchSettings, backoff: &mut Backoff) -> StoreResult<()> {
     let models = rt.batch_models().await?;
-    if models.is_empty() {
-        return Ok(());
+    // Open batches are carried on whatever their model's settings became since (batch mode
+    // turned off, the model deactivated): their jobs were claimed and are waiting.
+    let callable: Vec<Model> = if models.is_empty() {
+        // Where batch mode was never used, this is all a pass costs.
+        if rt.store().provider_batches_recent(1).await?.is_empty() {
+            return Ok(());
+        }
+        rt.store().model_list().await?
+    } else {
+        rt.store().model_list().await?
     }
-    let ids: Vec<ModelId> = models.iter().map(|m| m.id).collect();
+    .into_iter()
+    .filter(|m| Providers::has_batch_api(m.provider) && rt.providers().cannot_run(m).is_none())
+    .collect();
+    let ids: Vec<ModelId> = callable.iter().map(|m| m.id).collect();
     for _ in 0..STEPS_PER_PASS {
         let now = rt.store().clock_now().await?;
         let Some(batch) = rt
@@ -74,7 +86,7 @@ async fn pass(rt: &Runtime, settings: &BatchSettings, backoff: &mut Backoff) -> 
         else {
             break;
         };
-        let Some(model) = models.iter().find(|m| m.id == batch.model_id) else {
+        let Some(model) = callable.iter().find(|m| m.id == batch.model_id) else {
             continue;
         };
         steps::advance(rt, settings, model, batch).await?;
