@@ -56,6 +56,20 @@ async fn seed_batch(db: &TestDb, api: &BatchApi, prompts: usize, runs: i32) -> A
     app
 }
 
+/// Waits until every provider batch is closed (a batch closes just after its last answer is
+/// stored, so "no job left" comes a moment before it).
+async fn wait_until_batches_close(db: &TestDb) {
+    wait_until(
+        "the provider batches to close",
+        Duration::from_secs(30),
+        async || {
+            let batches = db.store.provider_batches_recent(100).await.unwrap();
+            batches.iter().all(|b| b.state.is_closed())
+        },
+    )
+    .await;
+}
+
 /// Every job ended, each succeeded one with exactly one answer (its own prompt's), each
 /// failed one with none.
 async fn assert_each_job_answered_once(db: &TestDb) -> BTreeMap<&'static str, i64> {
@@ -117,6 +131,7 @@ async fn several_hundred_jobs_round_trip(db: &TestDb) {
     let settings = [&FAST[..], &["--batch-max-bytes", "12000"]].concat();
     let pool = crate::support::RunningPool::start(&db.store, &db.url, &settings).await;
     wait_until_done(&db.store, Duration::from_secs(90)).await;
+    wait_until_batches_close(db).await;
     pool.stop().await;
     drop(app);
 
@@ -199,6 +214,7 @@ async fn a_batch_outlives_its_model_leaving_batch_mode(db: &TestDb) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     api.stall(false);
     wait_until_done(&db.store, Duration::from_secs(10)).await;
+    wait_until_batches_close(db).await;
     pool.stop().await;
     let counts = assert_each_job_answered_once(db).await;
     assert_eq!(counts.get("succeeded"), Some(&4), "{counts:?}");
@@ -222,6 +238,7 @@ async fn killed_at(db: &TestDb, step: Step, after: bool) -> Counts {
     first.wait().expect("reap the worker");
     let mut second = spawn_worker(&db.url, &FAST_ENV);
     wait_until_done(&db.store, Duration::from_secs(60)).await;
+    wait_until_batches_close(db).await;
     crate::support::terminate(&mut second, Duration::from_secs(20));
 
     let counts = assert_each_job_answered_once(db).await;

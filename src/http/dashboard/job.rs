@@ -46,7 +46,8 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
                 button.primary type="submit" { "Retry" }
             }
         }
-        @if job.status == JobStatus::Queued {
+        // A job waiting in a provider batch can be cancelled too.
+        @if job.status == JobStatus::Queued || detail.provider_batch.is_some() {
             form.inline #cancel method="post" action={ "/jobs/" (id) "/cancel" } {
                 button type="submit" { "Cancel" }
             }

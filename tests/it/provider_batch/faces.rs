@@ -118,9 +118,23 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         shown.contains("submitted") && shown.contains("batch_1"),
         "{html}"
     );
+    assert!(
+        html.contains("id=\"cancel\""),
+        "a job in a batch can be cancelled: {html}"
+    );
 
     api.stall(false);
     wait_until_done(&server.db.store, Duration::from_secs(30)).await;
+    // The batch closes just after its last answer is stored.
+    wait_until(
+        "the provider batch to close",
+        Duration::from_secs(30),
+        async || {
+            let batches = server.db.store.provider_batches_recent(10).await.unwrap();
+            batches.iter().all(|b| b.state.is_closed())
+        },
+    )
+    .await;
     pool.stop().await;
     let status = server.get("/api/jobs/status").await;
     let status = status.assert_ok();
