@@ -140,6 +140,34 @@ pub struct Settings {
     /// Log format: `text` or `json`
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
+
+    /// Provider Batch API (`params.batch`): the most requests in one batch file
+    #[arg(
+        long,
+        env = "BATCH_MAX_REQUESTS",
+        default_value_t = 50_000,
+        global = true
+    )]
+    pub batch_max_requests: u32,
+
+    /// Provider Batch API: the most bytes in one batch file
+    #[arg(
+        long,
+        env = "BATCH_MAX_BYTES",
+        default_value_t = 200_000_000,
+        global = true
+    )]
+    pub batch_max_bytes: u64,
+
+    /// Provider Batch API: the longest wait between two polls of a batch, in seconds
+    /// (decimals allowed); polls start after a second and back off up to this
+    #[arg(long, env = "BATCH_POLL_SECS", default_value_t = 60.0, global = true)]
+    pub batch_poll_secs: f64,
+
+    /// Provider Batch API: seconds one process may spend on one step of a batch (an upload,
+    /// a submission, reading results) before another process may take the batch over
+    #[arg(long, env = "BATCH_STEP_SECS", default_value_t = 600.0, global = true)]
+    pub batch_step_secs: f64,
 }
 
 /// How jobs reach a worker.
@@ -185,6 +213,21 @@ pub struct Config {
     pub retention: Option<chrono::Duration>,
     /// `BUDGET_USD_PER_DAY`: what all models together may spend a day; `None` = no limit.
     pub budget_usd_per_day: Option<f64>,
+    /// How batch-mode models' jobs go through the provider's Batch API.
+    pub batch: BatchSettings,
+}
+
+/// The provider Batch API's settings (`BATCH_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSettings {
+    /// Requests per batch file at most (OpenAI: 50,000).
+    pub max_requests: usize,
+    /// Bytes per batch file at most (OpenAI: 200 MB).
+    pub max_bytes: usize,
+    /// The longest wait between two polls.
+    pub poll_max: Duration,
+    /// How long a process may hold one batch's step before another takes it over.
+    pub step: Duration,
 }
 
 /// A setting that cannot be used, with what is wrong.
@@ -281,6 +324,27 @@ impl Settings {
                 ));
             }
         };
+        let secs = |name: &str, value: f64| {
+            if value.is_finite() && (0.05..=86_400.0).contains(&value) {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(ConfigError(format!(
+                    "{name} must be a number of seconds from 0.05 to 86400"
+                )))
+            }
+        };
+        if !(1..=50_000).contains(&self.batch_max_requests) {
+            return bad("BATCH_MAX_REQUESTS must be between 1 and 50000".into());
+        }
+        if !(1_000..=200_000_000).contains(&self.batch_max_bytes) {
+            return bad("BATCH_MAX_BYTES must be between 1000 and 200000000".into());
+        }
+        let batch = BatchSettings {
+            max_requests: self.batch_max_requests as usize,
+            max_bytes: self.batch_max_bytes as usize,
+            poll_max: secs("BATCH_POLL_SECS", self.batch_poll_secs)?,
+            step: secs("BATCH_STEP_SECS", self.batch_step_secs)?,
+        };
         Ok(Config {
             database_url: self.database_url.clone(),
             database_direct_url,
@@ -306,6 +370,7 @@ impl Settings {
             log_json,
             retention,
             budget_usd_per_day,
+            batch,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! of the crate and never touches a database, a clock or the network.
 
 pub mod price;
+pub mod provider_batch;
 pub mod queries;
 pub mod records;
 pub mod spec;

@@ -116,6 +116,11 @@ conformance!(
     workers_register_report_and_stop,
     claims_carry_their_worker_and_live_workers_keep_their_jobs,
     spend_and_token_means_cover_the_period,
+    provider_batch_open_claims_one_model_and_one_key,
+    provider_batch_is_taken_by_one_process_until_its_hold_ends,
+    provider_batch_steps_are_fenced_by_state,
+    provider_batch_close_hands_back_what_is_pending,
+    provider_batch_job_cancel_is_fenced_and_counts_what_is_left,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -178,6 +183,9 @@ mod catalog;
 mod enqueue_claim;
 #[path = "store_conformance/finish_rescue.rs"]
 mod finish_rescue;
+/// Provider batches (Batch APIs).
+#[path = "store_conformance/provider_batches.rs"]
+mod provider_batches;
 #[path = "store_conformance/queries.rs"]
 mod queries;
 /// What answers cost: spend per period, token means.
@@ -192,6 +200,7 @@ use actions::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
+use provider_batches::*;
 use queries::*;
 use spend::*;
 use versions::*;

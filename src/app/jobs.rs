@@ -6,6 +6,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::provider_batch::ProviderBatch;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Job, JobId, JobStatus, Outcome, Summary};
 use crate::engine::attempt::{self, Ended};
 use crate::engine::budget::SpendToday;
@@ -30,6 +31,9 @@ pub struct ProcessReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
 }
+
+/// The newest provider batches a status looks at for the open ones.
+const OPEN_BATCHES_SHOWN: i64 = 50;
 
 /// A job query as the status endpoint and the CLI take it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub struct StatusReport {
     pub workers: WorkerTotals,
     /// What today's answers cost, by model, beside the daily budget.
     pub spent_today: SpendToday,
+    /// Provider batches still open (being sent, or waiting for the provider's answer); their
+    /// jobs are `processing` until the answers are read.
+    pub provider_batches: Vec<ProviderBatch>,
 }
 
 /// One job with its attempts and its stored response.
@@ -66,6 +73,8 @@ pub struct JobDetail {
     pub job: Job,
     pub attempts: Vec<AttemptRecord>,
     pub response: Option<StoredResponse>,
+    /// The provider batch the job waits in (it is `processing` until its answer is read).
+    pub provider_batch: Option<ProviderBatch>,
 }
 
 impl App {
@@ -212,14 +221,16 @@ impl App {
         check_page(query.page)?;
         let store = self.store();
         let now = Utc::now();
-        let (summary, jobs, expired, pauses, workers) = tokio::try_join!(
+        let (summary, jobs, expired, pauses, workers, mut provider_batches) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
             store.jobs_count_expired(Clock::Database),
             store.pauses_active(now),
             store.workers_live(Clock::Database, WORKER_SILENT_AFTER),
+            store.provider_batches_recent(OPEN_BATCHES_SHOWN),
         )?;
         let workers = WorkerTotals::of(&workers);
+        provider_batches.retain(|batch| !batch.state.is_closed());
         let (blocked, spent_today) = tokio::try_join!(self.blocked(&query.filter), async {
             Ok(self.runtime().spent_today().await?)
         })?;
@@ -232,6 +243,7 @@ impl App {
             blocked,
             workers,
             spent_today,
+            provider_batches,
         })
     }
 
@@ -264,10 +276,12 @@ impl App {
             )
             .await?
             .pop();
+        let provider_batch = store.provider_batch_of_job(id).await?;
         Ok(JobDetail {
             job,
             attempts,
             response,
+            provider_batch,
         })
     }
 
@@ -298,9 +312,13 @@ impl App {
         Ok(retried)
     }
 
-    /// `queued → skipped`.
+    /// `queued → skipped`; a job waiting in a provider batch too (see
+    /// [`crate::engine::batch::cancel_job`]).
     pub async fn cancel(&self, selector: &JobSelector) -> AppResult<u64> {
         if let JobSelector::One(id) = selector {
+            if let Some(cancelled) = crate::engine::batch::cancel_job(self.runtime(), *id).await? {
+                return Ok(cancelled);
+            }
             self.expect_job_status(*id, &[JobStatus::Queued], "cancelled")
                 .await?;
         }

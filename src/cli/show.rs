@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::app::{App, JobDetail, StoredResponse};
 use crate::domain::JobId;
+use crate::domain::provider_batch::ProviderBatch;
 
 use super::table::{Align, Table, cell, inert, or_dash};
 
@@ -63,6 +64,9 @@ async fn print_job(app: &App, detail: &JobDetail) -> anyhow::Result<()> {
     if let Some(error) = &job.error_message {
         outln!("error: {}", inert(error))?;
     }
+    if let Some(batch) = &detail.provider_batch {
+        outln!("{}", provider_batch_line(batch))?;
+    }
     if !detail.attempts.is_empty() {
         outln!()?;
         let mut table = Table::new(&[
@@ -95,6 +99,28 @@ async fn print_job(app: &App, detail: &JobDetail) -> anyhow::Result<()> {
         None => outln!("\nno answer stored")?,
     }
     Ok(())
+}
+
+/// One line on a provider batch: where it is, at the provider and here.
+pub fn provider_batch_line(batch: &ProviderBatch) -> String {
+    format!(
+        "provider batch {} ({} jobs of model {}, batch {}): {}{}{}",
+        batch.id,
+        batch.request_count,
+        batch.model_id,
+        inert(&batch.batch_key),
+        batch.state,
+        batch
+            .provider_batch_id
+            .as_deref()
+            .map(|id| format!(", {} at the provider", inert(id)))
+            .unwrap_or_default(),
+        batch
+            .provider_status
+            .as_deref()
+            .map(|status| format!(" ({})", inert(status)))
+            .unwrap_or_default(),
+    )
 }
 
 fn print_answer(response: &StoredResponse) -> std::io::Result<()> {

@@ -131,6 +131,9 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
             blocked.reason,
         )?;
     }
+    for batch in &report.provider_batches {
+        outln!("{}", super::show::provider_batch_line(batch))?;
+    }
     if report.jobs.is_empty() {
         if s.total > 0 {
             outln!("no jobs at offset {}", page.offset)?;

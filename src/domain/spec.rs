@@ -39,6 +39,8 @@ pub struct CallSpec {
     pub generation: Generation,
     pub endpoint: EndpointParams,
     pub mock: MockBehaviour,
+    /// The model's jobs go through the provider's Batch API (`params.batch`).
+    pub batch: bool,
 }
 
 /// The settings that shape an answer.
@@ -195,6 +197,7 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
             "params.latencyMs must be at most {MAX_LATENCY_MS}, not {latency_ms}"
         ));
     }
+    let batch = opt(map, "batch", Value::as_bool)?.unwrap_or(false);
     let fail_rate = opt(map, "failRate", number)?.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&fail_rate) {
         return Err(format!(
@@ -217,6 +220,7 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
             latency_ms,
             fail_rate,
         },
+        batch,
     })
 }
 

@@ -38,21 +38,46 @@ pub fn blocked_models(providers: &Providers, models: &[Model]) -> Vec<BlockedMod
         .collect()
 }
 
+/// The active models in batch mode (`params.batch`) that this process can call: their jobs go
+/// through the provider's Batch API ([`super::batch`]), never one by one.
+pub fn batch_models(providers: &Providers, models: &[Model]) -> Vec<Model> {
+    models
+        .iter()
+        .filter(|model| model.active && model.spec.call().is_ok_and(|call| call.batch))
+        .filter(|model| Providers::has_batch_api(model.provider))
+        .filter(|model| providers.cannot_run(model).is_none())
+        .cloned()
+        .collect()
+}
+
+/// One read of the models: those this process cannot call, and those in batch mode.
+type Read = (Instant, Arc<Vec<BlockedModel>>, Arc<Vec<Model>>);
+
 /// The last read of the blocked models, shared by the claims of one process.
 #[derive(Default)]
 pub struct BlockedCache {
-    last: Mutex<Option<(Instant, Arc<Vec<BlockedModel>>)>>,
+    last: Mutex<Option<Read>>,
 }
 
 impl Runtime {
     /// The active models this process cannot call, read at most [`FRESH_FOR`] ago.
     pub async fn blocked_models(&self) -> StoreResult<Arc<Vec<BlockedModel>>> {
+        Ok(self.read_models().await?.1)
+    }
+
+    /// The active batch-mode models this process can call, read at most [`FRESH_FOR`] ago.
+    pub async fn batch_models(&self) -> StoreResult<Arc<Vec<Model>>> {
+        Ok(self.read_models().await?.2)
+    }
+
+    async fn read_models(&self) -> StoreResult<Read> {
+        // A budget this process just used up is acted on at once, not a read later.
         let budget_reached = self.spend_cache().take_reached();
-        if let Some((at, blocked)) = lock(self.blocked_cache()).as_ref()
-            && at.elapsed() < FRESH_FOR
+        if let Some(read) = lock(self.blocked_cache()).as_ref()
+            && read.0.elapsed() < FRESH_FOR
             && !budget_reached
         {
-            return Ok(blocked.clone());
+            return Ok(read.clone());
         }
         let models = self.store().model_list().await?;
         let mut blocked = blocked_models(self.providers(), &models);
@@ -61,25 +86,27 @@ impl Runtime {
                 blocked.push(model);
             }
         }
-        let blocked = Arc::new(blocked);
-        *lock(self.blocked_cache()) = Some((Instant::now(), blocked.clone()));
-        Ok(blocked)
+        // A batch-mode model over its budget sends no batch either.
+        let mut batch = batch_models(self.providers(), &models);
+        batch.retain(|model| !blocked.iter().any(|b| b.model_id == model.id));
+        let read = (Instant::now(), Arc::new(blocked), Arc::new(batch));
+        *lock(self.blocked_cache()) = Some(read.clone());
+        Ok(read)
     }
 
-    /// The ids of [`Runtime::blocked_models`], as a claim takes them.
+    /// The models whose jobs a claim must leave alone: those of [`Runtime::blocked_models`],
+    /// and the batch-mode ones, whose jobs the batch loop gathers.
     pub async fn blocked_ids(&self) -> StoreResult<Vec<ModelId>> {
-        Ok(self
-            .blocked_models()
-            .await?
+        let (_, blocked, batch) = self.read_models().await?;
+        Ok(blocked
             .iter()
             .map(|b| b.model_id)
+            .chain(batch.iter().map(|m| m.id))
             .collect())
     }
 }
 
-fn lock(
-    cache: &BlockedCache,
-) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<BlockedModel>>)>> {
+fn lock(cache: &BlockedCache) -> std::sync::MutexGuard<'_, Option<Read>> {
     // A poisoned lock only means a reader panicked; the cached value is still whole.
     cache
         .last

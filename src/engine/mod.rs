@@ -5,6 +5,7 @@
 //! never on the use cases above it ([`crate::app`]), a backend or an LLM API directly.
 
 pub mod attempt;
+pub mod batch;
 pub mod blocked;
 pub mod budget;
 pub mod dispatch;

@@ -124,6 +124,11 @@ pub async fn run_pool(
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
     let rescuer = tokio::spawn(rescuer(shared.clone(), stop_background.clone()));
     let presence = tokio::spawn(presence(shared.clone(), stop_background.clone()));
+    // Batch-mode models' jobs go through the provider's Batch API, not through the slots.
+    let batcher = tokio::spawn(super::batch::run(
+        shared.rt.clone(),
+        stop_background.clone(),
+    ));
     let listener = shared
         .rt
         .store()
@@ -155,6 +160,7 @@ pub async fn run_pool(
     let _ = rescuer.await;
     let _ = presence.await;
     unregister(&shared).await;
+    let _ = batcher.await;
     if let Some(listener) = listener {
         listener.abort();
     }

@@ -351,6 +351,8 @@ pub struct StatusAnswerDoc {
     blocked: Vec<BlockedModelDoc>,
     workers: WorkerTotalsDoc,
     spent_today: SpendTodayDoc,
+    /// Provider batches still open; their jobs are `processing` until the answers are read.
+    provider_batches: Vec<ProviderBatchDoc>,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,
     /// Sum of reported costs in US dollars; null when no response reported one.
@@ -408,12 +410,41 @@ pub struct StoredResponseDoc {
 
 /// The answer of `/api/jobs/{id}`.
 #[derive(ToSchema)]
-#[schema(as = JobDetail)]
+#[schema(as = JobDetail, rename_all = "camelCase")]
 pub struct JobDetailDoc {
     success: bool,
     job: JobDoc,
     attempts: Vec<AttemptDoc>,
     response: Option<StoredResponseDoc>,
+    /// The provider batch the job waits in, if any.
+    provider_batch: Option<ProviderBatchDoc>,
+}
+
+/// A batch of one batch-mode model's jobs sent to its provider's Batch API.
+#[derive(ToSchema)]
+#[schema(as = ProviderBatch, rename_all = "camelCase")]
+pub struct ProviderBatchDoc {
+    id: i64,
+    model_id: i64,
+    batch_key: String,
+    /// preparing, uploaded, submitted, done or abandoned
+    state: String,
+    token: String,
+    request_count: i32,
+    input_file_id: Option<String>,
+    /// The provider's id of the batch (`batch_…`).
+    provider_batch_id: Option<String>,
+    /// The provider's status as last seen: validating, in_progress, finalizing, completed,
+    /// failed, expired, cancelling or cancelled.
+    provider_status: Option<String>,
+    output_file_id: Option<String>,
+    error_file_id: Option<String>,
+    error: Option<String>,
+    polls: i32,
+    next_poll_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
 }
 
 /// The answer of `/api/responses`.

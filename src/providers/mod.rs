@@ -13,6 +13,7 @@
 //! decide retry policy (backoff and caps belong to the engine). The HTTP client is built once
 //! and shared, so calls reuse pooled connections.
 
+pub mod batch;
 mod endpoints;
 mod error;
 mod mock;

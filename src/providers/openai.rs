@@ -163,6 +163,23 @@ pub(super) async fn complete(
     }
 }
 
+/// One answer read from elsewhere than a live call (a line of a Batch API result file): a 2xx
+/// body is read as a completion, any other status classified as a call's would be.
+pub(super) fn read_answer(
+    name: &str,
+    status: u16,
+    body: &[u8],
+    redactor: &Redactor,
+) -> Result<Completion, ProviderError> {
+    let headers = HeaderMap::new();
+    let now = SystemTime::now();
+    if (200..300).contains(&status) {
+        response::parse_success(name, status, &headers, body, now, redactor)
+    } else {
+        Err(classify_status(name, status, &headers, body, now, redactor))
+    }
+}
+
 /// Reads the body up to [`MAX_BODY_BYTES`]; `Ok(None)` when it is bigger.
 async fn read_body(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
     let expected = response.content_length().unwrap_or(8 * 1024);

@@ -12,6 +12,17 @@ use crate::domain::spec::ModelSpec;
 /// [`ModelSpec::check`]).
 pub fn check_params(provider: ProviderKind, spec: &ModelSpec) -> Result<(), String> {
     let call = spec.call()?;
+    if call.batch
+        && !matches!(
+            provider,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible
+        )
+    {
+        return Err(format!(
+            "params.batch is for openai and openai-compatible models (a Batch API of OpenAI's \
+             shape); {provider} has none"
+        ));
+    }
     if matches!(provider, ProviderKind::OpenAi | ProviderKind::OpenRouter)
         && let Some(field) = call.endpoint.first_set()
     {
@@ -57,5 +68,21 @@ mod tests {
         // An openai model always goes to OPENAI_BASE_URL: a URL in its params would mislead.
         let err = check(ProviderKind::OpenAi, json!({"baseUrl": "http://x.example"}));
         assert!(err.is_err_and(|e| e.contains("OPENAI_BASE_URL")));
+    }
+
+    #[test]
+    fn batch_mode_needs_a_batch_api() {
+        assert!(check(ProviderKind::OpenAi, json!({"batch": true})).is_ok());
+        let compatible = json!({"batch": true, "baseUrl": "http://localhost:8000/v1"});
+        assert!(check(ProviderKind::OpenAiCompatible, compatible).is_ok());
+        for provider in [ProviderKind::OpenRouter, ProviderKind::Mock] {
+            let err = check(provider, json!({"batch": true})).expect_err("refused");
+            assert!(
+                err.contains("params.batch") && err.contains(provider.as_str()),
+                "{err}"
+            );
+            assert!(check(provider, json!({"batch": false})).is_ok());
+        }
+        assert!(check(ProviderKind::OpenAi, json!({"batch": "yes"})).is_err());
     }
 }

@@ -32,7 +32,17 @@ use crate::domain::{
 
 /// A backend of the queue: every concern below, on one database.
 pub trait QueueDriver:
-    Lifecycle + Catalog + Queue + Jobs + Pacing + Retention + Figures + Workers + Clone + 'static
+    Lifecycle
+    + Catalog
+    + Queue
+    + Jobs
+    + Pacing
+    + Retention
+    + Figures
+    + Workers
+    + super::driver_batches::ProviderBatches
+    + Clone
+    + 'static
 {
 }
 
@@ -45,6 +55,7 @@ impl<T> QueueDriver for T where
         + Retention
         + Figures
         + Workers
+        + super::driver_batches::ProviderBatches
         + Clone
         + 'static
 {

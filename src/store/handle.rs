@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_batches::ProviderBatches;
 use super::driver_spend::{ModelSpend, Spending, TokenAverage};
 use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
@@ -17,6 +18,9 @@ use super::{
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
     PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError, StoreResult, StoredResponse,
     location, postgres, sqlite,
+};
+use crate::domain::provider_batch::{
+    LineResult, ProviderBatch, ProviderBatchPatch, ProviderBatchState,
 };
 use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
@@ -324,4 +328,26 @@ delegate! { Spending:
     fn spend_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<ModelSpend>>;
     fn token_averages(&self, models: &[ModelId], since: DateTime<Utc>)
         -> StoreResult<Vec<TokenAverage>>;
+}
+
+delegate! { ProviderBatches:
+    fn provider_batch_open(&self, model: ModelId, limit: i64, now: DateTime<Utc>,
+        job_lease: Duration, hold: Duration, token: &str)
+        -> StoreResult<Option<(ProviderBatch, Vec<ClaimedJob>)>>;
+    fn provider_batch_take(&self, models: &[ModelId], now: DateTime<Utc>, hold: Duration)
+        -> StoreResult<Option<ProviderBatch>>;
+    fn provider_batch_update(&self, id: i64, expected: ProviderBatchState,
+        patch: &ProviderBatchPatch, now: DateTime<Utc>) -> StoreResult<bool>;
+    fn provider_batch_pending(&self, id: i64) -> StoreResult<Vec<(JobId, i32)>>;
+    fn provider_batch_record(&self, lines: &[LineResult]) -> StoreResult<()>;
+    fn provider_batch_return(&self, id: i64, attempts: &[(JobId, i32)], now: DateTime<Utc>)
+        -> StoreResult<u64>;
+    fn provider_batch_close(&self, id: i64, expected: ProviderBatchState,
+        state: ProviderBatchState, error: Option<&str>, now: DateTime<Utc>)
+        -> StoreResult<Option<u64>>;
+    fn provider_batch_cancel_job(&self, job: JobId, now: DateTime<Utc>)
+        -> StoreResult<Option<(ProviderBatch, u64)>>;
+    fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>>;
+    fn provider_batches_recent(&self, limit: i64) -> StoreResult<Vec<ProviderBatch>>;
+    fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>>;
 }

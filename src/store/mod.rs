@@ -17,6 +17,7 @@
 //! What the dialects share (filters, rows, the time type) is written once in `sql`.
 
 pub mod driver;
+pub mod driver_batches;
 pub mod driver_spend;
 mod handle;
 pub mod location;
@@ -33,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
+pub use driver_batches::ProviderBatches;
 pub use driver_spend::{ModelSpend, Spending, TokenAverage};
 pub use handle::Store;
 pub(crate) use sql::{OutcomeColumns, lock_order};

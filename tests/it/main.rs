@@ -14,6 +14,7 @@ mod hostile_headers;
 mod http_api;
 mod limits;
 mod pooler;
+mod provider_batch;
 mod providers;
 mod pushback;
 mod readme;

@@ -18,6 +18,8 @@
 
 #![allow(dead_code)]
 
+#[allow(dead_code)] // the provider batch suite's
+pub mod batch_api;
 pub mod fake;
 mod fixtures;
 mod macros;

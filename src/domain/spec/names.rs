@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Every name a model's params may use. A provider's own request fields go under `extra`, so
 /// that a typo here is refused instead of silently meaning nothing.
-pub const KNOWN_PARAMS: [&str; 14] = [
+pub const KNOWN_PARAMS: [&str; 15] = [
     "temperature",
     "maxTokens",
     "seed",
@@ -22,6 +22,7 @@ pub const KNOWN_PARAMS: [&str; 14] = [
     "tpm",
     "price",
     "budgetUsdPerDay",
+    "batch",
 ];
 
 /// Refuses a param whose name promptq does not know, suggesting the closest known one. Called

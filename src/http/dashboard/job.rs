@@ -46,7 +46,8 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
                 button.primary type="submit" { "Retry" }
             }
         }
-        @if job.status == JobStatus::Queued {
+        // A job waiting in a provider batch can be cancelled too.
+        @if job.status == JobStatus::Queued || detail.provider_batch.is_some() {
             form.inline #cancel method="post" action={ "/jobs/" (id) "/cancel" } {
                 button type="submit" { "Cancel" }
             }
@@ -76,6 +77,15 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
             dt { "Scheduled for" } dd { (time(job.scheduled_for)) }
             @if job.status == JobStatus::Queued {
                 dt { "Due" } dd { (time(job.next_attempt_at)) }
+            }
+            @if let Some(batch) = &detail.provider_batch {
+                // Its answer comes when the provider's Batch API is done with the whole batch.
+                dt { "Provider batch" }
+                dd #provider-batch {
+                    (batch.id) " · " (batch.state.as_str())
+                    @if let Some(remote) = &batch.provider_batch_id { " · " code { (remote) } }
+                    @if let Some(status) = &batch.provider_status { " (" (status) ")" }
+                }
             }
             dt { "Started" } dd { (opt_time(job.started_at)) }
             dt { "Finished" } dd { (opt_time(job.finished_at)) }

@@ -33,7 +33,10 @@ mod migrate;
 mod pacing;
 /// Retention: counts and bounded prune batches.
 mod prune;
+#[macro_use]
 mod queue;
+/// Provider batches (Batch APIs); after `queue`, whose claim statement it shares.
+mod batches;
 /// What answers cost (budgets, estimates).
 mod spend;
 /// Read-only aggregates (status figures, queue gauges).

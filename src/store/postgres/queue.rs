@@ -96,7 +96,6 @@ macro_rules! rescue_update {
         )
     };
 }
-pub(super) use rescue_update;
 
 /// The answer of a [`rescue_update!`].
 pub(super) fn rescued_from_rows(rows: &[PgRow]) -> StoreResult<Vec<Rescued>> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 
-use super::queue::{rescue_update, rescued_from_rows};
+use super::queue::rescued_from_rows;
 use super::{PostgresStore, StoreResult};
 use crate::store::sql::Time;
 use crate::store::workers::{NewWorker, Worker, WorkerId, Workers};

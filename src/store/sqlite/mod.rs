@@ -29,6 +29,8 @@ use crate::domain::{
     PromptId, ScheduledPrompt, Summary,
 };
 
+/// Provider batches (Batch APIs).
+mod batches;
 mod catalog;
 mod claim;
 mod finish;

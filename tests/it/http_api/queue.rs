@@ -140,6 +140,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "blocked",
             "workers",
             "spentToday",
+            "providerBatches",
             "perModel",
             "tokens",
             "costUsd",
@@ -278,7 +279,7 @@ pub async fn process_runs_a_job_and_detail_shows_it(db: TestDb) {
     let body = detail.assert_ok();
     assert_eq!(
         detail.keys(),
-        set(&["success", "job", "attempts", "response"])
+        set(&["success", "job", "attempts", "response", "providerBatch"])
     );
     assert_eq!(body["job"]["status"], json!("succeeded"));
     assert_eq!(body["attempts"].as_array().unwrap().len(), 1);
