@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_insights::Insights;
 use super::{
     AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
     ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
@@ -20,6 +21,9 @@ use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueF
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
     ScheduledPrompt, Summary,
+};
+use crate::insights::{
+    AnalysedAnswer, Analysis, AnswerText, NewTracker, Progress, Tracker, TrackerId,
 };
 
 /// The queue on one of its two databases.
@@ -306,4 +310,21 @@ delegate! { Figures:
     fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>>;
     fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures>;
     fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats>;
+}
+
+delegate! { Insights:
+    fn tracker_insert(&self, new: &NewTracker, now: DateTime<Utc>) -> StoreResult<Tracker>;
+    fn tracker_get(&self, id: TrackerId) -> StoreResult<Option<Tracker>>;
+    fn tracker_list(&self) -> StoreResult<Vec<Tracker>>;
+    fn tracker_update(&self, id: TrackerId, new: &NewTracker, now: DateTime<Utc>)
+        -> StoreResult<Option<Tracker>>;
+    fn tracker_delete(&self, id: TrackerId) -> StoreResult<bool>;
+    fn answers_unanalysed(&self, tracker: TrackerId, version: i64, after: i64, limit: i64)
+        -> StoreResult<Vec<AnswerText>>;
+    fn analyses_write(&self, tracker: TrackerId, version: i64, analyses: &[Analysis])
+        -> StoreResult<u64>;
+    fn analysis_progress(&self, tracker: TrackerId, version: i64) -> StoreResult<Progress>;
+    fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>>;
+    fn batch_analysed(&self, tracker: TrackerId, version: i64, batch_key: &str)
+        -> StoreResult<Vec<AnalysedAnswer>>;
 }

@@ -17,7 +17,9 @@
 //! What the dialects share (filters, rows, the time type) is written once in `sql`.
 
 pub mod driver;
+pub mod driver_insights;
 mod handle;
+mod insights_sql;
 pub mod location;
 pub mod postgres;
 mod prune;
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
+pub use driver_insights::Insights;
 pub use handle::Store;
 pub(crate) use sql::{OutcomeColumns, lock_order};
 // The plain values the store takes and gives live in the domain, shared with the use cases.

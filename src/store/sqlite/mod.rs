@@ -32,6 +32,7 @@ use crate::domain::{
 mod catalog;
 mod claim;
 mod finish;
+mod insights;
 mod jobs;
 mod pacing;
 /// Retention: counts and bounded prune batches.
