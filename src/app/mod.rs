@@ -12,6 +12,7 @@
 mod catalog;
 mod cron;
 mod export;
+mod insights;
 mod jobs;
 mod library;
 mod overview;
@@ -76,6 +77,9 @@ pub type AppResult<T> = Result<T, AppError>;
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use cron::{CronReport, FanOutReport, counted};
 pub use export::ResponseExport;
+pub use insights::{
+    ANALYSIS_BATCH, NamedCell, TrackerPatch, TrackerReport, TrackerView, spawn_analysis,
+};
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
