@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub type TrackerId = i64;
 
 /// A tracked term: a brand and the patterns that name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Term {
     /// What the reports call it (e.g. "HubSpot").
@@ -95,7 +95,7 @@ pub struct Analysis {
 }
 
 /// How far a tracker's current version has analysed the stored answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub analysed: i64,

@@ -12,7 +12,7 @@ use serde::Serialize;
 pub const ALPHA: f64 = 0.05;
 
 /// Which test decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
     ZTest,
