@@ -341,3 +341,56 @@ pub fn spawn_analysis(app: App, stop: CancellationToken) -> tokio::task::JoinHan
         }
     })
 }
+
+/// A trackers file (`promptq trackers import`): `trackers:` with a name and terms each.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackersFile {
+    #[serde(default)]
+    pub trackers: Vec<TrackerItem>,
+}
+
+/// A tracker as a file states it; matched to the database by name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerItem {
+    pub name: String,
+    pub terms: Vec<Term>,
+}
+
+impl App {
+    /// Makes the trackers agree with the file: a missing one is created, one with other terms
+    /// updated (and re-analysed), an equal one left alone; none is deleted. Every item is
+    /// checked before anything is written. The counts: (created, updated, unchanged).
+    pub async fn import_trackers(&self, file: TrackersFile) -> AppResult<(u64, u64, u64)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut checked_items = Vec::new();
+        for (i, item) in file.trackers.iter().enumerate() {
+            let (new, _) = checked(&item.name, &item.terms)
+                .map_err(|e| AppError::BadInput(format!("trackers[{i}]: {e}")))?;
+            if !seen.insert(new.name.clone()) {
+                return Err(AppError::BadInput(format!(
+                    "trackers[{i}]: the tracker '{}' is listed twice",
+                    new.name
+                )));
+            }
+            checked_items.push(new);
+        }
+        let existing = self.store().tracker_list().await?;
+        let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+        for new in checked_items {
+            match existing.iter().find(|t| t.name == new.name) {
+                None => {
+                    self.store().tracker_insert(&new, Utc::now()).await?;
+                    created += 1;
+                }
+                Some(t) if t.terms == new.terms => unchanged += 1,
+                Some(t) => {
+                    self.store().tracker_update(t.id, &new, Utc::now()).await?;
+                    updated += 1;
+                }
+            }
+        }
+        Ok((created, updated, unchanged))
+    }
+}

@@ -78,7 +78,8 @@ pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportRepo
 pub use cron::{CronReport, FanOutReport, counted};
 pub use export::ResponseExport;
 pub use insights::{
-    ANALYSIS_BATCH, NamedCell, TrackerPatch, TrackerReport, TrackerView, spawn_analysis,
+    ANALYSIS_BATCH, NamedCell, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
+    spawn_analysis,
 };
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
