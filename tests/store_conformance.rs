@@ -23,7 +23,7 @@ use promptq::store::{
 };
 
 /// A driver the suite runs on, taken out of the handle the test harness opens.
-trait Backend: QueueDriver {
+trait Backend: QueueDriver + promptq::store::Insights {
     fn of(store: Store) -> Self;
 }
 
@@ -113,6 +113,7 @@ conformance!(
     finish_dates_rows_by_the_store_clock,
     database_clock_decides_leases,
     all_models_prompt_takes_the_models_active_at_each_enqueue,
+    trackers_and_their_derived_rows,
 );
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.
@@ -158,6 +159,9 @@ mod catalog;
 mod enqueue_claim;
 #[path = "store_conformance/finish_rescue.rs"]
 mod finish_rescue;
+/// Trackers and the rows derived from answers.
+#[path = "store_conformance/insights.rs"]
+mod insights;
 #[path = "store_conformance/queries.rs"]
 mod queries;
 /// Prompt versions and the store's clock.
@@ -167,6 +171,7 @@ use actions::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
+use insights::*;
 use queries::*;
 use versions::*;
 
