@@ -199,10 +199,10 @@ fn list_items(text: &str) -> Vec<(usize, usize)> {
                 items.push((s, start));
             }
             open = Some(start);
-        } else if line.trim().is_empty() {
-            if let Some(s) = open.take() {
-                items.push((s, start));
-            }
+        } else if line.trim().is_empty()
+            && let Some(s) = open.take()
+        {
+            items.push((s, start));
         }
     }
     if let Some(s) = open {
