@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::http_api::operations::{assert_documented, assert_documented_exactly};
 use crate::support::fake::{Fake, Reply};
 use crate::support::server::{Server, start};
 use crate::support::{PROMPTQ, TestDb, on_both};
@@ -208,6 +209,24 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     assert_eq!(term(first, "Salesforce")["mentioned"], 4);
     assert_eq!(first["topDomains"][0]["domain"], "reviews.example.org");
 
+    // The OpenAPI document describes these answers.
+    let document = server.get("/api/openapi.json").await.json;
+    let trackers = server.get("/api/insights/trackers").await;
+    assert_documented_exactly(&document, "Trackers", &trackers.json);
+    assert_documented_exactly(&document, "Tracker", &trackers.json["trackers"][0]);
+    assert_documented_exactly(
+        &document,
+        "Progress",
+        &trackers.json["trackers"][0]["progress"],
+    );
+    assert_documented_exactly(&document, "Reports", &api.json);
+    assert_documented_exactly(&document, "TrackerReport", report);
+    assert_documented_exactly(&document, "ReportCell", cell);
+    assert_documented(&document, "ReportCell", &report["models"][0]);
+    assert_documented_exactly(&document, "TermFigures", hubspot);
+    assert_documented_exactly(&document, "Change", change);
+    assert_documented_exactly(&document, "DomainCount", &cell["topDomains"][0]);
+
     // CSV: parses, one row per scope × cell × term.
     let csv_text = promptq(
         &server.db,
@@ -275,4 +294,89 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
         .get(&format!("/api/insights/trackers/{tracker}"))
         .await;
     assert_eq!(missing.status, 404);
+}
+
+/// `promptq ARGS` on `url`; the whole output.
+fn promptq_at(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(PROMPTQ)
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run promptq")
+}
+
+fn ok_at(url: &str, args: &[&str]) -> String {
+    let out = promptq_at(url, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The CLI: trackers imported from YAML (created, unchanged, updated), refused with a one-line
+/// error, and analysed in the background by a running `promptq worker`.
+#[test]
+fn trackers_cli_import_and_background_analysis() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("t.db").display());
+    ok_at(
+        &url,
+        &[
+            "models",
+            "add",
+            "--name",
+            "a",
+            "--provider",
+            "mock",
+            "--model",
+            "m1",
+        ],
+    );
+    ok_at(&url, &["prompts", "add", "Which CRM?", "--runs", "3"]);
+    ok_at(&url, &["run", "--batch-key", "2025-01-01"]);
+
+    let file = dir.path().join("trackers.yaml");
+    let yaml = "trackers:\n  - name: Answers\n    terms:\n      - name: Mock\n      - name: HubSpot\n        patterns: [HubSpot, '/hub\\s?spot/']\n";
+    std::fs::write(&file, yaml).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    assert!(ok_at(&url, &["trackers", "import", file]).contains("1 created"));
+    assert!(ok_at(&url, &["trackers", "import", file]).contains("1 unchanged"));
+    std::fs::write(file, yaml.replace("HubSpot, ", "")).expect("write");
+    assert!(ok_at(&url, &["trackers", "import", file]).contains("1 updated"));
+    std::fs::write(file, yaml.replace("hub\\s?spot", "(hub")).expect("write");
+    let refused = promptq_at(&url, &["trackers", "import", file]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("trackers[0]") && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+    let shown: Value =
+        serde_json::from_str(&ok_at(&url, &["trackers", "show", "Answers"])).unwrap();
+    assert_eq!(
+        (shown["version"].as_i64(), shown["progressText"].as_str()),
+        (Some(2), Some("analysed 0 of 3 answers"))
+    );
+
+    // A worker analyses in the background, without being asked.
+    let mut worker = crate::support::spawn_worker(&url, &[("WORKER_CONCURRENCY", "0")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list: Value =
+            serde_json::from_str(&ok_at(&url, &["trackers", "list", "--json"])).unwrap();
+        if list[0]["progress"]["analysed"] == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not analysed in time: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    crate::support::terminate(&mut worker, std::time::Duration::from_secs(20));
+    let md = ok_at(&url, &["report", "--format", "md"]);
+    assert!(md.contains("| Mock | 3 of 3 | 100% |"), "{md}");
 }
