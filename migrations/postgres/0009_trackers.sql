@@ -20,6 +20,8 @@ CREATE TABLE insight_answers (
 );
 -- Retention deletes by answer.
 CREATE INDEX insight_answers_response ON insight_answers (response_id);
+-- Progress (a count) and the analysis pass's starting point (a max) under one version.
+CREATE INDEX insight_answers_version ON insight_answers (tracker_id, version, response_id);
 
 CREATE TABLE insight_mentions (
     tracker_id     BIGINT NOT NULL,

@@ -23,6 +23,9 @@ use crate::insights::{Analysis, NewTracker, Progress, Term, Tracker, TrackerId, 
 
 /// Answers analysed per transaction.
 pub const ANALYSIS_BATCH: i64 = 500;
+/// How far below the highest analysed answer the pass starts looking: on PostgreSQL an answer
+/// can become visible after one with a higher id (its transaction committed later).
+const WATERMARK_MARGIN: i64 = 1000;
 /// How often the background pass looks for new answers when it has nothing to do.
 const ANALYSIS_IDLE: Duration = Duration::from_secs(10);
 /// The pause between two busy batches, so the pass leaves the database to the queue.
@@ -192,13 +195,37 @@ impl App {
                     continue;
                 }
             };
-            let mut after = 0;
-            for _ in 0..batches {
+            // Nothing to do is the common case, and two counts tell it.
+            let progress = self
+                .store()
+                .analysis_progress(tracker.id, tracker.version)
+                .await?;
+            if progress.done() {
+                continue;
+            }
+            // New answers have the highest ids: look above what is analysed first, so that
+            // the pass reads only them; a whole sweep follows when the counts still differ.
+            let mut after = self
+                .store()
+                .analysis_watermark(tracker.id, tracker.version)
+                .await?
+                .map_or(0, |top| (top - WATERMARK_MARGIN).max(0));
+            let mut swept = after == 0;
+            let mut done = 0;
+            while done < batches {
                 let answers = self
                     .store()
                     .answers_unanalysed(tracker.id, tracker.version, after, ANALYSIS_BATCH)
                     .await?;
-                let Some(last) = answers.last() else { break };
+                let Some(last) = answers.last() else {
+                    if swept {
+                        break;
+                    }
+                    swept = true;
+                    after = 0;
+                    continue;
+                };
+                done += 1;
                 after = last.response_id;
                 let analyses: Vec<Analysis> = answers
                     .iter()

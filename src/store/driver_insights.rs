@@ -77,6 +77,14 @@ pub trait Insights: Send + Sync {
         version: i64,
     ) -> impl Future<Output = StoreResult<Progress>> + Send;
 
+    /// The highest answer id analysed for `tracker` under `version`, if any: where the
+    /// analysis pass looks for new answers first.
+    fn analysis_watermark(
+        &self,
+        tracker: TrackerId,
+        version: i64,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
     /// The latest batch key with stored answers (batch keys sort by time), or the latest one
     /// before `before`.
     fn batch_answered_latest(

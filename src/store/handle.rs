@@ -324,6 +324,7 @@ delegate! { Insights:
     fn analyses_write(&self, tracker: TrackerId, version: i64, analyses: &[Analysis])
         -> StoreResult<u64>;
     fn analysis_progress(&self, tracker: TrackerId, version: i64) -> StoreResult<Progress>;
+    fn analysis_watermark(&self, tracker: TrackerId, version: i64) -> StoreResult<Option<i64>>;
     fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>>;
     fn batch_analysed(&self, tracker: TrackerId, version: i64, batch_key: &str)
         -> StoreResult<Vec<AnalysedAnswer>>;

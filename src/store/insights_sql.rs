@@ -34,17 +34,25 @@ pub(crate) const PROGRESS: &str = "SELECT \
 pub(crate) const LATEST: &str = "SELECT max(batch_key) FROM responses";
 pub(crate) const LATEST_BEFORE: &str = "SELECT max(batch_key) FROM responses WHERE batch_key < $1";
 
+// Each batch query starts from the batch's answers (the batch-key index) and looks their rows
+// up by key: written as a join, SQLite's planner (without ANALYZE statistics) would start from
+// the tracker's rows instead, every row of every batch.
 pub(crate) const BATCH_ANSWERS: &str = "SELECT r.id, r.prompt_id, r.model_id FROM responses r \
-    JOIN insight_answers a ON a.response_id = r.id \
-    WHERE r.batch_key = $3 AND a.tracker_id = $1 AND a.version = $2 ORDER BY r.id";
+    WHERE r.batch_key = $3 AND EXISTS (SELECT 1 FROM insight_answers a \
+        WHERE a.tracker_id = $1 AND a.response_id = r.id AND a.version = $2) ORDER BY r.id";
 
 pub(crate) const BATCH_MENTIONS: &str = "SELECT m.response_id, m.term, m.count, m.rank, \
-    m.list_position FROM insight_mentions m JOIN responses r ON r.id = m.response_id \
-    WHERE r.batch_key = $2 AND m.tracker_id = $1 ORDER BY m.response_id, m.rank";
+    m.list_position FROM insight_mentions m WHERE m.tracker_id = $1 \
+    AND m.response_id IN (SELECT id FROM responses WHERE batch_key = $2) \
+    ORDER BY m.response_id, m.rank";
 
-pub(crate) const BATCH_DOMAINS: &str = "SELECT c.response_id, c.domain \
-    FROM insight_citations c JOIN responses r ON r.id = c.response_id \
-    WHERE r.batch_key = $2 AND c.tracker_id = $1 ORDER BY c.response_id, c.url";
+pub(crate) const BATCH_DOMAINS: &str = "SELECT c.response_id, c.domain FROM insight_citations c \
+    WHERE c.tracker_id = $1 AND c.response_id IN (SELECT id FROM responses WHERE batch_key = $2) \
+    ORDER BY c.response_id, c.url";
+
+/// The highest answer id analysed under a version (the pass's starting point).
+pub(crate) const WATERMARK: &str =
+    "SELECT max(response_id) FROM insight_answers WHERE tracker_id = $1 AND version = $2";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TrackerRow {

@@ -93,6 +93,11 @@ pub async fn trackers_and_their_derived_rows<D: super::Backend + Insights>(db: &
         .unwrap();
     let progress = store.analysis_progress(t.id, 1).await.unwrap();
     assert_eq!((progress.analysed, progress.total), (2, 3));
+    assert_eq!(
+        store.analysis_watermark(t.id, 1).await.unwrap(),
+        Some(ids[1])
+    );
+    assert_eq!(store.analysis_watermark(t.id, 2).await.unwrap(), None);
     let rest = store.answers_unanalysed(t.id, 1, 0, 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert!(rest[0].response_id > ids[1]);

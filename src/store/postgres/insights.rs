@@ -125,10 +125,13 @@ impl Insights for PostgresStore {
             return Ok(0);
         }
         let asked: Vec<i64> = analyses.iter().map(|a| a.response_id).collect();
-        let live: Vec<i64> = sqlx::query_scalar("SELECT id FROM responses WHERE id = ANY($1)")
-            .bind(&asked)
-            .fetch_all(&mut *tx)
-            .await?;
+        // Locked, so that a prune cannot delete an answer between this check and the commit
+        // (its derived rows would outlive it, and count as analysed).
+        let live: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM responses WHERE id = ANY($1) FOR SHARE")
+                .bind(&asked)
+                .fetch_all(&mut *tx)
+                .await?;
         let live: std::collections::HashSet<i64> = live.into_iter().collect();
         let analyses: Vec<&Analysis> = analyses
             .iter()
@@ -201,6 +204,18 @@ impl Insights for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(Progress { analysed, total })
+    }
+
+    async fn analysis_watermark(
+        &self,
+        tracker: TrackerId,
+        version: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(WATERMARK)
+            .bind(tracker)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>> {

@@ -203,6 +203,18 @@ impl Insights for SqliteStore {
         Ok(Progress { analysed, total })
     }
 
+    async fn analysis_watermark(
+        &self,
+        tracker: TrackerId,
+        version: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(WATERMARK)
+            .bind(tracker)
+            .bind(version)
+            .fetch_one(&self.readers)
+            .await?)
+    }
+
     async fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>> {
         let latest = match before {
             None => sqlx::query_scalar(LATEST).fetch_one(&self.readers).await?,
