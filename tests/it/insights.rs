@@ -294,6 +294,40 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
         .get(&format!("/api/insights/trackers/{tracker}"))
         .await;
     assert_eq!(missing.status, 404);
+
+    // Other bad input: clear errors, never a 5xx.
+    let body = json!({"name": "Dup", "terms": [{"name": "A"}]});
+    assert_eq!(
+        server
+            .post("/api/insights/trackers", body.clone())
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        server.post("/api/insights/trackers", body).await.status,
+        409
+    );
+    let unknown = server.get("/api/insights/report?tracker=nope").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let long = "9".repeat(100);
+    assert_eq!(
+        server
+            .get(&format!("/api/insights/report?batchKey={long}"))
+            .await
+            .status,
+        400
+    );
+    let typo = json!({"name": "T", "terms": [{"name": "A", "pattern": ["a"]}]});
+    assert_eq!(
+        server.post("/api/insights/trackers", typo).await.status,
+        400
+    );
+    let empty = json!({"name": "T", "terms": []});
+    assert_eq!(
+        server.post("/api/insights/trackers", empty).await.status,
+        400
+    );
 }
 
 /// `promptq ARGS` on `url`; the whole output.
