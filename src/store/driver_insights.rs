@@ -62,7 +62,8 @@ pub trait Insights: Send + Sync {
     /// and marks it analysed under `version`. Fenced by the version: when the tracker was
     /// changed or deleted meanwhile, nothing is written and 0 is returned (the pass starts
     /// over under the new version); otherwise the number of answers written. An answer deleted
-    /// meanwhile is skipped.
+    /// meanwhile is skipped. On PostgreSQL one process writes a tracker's analyses at a time:
+    /// another process's write meanwhile also returns 0 (that process is doing the work).
     fn analyses_write(
         &self,
         tracker: TrackerId,

@@ -14,6 +14,9 @@ use crate::store::driver_insights::Insights;
 use crate::store::insights_sql::*;
 use crate::store::sql::Time;
 
+/// Base of the transaction-level advisory lock keys of the analysis writes (one per tracker).
+const ANALYSIS_LOCK: i64 = 0x7472_6163_6b00_0000;
+
 impl Insights for PostgresStore {
     async fn tracker_insert(&self, new: &NewTracker, now: DateTime<Utc>) -> StoreResult<Tracker> {
         let row: TrackerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -116,6 +119,15 @@ impl Insights for PostgresStore {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        // One process writes a tracker's analyses at a time: the others would only repeat
+        // the work, and their overlapping deletes could deadlock.
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(ANALYSIS_LOCK ^ tracker)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(0);
+        }
         let current: Option<i64> =
             sqlx::query_scalar("SELECT version FROM trackers WHERE id = $1 FOR SHARE")
                 .bind(tracker)
