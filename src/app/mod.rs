@@ -6,7 +6,7 @@
 //! should answer (400, 404, 409, 503, 500). One file per use case: scheduling passes
 //! ([`cron`], [`scheduler`]), running and acting on jobs ([`jobs`]), models and prompts
 //! ([`library`], [`catalog`] for whole-file imports), reports ([`reports`], [`overview`],
-//! [`export`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
+//! [`export`]), trackers and their reports ([`insights`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
 //! that need the database (an unknown id, a job that is not queued) are made here.
 
 mod catalog;

@@ -5,8 +5,6 @@
 //! bodies are parsed strictly; the use cases check patterns and names. The OpenAPI mirrors of
 //! the answers are at the end of this file (the answers are the use cases' own types).
 
-#![allow(dead_code)] // the `…Doc` mirrors are read by utoipa's derive, never constructed
-
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -107,7 +105,7 @@ pub struct Deleted {
 
 /// Creates a tracker (201); a pattern that does not compile is a 400 naming it.
 #[utoipa::path(post, path = "/api/insights/trackers", tag = "insights", request_body = CreateTracker,
-    responses((status = 201, body = OneTrackerDoc), (status = 400, body = super::openapi::ErrorDoc),
+    responses((status = 201, body = doc::OneTrackerDoc), (status = 400, body = super::openapi::ErrorDoc),
         (status = 401, body = super::openapi::ErrorDoc), (status = 409, body = super::openapi::ErrorDoc, description = "the name is taken")))]
 pub async fn create_tracker(
     State(app): State<App>,
@@ -120,7 +118,7 @@ pub async fn create_tracker(
 
 /// Every tracker, with how far the analysis of its current version got.
 #[utoipa::path(get, path = "/api/insights/trackers", tag = "insights",
-    responses((status = 200, body = TrackersDoc), (status = 401, body = super::openapi::ErrorDoc)))]
+    responses((status = 200, body = doc::TrackersDoc), (status = 401, body = super::openapi::ErrorDoc)))]
 pub async fn list_trackers(State(app): State<App>) -> ApiResult<Json<Success<Trackers>>> {
     Ok(success(Trackers {
         trackers: app.trackers().await?,
@@ -129,7 +127,7 @@ pub async fn list_trackers(State(app): State<App>) -> ApiResult<Json<Success<Tra
 
 /// One tracker.
 #[utoipa::path(get, path = "/api/insights/trackers/{id}", tag = "insights", params(("id" = i64, Path)),
-    responses((status = 200, body = OneTrackerDoc), (status = 401, body = super::openapi::ErrorDoc),
+    responses((status = 200, body = doc::OneTrackerDoc), (status = 401, body = super::openapi::ErrorDoc),
         (status = 404, body = super::openapi::ErrorDoc)))]
 pub async fn get_tracker(
     State(app): State<App>,
@@ -142,7 +140,7 @@ pub async fn get_tracker(
 /// Changes a tracker; new terms bump its version and its answers are analysed again.
 #[utoipa::path(patch, path = "/api/insights/trackers/{id}", tag = "insights", params(("id" = i64, Path)),
     request_body = UpdateTracker,
-    responses((status = 200, body = OneTrackerDoc), (status = 400, body = super::openapi::ErrorDoc),
+    responses((status = 200, body = doc::OneTrackerDoc), (status = 400, body = super::openapi::ErrorDoc),
         (status = 401, body = super::openapi::ErrorDoc), (status = 404, body = super::openapi::ErrorDoc),
         (status = 409, body = super::openapi::ErrorDoc)))]
 pub async fn update_tracker(
@@ -175,7 +173,7 @@ pub async fn delete_tracker(
 /// prompt × model, with the change from the batch before. Counts only the answers analysed
 /// under each tracker's current version (`progress` says how many that is).
 #[utoipa::path(get, path = "/api/insights/report", tag = "insights", params(ReportQuery),
-    responses((status = 200, body = ReportsDoc), (status = 400, body = super::openapi::ErrorDoc),
+    responses((status = 200, body = doc::ReportsDoc), (status = 400, body = super::openapi::ErrorDoc),
         (status = 401, body = super::openapi::ErrorDoc), (status = 404, body = super::openapi::ErrorDoc)))]
 pub async fn report(
     State(app): State<App>,
@@ -187,121 +185,126 @@ pub async fn report(
     Ok(success(Reports { reports }))
 }
 
-// ---- the OpenAPI mirrors of the answers
+/// The OpenAPI mirrors of the answers.
+pub mod doc {
+    #![allow(dead_code)] // read by utoipa's derive, never constructed
 
-/// A term.
-#[derive(ToSchema)]
-#[schema(as = Term)]
-pub struct TermDoc {
-    name: String,
-    patterns: Vec<String>,
-}
+    use utoipa::ToSchema;
 
-/// How many stored answers the tracker's current version has analysed.
-#[derive(ToSchema)]
-#[schema(as = Progress)]
-pub struct ProgressDoc {
-    analysed: i64,
-    total: i64,
-}
+    /// A term.
+    #[derive(ToSchema)]
+    #[schema(as = Term)]
+    pub struct TermDoc {
+        name: String,
+        patterns: Vec<String>,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = Tracker, rename_all = "camelCase")]
-pub struct TrackerDoc {
-    id: i64,
-    name: String,
-    terms: Vec<TermDoc>,
-    /// Bumped by every change of the terms.
-    version: i64,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    progress: ProgressDoc,
-    /// e.g. "analysed 12,000 of 40,000 answers"
-    progress_text: String,
-}
+    /// How many stored answers the tracker's current version has analysed.
+    #[derive(ToSchema)]
+    #[schema(as = Progress)]
+    pub struct ProgressDoc {
+        analysed: i64,
+        total: i64,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = OneTracker)]
-pub struct OneTrackerDoc {
-    success: bool,
-    tracker: TrackerDoc,
-}
+    #[derive(ToSchema)]
+    #[schema(as = Tracker, rename_all = "camelCase")]
+    pub struct TrackerDoc {
+        id: i64,
+        name: String,
+        terms: Vec<TermDoc>,
+        /// Bumped by every change of the terms.
+        version: i64,
+        created_at: chrono::DateTime<chrono::Utc>,
+        updated_at: chrono::DateTime<chrono::Utc>,
+        progress: ProgressDoc,
+        /// e.g. "analysed 12,000 of 40,000 answers"
+        progress_text: String,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = Trackers)]
-pub struct TrackersDoc {
-    success: bool,
-    trackers: Vec<TrackerDoc>,
-}
+    #[derive(ToSchema)]
+    #[schema(as = OneTracker)]
+    pub struct OneTrackerDoc {
+        success: bool,
+        tracker: TrackerDoc,
+    }
 
-/// The change of a mention rate from the previous batch.
-#[derive(ToSchema)]
-#[schema(as = Change, rename_all = "camelCase")]
-pub struct ChangeDoc {
-    previous_runs: u64,
-    previous_mentioned: u64,
-    previous_rate: f64,
-    delta: f64,
-    p_value: f64,
-    /// `z-test` or `fisher`
-    test: String,
-    /// p < 0.05
-    significant: bool,
-}
+    #[derive(ToSchema)]
+    #[schema(as = Trackers)]
+    pub struct TrackersDoc {
+        success: bool,
+        trackers: Vec<TrackerDoc>,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = TermFigures, rename_all = "camelCase")]
-pub struct TermFiguresDoc {
-    term: String,
-    /// Runs naming the term (k of `runs`).
-    mentioned: u64,
-    mention_rate: f64,
-    mentions: u64,
-    share_of_voice: f64,
-    avg_rank: Option<f64>,
-    best_rank: Option<i64>,
-    avg_list_position: Option<f64>,
-    best_list_position: Option<i64>,
-    change: Option<ChangeDoc>,
-}
+    /// The change of a mention rate from the previous batch.
+    #[derive(ToSchema)]
+    #[schema(as = Change, rename_all = "camelCase")]
+    pub struct ChangeDoc {
+        previous_runs: u64,
+        previous_mentioned: u64,
+        previous_rate: f64,
+        delta: f64,
+        p_value: f64,
+        /// `z-test` or `fisher`
+        test: String,
+        /// p < 0.05
+        significant: bool,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = DomainCount)]
-pub struct DomainCountDoc {
-    domain: String,
-    answers: u64,
-}
+    #[derive(ToSchema)]
+    #[schema(as = TermFigures, rename_all = "camelCase")]
+    pub struct TermFiguresDoc {
+        term: String,
+        /// Runs naming the term (k of `runs`).
+        mentioned: u64,
+        mention_rate: f64,
+        mentions: u64,
+        share_of_voice: f64,
+        avg_rank: Option<f64>,
+        best_rank: Option<i64>,
+        avg_list_position: Option<f64>,
+        best_list_position: Option<i64>,
+        change: Option<ChangeDoc>,
+    }
 
-/// A model over every prompt (no `promptId`), or one prompt × model.
-#[derive(ToSchema)]
-#[schema(as = ReportCell, rename_all = "camelCase")]
-pub struct CellDoc {
-    prompt_id: Option<i64>,
-    prompt_text: Option<String>,
-    model_id: i64,
-    model_name: Option<String>,
-    runs: u64,
-    terms: Vec<TermFiguresDoc>,
-    top_domains: Vec<DomainCountDoc>,
-}
+    #[derive(ToSchema)]
+    #[schema(as = DomainCount)]
+    pub struct DomainCountDoc {
+        domain: String,
+        answers: u64,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = TrackerReport, rename_all = "camelCase")]
-pub struct TrackerReportDoc {
-    tracker_id: i64,
-    tracker: String,
-    version: i64,
-    batch_key: Option<String>,
-    previous_batch_key: Option<String>,
-    progress: ProgressDoc,
-    progress_text: String,
-    models: Vec<CellDoc>,
-    prompts: Vec<CellDoc>,
-}
+    /// A model over every prompt (no `promptId`), or one prompt × model.
+    #[derive(ToSchema)]
+    #[schema(as = ReportCell, rename_all = "camelCase")]
+    pub struct CellDoc {
+        prompt_id: Option<i64>,
+        prompt_text: Option<String>,
+        model_id: i64,
+        model_name: Option<String>,
+        runs: u64,
+        terms: Vec<TermFiguresDoc>,
+        top_domains: Vec<DomainCountDoc>,
+    }
 
-#[derive(ToSchema)]
-#[schema(as = Reports)]
-pub struct ReportsDoc {
-    success: bool,
-    reports: Vec<TrackerReportDoc>,
+    #[derive(ToSchema)]
+    #[schema(as = TrackerReport, rename_all = "camelCase")]
+    pub struct TrackerReportDoc {
+        tracker_id: i64,
+        tracker: String,
+        version: i64,
+        batch_key: Option<String>,
+        previous_batch_key: Option<String>,
+        progress: ProgressDoc,
+        progress_text: String,
+        models: Vec<CellDoc>,
+        prompts: Vec<CellDoc>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(as = Reports)]
+    pub struct ReportsDoc {
+        success: bool,
+        reports: Vec<TrackerReportDoc>,
+    }
 }
