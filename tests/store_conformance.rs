@@ -23,7 +23,7 @@ use promptq::store::{
 };
 
 /// A driver the suite runs on, taken out of the handle the test harness opens.
-trait Backend: QueueDriver {
+trait Backend: QueueDriver + promptq::store::Insights {
     fn of(store: Store) -> Self;
 }
 
@@ -121,6 +121,7 @@ conformance!(
     provider_batch_steps_are_fenced_by_state,
     provider_batch_close_hands_back_what_is_pending,
     provider_batch_job_cancel_is_fenced_and_counts_what_is_left,
+    trackers_and_their_derived_rows,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,6 +184,9 @@ mod catalog;
 mod enqueue_claim;
 #[path = "store_conformance/finish_rescue.rs"]
 mod finish_rescue;
+/// Trackers and the rows derived from answers.
+#[path = "store_conformance/insights.rs"]
+mod insights;
 /// Provider batches (Batch APIs).
 #[path = "store_conformance/provider_batches.rs"]
 mod provider_batches;
@@ -200,6 +204,7 @@ use actions::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;
+use insights::*;
 use provider_batches::*;
 use queries::*;
 use spend::*;

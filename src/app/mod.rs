@@ -6,13 +6,14 @@
 //! should answer (400, 404, 409, 503, 500). One file per use case: scheduling passes
 //! ([`cron`], [`scheduler`]), running and acting on jobs ([`jobs`]), models and prompts
 //! ([`library`], [`catalog`] for whole-file imports), reports ([`reports`], [`overview`],
-//! [`export`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
+//! [`export`]), trackers and their reports ([`insights`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
 //! that need the database (an unknown id, a job that is not queued) are made here.
 
 mod catalog;
 mod cron;
 mod estimate;
 mod export;
+mod insights;
 mod jobs;
 mod library;
 mod overview;
@@ -78,6 +79,10 @@ pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportRepo
 pub use cron::{CronReport, FanOutReport, counted};
 pub use estimate::{DryRun, ModelEstimate};
 pub use export::ResponseExport;
+pub use insights::{
+    ANALYSIS_BATCH, NamedCell, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
+    spawn_analysis,
+};
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};

@@ -78,6 +78,11 @@ fn print_report(report: &ImportReport, scope: ImportScope) -> std::io::Result<()
 
 /// Reads and parses an import file; errors name the file and, for syntax, the line.
 pub fn read_catalog(file: &Path) -> anyhow::Result<Catalog> {
+    read_document(file)
+}
+
+/// Reads and parses any import file (catalogs, trackers) the same way.
+pub fn read_document<T: serde::de::DeserializeOwned + Default>(file: &Path) -> anyhow::Result<T> {
     let shown = file.display();
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {shown}"))?
@@ -86,7 +91,7 @@ pub fn read_catalog(file: &Path) -> anyhow::Result<Catalog> {
         anyhow::bail!("{shown} is larger than {} MiB", MAX_FILE_BYTES >> 20);
     }
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
-    parse_catalog(&text, format_of(file, &text)).map_err(|err| anyhow::anyhow!("{shown}: {err}"))
+    parse_document(&text, format_of(file, &text)).map_err(|err| anyhow::anyhow!("{shown}: {err}"))
 }
 
 fn format_of(file: &Path, text: &str) -> Format {
@@ -109,11 +114,19 @@ fn format_of(file: &Path, text: &str) -> Format {
     }
 }
 
+#[cfg(test)]
 fn parse_catalog(text: &str, format: Format) -> Result<Catalog, String> {
+    parse_document(text, format)
+}
+
+fn parse_document<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    format: Format,
+) -> Result<T, String> {
     match format {
         Format::Json => serde_json::from_str(text).map_err(|err| err.to_string()),
         // An empty YAML file is an empty catalog, not an error.
-        Format::Yaml if text.trim().is_empty() => Ok(Catalog::default()),
+        Format::Yaml if text.trim().is_empty() => Ok(T::default()),
         Format::Yaml => serde_saphyr::from_str(text).map_err(|err| yaml_error(&err)),
     }
 }

@@ -23,11 +23,13 @@ mod jobs;
 mod models;
 mod prompts;
 mod prune;
+mod report;
 mod run;
 mod serve;
 mod show;
 mod status;
 mod table;
+mod trackers;
 
 use std::process::ExitCode;
 
@@ -126,6 +128,15 @@ pub enum Command {
     /// Dry run by default: prints what would be removed; --yes removes it, 1,000 rows per
     /// transaction. A job that is queued or processing is never removed.
     Prune(prune::PruneArgs),
+    /// Add, list, show, change, delete or import trackers (groups of terms to find in answers)
+    #[command(subcommand)]
+    Trackers(trackers::TrackersCommand),
+    /// A batch's tracker figures: mention rates, share of voice, ranks, cited domains and the
+    /// change from the batch before, flagged when significant
+    ///
+    /// Analyses every answer not yet analysed first. `--format json` prints the body of
+    /// `GET /api/insights/report`.
+    Report(report::ReportArgs),
 }
 
 /// Runs the parsed command. Its database is named at `-v`, and in every error, so that a
@@ -224,6 +235,12 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
             with_app(config, async |app| export::export(app, args).await).await
         }
         Command::Prune(args) => with_app(config, async |app| prune::prune(app, args).await).await,
+        Command::Trackers(command) => {
+            with_app(config, async |app| trackers::run(app, command).await).await
+        }
+        Command::Report(args) => {
+            with_app(config, async |app| report::report(app, args).await).await
+        }
     }
 }
 

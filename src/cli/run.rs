@@ -63,6 +63,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
     let mut interrupts = Interrupts::listen()?;
     let shutdown = CancellationToken::new();
     let mut pool = app.spawn_pool(shutdown.clone());
+    let analysis = crate::app::spawn_analysis(app.clone(), shutdown.clone());
     let filter = JobFilter {
         batch_key: Some(batch_key.to_owned()),
         ..JobFilter::default()
@@ -134,6 +135,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
     }
     shutdown.cancel();
     pool.await??;
+    let _ = analysis.await;
     // The final counts, after the pool has stopped.
     Ok(Drained::Done(app.summary(&filter).await?))
 }

@@ -41,6 +41,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     let pool = app.spawn_pool(shutdown.clone());
     let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
     let retention = crate::app::spawn_retention(app.clone(), shutdown.clone());
+    let analysis = crate::app::spawn_analysis(app.clone(), shutdown.clone());
     tracing::info!(
         backend = ?app.backend(),
         concurrency = app.config().worker_concurrency,
@@ -66,6 +67,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     if let Some(retention) = retention {
         let _ = retention.await;
     }
+    let _ = analysis.await;
     match pool.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "worker pool stopped with an error"),

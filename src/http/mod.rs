@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod insights;
 pub mod jobs;
 pub mod openapi;
 pub mod ops;
@@ -82,6 +83,7 @@ pub fn router_with(app: App, extra: Router) -> Router {
                 .patch(catalog::update_prompt)
                 .delete(catalog::delete_prompt),
         )
+        .merge(insights::routes())
         .route("/api/openapi.json", get(ops::openapi_json))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))

@@ -30,17 +30,22 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::catalog::create_prompt, super::catalog::list_prompts, super::catalog::get_prompt,
         super::catalog::update_prompt, super::catalog::delete_prompt,
         super::ops::healthz, super::ops::metrics, super::ops::openapi_json,
+        super::insights::create_tracker, super::insights::list_trackers,
+        super::insights::get_tracker, super::insights::update_tracker,
+        super::insights::delete_tracker, super::insights::report,
     ),
     components(schemas(
         super::jobs::CronBody, super::jobs::ProcessBody, super::jobs::SelectBody,
         super::catalog::CreateModel, super::catalog::UpdateModel,
         super::catalog::CreatePrompt, super::catalog::UpdatePrompt,
+        super::insights::CreateTracker, super::insights::UpdateTracker, super::insights::TermBody,
     )),
     modifiers(&CronSecret, &ResponseDescriptions),
     security(("cron_secret" = [])),
     tags(
         (name = "queue", description = "Scheduling, processing and observing jobs"),
         (name = "catalog", description = "Models and prompts"),
+        (name = "insights", description = "Trackers: the terms and sources found in answers, per batch"),
         (name = "operations", description = "Health, metrics and this document (/healthz and /metrics are open)"),
     )
 )]

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
 use super::driver_batches::ProviderBatches;
+use super::driver_insights::Insights;
 use super::driver_spend::{ModelSpend, Spending, TokenAverage};
 use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
@@ -26,6 +27,9 @@ use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueF
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,
     ScheduledPrompt, Summary,
+};
+use crate::insights::{
+    AnalysedAnswer, Analysis, AnswerText, NewTracker, Progress, Tracker, TrackerId,
 };
 
 /// The queue on one of its two databases.
@@ -350,4 +354,22 @@ delegate! { ProviderBatches:
     fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>>;
     fn provider_batches_recent(&self, limit: i64) -> StoreResult<Vec<ProviderBatch>>;
     fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>>;
+}
+
+delegate! { Insights:
+    fn tracker_insert(&self, new: &NewTracker, now: DateTime<Utc>) -> StoreResult<Tracker>;
+    fn tracker_get(&self, id: TrackerId) -> StoreResult<Option<Tracker>>;
+    fn tracker_list(&self) -> StoreResult<Vec<Tracker>>;
+    fn tracker_update(&self, id: TrackerId, new: &NewTracker, now: DateTime<Utc>)
+        -> StoreResult<Option<Tracker>>;
+    fn tracker_delete(&self, id: TrackerId) -> StoreResult<bool>;
+    fn answers_unanalysed(&self, tracker: TrackerId, version: i64, after: i64, limit: i64)
+        -> StoreResult<Vec<AnswerText>>;
+    fn analyses_write(&self, tracker: TrackerId, version: i64, analyses: &[Analysis])
+        -> StoreResult<u64>;
+    fn analysis_progress(&self, tracker: TrackerId, version: i64) -> StoreResult<Progress>;
+    fn analysis_watermark(&self, tracker: TrackerId, version: i64) -> StoreResult<Option<i64>>;
+    fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>>;
+    fn batch_analysed(&self, tracker: TrackerId, version: i64, batch_key: &str)
+        -> StoreResult<Vec<AnalysedAnswer>>;
 }

@@ -18,8 +18,10 @@
 
 pub mod driver;
 pub mod driver_batches;
+pub mod driver_insights;
 pub mod driver_spend;
 mod handle;
+mod insights_sql;
 pub mod location;
 pub mod postgres;
 mod prune;
@@ -35,6 +37,7 @@ use serde::Serialize;
 
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
 pub use driver_batches::ProviderBatches;
+pub use driver_insights::Insights;
 pub use driver_spend::{ModelSpend, Spending, TokenAverage};
 pub use handle::Store;
 pub(crate) use sql::{OutcomeColumns, lock_order};

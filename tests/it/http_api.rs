@@ -14,7 +14,7 @@ mod bad_input;
 mod catalog;
 mod concurrency;
 mod openapi;
-mod operations;
+pub(crate) mod operations;
 mod queue;
 mod store_stats;
 

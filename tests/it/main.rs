@@ -12,6 +12,7 @@ mod dashboard;
 mod engine;
 mod hostile_headers;
 mod http_api;
+mod insights;
 mod limits;
 mod pooler;
 mod provider_batch;

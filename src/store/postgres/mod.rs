@@ -27,6 +27,7 @@ use crate::domain::{
 mod catalog;
 mod db;
 mod finish;
+mod insights;
 mod jobs;
 /// Migrations over a transaction-mode pooler.
 mod migrate;

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
+use crate::store::insights_sql::DERIVED_TABLES;
 use crate::store::prune::{
     ATTEMPT_PRUNABLE, JOB_PRUNABLE, candidates_sql, count_sql, counts_of, step_of,
 };
@@ -67,6 +68,15 @@ impl Retention for PostgresStore {
                 .fetch_all(&mut *tx)
                 .await?;
                 step.changed = deleted.len() as u64;
+                for table in DERIVED_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE response_id IN \
+                         (SELECT id FROM responses WHERE job_id = ANY($1))"
+                    )))
+                    .bind(&deleted)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 step.responses = sqlx::query("DELETE FROM responses WHERE job_id = ANY($1)")
                     .bind(&deleted)
                     .execute(&mut *tx)

@@ -34,6 +34,7 @@ mod batches;
 mod catalog;
 mod claim;
 mod finish;
+mod insights;
 mod jobs;
 mod pacing;
 /// Retention: counts and bounded prune batches.

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, ids_json};
+use crate::store::insights_sql::DERIVED_TABLES;
 use crate::store::prune::{
     ATTEMPT_PRUNABLE, JOB_PRUNABLE, candidates_sql, count_sql, counts_of, step_of,
 };
@@ -72,6 +73,15 @@ impl Retention for SqliteStore {
                 .await?;
                 let deleted_json = ids_json(&deleted);
                 step.changed = deleted.len() as u64;
+                for table in DERIVED_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE response_id IN (SELECT id FROM responses \
+                         WHERE job_id IN (SELECT value FROM json_each($1)))"
+                    )))
+                    .bind(&deleted_json)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 step.responses = sqlx::query(
                     "DELETE FROM responses WHERE job_id IN (SELECT value FROM json_each($1))",
                 )

@@ -138,7 +138,7 @@ fn schema(document: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) 
 }
 
 /// A real answer's keys must all be documented, and every required property present.
-fn assert_documented(document: &Value, name: &str, answer: &Value) {
+pub(crate) fn assert_documented(document: &Value, name: &str, answer: &Value) {
     let (properties, required) = schema(document, name);
     let actual = keys(answer);
     let undocumented: Vec<_> = actual.difference(&properties).collect();
@@ -154,7 +154,7 @@ fn assert_documented(document: &Value, name: &str, answer: &Value) {
 }
 
 /// For types whose every field is always present.
-fn assert_documented_exactly(document: &Value, name: &str, answer: &Value) {
+pub(crate) fn assert_documented_exactly(document: &Value, name: &str, answer: &Value) {
     let (properties, _) = schema(document, name);
     assert_eq!(properties, keys(answer), "{name}");
 }
