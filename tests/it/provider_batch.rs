@@ -289,8 +289,36 @@ on_both!(
     killed_after_upload,
     killed_after_submit,
     killed_while_reading_results,
-    killed_during_upload
+    killed_during_upload,
+    batch_answers_cost_the_batch_price,
 );
+
+/// A priced batch-mode model: each answer costs its tokens at the price, less the batch
+/// discount (half by default); the same answers called directly would cost twice as much.
+async fn batch_answers_cost_the_batch_price(db: &TestDb) {
+    let api = BatchApi::start().await;
+    let model = openai_model(
+        "priced",
+        "gpt-4o-mini",
+        &api.base_url(),
+        json!({"batch": true, "price": {"input": 1000, "output": 2000}}),
+    );
+    let model = seed_model(&db.store, &model).await;
+    seed_prompts(&db.store, 4, 1, Some(&[model.id])).await;
+    let app =
+        App::with_store(crate::support::config(&db.url, &FAST), db.store.clone()).expect("an app");
+    app.trigger_cron(None).await.expect("enqueue the batch");
+    let pool = crate::support::RunningPool::start(&db.store, &db.url, &FAST).await;
+    wait_until_done(&db.store, Duration::from_secs(60)).await;
+    pool.stop().await;
+    let responses = all_responses(&db.store).await;
+    assert_eq!(responses.len(), 4);
+    // 10 prompt and 4 completion tokens a line: (10 × 1000 + 4 × 2000) / 1e6 = 0.018 direct.
+    for response in responses {
+        let cost = response.cost_usd.expect("a priced answer has a cost");
+        assert!((cost - 0.009).abs() < 1e-9, "cost {cost}");
+    }
+}
 
 /// What users see and do: refusals, where a job waits, cancelling.
 #[path = "provider_batch/faces.rs"]
