@@ -200,6 +200,15 @@ async fn calls_resume_the_next_day(db: TestDb) {
         async || support::summary(&server.db.store).await.succeeded == 3,
     )
     .await;
+    // faketime runs the worker as its child and does not pass signals on: stop the worker
+    // itself, or it outlives the test.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .unwrap_or_default();
+    for pid in children.split_whitespace() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
     let _ = child.kill();
     let _ = child.wait();
     for job in jobs_of(&server, capped).await {
