@@ -456,13 +456,8 @@ async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         match shared.rt.store().jobs_rescue_expired(Clock::Database).await {
             Ok(rescued) if !rescued.is_empty() => {
-                shared
-                    .rt
-                    .metrics()
-                    .rescued
-                    .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                handed_back(&shared, rescued.len());
                 tracing::warn!(jobs = rescued.len(), "rescued jobs whose lease expired");
-                shared.rt.work_available().notify_waiters();
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "rescue failed; trying again later"),
@@ -529,21 +524,26 @@ async fn presence(shared: Arc<Shared>, stop: CancellationToken) {
         }
         match store.jobs_rescue_orphaned(Clock::Database).await {
             Ok(rescued) if !rescued.is_empty() => {
-                shared
-                    .rt
-                    .metrics()
-                    .rescued
-                    .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                handed_back(&shared, rescued.len());
                 tracing::warn!(
                     jobs = rescued.len(),
                     "handed back the jobs of a worker that died"
                 );
-                shared.rt.work_available().notify_waiters();
             }
             Ok(_) => {}
             Err(err) => tracing::debug!(error = %err, "looking for dead workers failed"),
         }
     }
+}
+
+/// Counts jobs another process's death handed back, and wakes the claim loop for them.
+fn handed_back(shared: &Shared, jobs: usize) {
+    shared
+        .rt
+        .metrics()
+        .rescued
+        .fetch_add(jobs as u64, Ordering::Relaxed);
+    shared.rt.work_available().notify_waiters();
 }
 
 /// Hands back at once the attempts whose call has not started.
