@@ -4,9 +4,11 @@
 //! process (so that its peak RSS is its own): W1 enqueues 20,000 jobs in one scheduling pass;
 //! W2 drains 20,000 queued jobs of a 0 ms mock model at concurrency 10 and 50, each job
 //! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose
-//! ideal is 4.0 s; W4 runs 150 jobs (three windows) of a model whose `rpm` is its provider's
-//! limit, in one pool and in three (see [`rate`]), and reports the rate achieved against the
-//! limit and the 429s.
+//! ideal is 4.0 s; W4 runs 20,000 jobs of heavy-tailed latency at concurrency 1,000 against
+//! the schedule a pool without overhead would achieve ([`tail`]); W5 runs the model-bound batch
+//! on 1, 2 and 3 `promptq worker` processes, and on three with one killed ([`fleet`]); R1 and
+//! R3 run 150 jobs (three windows) of a model whose `rpm` is its provider's limit, in one pool
+//! and in three (see [`rate`]), and report the rate achieved against the limit and the 429s.
 //! Each workload reports, for its measured part (W1's enqueue, the others' drain alone), the
 //! WAL written per job (PostgreSQL) and the CPU per 1,000 jobs of promptq's process and of the
 //! local PostgreSQL server's processes ([`proc`]).
@@ -34,28 +36,56 @@ pub mod rate;
 
 #[path = "bench_proc.rs"]
 mod proc;
+
+#[path = "bench_tail.rs"]
+mod tail;
+
+#[path = "bench_fleet.rs"]
+mod fleet;
 use proc::{ServerCpu, own_cpu_seconds, peak_rss_kb};
 
 /// The workloads, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum Workload {
+    #[default]
     W1,
     W2c10,
     W2c50,
     W3,
     W4,
-    W4p3,
+    W5x1,
+    W5x2,
+    W5x3,
+    W5kill,
+    R1,
+    R3,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 11] = [
         Workload::W1,
         Workload::W2c10,
         Workload::W2c50,
         Workload::W3,
         Workload::W4,
-        Workload::W4p3,
+        Workload::W5x1,
+        Workload::W5x2,
+        Workload::W5x3,
+        Workload::W5kill,
+        Workload::R1,
+        Workload::R3,
     ];
+
+    /// W5's fleet size, and whether one worker is killed.
+    fn fleet(self) -> Option<(usize, bool)> {
+        match self {
+            Workload::W5x1 => Some((1, false)),
+            Workload::W5x2 => Some((2, false)),
+            Workload::W5x3 => Some((3, false)),
+            Workload::W5kill => Some((3, true)),
+            _ => None,
+        }
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -63,14 +93,19 @@ impl Workload {
             Workload::W2c10 => "W2 drain 20,000 × 0 ms, c=10",
             Workload::W2c50 => "W2 drain 20,000 × 0 ms, c=50",
             Workload::W3 => "W3 2,000 × 200 ms, c=100",
-            Workload::W4 => "W4 150 at rpm 300, 1 pool c=16",
-            Workload::W4p3 => "W4 150 at rpm 300, 3 pools c=16",
+            Workload::W4 => "W4 20,000 heavy tail, c=1000",
+            Workload::W5x1 => "W5 fleet of 1 worker, 2,000 × 200 ms",
+            Workload::W5x2 => "W5 fleet of 2 workers, 4,000 × 200 ms",
+            Workload::W5x3 => "W5 fleet of 3 workers, 6,000 × 200 ms",
+            Workload::W5kill => "W5 3 workers, one killed, 6,000",
+            Workload::R1 => "R1 150 at rpm 300, 1 pool c=16",
+            Workload::R3 => "R3 150 at rpm 300, 3 pools c=16",
         }
     }
 }
 
 /// What one repetition measured (the child's answer).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Sample {
     pub workload: Workload,
     pub jobs: u64,
@@ -89,6 +124,15 @@ pub struct Sample {
     /// The rate-bound workload's figures.
     #[serde(default)]
     pub rate: Option<rate::RateFigures>,
+    /// What a pool without any overhead would take (W3, W4, W5).
+    #[serde(default)]
+    pub ideal_seconds: Option<f64>,
+    /// W5: jobs that took more than one attempt.
+    #[serde(default)]
+    pub ran_twice: Option<u64>,
+    /// W5 with a kill: from the kill until the dead worker's jobs were handed back.
+    #[serde(default)]
+    pub rescue_seconds: Option<f64>,
 }
 
 /// Arguments of `promptq bench`.
@@ -156,9 +200,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// Runs one repetition in this (child) process and prints its sample as JSON.
 pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result<ExitCode> {
     config.max_attempts = 3;
-    if matches!(workload, Workload::W4 | Workload::W4p3) {
+    if matches!(workload, Workload::R1 | Workload::R3) {
         config.worker_concurrency = 16;
-        let pools = if workload == Workload::W4 { 1 } else { 3 };
+        let pools = if workload == Workload::R1 { 1 } else { 3 };
         let (seconds, figures) = rate::run(config, pools).await?;
         let sample = Sample {
             workload,
@@ -170,25 +214,55 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
             cpu_seconds: None,
             db_cpu_seconds: None,
             rate: Some(figures),
+            ..Sample::default()
         };
         println!("{}", serde_json::to_string(&sample)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let (concurrency, prompts, models, runs, latency_ms) = match workload {
-        Workload::W1 => (0, 1000, 4, 5, 0),
-        Workload::W2c10 => (10, 1000, 4, 5, 0),
-        Workload::W2c50 => (50, 1000, 4, 5, 0),
-        Workload::W3 => (100, 400, 1, 5, 200),
-        Workload::W4 | Workload::W4p3 => unreachable!("run above"),
+    if let Some((workers, kill)) = workload.fleet() {
+        let app = App::start(config).await?;
+        let mock = serde_json::json!({"latencyMs": fleet::LATENCY_MS});
+        let prompts = fleet::JOBS_PER_WORKER * workers / 5;
+        seed(&app, prompts, 1, 5, mock).await?;
+        let figures = fleet::run(&app, workers, kill).await?;
+        app.close().await;
+        let sample = Sample {
+            workload,
+            jobs: figures.jobs,
+            seconds: figures.seconds,
+            peak_rss_kb: figures.worker_peak_rss_kb,
+            ideal_seconds: Some(fleet::IDEAL_SECONDS),
+            ran_twice: Some(figures.ran_twice),
+            rescue_seconds: figures.rescue_seconds,
+            ..Sample::default()
+        };
+        println!("{}", serde_json::to_string(&sample)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mock = |latency_ms: u64| serde_json::json!({"latencyMs": latency_ms});
+    let (concurrency, prompts, models, runs, params) = match workload {
+        Workload::W1 => (0, 1000, 4, 5, mock(0)),
+        Workload::W2c10 => (10, 1000, 4, 5, mock(0)),
+        Workload::W2c50 => (50, 1000, 4, 5, mock(0)),
+        Workload::W3 => (100, 400, 1, 5, mock(200)),
+        Workload::W4 => (
+            tail::CONCURRENCY,
+            tail::PROMPTS,
+            1,
+            tail::RUNS,
+            tail::model_params(),
+        ),
+        _ => unreachable!("run above"),
     };
     config.worker_concurrency = concurrency;
     let on_server = config.database_url.starts_with("postgres");
     let app = App::start(config).await?;
-    seed(&app, prompts, models, runs, latency_ms).await?;
+    seed(&app, prompts, models, runs, params).await?;
     let jobs = (prompts * models) as u64 * runs as u64;
     let slot = chrono::Utc::now();
     let seeded_rss_kb = peak_rss_kb();
 
+    let mut ideal_seconds = (workload == Workload::W3).then_some(4.0);
     if workload != Workload::W1 {
         let report = app.run_cron(Trigger::Tick { slot }).await?;
         anyhow::ensure!(
@@ -196,6 +270,9 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
             "created {} jobs",
             report.jobs_created
         );
+        if workload == Workload::W4 {
+            ideal_seconds = Some(tail::ideal_seconds(&app).await?);
+        }
     }
     // The measured part: W1's enqueue, the others' drain alone.
     let wal_before = app.wal_position().await?;
@@ -231,7 +308,8 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         wal_bytes: wal_before.zip(wal_after).map(|(a, b)| b - a),
         cpu_seconds,
         db_cpu_seconds,
-        rate: None,
+        ideal_seconds,
+        ..Sample::default()
     };
     app.close().await;
     println!("{}", serde_json::to_string(&sample)?);
@@ -243,14 +321,14 @@ async fn seed(
     prompts: usize,
     models: usize,
     runs: i32,
-    latency_ms: u64,
+    params: serde_json::Value,
 ) -> anyhow::Result<()> {
     for m in 0..models {
         app.create_model(NewModel {
             name: format!("bench-{m}"),
             provider: ProviderKind::Mock,
             model: format!("mock-{m}"),
-            params: serde_json::json!({"latencyMs": latency_ms}),
+            params: params.clone(),
             active: true,
         })
         .await?;
@@ -266,6 +344,27 @@ async fn seed(
         .await?;
     }
     Ok(())
+}
+
+/// Every job of the database, read a page at a time.
+async fn all_jobs(app: &App) -> anyhow::Result<Vec<crate::domain::Job>> {
+    let mut jobs = Vec::new();
+    loop {
+        let page = app
+            .status(&crate::app::StatusQuery {
+                filter: crate::domain::queries::JobFilter::default(),
+                page: crate::domain::queries::Page {
+                    limit: 1000,
+                    offset: jobs.len() as i64,
+                },
+            })
+            .await?;
+        let done = page.jobs.len() < 1000;
+        jobs.extend(page.jobs);
+        if done {
+            return Ok(jobs);
+        }
+    }
 }
 
 /// Runs the pool until `jobs` attempts succeeded; the count is in-process, so waiting for it
@@ -323,6 +422,13 @@ struct Report {
     w3_ratio: Option<f64>,
     /// W3's peak RSS (median), in MB.
     peak_rss_mb: Option<f64>,
+    w4_ratio: Option<f64>,
+    w4_peak_rss_mb: Option<f64>,
+    /// W5 with 1, 2 and 3 workers: wall time over the ideal.
+    w5_ratios: Vec<f64>,
+    /// W5 with one worker: the `promptq worker` process's peak RSS, in MB.
+    w5_worker_peak_rss_mb: Option<f64>,
+    w5_rescue_seconds: Option<f64>,
     detail: Vec<Detail>,
 }
 
@@ -340,6 +446,11 @@ struct Detail {
     /// Achieved rate / limit, and 429s per run (rate-bound workloads).
     achieved_over_limit: Option<Figure>,
     refused: Option<Figure>,
+    /// Wall time over the ideal (W3, W4, W5).
+    over_ideal: Option<Figure>,
+    /// W5: jobs run more than once (a kill's rescued jobs), and the rescue time.
+    ran_twice: Option<Figure>,
+    rescue_seconds: Option<Figure>,
 }
 
 impl Report {
@@ -388,6 +499,17 @@ impl Report {
                         .map(|r| r.refused as f64)
                         .collect(),
                 ),
+                over_ideal: Figure::of(
+                    mine.iter()
+                        .filter_map(|s| s.ideal_seconds.map(|ideal| s.seconds / ideal))
+                        .collect(),
+                ),
+                ran_twice: Figure::of(
+                    mine.iter()
+                        .filter_map(|s| s.ran_twice.map(|n| n as f64))
+                        .collect(),
+                ),
+                rescue_seconds: Figure::of(mine.iter().filter_map(|s| s.rescue_seconds).collect()),
             });
         }
         let median = |w: Workload| {
@@ -396,14 +518,27 @@ impl Report {
                 .find(|d| d.workload == w)
                 .map(|d| d.jobs_per_s.median)
         };
-        let w3 = detail.iter().find(|d| d.workload == Workload::W3);
+        let find = |w: Workload| detail.iter().find(|d| d.workload == w);
+        let ratio = |w: Workload| find(w).and_then(|d| d.over_ideal).map(|f| f.median);
+        let w3 = find(Workload::W3);
         Report {
             database: database.to_owned(),
             w1_jobs_per_s: median(Workload::W1),
             w2_c10_jobs_per_s: median(Workload::W2c10),
             w2_c50_jobs_per_s: median(Workload::W2c50),
-            w3_ratio: w3.map(|d| d.seconds.median / 4.0),
+            w3_ratio: ratio(Workload::W3),
             peak_rss_mb: w3.map(|d| d.peak_rss_mb.median),
+            w4_ratio: ratio(Workload::W4),
+            w4_peak_rss_mb: find(Workload::W4).map(|d| d.peak_rss_mb.median),
+            w5_ratios: [Workload::W5x1, Workload::W5x2, Workload::W5x3]
+                .map(ratio)
+                .into_iter()
+                .flatten()
+                .collect(),
+            w5_worker_peak_rss_mb: find(Workload::W5x1).map(|d| d.peak_rss_mb.median),
+            w5_rescue_seconds: find(Workload::W5kill)
+                .and_then(|d| d.rescue_seconds)
+                .map(|f| f.median),
             detail,
         }
     }
@@ -454,8 +589,23 @@ impl Report {
                 );
             }
         }
-        if let Some(ratio) = self.w3_ratio {
-            println!("W3 wall / ideal 4.0 s: {ratio:.3}");
+        for d in &self.detail {
+            if let Some(ratio) = d.over_ideal {
+                print!(
+                    "{}: wall / ideal {:.3} ({:.3}–{:.3})",
+                    d.label, ratio.median, ratio.min, ratio.max
+                );
+                if let Some(twice) = d.ran_twice {
+                    print!(", jobs run twice {:.0}", twice.max);
+                }
+                if let Some(rescue) = d.rescue_seconds {
+                    print!(
+                        ", rescue after kill -9 {:.2} s ({:.2}–{:.2})",
+                        rescue.median, rescue.min, rescue.max
+                    );
+                }
+                println!();
+            }
         }
     }
 }

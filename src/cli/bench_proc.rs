@@ -16,7 +16,16 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The process's peak resident set (VmHWM), in KiB; 0 where /proc is not there.
 pub fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_kb_at("/proc/self/status")
+}
+
+/// Another process's peak resident set, in KiB; 0 where it cannot be read.
+pub fn peak_rss_kb_of(pid: u32) -> u64 {
+    peak_rss_kb_at(&format!("/proc/{pid}/status"))
+}
+
+fn peak_rss_kb_at(path: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|status| {
             status

@@ -82,8 +82,11 @@ impl EndpointParams {
 /// How the mock answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MockBehaviour {
-    /// How long a call takes, in milliseconds.
+    /// How long a call takes, in milliseconds (the median when `latency_p99_ms` is set).
     pub latency_ms: u64,
+    /// With it, each call's latency is drawn from a log-normal distribution with median
+    /// `latency_ms` and this 99th percentile, fixed per prompt and run, cut at three times it.
+    pub latency_p99_ms: Option<u64>,
     /// The share of attempts that fail (retryably), from 0 to 1.
     pub fail_rate: f64,
 }
@@ -197,6 +200,15 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
             "params.latencyMs must be at most {MAX_LATENCY_MS}, not {latency_ms}"
         ));
     }
+    let latency_p99_ms = opt(map, "latencyP99Ms", unsigned)?;
+    if let Some(p99) = latency_p99_ms
+        && (p99 > MAX_LATENCY_MS || latency_ms == 0 || p99 < latency_ms)
+    {
+        return Err(format!(
+            "params.latencyP99Ms must be at least latencyMs (above 0) and at most \
+             {MAX_LATENCY_MS}, not {p99}"
+        ));
+    }
     let batch = opt(map, "batch", Value::as_bool)?.unwrap_or(false);
     let fail_rate = opt(map, "failRate", number)?.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&fail_rate) {
@@ -218,6 +230,7 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
         },
         mock: MockBehaviour {
             latency_ms,
+            latency_p99_ms,
             fail_rate,
         },
         batch,
@@ -399,6 +412,11 @@ mod tests {
             (json!({"extra": "x"}), "params.extra"),
             (json!({"failRate": 1.5}), "params.failRate"),
             (json!({"latencyMs": 86_400_000}), "params.latencyMs"),
+            (
+                json!({"latencyMs": 100, "latencyP99Ms": 50}),
+                "params.latencyP99Ms",
+            ),
+            (json!({"latencyP99Ms": 50}), "params.latencyP99Ms"),
             (json!({"baseUrl": "localhost:11434"}), "params.baseUrl"),
             (
                 json!({"baseUrl": "https://u:p@example.com/v1"}),

@@ -6,7 +6,8 @@
 //! so with `failRate` below 1 a retried job eventually succeeds, the same way on every run.
 //! Usage figures follow the usual rough rule of four characters a token. Params:
 //! `latencyMs` (a tokio sleep, only when above zero, cut at the call timeout like a real
-//! call), `failRate` (0 to 1, failures are retryable) and `maxTokens` (a longer answer is
+//! call; with `latencyP99Ms` it is the median of a log-normal spread, the heavy tail of real
+//! model calls, drawn per prompt and run), `failRate` (0 to 1, failures are retryable) and `maxTokens` (a longer answer is
 //! cut and finishes with `length`). It must stay cheap: one small string per call, no
 //! other allocation, no I/O, and it never touches the network.
 
@@ -41,7 +42,7 @@ pub(super) async fn complete(
 ) -> Result<Completion, ProviderError> {
     let started = Instant::now();
     if params.latency_ms > 0 {
-        let latency = Duration::from_millis(params.latency_ms);
+        let latency = latency(params, prompt, run_index);
         tokio::time::sleep(latency.min(timeout)).await;
         if latency > timeout {
             return Err(ProviderError::new(
@@ -62,6 +63,26 @@ pub(super) async fn complete(
     let mut completion = answer(model, prompt, run_index, max_tokens);
     completion.latency = started.elapsed();
     Ok(completion)
+}
+
+/// How long a call for (prompt, run) takes: `latencyMs`, or with `latencyP99Ms` a draw from
+/// the log-normal distribution with that median and 99th percentile (`σ = ln(p99 / median) /
+/// 2.3263`), cut at three times the 99th percentile as a client's timeout would cut it.
+/// Deterministic, so that a benchmark can compute the ideal schedule of the same draws.
+pub fn latency(params: &MockBehaviour, prompt: &str, run_index: i32) -> Duration {
+    let median = params.latency_ms as f64;
+    let Some(p99) = params.latency_p99_ms.filter(|&p99| p99 > params.latency_ms) else {
+        return Duration::from_millis(params.latency_ms);
+    };
+    const Z_99: f64 = 2.326_347_874;
+    let sigma = (p99 as f64 / median).ln() / Z_99;
+    let seed = mix(hash_text(prompt) ^ 0x1a7e ^ (run_index as u64).wrapping_mul(0x9e37_79b9));
+    // Box–Muller from two uniforms in (0, 1].
+    let unit = |h: u64| ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let (u1, u2) = (unit(seed), unit(mix(seed)));
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let ms = (median * (sigma * z).exp()).min(3.0 * p99 as f64);
+    Duration::from_millis(ms.round() as u64)
 }
 
 /// Whether this attempt fails: a fixed hash of (prompt, run, attempt) read as a number in
@@ -249,6 +270,32 @@ mod tests {
             (150..=250).contains(&failures),
             "{failures} of 1000 at rate 0.2"
         );
+    }
+
+    #[test]
+    fn heavy_tailed_latency_has_the_asked_median_and_99th_percentile() {
+        let params = MockBehaviour {
+            latency_ms: 1000,
+            latency_p99_ms: Some(20_000),
+            ..MockBehaviour::default()
+        };
+        let mut draws: Vec<u128> = (0..20_000)
+            .map(|i| latency(&params, &format!("prompt {}", i / 5), i % 5).as_millis())
+            .collect();
+        draws.sort_unstable();
+        let (median, p99, max) = (draws[10_000], draws[19_800], draws[19_999]);
+        assert!((900..1100).contains(&median), "median {median} ms");
+        assert!((16_000..25_000).contains(&p99), "p99 {p99} ms");
+        assert_eq!(max, 60_000, "cut at three times the 99th percentile");
+        assert_eq!(
+            latency(&params, "prompt 7", 3),
+            latency(&params, "prompt 7", 3)
+        );
+        let fixed = MockBehaviour {
+            latency_ms: 200,
+            ..MockBehaviour::default()
+        };
+        assert_eq!(latency(&fixed, "any", 0), Duration::from_millis(200));
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ pub mod batch;
 mod endpoints;
 mod error;
 mod mock;
+pub use mock::latency as mock_latency;
 mod openai;
 mod params;
 mod ratelimit;
