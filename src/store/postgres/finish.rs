@@ -45,12 +45,15 @@ pub(super) async fn finish_batch(
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
                 FROM input i, clock c
-                -- Compared under the C collation (equality is the same) so that the planner finds each
-                -- job by its key and never by the partial index of processing jobs, which
-                -- its statistics may call tiny while it holds an entry for every claim since
-                -- the last vacuum: walking it made each finish slower than the one before.
-                WHERE j.id = i.job_id AND (j.status COLLATE \"C\") = 'processing'
-                    AND j.attempt_count = i.attempt
+                -- Each job is found by its key: `id = ANY` gives the planner the ids to look
+                -- up (joined to the input alone, statistics that say no job is processing —
+                -- those of a batch analysed at its enqueue — made it scan the whole job table
+                -- on every finish). The status is compared under the C collation (equality is
+                -- the same) so that the partial index of processing jobs, which its statistics
+                -- may call tiny while it holds an entry for every claim since the last vacuum,
+                -- is never walked instead.
+                WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
+                    AND (j.status COLLATE \"C\") = 'processing' AND j.attempt_count = i.attempt
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (
@@ -85,12 +88,15 @@ pub(super) async fn finish_batch(
                 WHERE NOT EXISTS (SELECT 1 FROM responses x WHERE x.job_id = r.job_id)
                 RETURNING id, job_id
             )
-            SELECT i.job_id, u.id IS NOT NULL AS applied, COALESCE(u.status, j.status) AS status,
+            -- A job the fence turned away is looked up by its key for its status; the others
+            -- are not read again.
+            SELECT i.job_id, u.id IS NOT NULL AS applied,
+                COALESCE(u.status, (SELECT j.status FROM prompt_jobs j WHERE j.id = i.job_id))
+                    AS status,
                 ins.id AS response_id
             FROM input i
             LEFT JOIN updated u ON u.id = i.job_id AND u.attempt_count = i.attempt
             LEFT JOIN inserted ins ON ins.job_id = u.id
-            LEFT JOIN prompt_jobs j ON j.id = i.job_id
             ORDER BY i.ord",
         )
         .bind(&columns.job_ids)

@@ -323,8 +323,9 @@ impl Queue for PostgresStore {
             "UPDATE prompt_jobs j
              SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-             -- C collation: found by key, not through the partial index (see `finish`).
-             WHERE j.id = t.id AND (j.status COLLATE \"C\") = 'processing'
+             -- Found by key, never by a scan or the partial index (see `finish`).
+             WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
+                AND (j.status COLLATE \"C\") = 'processing'
                 AND j.attempt_count = t.attempt
              RETURNING j.id, j.attempt_count",
         )
@@ -354,7 +355,8 @@ impl Queue for PostgresStore {
                 lease_expires_at = NULL, started_at = NULL,
                 next_attempt_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-             WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt",
+             WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
+                AND (j.status COLLATE \"C\") = 'processing' AND j.attempt_count = t.attempt",
         )
         .bind(&ids)
         .bind(&numbers)
