@@ -133,6 +133,12 @@ async fn dead_workers_jobs_come_back_at_once_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_workers_jobs_come_back_at_once_on_sqlite() {
+    let db = support::sqlite().await;
+    dead_workers_jobs_come_back_at_once_on_one_machine(&Db::<SqliteStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_lost_its_session_registers_again_on_postgres() {
     let Some(db) = support::postgres().await else {
         return;

@@ -171,3 +171,6 @@ pub const ABANDONED: &str =
 /// The message recorded for an attempt whose worker's process died (its lock was released).
 pub const ORPHANED: &str =
     "attempt abandoned: its worker's process died (the database saw its session end)";
+/// The message recorded for an attempt whose worker's process is gone from its machine.
+pub const PROCESS_GONE: &str =
+    "attempt abandoned: its worker's process died (it stopped reporting and no longer exists)";

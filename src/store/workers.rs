@@ -9,8 +9,9 @@
 //! one by trying to take the lock, and hand its jobs back at once instead of after their lease.
 //! A worker that is alive but hung keeps its lock, and its jobs wait for their lease as before.
 //! Behind a transaction-mode pooler without `DATABASE_DIRECT_URL` no session outlives a
-//! transaction, so such a worker holds no lock and says so (`holds_lock`); on SQLite, whose
-//! processes share one machine, leases alone bring a dead process's jobs back.
+//! transaction, so such a worker holds no lock and says so (`holds_lock`), and leases bring its jobs back.
+//! On SQLite, whose processes share one machine, a worker that stopped reporting and whose
+//! process no longer exists is dead (see the SQLite store's `workers` module).
 
 use std::future::Future;
 use std::time::Duration;
@@ -135,8 +136,8 @@ pub trait Workers: Send + Sync {
     /// Hands back (as a lease rescue does: `queued`, or `failed` once attempts are spent, an
     /// abandoned attempt recorded) the `processing` jobs of workers that hold a lock no longer:
     /// their process died. Such workers are marked stopped. A live worker's jobs, and jobs
-    /// claimed by no worker or by one without a lock, are never touched. Always empty on
-    /// SQLite.
+    /// claimed by no worker or by one without a lock, are never touched. On SQLite: the
+    /// workers of this host silent for a few beats whose process is gone.
     fn jobs_rescue_orphaned(
         &self,
         now: impl Into<Clock> + Send,

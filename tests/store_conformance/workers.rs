@@ -186,3 +186,70 @@ pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<Postg
     // The new lock is held: the live worker is not taken for a dead one.
     assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
 }
+
+/// SQLite: the processes sharing the file share this machine. A worker of this host that has
+/// stopped reporting and whose process is gone has its jobs handed back; a silent worker whose
+/// process lives, one of another host, and one that reported lately keep theirs.
+pub(super) async fn dead_workers_jobs_come_back_at_once_on_one_machine(db: &Db<SqliteStore>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 9, 1).await;
+    let lease = std::time::Duration::from_secs(3600);
+    let here = NewWorker::this_process(3);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let alive = store.worker_register(&here, t0()).await.unwrap();
+    let dead = store
+        .worker_register(
+            &NewWorker {
+                pid: gone_pid,
+                ..here.clone()
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let elsewhere = store
+        .worker_register(
+            &NewWorker {
+                host: format!("{}-elsewhere", here.host),
+                pid: gone_pid,
+                concurrency: 3,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for worker in [alive, dead, elsewhere] {
+        let claimed = store
+            .jobs_claim_except(3, t0(), lease, &[], Some(worker))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 3);
+        held.push(claimed);
+    }
+    // Silent for two seconds only: not yet looked for.
+    let soon = t0() + Duration::seconds(2);
+    assert!(store.jobs_rescue_orphaned(soon).await.unwrap().is_empty());
+
+    let later = t0() + Duration::seconds(10);
+    let rescued = store.jobs_rescue_orphaned(later).await.unwrap();
+    let mut ids: Vec<i64> = rescued.iter().map(|r| r.job_id).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<i64> = held[1].iter().map(|c| c.job.id).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "exactly the dead worker's jobs come back");
+    assert!(rescued.iter().all(|r| r.status == JobStatus::Queued));
+    let job = store.job_get(expected[0]).await.unwrap().unwrap();
+    assert!(job.error_message.unwrap().contains("process died"));
+    assert!(store.jobs_rescue_orphaned(later).await.unwrap().is_empty());
+    let live = store
+        .workers_live(later, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![alive, elsewhere]
+    );
+}

@@ -199,45 +199,8 @@ impl Queue for SqliteStore {
         let now: Clock = now.into();
         let now = now.local();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE prompt_jobs SET
-                status = CASE WHEN attempt_count - rate_limited_count >= max_attempts
-                    THEN 'failed' ELSE 'queued' END,
-                error_message = ?2,
-                next_attempt_at = ?1,
-                lease_expires_at = NULL,
-                finished_at = CASE WHEN attempt_count - rate_limited_count >= max_attempts
-                    THEN ?1 END
-             WHERE status = 'processing' AND lease_expires_at < ?1
-             RETURNING id, attempt_count, started_at, status",
-        )
-        .bind(ms(now))
-        .bind(ABANDONED)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut rescued = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job = Rescued {
-                job_id: row.try_get("id")?,
-                attempt: row.try_get("attempt_count")?,
-                status: parse_status(&row.try_get::<String, _>("status")?)?,
-            };
-            sqlx::query(
-                "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
-                    error_class, error_message)
-                 VALUES (?1, ?2, ?3, ?4, 'abandoned', 'abandoned', ?5)",
-            )
-            .bind(job.job_id)
-            .bind(job.attempt)
-            .bind(row.try_get::<Option<i64>, _>("started_at")?)
-            .bind(ms(now))
-            .bind(ABANDONED)
-            .execute(&mut *tx)
-            .await?;
-            rescued.push(job);
-        }
+        let rescued = hand_back(&mut tx, now, ABANDONED, "lease_expires_at < ?1", None).await?;
         tx.commit().await?;
-        rescued.sort_by_key(|job| job.job_id);
         Ok(rescued)
     }
 
@@ -293,4 +256,56 @@ impl Queue for SqliteStore {
         tx.commit().await?;
         Ok(released)
     }
+}
+
+/// Hands back the `processing` jobs matching `condition` (SQL that may read `?1`, the clock,
+/// and `?3`, `extra`): `queued` and due now, or `failed` once their attempts are spent, each
+/// abandoned attempt recorded with `message`.
+pub(super) async fn hand_back(
+    tx: &mut SqliteTx,
+    now: chrono::DateTime<chrono::Utc>,
+    message: &str,
+    condition: &str,
+    extra: Option<&str>,
+) -> StoreResult<Vec<Rescued>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE prompt_jobs SET
+            status = CASE WHEN attempt_count - rate_limited_count >= max_attempts
+                THEN 'failed' ELSE 'queued' END,
+            error_message = ?2,
+            next_attempt_at = ?1,
+            lease_expires_at = NULL,
+            finished_at = CASE WHEN attempt_count - rate_limited_count >= max_attempts
+                THEN ?1 END
+         WHERE status = 'processing' AND {condition}
+         RETURNING id, attempt_count, started_at, status"
+    )))
+    .bind(ms(now))
+    .bind(message)
+    .bind(extra)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut rescued = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let job = Rescued {
+            job_id: row.try_get("id")?,
+            attempt: row.try_get("attempt_count")?,
+            status: parse_status(&row.try_get::<String, _>("status")?)?,
+        };
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome,
+                error_class, error_message)
+             VALUES (?1, ?2, ?3, ?4, 'abandoned', 'abandoned', ?5)",
+        )
+        .bind(job.job_id)
+        .bind(job.attempt)
+        .bind(row.try_get::<Option<i64>, _>("started_at")?)
+        .bind(ms(now))
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+        rescued.push(job);
+    }
+    rescued.sort_by_key(|job| job.job_id);
+    Ok(rescued)
 }
