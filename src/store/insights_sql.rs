@@ -35,8 +35,13 @@ pub(crate) const PROGRESS: &str = "SELECT \
     (SELECT count(*) FROM insight_answers WHERE tracker_id = $1 AND version = $2), \
     (SELECT count(*) FROM responses)";
 
-pub(crate) const LATEST: &str = "SELECT max(batch_key) FROM responses";
-pub(crate) const LATEST_BEFORE: &str = "SELECT max(batch_key) FROM responses WHERE batch_key < $1";
+// The latest batches with answers, read from the job key (which starts with the batch key)
+// backwards: on PostgreSQL answers carry only a BRIN range index on their batch key, which
+// finds a batch's answers but cannot give the highest key. A succeeded job is one with its
+// answer.
+pub(crate) const LATEST: &str = "SELECT max(batch_key) FROM prompt_jobs WHERE status = 'succeeded'";
+pub(crate) const LATEST_BEFORE: &str =
+    "SELECT max(batch_key) FROM prompt_jobs WHERE status = 'succeeded' AND batch_key < $1";
 
 // Each batch query starts from the batch's answers (the batch-key index) and looks their rows
 // up by key: written as a join, SQLite's planner (without ANALYZE statistics) would start from
