@@ -35,6 +35,16 @@ FROM n
 SQL
 }
 
+# Each answer's job, succeeded (reports find the latest batches from the jobs).
+jobs_sql() {
+    cat <<SQL
+INSERT INTO prompt_jobs (id, prompt_id, model_id, run_index, batch_key, status, attempt_count,
+    max_attempts, scheduled_for, next_attempt_at, finished_at, created_at)
+SELECT job_id, prompt_id, model_id, run_index, batch_key, 'succeeded', 1, 3,
+    created_at, created_at, created_at, created_at FROM responses;
+SQL
+}
+
 setup_catalog() {
     pq migrate >/dev/null
     pq models add --name a --provider mock --model m1 >/dev/null
@@ -64,7 +74,8 @@ if [ "$WHICH" != postgres ]; then
       echo "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 364999)"
       answers_sql "date('2025-01-01', '+' || (i / 1000) || ' days')" "char(10)" \
           | sed 's/CREATED/1735689600000 + (i \/ 1000) * 86400000/'
-      echo ";"; } | sqlite3 "$DB" >/dev/null
+      echo ";"
+      jobs_sql; } | sqlite3 "$DB" >/dev/null
     measure
     echo "database: $(du -sh "$DB" | cut -f1)"
 fi
@@ -82,6 +93,8 @@ if [ "$WHICH" != sqlite ]; then
       answers_sql "to_char(date '2025-01-01' + (i / 1000), 'YYYY-MM-DD')" "chr(10)" \
           | sed "s/CREATED/timestamptz '2025-01-01' + (i \/ 1000) * interval '1 day'/"
       echo ";"
+      jobs_sql
+      echo "SELECT setval('prompt_jobs_id_seq', 365000);"
       echo "SELECT setval('responses_id_seq', 365000);"
       echo "ANALYZE;"; } | psql -q -h "$WORK" -U postgres year >/dev/null
     measure
