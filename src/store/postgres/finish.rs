@@ -49,7 +49,8 @@ pub(super) async fn finish_batch(
                 -- job by its key and never by the partial index of processing jobs, which
                 -- its statistics may call tiny while it holds an entry for every claim since
                 -- the last vacuum: walking it made each finish slower than the one before.
-                WHERE j.id = i.job_id AND (j.status COLLATE \"C\") = 'processing'
+                -- A provider batch's results finish its `submitted` jobs.
+                WHERE j.id = i.job_id AND (j.status COLLATE \"C\") IN ('processing', 'submitted')
                     AND j.attempt_count = i.attempt
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
