@@ -149,7 +149,12 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     );
     assert!(status.contains("submitted (batch_1)"), "{status}");
     let batches = cli(&["batches"]);
-    assert!(batches.contains("submitted"), "{batches}");
+    let columns: Vec<Vec<&str>> = batches
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(columns[0].get(4), Some(&"SUBMITTED"), "{batches}");
+    assert_eq!(columns[1].get(4), Some(&"5"), "{batches}");
     let page = dash.get(&format!("/jobs/{job}")).await;
     let html = page.assert_html(200);
     let shown = html
