@@ -74,11 +74,15 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
 async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::Result<()> {
     let s = &report.summary;
     outln!(
-        "{}: {} queued, {} processing, {} submitted, {} succeeded, {} failed, {} skipped",
+        "{}: {} queued, {} processing, {}{} succeeded, {} failed, {} skipped",
         counted(s.total, "job", "jobs"),
         s.queued,
         s.processing,
-        s.submitted,
+        // Only batch mode has submitted jobs: the line stays as it was without it.
+        match s.submitted {
+            0 => String::new(),
+            n => format!("{n} submitted (in a provider batch), "),
+        },
         s.succeeded,
         s.failed,
         s.skipped

@@ -144,7 +144,9 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         "{status}"
     );
     assert!(
-        status.contains("5 jobs: 0 queued, 0 processing, 5 submitted"),
+        status.contains(
+            "5 jobs: 0 queued, 0 processing, 5 submitted (in a provider batch), 0 succeeded"
+        ),
         "{status}"
     );
     assert!(status.contains("submitted (batch_1)"), "{status}");
