@@ -28,21 +28,26 @@ pub type PromptId = i64;
 pub type ModelId = i64;
 
 /// The life of a job: `queued → processing → succeeded | failed`, `queued → skipped`,
-/// `processing → queued` (a retry, a released or a rescued job).
+/// `processing → queued` (a retry, a released or a rescued job). A job sent through a
+/// provider's Batch API is `submitted` once the provider accepted its batch: `processing →
+/// submitted → succeeded | failed | queued` (its line's outcome, or its batch handed it back),
+/// `submitted → skipped` (cancelled). Leases and rescues never touch a `submitted` job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
     Processing,
+    Submitted,
     Succeeded,
     Failed,
     Skipped,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Processing,
+        JobStatus::Submitted,
         JobStatus::Succeeded,
         JobStatus::Failed,
         JobStatus::Skipped,
@@ -52,6 +57,7 @@ impl JobStatus {
         match self {
             JobStatus::Queued => "queued",
             JobStatus::Processing => "processing",
+            JobStatus::Submitted => "submitted",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Skipped => "skipped",
@@ -85,8 +91,10 @@ impl FromStr for JobStatus {
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| {
+                let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
                 ParseError(format!(
-                    "unknown status '{s}' (expected one of: queued, processing, succeeded, failed, skipped)"
+                    "unknown status '{s}' (expected one of: {})",
+                    known.join(", ")
                 ))
             })
     }
@@ -298,6 +306,10 @@ pub struct Job {
     /// enqueue; `None` for jobs enqueued before prompts had versions.
     #[serde(default)]
     pub prompt_version: Option<String>,
+    /// The provider's id of the batch a `submitted` job waits in (the status listing and a
+    /// job's detail fill it in; `None` otherwise).
+    #[serde(default)]
+    pub provider_batch_id: Option<String>,
 }
 
 /// The model params that shape an answer, snapshotted with each job at enqueue (limits,
@@ -440,6 +452,8 @@ pub struct Summary {
     pub total: i64,
     pub queued: i64,
     pub processing: i64,
+    /// In a provider batch the provider accepted, waiting for its results.
+    pub submitted: i64,
     pub succeeded: i64,
     pub failed: i64,
     pub skipped: i64,
@@ -451,10 +465,16 @@ impl Summary {
         match status {
             JobStatus::Queued => self.queued += count,
             JobStatus::Processing => self.processing += count,
+            JobStatus::Submitted => self.submitted += count,
             JobStatus::Succeeded => self.succeeded += count,
             JobStatus::Failed => self.failed += count,
             JobStatus::Skipped => self.skipped += count,
         }
+    }
+
+    /// Jobs taken from the queue and not yet ended: `processing` or `submitted`.
+    pub fn in_flight(&self) -> i64 {
+        self.processing + self.submitted
     }
 }
 

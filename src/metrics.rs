@@ -244,6 +244,7 @@ impl Metrics {
                 vec![
                     ("queued", ConstGauge::new(jobs.queued)),
                     ("processing", ConstGauge::new(jobs.processing)),
+                    ("submitted", ConstGauge::new(jobs.submitted)),
                     ("succeeded", ConstGauge::new(jobs.succeeded)),
                     ("failed", ConstGauge::new(jobs.failed)),
                     ("skipped", ConstGauge::new(jobs.skipped)),

@@ -62,7 +62,8 @@ pub struct StatusReport {
     /// What today's answers cost, by model, beside the daily budget.
     pub spent_today: SpendToday,
     /// Provider batches still open (being sent, or waiting for the provider's answer); their
-    /// jobs are `processing` until the answers are read.
+    /// jobs are `processing` while the batch is sent, then `submitted` until the answers are
+    /// read.
     pub provider_batches: Vec<ProviderBatch>,
 }
 
@@ -73,7 +74,8 @@ pub struct JobDetail {
     pub job: Job,
     pub attempts: Vec<AttemptRecord>,
     pub response: Option<StoredResponse>,
-    /// The provider batch the job waits in (it is `processing` until its answer is read).
+    /// The provider batch the job waits in (`processing` while the batch is sent, `submitted`
+    /// once the provider accepted it, until its answer is read).
     pub provider_batch: Option<ProviderBatch>,
 }
 
@@ -221,7 +223,7 @@ impl App {
         check_page(query.page)?;
         let store = self.store();
         let now = Utc::now();
-        let (summary, jobs, expired, pauses, workers, mut provider_batches) = tokio::try_join!(
+        let (summary, mut jobs, expired, pauses, workers, mut provider_batches) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
             store.jobs_count_expired(Clock::Database),
@@ -231,6 +233,7 @@ impl App {
         )?;
         let workers = WorkerTotals::of(&workers);
         provider_batches.retain(|batch| !batch.state.is_closed());
+        self.name_provider_batches(&mut jobs).await?;
         let (blocked, spent_today) = tokio::try_join!(self.blocked(&query.filter), async {
             Ok(self.runtime().spent_today().await?)
         })?;
@@ -247,6 +250,25 @@ impl App {
         })
     }
 
+    /// Fills in the provider's batch id of each `submitted` job of `jobs`.
+    async fn name_provider_batches(&self, jobs: &mut [Job]) -> AppResult<()> {
+        let submitted: Vec<JobId> = jobs
+            .iter()
+            .filter(|job| job.status == JobStatus::Submitted)
+            .map(|job| job.id)
+            .collect();
+        let ids: std::collections::HashMap<JobId, String> = self
+            .store()
+            .provider_batch_ids_of_jobs(&submitted)
+            .await?
+            .into_iter()
+            .collect();
+        for job in jobs.iter_mut() {
+            job.provider_batch_id = ids.get(&job.id).cloned();
+        }
+        Ok(())
+    }
+
     /// What the workers heard from lately report, summed.
     pub async fn workers(&self) -> AppResult<WorkerTotals> {
         let live = self
@@ -258,10 +280,12 @@ impl App {
 
     pub async fn job_detail(&self, id: JobId) -> AppResult<JobDetail> {
         let store = self.store();
-        let job = store
+        let mut job = store
             .job_get(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("job {id} not found")))?;
+        self.name_provider_batches(std::slice::from_mut(&mut job))
+            .await?;
         let attempts = store.job_attempts(id).await?;
         let response = store
             .responses_list(
@@ -299,6 +323,7 @@ impl App {
     /// `failed | skipped → queued` with a fresh budget of attempts.
     pub async fn retry(&self, selector: &JobSelector) -> AppResult<u64> {
         if let JobSelector::One(id) = selector {
+            self.refuse_submitted(*id).await?;
             self.expect_job_status(*id, &[JobStatus::Failed, JobStatus::Skipped], "retried")
                 .await?;
         }
@@ -313,8 +338,16 @@ impl App {
     }
 
     /// `queued → skipped`; a job waiting in a provider batch too (see
-    /// [`crate::engine::batch::cancel_job`]).
+    /// [`crate::engine::batch::cancel_job`]), and a batch key's `submitted` jobs when the
+    /// selector names that status.
     pub async fn cancel(&self, selector: &JobSelector) -> AppResult<u64> {
+        if let JobSelector::Batch {
+            batch_key,
+            status: Some(JobStatus::Submitted),
+        } = selector
+        {
+            return self.cancel_submitted(batch_key).await;
+        }
         if let JobSelector::One(id) = selector {
             if let Some(cancelled) = crate::engine::batch::cancel_job(self.runtime(), *id).await? {
                 return Ok(cancelled);
@@ -323,6 +356,56 @@ impl App {
                 .await?;
         }
         Ok(self.store().jobs_cancel(selector, Utc::now()).await?)
+    }
+
+    /// Cancels the `submitted` jobs of `batch_key` one by one, each as a single cancel does (the
+    /// last one of a provider batch cancels it at the provider).
+    async fn cancel_submitted(&self, batch_key: &str) -> AppResult<u64> {
+        let filter = JobFilter {
+            batch_key: Some(batch_key.to_owned()),
+            status: Some(JobStatus::Submitted),
+            ..JobFilter::default()
+        };
+        let page = Page {
+            limit: 1000,
+            offset: 0,
+        };
+        let mut cancelled = 0;
+        loop {
+            let jobs = self.store().jobs_list(&filter, page).await?;
+            let before = cancelled;
+            for job in &jobs {
+                cancelled += crate::engine::batch::cancel_job(self.runtime(), job.id)
+                    .await?
+                    .unwrap_or(0);
+            }
+            // A page that cancelled nothing holds only jobs answered meanwhile.
+            if jobs.len() < page.limit as usize || cancelled == before {
+                return Ok(cancelled);
+            }
+        }
+    }
+
+    /// A `submitted` job's answer is on its way from the provider's Batch API: a retry would
+    /// pay for it twice, so it is refused (409) with what the user can do instead.
+    async fn refuse_submitted(&self, id: JobId) -> AppResult<()> {
+        let Some(job) = self.store().job_get(id).await? else {
+            return Ok(());
+        };
+        if job.status != JobStatus::Submitted {
+            return Ok(());
+        }
+        let remote = self
+            .store()
+            .provider_batch_ids_of_jobs(&[id])
+            .await?
+            .pop()
+            .map(|(_, remote)| format!(" {remote}"))
+            .unwrap_or_default();
+        Err(AppError::Conflict(format!(
+            "job {id} is submitted in provider batch{remote} and cannot be retried until its \
+             results are read; cancel it first to run it again"
+        )))
     }
 
     async fn expect_job_status(

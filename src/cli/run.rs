@@ -16,7 +16,7 @@ use crate::domain::{BatchKey, ProviderKind, Summary};
 /// The exit code of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 const INTERRUPTED: u8 = 130;
 
-/// Schedules the batch, then runs the pool until no job of it is queued or processing; closes
+/// Schedules the batch, then runs the pool until no job of it is queued or in flight; closes
 /// the database however that ends, so that SQLite checkpoints its WAL as after any command.
 pub async fn run_to_completion(app: App, batch_key: Option<BatchKey>) -> anyhow::Result<ExitCode> {
     let result = schedule_and_drain(&app, batch_key).await;
@@ -90,12 +90,12 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
                 anyhow::Ok(queued - blocked)
             }
         };
-        if summary.processing == 0 && waiting(summary.queued, &filter).await? == 0 {
+        if summary.in_flight() == 0 && waiting(summary.queued, &filter).await? == 0 {
             // Every pending job, not only this batch's: prompts on their own schedule have
             // batches of their own, and retries of earlier batches may be waiting.
             let all = JobFilter::default();
             let everything = app.summary(&all).await?;
-            let left = everything.processing + waiting(everything.queued, &all).await?;
+            let left = everything.in_flight() + waiting(everything.queued, &all).await?;
             if left == 0 {
                 bar.finish_with_message(message);
                 end_line(&bar);
@@ -127,7 +127,7 @@ async fn drain(app: &App, batch_key: &str) -> anyhow::Result<Drained> {
                 let summary = app.summary(&filter).await?;
                 eprintln!(
                     "interrupted: {} left for the next `promptq run` (or `promptq serve`)",
-                    counted(summary.queued + summary.processing, "job", "jobs")
+                    counted(summary.queued + summary.in_flight(), "job", "jobs")
                 );
                 return Ok(Drained::Interrupted(summary));
             }
@@ -179,7 +179,7 @@ async fn print_summary(app: &App, batch_key: &str, summary: &Summary) -> anyhow:
         summary.succeeded,
         summary.failed,
         summary.skipped,
-        match summary.queued + summary.processing {
+        match summary.queued + summary.in_flight() {
             0 => String::new(),
             left => format!(", {left} not run yet"),
         }

@@ -33,9 +33,13 @@ async fn print_job(app: &App, detail: &JobDetail) -> anyhow::Result<()> {
     let model = app.model_names().await?.get(&job.model_id).cloned();
     let prompt = app.prompt(job.prompt_id).await.ok().map(|p| p.text);
     outln!(
-        "job {}: {} ({} of {} attempts spent{})",
+        "job {}: {}{} ({} of {} attempts spent{})",
         job.id,
         job.status,
+        job.provider_batch_id
+            .as_deref()
+            .map(|remote| format!(" in provider batch {}", inert(remote)))
+            .unwrap_or_default(),
         job.attempt_count,
         job.max_attempts,
         if job.rate_limited_count > 0 {

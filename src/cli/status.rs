@@ -7,7 +7,7 @@ use crate::app::{App, StatusQuery, StatusReport, counted};
 use crate::app::{JobFilter, Page};
 use crate::domain::{BatchKey, JobId, JobStatus, ModelId, PromptId};
 
-use super::table::{Align, Table, cell, or_dash};
+use super::table::{Align, Table, cell, inert, or_dash};
 
 /// Filters and paging of `status`.
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub struct StatusArgs {
     /// Only jobs on this model
     #[arg(long)]
     pub model_id: Option<ModelId>,
-    /// Only jobs in this state: queued, processing, succeeded, failed or skipped
+    /// Only jobs in this state: queued, processing, submitted, succeeded, failed or skipped
     #[arg(long)]
     pub status: Option<JobStatus>,
     /// Jobs to list (the counts always cover every matching job); at most 1000
@@ -74,10 +74,15 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
 async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::Result<()> {
     let s = &report.summary;
     outln!(
-        "{}: {} queued, {} processing, {} succeeded, {} failed, {} skipped",
+        "{}: {} queued, {} processing, {}{} succeeded, {} failed, {} skipped",
         counted(s.total, "job", "jobs"),
         s.queued,
         s.processing,
+        // Only batch mode has submitted jobs: the line stays as it was without it.
+        match s.submitted {
+            0 => String::new(),
+            n => format!("{n} submitted (in a provider batch), "),
+        },
         s.succeeded,
         s.failed,
         s.skipped
@@ -179,7 +184,10 @@ async fn print_report(app: &App, report: &StatusReport, page: Page) -> anyhow::R
                     .as_deref()
                     .map(|v| v.get(..8).unwrap_or(v)),
             ),
-            job.status.to_string(),
+            match &job.provider_batch_id {
+                Some(remote) => format!("{} ({})", job.status, inert(remote)),
+                None => job.status.to_string(),
+            },
             attempts_cell(job),
             or_dash(job.error_message.as_deref().map(|e| cell(e, ERROR_WIDTH))),
         ]);

@@ -152,7 +152,7 @@ pub struct StatusParams {
     pub prompt_id: Option<i64>,
     #[serde(default, deserialize_with = "empty_as_none")]
     pub model_id: Option<i64>,
-    /// queued, processing, succeeded, failed or skipped
+    /// queued, processing, submitted, succeeded, failed or skipped
     #[serde(default, deserialize_with = "empty_as_none")]
     #[param(value_type = Option<String>)]
     pub status: Option<JobStatus>,

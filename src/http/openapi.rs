@@ -206,6 +206,8 @@ pub struct SummaryDoc {
     total: i64,
     queued: i64,
     processing: i64,
+    /// In a provider batch the provider accepted, waiting for its results.
+    submitted: i64,
     succeeded: i64,
     failed: i64,
     skipped: i64,
@@ -220,6 +222,8 @@ pub struct JobDoc {
     model_id: i64,
     run_index: i32,
     batch_key: String,
+    /// queued, processing, submitted (in a provider batch the provider accepted: see
+    /// `GET /api/jobs/{id}` for its provider batch), succeeded, failed or skipped
     status: String,
     #[schema(required = true)]
     error_message: Option<String>,
@@ -241,6 +245,9 @@ pub struct JobDoc {
     /// was created (null for jobs created before prompts had versions).
     #[schema(required = true)]
     prompt_version: Option<String>,
+    /// The provider's id of the batch a `submitted` job waits in; null for other jobs.
+    #[schema(required = true)]
+    provider_batch_id: Option<String>,
 }
 
 /// One model's jobs by status.
@@ -252,6 +259,7 @@ pub struct ModelCountsDoc {
     total: i64,
     queued: i64,
     processing: i64,
+    submitted: i64,
     succeeded: i64,
     failed: i64,
     skipped: i64,
@@ -360,7 +368,8 @@ pub struct StatusAnswerDoc {
     blocked: Vec<BlockedModelDoc>,
     workers: WorkerTotalsDoc,
     spent_today: SpendTodayDoc,
-    /// Provider batches still open; their jobs are `processing` until the answers are read.
+    /// Provider batches still open; their jobs are `processing` while the batch is sent and
+    /// `submitted` once the provider accepted it, until the answers are read.
     provider_batches: Vec<ProviderBatchDoc>,
     per_model: Vec<ModelCountsDoc>,
     tokens: TokenTotalsDoc,

@@ -1,9 +1,11 @@
 //! The store's part of provider Batch APIs: the local record of each provider batch and the
 //! link from each job attempt to the batch it went into.
 //!
-//! Jobs sent in a provider batch are `processing` in the attempt their batch claimed, with a
-//! lease as long as the provider's window: they are finished through the normal fenced
-//! [`super::Queue::jobs_finish`], so a result read twice stores one answer. What is here keeps
+//! Jobs gathered into a provider batch are `processing` in the attempt their batch claimed,
+//! with a lease as long as the provider's window, until the provider accepts the batch: then
+//! they are `submitted` (no lease; no rescue reads them) until their line is read. Either way
+//! they are finished through the normal fenced [`super::Queue::jobs_finish`], so a result read
+//! twice stores one answer. What is here keeps
 //! the steps of a batch (written before the next depends on them) and lets any process carry
 //! on a batch another one left: a row is taken by one process at a time, until its claim runs
 //! out. Each method is atomic; methods that hand jobs back are fenced by (job, attempt).
@@ -47,6 +49,8 @@ pub trait ProviderBatches: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<ProviderBatch>>> + Send;
 
     /// Applies `patch` to batch `id` if it is still in state `expected`; whether it applied.
+    /// A patch that moves the batch to `submitted` moves its pending jobs from `processing` to
+    /// `submitted` in the same transaction.
     fn provider_batch_update(
         &self,
         id: i64,
@@ -56,7 +60,7 @@ pub trait ProviderBatches: Send + Sync {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// The attempts of batch `id` still waiting for their line: linked, no outcome recorded,
-    /// and their job still `processing` in that attempt. By job id.
+    /// and their job still `processing` or `submitted` in that attempt. By job id.
     fn provider_batch_pending(
         &self,
         id: i64,
@@ -90,10 +94,10 @@ pub trait ProviderBatches: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
 
-    /// Cancels job `job` where it waits in a provider batch (`processing` in its linked
-    /// attempt, no line read yet): `skipped`, its link marked `cancelled`, atomically. Returns
-    /// the batch and how many of its attempts are still pending; `None` when the job waits in
-    /// no batch.
+    /// Cancels job `job` where it waits in a provider batch (`processing` or `submitted` in its
+    /// linked attempt, no line read yet): `skipped`, its link marked `cancelled`, atomically.
+    /// Returns the batch and how many of its attempts are still pending; `None` when the job
+    /// waits in no batch.
     fn provider_batch_cancel_job(
         &self,
         job: JobId,
@@ -111,6 +115,13 @@ pub trait ProviderBatches: Send + Sync {
         &self,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<ProviderBatch>>> + Send;
+
+    /// The provider's batch id of each of `jobs` that is `submitted` (its latest attempt linked
+    /// to a batch the provider accepted, no line read yet). By job id.
+    fn provider_batch_ids_of_jobs(
+        &self,
+        jobs: &[JobId],
+    ) -> impl Future<Output = StoreResult<Vec<(JobId, String)>>> + Send;
 
     /// The provider batch job `job` is waiting in (its latest attempt is linked to an open
     /// batch and has no outcome yet), if any.

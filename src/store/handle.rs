@@ -353,6 +353,7 @@ delegate! { ProviderBatches:
         -> StoreResult<Option<(ProviderBatch, u64)>>;
     fn provider_batch_get(&self, id: i64) -> StoreResult<Option<ProviderBatch>>;
     fn provider_batches_recent(&self, limit: i64) -> StoreResult<Vec<ProviderBatch>>;
+    fn provider_batch_ids_of_jobs(&self, jobs: &[JobId]) -> StoreResult<Vec<(JobId, String)>>;
     fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>>;
 }
 

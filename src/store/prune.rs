@@ -10,9 +10,9 @@ use super::{PruneStep, PruneTarget};
 
 /// An attempt (`a`) is prunable once it finished before `$1` and its job is not live (or gone).
 pub(crate) const ATTEMPT_PRUNABLE: &str = "a.finished_at < $1 AND NOT EXISTS (SELECT 1 FROM \
-     prompt_jobs j WHERE j.id = a.job_id AND j.status IN ('queued', 'processing'))";
+     prompt_jobs j WHERE j.id = a.job_id AND j.status IN ('queued', 'processing', 'submitted'))";
 
-/// A job (`j`) is prunable once it ended (never `queued` or `processing`) before `$1`.
+/// A job (`j`) is prunable once it ended (never `queued`, `processing` or `submitted`) before `$1`.
 pub(crate) const JOB_PRUNABLE: &str = "j.status IN ('succeeded', 'failed', 'skipped') \
      AND COALESCE(j.finished_at, j.created_at) < $1";
 

@@ -57,6 +57,7 @@ impl TryFrom<JobRow> for Job {
             finished_at: row.finished_at.map(Into::into),
             created_at: row.created_at.0,
             prompt_version: row.prompt_version,
+            provider_batch_id: None,
         })
     }
 }

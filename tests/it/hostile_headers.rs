@@ -115,6 +115,7 @@ fn claimed(attempt: i32) -> ClaimedJob {
             finished_at: None,
             created_at: now,
             prompt_version: None,
+            provider_batch_id: None,
         },
         attempt,
         prompt_text: "q".into(),

@@ -323,6 +323,12 @@ async fn batch_answers_cost_the_batch_price(db: &TestDb) {
 /// What users see and do: refusals, where a job waits, cancelling.
 #[path = "provider_batch/faces.rs"]
 mod faces;
+/// Migration 0011 on databases that already hold jobs.
+#[path = "provider_batch/migration.rs"]
+mod migration;
+/// The `submitted` state: rescues leave it alone, an expired batch hands its jobs back.
+#[path = "provider_batch/submitted.rs"]
+mod submitted;
 
 /// The daily batch, 1,000 prompts × 3 models × 3 runs, through the local Batch API end
 /// to end: a measurement (`cargo test --test it provider_batch::measure -- --ignored

@@ -107,13 +107,13 @@ const EVERYTHING: Page = Page {
     offset: 0,
 };
 
-/// Waits until nothing is queued or processing, or `limit` passes (the caller's assertions on
-/// the summary then say what was left).
+/// Waits until nothing is queued, processing or submitted, or `limit` passes (the caller's
+/// assertions on the summary then say what was left).
 pub async fn wait_until_done(store: &Store, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let s = summary(store).await;
-        if s.queued + s.processing == 0 || Instant::now() > deadline {
+        if s.queued + s.in_flight() == 0 || Instant::now() > deadline {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

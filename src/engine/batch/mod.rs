@@ -7,7 +7,8 @@
 //! then opens new ones: the model's queued jobs of one batch key are claimed into a local
 //! batch (`processing`, leased for the provider's window, linked in the same transaction),
 //! written as JSONL of the exact requests a direct call sends (`custom_id` = `job-ID-ATTEMPT`),
-//! cut at `BATCH_MAX_REQUESTS` and `BATCH_MAX_BYTES`, uploaded, and submitted. Each step is
+//! cut at `BATCH_MAX_REQUESTS` and `BATCH_MAX_BYTES`, uploaded, and submitted; once the
+//! provider's batch id is recorded its jobs are `submitted` (no lease) until read. Each step is
 //! recorded before the next depends on it ([`steps`]): a process killed anywhere leaves a row
 //! that says how far it got, a batch uploaded but not known to be submitted is looked up in
 //! the provider's list (by a token in its metadata) before it is submitted, and results are
@@ -30,8 +31,10 @@ use crate::store::StoreResult;
 
 use super::runtime::Runtime;
 
-/// How long jobs in a provider batch are leased: the provider's 24-hour window and a margin.
-/// Past it, a batch nobody carries on any more hands its jobs back through the rescue.
+/// How long jobs gathered into a provider batch are leased until the provider accepts it: the
+/// provider's 24-hour window and a margin. Past it, a batch stuck before its submission (its
+/// model can no longer be called) hands its jobs back through the rescue; a submitted batch's
+/// jobs hold no lease, as any process can carry on its polling.
 pub const JOB_LEASE: Duration = Duration::from_secs(48 * 3600);
 
 /// Steps of open batches one pass carries on at most, so that new batches are opened too.

@@ -391,7 +391,8 @@ async fn claimed(
     let Some(job) = rt.store().job_get(job_id).await? else {
         return Ok(None);
     };
-    if job.status != crate::domain::JobStatus::Processing || job.claim_number() != attempt {
+    use crate::domain::JobStatus::{Processing, Submitted};
+    if !matches!(job.status, Processing | Submitted) || job.claim_number() != attempt {
         return Ok(None);
     }
     Ok(Some(ClaimedJob {

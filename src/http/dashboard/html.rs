@@ -88,14 +88,14 @@ th{font-weight:600;color:#555;font-size:.9em}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.nw{white-space:nowrap}
 pre{white-space:pre-wrap;word-break:break-word;background:#fff;border:1px solid #e1e4ea;padding:.8em;max-height:40em;overflow:auto}
 .st{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em}
-.st-queued{background:#e8ecf3}.st-processing{background:#d6e4ff}.st-succeeded{background:#d5f0dc}
+.st-queued{background:#e8ecf3}.st-processing{background:#d6e4ff}.st-submitted{background:#e6dcfa}.st-succeeded{background:#d5f0dc}
 .st-failed{background:#fadadb}.st-skipped{background:#eee;color:#666}
 .bar{display:flex;height:.9em;width:14em;max-width:100%;background:#eef0f4;border-radius:.3em;overflow:hidden}
 .summary .bar{display:inline-flex;vertical-align:middle}
 .summary,.actions{margin:.6em 0}.actions form{margin-right:.6em}
 .bar span{display:block;height:100%}
 .c-succeeded{background:#3aa55d}.c-failed{background:#d64545}.c-skipped{background:#aaa}
-.c-processing{background:#4d7fe0}.c-queued{background:#c9d3e6}
+.c-processing{background:#4d7fe0}.c-submitted{background:#8a63d2}.c-queued{background:#c9d3e6}
 .muted{color:#777}.err{color:#a12a2a}.live{color:#2150a8;font-size:.9em}
 form.inline{display:inline;margin:0}
 button{font:inherit;padding:.2em .8em;border:1px solid #b8c0cf;border-radius:.3em;background:#fff;cursor:pointer}
@@ -124,10 +124,11 @@ pub fn badge(status: JobStatus) -> Markup {
 }
 
 /// The statuses in the order a progress bar stacks them.
-const BAR_ORDER: [JobStatus; 5] = [
+const BAR_ORDER: [JobStatus; 6] = [
     JobStatus::Succeeded,
     JobStatus::Failed,
     JobStatus::Skipped,
+    JobStatus::Submitted,
     JobStatus::Processing,
     JobStatus::Queued,
 ];
@@ -137,6 +138,7 @@ pub fn count(summary: &Summary, status: JobStatus) -> i64 {
     match status {
         JobStatus::Queued => summary.queued,
         JobStatus::Processing => summary.processing,
+        JobStatus::Submitted => summary.submitted,
         JobStatus::Succeeded => summary.succeeded,
         JobStatus::Failed => summary.failed,
         JobStatus::Skipped => summary.skipped,
@@ -145,7 +147,7 @@ pub fn count(summary: &Summary, status: JobStatus) -> i64 {
 
 /// Whether jobs of `summary` may still move (the page should refresh itself).
 pub fn running(summary: &Summary) -> bool {
-    summary.queued + summary.processing > 0
+    summary.queued + summary.in_flight() > 0
 }
 
 /// A stacked bar of a batch's jobs by status, finished ones first.

@@ -151,7 +151,10 @@ pub(super) async fn show(State(app): State<App>, Path(id): Path<String>) -> Page
             },
         }
     };
-    let refresh = matches!(job.status, JobStatus::Queued | JobStatus::Processing);
+    let refresh = matches!(
+        job.status,
+        JobStatus::Queued | JobStatus::Processing | JobStatus::Submitted
+    );
     Ok(page(&app, &format!("Job #{id}"), refresh, body))
 }
 

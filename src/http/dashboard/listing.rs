@@ -96,6 +96,7 @@ pub(super) fn summary_line(s: &Summary, processing: Processing) -> Markup {
             span #summary {
                 (s.total) " jobs: " (s.queued) " queued, " (processing.in_progress) " in progress, "
                 @if processing.stalled > 0 { (processing.stalled) " stalled (waiting for a rescue), " }
+                @if s.submitted > 0 { (s.submitted) " submitted (in a provider batch), " }
                 (s.succeeded) " succeeded, " (s.failed) " failed, " (s.skipped) " skipped"
             }
         }
@@ -145,7 +146,10 @@ pub(super) fn jobs_table(jobs: &[Job], names: &Names, failures: bool) -> Markup 
                     }
                     td { (names.model(job.model_id)) }
                     td.n { (job.run_index) }
-                    td { (badge(job.status)) }
+                    td {
+                        (badge(job.status))
+                        @if let Some(remote) = &job.provider_batch_id { " " code.muted { (remote) } }
+                    }
                     td.n { (job.attempt_count) "/" (job.max_attempts) }
                     td.err { (truncate(&crate::domain::one_line(job.error_message.as_deref().unwrap_or("")), 200)) }
                     @if failures {

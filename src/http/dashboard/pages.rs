@@ -79,6 +79,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                 tr {
                     th { "Batch" } th { "Progress" } th.n { "Total" } th.n { "Queued" }
                     th.n title="Claimed jobs whose worker still holds them: calling a model or waiting for a free slot" { "In progress" }
+                    th.n title="Jobs in a provider batch the provider accepted, waiting for its results" { "Submitted" }
                     th.n { "Succeeded" } th.n { "Failed" } th.n { "Skipped" }
                 }
                 @for batch in &overview.batches {
@@ -88,6 +89,7 @@ pub(super) async fn overview(State(app): State<App>) -> PageResult {
                         td.nw { a href={ "/batches/" (batch.batch_key) } { (batch.batch_key) } }
                         td { (progress_bar(s)) }
                         td.n { (s.total) } td.n { (s.queued) } td.n { (held.in_progress) }
+                        td.n { (s.submitted) }
                         td.n { (s.succeeded) }
                         td.n {
                             @if s.failed > 0 {

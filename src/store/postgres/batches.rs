@@ -39,9 +39,16 @@ fn batch_from_row(row: &PgRow) -> Result<ProviderBatch, sqlx::Error> {
 /// The attempts of batch `$1` still waiting for their line.
 const PENDING: &str = "SELECT l.job_id, l.attempt FROM provider_batch_jobs l
      JOIN prompt_jobs j ON j.id = l.job_id
-     WHERE l.batch_id = $1 AND l.outcome IS NULL AND j.status = 'processing'
+     WHERE l.batch_id = $1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted')
         AND j.attempt_count = l.attempt
      ORDER BY l.job_id";
+
+/// Batch `$1`'s pending jobs become `submitted` as the provider's id is recorded: from then on
+/// only the batch moves them on, and no lease or rescue reads them.
+const SUBMIT_JOBS: &str = "UPDATE prompt_jobs j SET status = 'submitted', lease_expires_at = NULL
+     FROM provider_batch_jobs l
+     WHERE l.batch_id = $1 AND l.outcome IS NULL AND j.id = l.job_id
+        AND j.attempt_count = l.attempt AND j.status = 'processing'";
 
 /// Hands `attempts` of batch `id` back to `queued` due `now` and unlinks them, in `tx`.
 async fn return_attempts(
@@ -55,7 +62,7 @@ async fn return_attempts(
         "UPDATE prompt_jobs j SET status = 'queued', attempt_count = j.attempt_count - 1,
             lease_expires_at = NULL, started_at = NULL, next_attempt_at = $3
          FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-         WHERE j.id = t.id AND j.status = 'processing' AND j.attempt_count = t.attempt",
+         WHERE j.id = t.id AND j.status IN ('processing', 'submitted') AND j.attempt_count = t.attempt",
     )
     .bind(&ids)
     .bind(&numbers)
@@ -206,6 +213,7 @@ impl ProviderBatches for PostgresStore {
         patch: &ProviderBatchPatch,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
             "UPDATE provider_batches SET
                 state = COALESCE($3, state),
@@ -233,9 +241,13 @@ impl ProviderBatches for PostgresStore {
         .bind(patch.next_poll_at)
         .bind(i32::from(patch.polled))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if changed == 1 && patch.state == Some(ProviderBatchState::Submitted) {
+            sqlx::query(SUBMIT_JOBS).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(changed == 1)
     }
 
@@ -328,7 +340,7 @@ impl ProviderBatches for PostgresStore {
         let link: Option<(i64, i32)> = sqlx::query_as(
             "SELECT l.batch_id, l.attempt FROM provider_batch_jobs l
              JOIN prompt_jobs j ON j.id = l.job_id AND j.attempt_count = l.attempt
-             WHERE l.job_id = $1 AND l.outcome IS NULL AND j.status = 'processing'
+             WHERE l.job_id = $1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted')
              FOR UPDATE OF j",
         )
         .bind(job)
@@ -340,7 +352,7 @@ impl ProviderBatches for PostgresStore {
         sqlx::query(
             "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, lease_expires_at = NULL,
                 error_message = $4
-             WHERE id = $1 AND status = 'processing' AND attempt_count = $2",
+             WHERE id = $1 AND status IN ('processing', 'submitted') AND attempt_count = $2",
         )
         .bind(job)
         .bind(attempt)
@@ -392,12 +404,32 @@ impl ProviderBatches for PostgresStore {
             .map_err(Into::into)
     }
 
+    async fn provider_batch_ids_of_jobs(
+        &self,
+        jobs: &[JobId],
+    ) -> StoreResult<Vec<(JobId, String)>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT j.id, b.provider_batch_id FROM prompt_jobs j
+             JOIN provider_batch_jobs l ON l.job_id = j.id AND l.attempt = j.attempt_count
+             JOIN provider_batches b ON b.id = l.batch_id
+             WHERE j.id = ANY($1::bigint[]) AND j.status = 'submitted'
+                AND l.outcome IS NULL AND b.provider_batch_id IS NOT NULL
+             ORDER BY j.id",
+        )
+        .bind(jobs)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>> {
         let sql = format!(
             "SELECT {BATCH_COLUMNS} FROM provider_batches WHERE id = (
                 SELECT l.batch_id FROM provider_batch_jobs l
                 JOIN prompt_jobs j ON j.id = l.job_id AND j.attempt_count = l.attempt
-                WHERE l.job_id = $1 AND l.outcome IS NULL AND j.status = 'processing')
+                WHERE l.job_id = $1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted'))
              AND state NOT IN ('done', 'abandoned')"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -51,9 +51,10 @@ pub(super) async fn finish_batch(
                 -- on every finish). The status is compared under the C collation (equality is
                 -- the same) so that the partial index of processing jobs, which its statistics
                 -- may call tiny while it holds an entry for every claim since the last vacuum,
-                -- is never walked instead.
+                -- is never walked instead. A provider batch's results finish its `submitted` jobs.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
-                    AND (j.status COLLATE \"C\") = 'processing' AND j.attempt_count = i.attempt
+                    AND (j.status COLLATE \"C\") IN ('processing', 'submitted')
+                    AND j.attempt_count = i.attempt
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (

@@ -48,7 +48,7 @@ async fn return_attempts(
     let returned = sqlx::query(
         "UPDATE prompt_jobs SET status = 'queued', attempt_count = attempt_count - 1,
             lease_expires_at = NULL, next_attempt_at = ?2, started_at = NULL
-         WHERE status = 'processing' AND (id, attempt_count) IN
+         WHERE status IN ('processing', 'submitted') AND (id, attempt_count) IN
             (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
     )
     .bind(&json)
@@ -70,9 +70,16 @@ async fn return_attempts(
 /// The attempts of batch `id` still waiting for their line, in `executor`.
 const PENDING: &str = "SELECT l.job_id, l.attempt FROM provider_batch_jobs l
      JOIN prompt_jobs j ON j.id = l.job_id
-     WHERE l.batch_id = ?1 AND l.outcome IS NULL AND j.status = 'processing'
+     WHERE l.batch_id = ?1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted')
         AND j.attempt_count = l.attempt
      ORDER BY l.job_id";
+
+/// Batch `?1`'s pending jobs become `submitted` as the provider's id is recorded: from then on
+/// only the batch moves them on, and no lease or rescue reads them.
+const SUBMIT_JOBS: &str = "UPDATE prompt_jobs SET status = 'submitted', lease_expires_at = NULL
+     FROM provider_batch_jobs l
+     WHERE l.batch_id = ?1 AND l.outcome IS NULL AND prompt_jobs.id = l.job_id
+        AND prompt_jobs.attempt_count = l.attempt AND prompt_jobs.status = 'processing'";
 
 impl ProviderBatches for SqliteStore {
     async fn provider_batch_open(
@@ -224,6 +231,9 @@ impl ProviderBatches for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if changed == 1 && patch.state == Some(ProviderBatchState::Submitted) {
+            sqlx::query(SUBMIT_JOBS).bind(id).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(changed == 1)
     }
@@ -322,7 +332,7 @@ impl ProviderBatches for SqliteStore {
         let link: Option<(i64, i32)> = sqlx::query_as(
             "SELECT l.batch_id, l.attempt FROM provider_batch_jobs l
              JOIN prompt_jobs j ON j.id = l.job_id AND j.attempt_count = l.attempt
-             WHERE l.job_id = ?1 AND l.outcome IS NULL AND j.status = 'processing'",
+             WHERE l.job_id = ?1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted')",
         )
         .bind(job)
         .fetch_optional(&mut *tx)
@@ -333,7 +343,7 @@ impl ProviderBatches for SqliteStore {
         sqlx::query(
             "UPDATE prompt_jobs SET status = 'skipped', finished_at = ?3, lease_expires_at = NULL,
                 error_message = ?4
-             WHERE id = ?1 AND status = 'processing' AND attempt_count = ?2",
+             WHERE id = ?1 AND status IN ('processing', 'submitted') AND attempt_count = ?2",
         )
         .bind(job)
         .bind(attempt)
@@ -385,12 +395,32 @@ impl ProviderBatches for SqliteStore {
             .map_err(Into::into)
     }
 
+    async fn provider_batch_ids_of_jobs(
+        &self,
+        jobs: &[JobId],
+    ) -> StoreResult<Vec<(JobId, String)>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT j.id, b.provider_batch_id FROM prompt_jobs j
+             JOIN provider_batch_jobs l ON l.job_id = j.id AND l.attempt = j.attempt_count
+             JOIN provider_batches b ON b.id = l.batch_id
+             WHERE j.id IN (SELECT value FROM json_each(?1)) AND j.status = 'submitted'
+                AND l.outcome IS NULL AND b.provider_batch_id IS NOT NULL
+             ORDER BY j.id",
+        )
+        .bind(ids_json(jobs))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
     async fn provider_batch_of_job(&self, job: JobId) -> StoreResult<Option<ProviderBatch>> {
         let sql = format!(
             "SELECT {BATCH_COLUMNS} FROM provider_batches WHERE id = (
                 SELECT l.batch_id FROM provider_batch_jobs l
                 JOIN prompt_jobs j ON j.id = l.job_id AND j.attempt_count = l.attempt
-                WHERE l.job_id = ?1 AND l.outcome IS NULL AND j.status = 'processing')
+                WHERE l.job_id = ?1 AND l.outcome IS NULL AND j.status IN ('processing', 'submitted'))
              AND state NOT IN ('done', 'abandoned')"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))

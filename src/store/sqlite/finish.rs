@@ -59,7 +59,7 @@ pub(super) async fn finish_batch(
             lease_expires_at = NULL
          FROM jsonb_each(?1) AS i
          WHERE prompt_jobs.id = i.value ->> 0
-           AND prompt_jobs.status = 'processing'
+           AND prompt_jobs.status IN ('processing', 'submitted')
            AND prompt_jobs.attempt_count = i.value ->> 1
          RETURNING id, attempt_count, status",
     )

@@ -305,9 +305,9 @@ async fn drive(browser: &mut Browser, base: &str) -> Result<Seen, String> {
         .await?;
     let row: Vec<String> =
         serde_json::from_value(row.clone()).map_err(|e| format!("{row}: {e}"))?;
-    // Batch, progress, total, queued, in progress, succeeded, failed, skipped.
+    // Batch, progress, total, queued, in progress, submitted, succeeded, failed, skipped.
     expect(
-        row[2..] == ["4", "0", "0", "2", "2", "0"],
+        row[2..] == ["4", "0", "0", "0", "2", "2", "0"],
         format!("batch row {row:?}"),
     )?;
     let chart = browser

@@ -153,6 +153,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
             "total",
             "queued",
             "processing",
+            "submitted",
             "succeeded",
             "failed",
             "skipped"
@@ -160,7 +161,7 @@ pub async fn status_has_the_original_shape_and_richer_figures(db: TestDb) {
     );
     assert_eq!(
         body["summary"],
-        json!({"total": 20, "queued": 19, "processing": 0, "succeeded": 1, "failed": 0, "skipped": 0})
+        json!({"total": 20, "queued": 19, "processing": 0, "submitted": 0, "succeeded": 1, "failed": 0, "skipped": 0})
     );
     let jobs = body["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 20);

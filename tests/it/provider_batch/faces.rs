@@ -41,9 +41,9 @@ async fn batch_is_refused_without_a_batch_api(db: TestDb) {
     assert!(ok.status.is_success(), "{ok:?}");
 }
 
-/// While its batch is at the provider, a job is `processing` and says in which provider batch,
-/// in the job's detail, in the status and on its dashboard page; once answered, no open batch
-/// is left.
+/// While its batch is at the provider, a job is `submitted` and says in which provider batch:
+/// in the status (counted, listed, filtered), the job's detail, the CLI, the metrics and the
+/// dashboard; once answered, it succeeded and no open batch is left.
 async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     let api = BatchApi::start().await;
     api.stall(true);
@@ -65,9 +65,35 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         async || api.statuses() == ["in_progress"],
     )
     .await;
+    // The provider's id is recorded a moment after the provider answered.
+    wait_until(
+        "the jobs to be submitted",
+        Duration::from_secs(30),
+        async || summary(&server.db.store).await.submitted == 5,
+    )
+    .await;
     let status = server.get("/api/jobs/status").await;
     let status = status.assert_ok();
-    assert_eq!(status["summary"]["processing"], 5, "{status}");
+    assert_eq!(status["summary"]["submitted"], 5, "{status}");
+    assert_eq!(status["summary"]["processing"], 0, "{status}");
+    assert_eq!(status["summary"]["total"], 5, "{status}");
+    for job in status["jobs"].as_array().expect("jobs") {
+        assert_eq!(job["status"], "submitted", "{job}");
+        assert_eq!(job["providerBatchId"], "batch_1", "{job}");
+    }
+    let only = server.get("/api/jobs/status?status=submitted").await;
+    let only = only.assert_ok();
+    assert_eq!(only["jobs"].as_array().map(Vec::len), Some(5), "{only}");
+    let none = server.get("/api/jobs/status?status=processing").await;
+    assert_eq!(none.assert_ok()["summary"]["total"], 0);
+    let metrics = server.get("/metrics").await;
+    assert!(
+        metrics
+            .text
+            .contains("promptq_jobs{status=\"submitted\"} 5"),
+        "{}",
+        metrics.text
+    );
     let batches = status["providerBatches"]
         .as_array()
         .expect("providerBatches");
@@ -75,9 +101,14 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     assert_eq!(batches[0]["providerBatchId"], "batch_1", "{status}");
     assert_eq!(batches[0]["state"], "submitted", "{status}");
     let job = status["jobs"][0]["id"].as_i64().expect("a job id");
+    let batch_key = status["jobs"][0]["batchKey"]
+        .as_str()
+        .expect("a batch key")
+        .to_owned();
     let detail = server.get(&format!("/api/jobs/{job}")).await;
     let detail = detail.assert_ok();
-    assert_eq!(detail["job"]["status"], "processing", "{detail}");
+    assert_eq!(detail["job"]["status"], "submitted", "{detail}");
+    assert_eq!(detail["job"]["providerBatchId"], "batch_1", "{detail}");
     assert_eq!(
         detail["providerBatch"]["providerBatchId"], "batch_1",
         "{detail}"
@@ -96,6 +127,10 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
     };
     let shown = cli(&["jobs", "show", &job.to_string()]);
     assert!(
+        shown.contains(&format!("job {job}: submitted in provider batch batch_1")),
+        "{shown}"
+    );
+    assert!(
         shown.contains("provider batch 1 (5 jobs of model"),
         "{shown}"
     );
@@ -108,6 +143,20 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         status.contains("submitted, batch_1 at the provider"),
         "{status}"
     );
+    assert!(
+        status.contains(
+            "5 jobs: 0 queued, 0 processing, 5 submitted (in a provider batch), 0 succeeded"
+        ),
+        "{status}"
+    );
+    assert!(status.contains("submitted (batch_1)"), "{status}");
+    let batches = cli(&["batches"]);
+    let columns: Vec<Vec<&str>> = batches
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(columns[0].get(4), Some(&"SUBMITTED"), "{batches}");
+    assert_eq!(columns[1].get(4), Some(&"5"), "{batches}");
     let page = dash.get(&format!("/jobs/{job}")).await;
     let html = page.assert_html(200);
     let shown = html
@@ -122,6 +171,15 @@ async fn jobs_in_a_provider_batch_show_it(db: TestDb) {
         html.contains("id=\"cancel\""),
         "a job in a batch can be cancelled: {html}"
     );
+    let page = dash.get(&format!("/batches/{batch_key}")).await;
+    let html = page.assert_html(200);
+    assert!(html.contains("submitted (5)"), "{html}");
+    assert!(html.contains("5 submitted (in a provider batch)"), "{html}");
+    let page = dash
+        .get(&format!("/batches/{batch_key}?status=submitted"))
+        .await;
+    let html = page.assert_html(200);
+    assert!(html.contains("batch_1</code>"), "{html}");
 
     api.stall(false);
     wait_until_done(&server.db.store, Duration::from_secs(30)).await;
