@@ -11,8 +11,8 @@ CREATE TABLE alerts (
     kind TEXT NOT NULL,
     batch_key TEXT,
     message TEXT NOT NULL,
-    -- What the alert is about, as JSON (the payload's `details`).
-    details JSONB NOT NULL,
+    -- What the alert is about, as JSON text (the payload's `details`).
+    details TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'delivering', 'delivered', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0,
