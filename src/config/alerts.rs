@@ -97,7 +97,7 @@ mod tests {
         let config = settings("https://hooks.slack.com/services/T0/B0/sEcReT")
             .validate()
             .unwrap();
-        let alerts = config.alerts.expect("alerts on");
+        let alerts = config.alerts.clone().expect("alerts on");
         assert!(!format!("{config:?}").contains("sEcReT"));
         assert_eq!(alerts.failure_rate, 0.1);
         assert_eq!(alerts.deadman, Some(chrono::Duration::minutes(60)));
