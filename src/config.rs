@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::domain::Secret;
 
+mod alerts;
+pub use alerts::AlertSettings;
+
 /// Settings shared by every command; each one is a flag and an environment variable.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -168,6 +171,39 @@ pub struct Settings {
     /// a submission, reading results) before another process may take the batch over
     #[arg(long, env = "BATCH_STEP_SECS", default_value_t = 600.0, global = true)]
     pub batch_step_secs: f64,
+
+    /// Webhook that receives alerts as Slack-compatible JSON (a Slack incoming webhook works
+    /// as is); unset = no alert is created or sent. Never logged or shown
+    #[arg(long, env = "ALERT_WEBHOOK_URL", hide_env_values = true, global = true)]
+    pub alert_webhook_url: Option<String>,
+
+    /// Alert when a finished batch's failed share (failed jobs over succeeded and failed
+    /// ones) is above this fraction
+    #[arg(long, env = "ALERT_FAILURE_RATE", default_value_t = 0.1, global = true)]
+    pub alert_failure_rate: f64,
+
+    /// Alert when a slot of CRON_SCHEDULE still has no jobs this many minutes after it (the
+    /// dead-man check); 0 = no such check
+    #[arg(
+        long,
+        env = "ALERT_DEADMAN_MINUTES",
+        default_value_t = 60,
+        global = true
+    )]
+    pub alert_deadman_minutes: u32,
+
+    /// Attempts to deliver one alert before it is marked failed
+    #[arg(long, env = "ALERT_MAX_ATTEMPTS", default_value_t = 8, global = true)]
+    pub alert_max_attempts: u32,
+
+    /// Seconds before an alert's first redelivery (decimals allowed); doubles with each
+    /// attempt, up to an hour; a `Retry-After` from the webhook wins
+    #[arg(long, env = "ALERT_RETRY_SECS", default_value_t = 30.0, global = true)]
+    pub alert_retry_secs: f64,
+
+    /// Seconds between two alert passes (checks, then deliveries) of `serve` and `worker`
+    #[arg(long, env = "ALERT_CHECK_SECS", default_value_t = 30.0, global = true)]
+    pub alert_check_secs: f64,
 }
 
 /// How jobs reach a worker.
@@ -215,6 +251,8 @@ pub struct Config {
     pub budget_usd_per_day: Option<f64>,
     /// How batch-mode models' jobs go through the provider's Batch API.
     pub batch: BatchSettings,
+    /// Webhook alerts; `None` without `ALERT_WEBHOOK_URL` (nothing is created or sent).
+    pub alerts: Option<AlertSettings>,
 }
 
 /// The provider Batch API's settings (`BATCH_*`).
@@ -345,6 +383,7 @@ impl Settings {
             poll_max: secs("BATCH_POLL_SECS", self.batch_poll_secs)?,
             step: secs("BATCH_STEP_SECS", self.batch_step_secs)?,
         };
+        let alerts = self.alert_settings(&secs)?;
         Ok(Config {
             database_url: self.database_url.clone(),
             database_direct_url,
@@ -371,6 +410,7 @@ impl Settings {
             retention,
             budget_usd_per_day,
             batch,
+            alerts,
         })
     }
 }

@@ -122,6 +122,9 @@ conformance!(
     provider_batch_close_hands_back_what_is_pending,
     provider_batch_job_cancel_is_fenced_and_counts_what_is_left,
     trackers_and_their_derived_rows,
+    alerts_are_created_once_per_key_even_concurrently,
+    concurrent_alert_claimers_take_each_alert_once,
+    alert_marks_are_fenced_by_attempt_and_leases_expire,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -184,6 +187,9 @@ through_the_pooler!(
 
 #[path = "store_conformance/actions.rs"]
 mod actions;
+/// The alert outbox.
+#[path = "store_conformance/alerts.rs"]
+mod alerts;
 #[path = "store_conformance/catalog.rs"]
 mod catalog;
 #[path = "store_conformance/enqueue_claim.rs"]
@@ -207,6 +213,7 @@ mod versions;
 #[path = "store_conformance/workers.rs"]
 mod workers;
 use actions::*;
+use alerts::*;
 use catalog::*;
 use enqueue_claim::*;
 use finish_rescue::*;

@@ -9,6 +9,8 @@
 //! [`export`]), trackers and their reports ([`insights`]) and retention ([`prune`]). Faces call these and never the engine or the store. Input is parsed into domain values at the edge before it gets here; the checks
 //! that need the database (an unknown id, a job that is not queued) are made here.
 
+mod alert_checks;
+mod alerts;
 mod catalog;
 mod cron;
 mod estimate;
@@ -75,6 +77,7 @@ impl From<StoreError> for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+pub use alerts::{DeliveryReport, spawn_alerts};
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use cron::{CronReport, FanOutReport, counted};
 pub use estimate::{DryRun, ModelEstimate};

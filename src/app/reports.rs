@@ -36,6 +36,9 @@ pub struct StatusAnswer {
     pub report: StatusReport,
     #[serde(flatten)]
     pub stats: JobStats,
+    /// Alerts not delivered yet and failed ones; absent without `ALERT_WEBHOOK_URL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::store::AlertCounts>,
 }
 
 /// One recent batch: its jobs by status, and the tokens and cost of its answers.
@@ -52,8 +55,16 @@ pub struct BatchFigures {
 impl App {
     /// See [`StatusAnswer`].
     pub async fn status_answer(&self, query: &StatusQuery) -> AppResult<StatusAnswer> {
-        let (report, stats) = tokio::try_join!(self.status(query), self.job_stats(&query.filter))?;
-        Ok(StatusAnswer { report, stats })
+        let (report, stats, alerts) = tokio::try_join!(
+            self.status(query),
+            self.job_stats(&query.filter),
+            self.alert_counts()
+        )?;
+        Ok(StatusAnswer {
+            report,
+            stats,
+            alerts,
+        })
     }
 
     /// The newest `limit` batches, newest first, with their counts, tokens and cost.

@@ -197,6 +197,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
         Command::Cron { batch_key, .. } => {
             with_app(config, async |app| {
                 let report = app.trigger_cron(batch_key).await?;
+                app.alert_pass().await;
                 outln!("{}", serde_json::to_string_pretty(&report)?)?;
                 Ok(ExitCode::SUCCESS)
             })

@@ -42,6 +42,7 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
     let scheduler = with_http.then(|| tokio::spawn(run_scheduler(app.clone(), shutdown.clone())));
     let retention = crate::app::spawn_retention(app.clone(), shutdown.clone());
     let analysis = crate::app::spawn_analysis(app.clone(), shutdown.clone());
+    let alerts = crate::app::spawn_alerts(app.clone(), shutdown.clone());
     tracing::info!(
         backend = ?app.backend(),
         concurrency = app.config().worker_concurrency,
@@ -68,6 +69,9 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
         let _ = retention.await;
     }
     let _ = analysis.await;
+    if let Some(alerts) = alerts {
+        let _ = alerts.await;
+    }
     match pool.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "worker pool stopped with an error"),

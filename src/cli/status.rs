@@ -68,6 +68,14 @@ pub async fn status(app: &App, args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     print_report(app, &answer.report, query.page).await?;
+    if let Some(alerts) = answer.alerts.filter(|a| a.pending > 0 || a.failed > 0) {
+        outln!(
+            "alerts: {} waiting for delivery, {} failed (delivered: {})",
+            alerts.pending,
+            alerts.failed,
+            alerts.delivered
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,4 +15,5 @@ pub mod limits;
 pub mod pace;
 pub mod retry;
 pub mod runtime;
+pub mod webhook;
 pub mod worker;

@@ -93,6 +93,8 @@ async fn run_cron(app: &App, batch_key: Option<BatchKey>) -> ApiResult<Json<Cron
     } else {
         None
     };
+    // Between two triggers nothing else may run (serverless): alerts are checked and sent here.
+    app.alert_pass().await;
     Ok(Json(CronAnswer { report, dispatch }))
 }
 

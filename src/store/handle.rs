@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, Retention};
+use super::driver_alerts::{Alert, AlertCounts, Alerts, NewAlert};
 use super::driver_batches::ProviderBatches;
 use super::driver_insights::Insights;
 use super::driver_spend::{ModelSpend, Spending, TokenAverage};
@@ -373,4 +374,16 @@ delegate! { Insights:
     fn batch_answered_latest(&self, before: Option<&str>) -> StoreResult<Option<String>>;
     fn batch_analysed(&self, tracker: TrackerId, version: i64, batch_key: &str)
         -> StoreResult<Vec<AnalysedAnswer>>;
+}
+
+delegate! { Alerts:
+    fn alert_insert(&self, new: &NewAlert, now: DateTime<Utc>) -> StoreResult<Option<i64>>;
+    fn alerts_claim(&self, limit: i64, now: DateTime<Utc>, lease: Duration)
+        -> StoreResult<Vec<Alert>>;
+    fn alert_delivered(&self, id: i64, attempt: i32, now: DateTime<Utc>) -> StoreResult<bool>;
+    fn alert_retry(&self, id: i64, attempt: i32, at: DateTime<Utc>, error: &str)
+        -> StoreResult<bool>;
+    fn alert_failed(&self, id: i64, attempt: i32, error: &str) -> StoreResult<bool>;
+    fn alerts_count(&self) -> StoreResult<AlertCounts>;
+    fn alerts_recent(&self, limit: i64) -> StoreResult<Vec<Alert>>;
 }

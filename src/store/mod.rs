@@ -17,6 +17,7 @@
 //! What the dialects share (filters, rows, the time type) is written once in `sql`.
 
 pub mod driver;
+pub mod driver_alerts;
 pub mod driver_batches;
 pub mod driver_insights;
 pub mod driver_spend;
@@ -36,6 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use driver::{Catalog, Figures, Jobs, Lifecycle, Pacing, Queue, QueueDriver, Retention};
+pub use driver_alerts::{Alert, AlertCounts, AlertKind, AlertStatus, Alerts, NewAlert};
 pub use driver_batches::ProviderBatches;
 pub use driver_insights::Insights;
 pub use driver_spend::{ModelSpend, Spending, TokenAverage};

@@ -24,6 +24,8 @@ use crate::domain::{
     ScheduledPrompt, Summary,
 };
 
+/// The alert outbox.
+mod alerts;
 mod catalog;
 mod db;
 mod finish;

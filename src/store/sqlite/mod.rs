@@ -29,6 +29,8 @@ use crate::domain::{
     PromptId, ScheduledPrompt, Summary,
 };
 
+/// The alert outbox.
+mod alerts;
 /// Provider batches (Batch APIs).
 mod batches;
 mod catalog;
