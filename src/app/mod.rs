@@ -11,6 +11,7 @@
 
 mod catalog;
 mod cron;
+mod drift;
 mod estimate;
 mod export;
 mod insights;
@@ -21,6 +22,7 @@ mod prune;
 mod reports;
 mod scheduler;
 mod scratch;
+mod tracker_page;
 
 use std::sync::Arc;
 
@@ -78,9 +80,9 @@ pub type AppResult<T> = Result<T, AppError>;
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use cron::{CronReport, FanOutReport, counted};
 pub use estimate::{DryRun, ModelEstimate};
-pub use export::ResponseExport;
+pub use export::{ExportInsights, ExportMention, ResponseExport};
 pub use insights::{
-    ANALYSIS_BATCH, NamedCell, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
+    ANALYSIS_BATCH, NamedCell, NamedDrift, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
     spawn_analysis,
 };
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
@@ -88,6 +90,7 @@ pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
 pub use reports::{BatchFigures, ModelReport, StatusAnswer};
 pub use scheduler::run_scheduler;
+pub use tracker_page::{AnswerExcerpt, TREND_BATCHES, TrackerPage, TrendBatch};
 pub use scratch::ScratchDatabase;
 
 /// The largest page any listing returns.

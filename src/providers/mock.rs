@@ -7,7 +7,8 @@
 //! Usage figures follow the usual rough rule of four characters a token. Params:
 //! `latencyMs` (a tokio sleep, only when above zero, cut at the call timeout like a real
 //! call), `failRate` (0 to 1, failures are retryable) and `maxTokens` (a longer answer is
-//! cut and finishes with `length`). It must stay cheap: one small string per call, no
+//! cut and finishes with `length`), and `answers: "brands"` (answers naming brands in a list,
+//! with links, varied per model and batch too: see [`super::mock_brands`]). It must stay cheap: one small string per call, no
 //! other allocation, no I/O, and it never touches the network.
 
 use std::fmt::Write;
@@ -37,6 +38,7 @@ pub(super) async fn complete(
     prompt: &str,
     run_index: i32,
     attempt: i32,
+    batch_key: &str,
     timeout: Duration,
 ) -> Result<Completion, ProviderError> {
     let started = Instant::now();
@@ -59,7 +61,11 @@ pub(super) async fn complete(
             ),
         ));
     }
-    let mut completion = answer(model, prompt, run_index, max_tokens);
+    let mut completion = if params.brands {
+        brands_answer(model, prompt, run_index, batch_key, max_tokens)
+    } else {
+        answer(model, prompt, run_index, max_tokens)
+    };
     completion.latency = started.elapsed();
     Ok(completion)
 }
@@ -101,7 +107,37 @@ pub(super) fn answer(
         text.push_str(VOCABULARY[(state % VOCABULARY.len() as u64) as usize]);
     }
     text.push('.');
+    finish(model, prompt, text, seed, max_tokens)
+}
 
+/// The `answers: "brands"` answer, deterministic in (prompt, model, run, batch).
+pub(super) fn brands_answer(
+    model: &Model,
+    prompt: &str,
+    run_index: i32,
+    batch_key: &str,
+    max_tokens: Option<u64>,
+) -> Completion {
+    let seed = mix(hash_text(prompt)
+        ^ hash_text(&model.model).rotate_left(17)
+        ^ hash_text(batch_key).rotate_left(31)
+        ^ (run_index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut state = seed;
+    let text = super::mock_brands::text(prompt, || {
+        state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        state
+    });
+    finish(model, prompt, text, seed, max_tokens)
+}
+
+/// The completion around `text`: cut at `max_tokens`, with its usage.
+fn finish(
+    model: &Model,
+    prompt: &str,
+    mut text: String,
+    seed: u64,
+    max_tokens: Option<u64>,
+) -> Completion {
     let mut finish_reason = "stop";
     let mut completion_tokens = estimate_tokens(&text);
     if let Some(max) = max_tokens.and_then(|m| i64::try_from(m).ok())
@@ -191,6 +227,24 @@ mod tests {
         );
         assert_eq!(a.served_model.as_deref(), Some("mock-1"));
         assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn brand_answers_vary_by_model_and_batch_but_not_by_attempt() {
+        let m = model();
+        let prompt = "What is the best CRM for a small business?";
+        let a = brands_answer(&m, prompt, 0, "2025-10-14", None);
+        assert_eq!(a, brands_answer(&m, prompt, 0, "2025-10-14", None));
+        let other_batches: std::collections::HashSet<String> = (15..25)
+            .map(|d| brands_answer(&m, prompt, 0, &format!("2025-10-{d}"), None).text)
+            .collect();
+        assert!(other_batches.len() > 5, "{other_batches:?}");
+        let mut other = model();
+        other.model = "mock-2".into();
+        let b = brands_answer(&other, prompt, 0, "2025-10-14", None);
+        let c = brands_answer(&m, prompt, 1, "2025-10-14", None);
+        assert!(a.text != b.text || a.text != c.text);
+        assert!(a.text.contains("1. ") && a.text.contains("https://"), "{}", a.text);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod batch;
 mod endpoints;
 mod error;
 mod mock;
+mod mock_brands;
 mod openai;
 mod params;
 mod ratelimit;
@@ -294,6 +295,20 @@ impl Providers {
         run_index: i32,
         attempt: i32,
     ) -> Result<Completion, ProviderError> {
+        self.complete_in(model, prompt, run_index, attempt, "")
+            .await
+    }
+
+    /// [`Self::complete`] for a job of `batch_key`: the mock's `brands` answers differ from
+    /// one batch to the next.
+    pub async fn complete_in(
+        &self,
+        model: &Model,
+        prompt: &str,
+        run_index: i32,
+        attempt: i32,
+        batch_key: &str,
+    ) -> Result<Completion, ProviderError> {
         let params = model.spec.call().map_err(|e| {
             ProviderError::new(
                 ErrorKind::Permanent,
@@ -313,6 +328,7 @@ impl Providers {
                     prompt,
                     run_index,
                     attempt,
+                    batch_key,
                     inner.settings.timeout,
                 )
                 .await

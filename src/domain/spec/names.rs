@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Every name a model's params may use. A provider's own request fields go under `extra`, so
 /// that a typo here is refused instead of silently meaning nothing.
-pub const KNOWN_PARAMS: [&str; 15] = [
+pub const KNOWN_PARAMS: [&str; 16] = [
     "temperature",
     "maxTokens",
     "seed",
@@ -17,6 +17,7 @@ pub const KNOWN_PARAMS: [&str; 15] = [
     "apiKeyEnv",
     "latencyMs",
     "failRate",
+    "answers",
     "maxConcurrency",
     "rpm",
     "tpm",
