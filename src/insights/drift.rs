@@ -113,8 +113,8 @@ fn cosine(a: &Vector, b: &Vector) -> f64 {
 
 /// The text similarity of every prompt × model with answers in both batches.
 pub fn text_drift(now: &[RunText], before: &[RunText]) -> BTreeMap<(i64, i64), TextDrift> {
-    let group = |runs: &[RunText<'_>]| {
-        let mut cells: BTreeMap<(i64, i64), Vec<&str>> = BTreeMap::new();
+    fn group<'a>(runs: &[RunText<'a>]) -> BTreeMap<(i64, i64), Vec<&'a str>> {
+        let mut cells: BTreeMap<(i64, i64), Vec<&'a str>> = BTreeMap::new();
         for r in runs {
             cells
                 .entry((r.prompt_id, r.model_id))
@@ -122,7 +122,7 @@ pub fn text_drift(now: &[RunText], before: &[RunText]) -> BTreeMap<(i64, i64), T
                 .push(r.text);
         }
         cells
-    };
+    }
     let previous = group(before);
     group(now)
         .into_iter()

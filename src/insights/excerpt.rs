@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn long_answers_are_cut_around_the_mentions_on_character_boundaries() {
-        let pad = "é".repeat(100);
+        let pad = "é".repeat(200);
         let text = format!("{pad} HubSpot {pad} Zoho {pad}");
         let got = render(&excerpt(
             &text,

@@ -313,10 +313,10 @@ mod tests {
             ..MockBehaviour::default()
         };
         let started = Instant::now();
-        let ok = complete(&m, &slow, None, "p", 0, 1, Duration::from_secs(5)).await;
+        let ok = complete(&m, &slow, None, "p", 0, 1, "", Duration::from_secs(5)).await;
         assert!(ok.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(40));
-        let err = complete(&m, &slow, None, "p", 0, 1, Duration::from_millis(10))
+        let err = complete(&m, &slow, None, "p", 0, 1, "", Duration::from_millis(10))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Retryable);
@@ -340,6 +340,7 @@ mod tests {
                     "flaky",
                     0,
                     attempt,
+                    "",
                     Duration::from_secs(1),
                 )
                 .await,
