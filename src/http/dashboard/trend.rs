@@ -7,8 +7,8 @@ use maud::{Markup, html};
 use super::html::truncate;
 
 const WIDTH: f64 = 500.0;
-const PLOT_X: f64 = 40.0;
-const PLOT_W: f64 = 440.0;
+const PLOT_X: f64 = 48.0;
+const PLOT_W: f64 = 432.0;
 const PLOT_Y: f64 = 28.0;
 const PLOT_H: f64 = 160.0;
 /// Height of a legend row, and how many entries a row holds.
