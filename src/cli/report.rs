@@ -78,12 +78,23 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
 /// Movers the demo's brief report lists.
 const BRIEF_MOVERS: usize = 5;
 
-/// The demo's short report of one tracker: its per-model figures and the biggest movers.
+/// The demo's short report of one tracker: the prompts whose answers name its terms (now or
+/// in the previous batch), per model, and the biggest movers.
 pub async fn brief(app: &App, tracker: &str) -> anyhow::Result<()> {
     app.analyse_all().await?;
     for r in app.insights_report(Some(tracker), None).await? {
         outln!("{}", heading(&r))?;
-        table(&r.models, false).print()?;
+        let named: Vec<NamedCell> = r
+            .prompts
+            .iter()
+            .filter(|c| {
+                c.cell.terms.iter().any(|t| {
+                    t.mentioned > 0 || t.change.as_ref().is_some_and(|c| c.previous_mentioned > 0)
+                })
+            })
+            .cloned()
+            .collect();
+        table(&named, true).print()?;
         outln!()?;
         outln!(
             "Biggest movers against {} (drift 0 = same answers, 1 = nothing in common):",
