@@ -82,16 +82,16 @@ pub use cron::{CronReport, FanOutReport, counted};
 pub use estimate::{DryRun, ModelEstimate};
 pub use export::{ExportInsights, ExportMention, ResponseExport};
 pub use insights::{
-    ANALYSIS_BATCH, NamedCell, NamedDrift, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
-    spawn_analysis,
+    ANALYSIS_BATCH, NamedCell, NamedDrift, TrackerItem, TrackerPatch, TrackerReport, TrackerView,
+    TrackersFile, spawn_analysis,
 };
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
 pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
 pub use reports::{BatchFigures, ModelReport, StatusAnswer};
 pub use scheduler::run_scheduler;
-pub use tracker_page::{AnswerExcerpt, TREND_BATCHES, TrackerPage, TrendBatch};
 pub use scratch::ScratchDatabase;
+pub use tracker_page::{AnswerExcerpt, TREND_BATCHES, TrackerPage, TrendBatch};
 
 /// The largest page any listing returns.
 pub const MAX_PAGE: i64 = 1000;

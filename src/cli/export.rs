@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use crate::app::{App, ExportInsights, ExportMention};
 use crate::app::{ResponseFilter, StoredResponse};
-use crate::insights::Citation;
 use crate::domain::{BatchKey, ModelId, PromptId};
+use crate::insights::Citation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -163,7 +163,13 @@ impl<'a> ExportRow<'a> {
         }
         let (mentions, cited_domains, citations) = if compact {
             (
-                Extra::Text(mentions.iter().map(compact_mention).collect::<Vec<_>>().join(";")),
+                Extra::Text(
+                    mentions
+                        .iter()
+                        .map(compact_mention)
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                ),
                 Extra::Text(domains.join(";")),
                 Extra::Text(
                     citations

@@ -240,7 +240,13 @@ fn markdown(cells: &[NamedCell], by_prompt: bool) -> std::io::Result<()> {
 const DRIFT_COLUMNS: [&str; 6] = ["prompt", "model", "runs", "drift", "added", "dropped"];
 
 fn drift_row(d: &NamedDrift) -> Vec<String> {
-    let terms = |t: &[String]| if t.is_empty() { "-".to_owned() } else { t.join(", ") };
+    let terms = |t: &[String]| {
+        if t.is_empty() {
+            "-".to_owned()
+        } else {
+            t.join(", ")
+        }
+    };
     vec![
         format!(
             "{} {}",

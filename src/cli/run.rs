@@ -256,7 +256,13 @@ const DEMO_RUNS: i32 = 3;
 const DEMO_TRACKERS: [(&str, &[&str]); 2] = [
     (
         "CRMs",
-        &["HubSpot", "Salesforce", "Pipedrive", "Zoho CRM", "Freshsales"],
+        &[
+            "HubSpot",
+            "Salesforce",
+            "Pipedrive",
+            "Zoho CRM",
+            "Freshsales",
+        ],
     ),
     (
         "Password managers",

@@ -69,7 +69,9 @@ fn features(text: &str) -> Vector {
         counts.insert(words[0].clone(), 1.0);
     }
     for pair in words.windows(2) {
-        *counts.entry(format!("{} {}", pair[0], pair[1])).or_default() += 1.0;
+        *counts
+            .entry(format!("{} {}", pair[0], pair[1]))
+            .or_default() += 1.0;
     }
     let norm = counts.values().map(|v| v * v).sum::<f64>().sqrt();
     if norm > 0.0 {
@@ -191,9 +193,7 @@ pub fn movers(
     rows.sort_by(|x, y| {
         y.drift
             .total_cmp(&x.drift)
-            .then_with(|| {
-                (y.added.len() + y.dropped.len()).cmp(&(x.added.len() + x.dropped.len()))
-            })
+            .then_with(|| (y.added.len() + y.dropped.len()).cmp(&(x.added.len() + x.dropped.len())))
             .then_with(|| (x.prompt_id, x.model_id).cmp(&(y.prompt_id, y.model_id)))
     });
     rows

@@ -310,8 +310,8 @@ mod tests {
 
     #[test]
     fn spans_are_ordered_and_do_not_overlap() {
-        let m = Matcher::new(&[term("Sales", &[]), term("Salesforce", &["/sales ?force/"])])
-            .unwrap();
+        let m =
+            Matcher::new(&[term("Sales", &[]), term("Salesforce", &["/sales ?force/"])]).unwrap();
         let text = "Sales force and Salesforce; sales.";
         let spans = m.spans(text);
         let found: Vec<(&str, &str)> = spans.iter().map(|&(s, e, t)| (&text[s..e], t)).collect();

@@ -244,7 +244,11 @@ mod tests {
         let b = brands_answer(&other, prompt, 0, "2025-10-14", None);
         let c = brands_answer(&m, prompt, 1, "2025-10-14", None);
         assert!(a.text != b.text || a.text != c.text);
-        assert!(a.text.contains("1. ") && a.text.contains("https://"), "{}", a.text);
+        assert!(
+            a.text.contains("1. ") && a.text.contains("https://"),
+            "{}",
+            a.text
+        );
     }
 
     #[test]

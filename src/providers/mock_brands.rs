@@ -10,7 +10,13 @@ use std::fmt::Write;
 static TOPICS: [(&[&str], [&str; 5], &str); 8] = [
     (
         &["crm"],
-        ["HubSpot", "Salesforce", "Pipedrive", "Zoho CRM", "Freshsales"],
+        [
+            "HubSpot",
+            "Salesforce",
+            "Pipedrive",
+            "Zoho CRM",
+            "Freshsales",
+        ],
         "crm",
     ),
     (
@@ -25,7 +31,13 @@ static TOPICS: [(&[&str], [&str; 5], &str); 8] = [
     ),
     (
         &["slack", "chat", "remote teams"],
-        ["Microsoft Teams", "Discord", "Mattermost", "Zulip", "Google Chat"],
+        [
+            "Microsoft Teams",
+            "Discord",
+            "Mattermost",
+            "Zulip",
+            "Google Chat",
+        ],
         "team-chat",
     ),
     (
@@ -130,10 +142,16 @@ mod tests {
     fn answers_name_the_topics_brands_in_a_list_with_links() {
         let a = text("What is the best CRM for a small business?", counter(1));
         assert!(a.contains("\n1. ") && a.contains("\n2. "), "{a}");
-        let named = ["HubSpot", "Salesforce", "Pipedrive", "Zoho CRM", "Freshsales"]
-            .iter()
-            .filter(|b| a.contains(*b))
-            .count();
+        let named = [
+            "HubSpot",
+            "Salesforce",
+            "Pipedrive",
+            "Zoho CRM",
+            "Freshsales",
+        ]
+        .iter()
+        .filter(|b| a.contains(*b))
+        .count();
         assert!((2..=4).contains(&named), "{a}");
         assert_eq!(a.matches("https://").count(), 2, "{a}");
         assert_eq!(topic("Which running shoe?").1, "running-shoes");

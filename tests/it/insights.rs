@@ -273,7 +273,11 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let headers = reader.headers().expect("header").clone();
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a CSV row")).collect();
-    assert_eq!(rows.len(), 2 * 3 + 1, "two scopes × three terms, and one drift row");
+    assert_eq!(
+        rows.len(),
+        2 * 3 + 1,
+        "two scopes × three terms, and one drift row"
+    );
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
     let hub = rows
         .iter()
@@ -283,7 +287,10 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
         (&hub[col("mentioned")], &hub[col("significant")]),
         ("4", "true")
     );
-    let drift_rows: Vec<_> = rows.iter().filter(|r| &r[col("scope")] == "drift").collect();
+    let drift_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("scope")] == "drift")
+        .collect();
     assert_eq!(drift_rows.len(), 1);
     assert_eq!(
         (

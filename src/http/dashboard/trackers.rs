@@ -74,7 +74,9 @@ pub(super) async fn show(
         .unwrap_or_default();
     let term = match query.term.as_deref() {
         Some(t) if !terms.is_empty() && !terms.contains(&t) => {
-            return Err(PageError::BadRequest(format!("no term '{t}' in this tracker")));
+            return Err(PageError::BadRequest(format!(
+                "no term '{t}' in this tracker"
+            )));
         }
         Some(t) => Some(t),
         None => terms.first().copied(),
@@ -258,7 +260,13 @@ fn drift_table(data: &TrackerPage) -> Markup {
     if rows.is_empty() {
         return html! { p.muted { "Nothing to compare: no prompt was answered in both batches." } };
     }
-    let terms = |t: &[String]| if t.is_empty() { "—".to_owned() } else { t.join(", ") };
+    let terms = |t: &[String]| {
+        if t.is_empty() {
+            "—".to_owned()
+        } else {
+            t.join(", ")
+        }
+    };
     scroll(html! {
         table #drift {
             tr { th { "Prompt" } th { "Model" } th.n { "Drift" } th { "Now named" } th { "No longer named" } }

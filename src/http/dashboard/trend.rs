@@ -133,7 +133,10 @@ mod tests {
         ];
         let svg = trend_chart("Mention rate of HubSpot", &batches, &series).into_string();
         assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
-        assert!(svg.contains("&lt;b&gt;gpt&lt;/b&gt;") && !svg.contains("<b>"), "{svg}");
+        assert!(
+            svg.contains("&lt;b&gt;gpt&lt;/b&gt;") && !svg.contains("<b>"),
+            "{svg}"
+        );
         assert!(svg.contains(">100%<") && svg.contains(">0%<"), "{svg}");
         // The first and the last batch are labelled, without their year; not all fourteen.
         assert!(svg.contains(">10-01<") && svg.contains(">10-14<"), "{svg}");

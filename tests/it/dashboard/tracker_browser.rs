@@ -117,9 +117,9 @@ async fn drive(browser: &mut Browser, base: &str, id: i64) -> Result<(), String>
         format!("no script ran: {seen}"),
     )?;
     expect(
-        seen["drift"]
-            .as_array()
-            .is_some_and(|rows| rows.len() == 2 && rows[1].as_str().is_some_and(|r| r.contains("1.00"))),
+        seen["drift"].as_array().is_some_and(|rows| {
+            rows.len() == 2 && rows[1].as_str().is_some_and(|r| r.contains("1.00"))
+        }),
         format!("drift: {seen}"),
     )
 }

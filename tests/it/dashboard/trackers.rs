@@ -54,35 +54,66 @@ pub async fn the_tracker_page_shows_trend_excerpts_domains_and_drift(db: TestDb)
     dash.get("/trackers").await.assert_redirect("/login");
     dash.login().await;
     let empty = dash.get("/trackers").await;
-    assert!(empty.assert_html(200).contains("No tracker yet"), "{empty:?}");
+    assert!(
+        empty.assert_html(200).contains("No tracker yet"),
+        "{empty:?}"
+    );
     let id = seed(&dash, &fake).await;
 
     let list = dash.get("/trackers").await;
     let html = list.assert_html(200);
-    assert!(html.contains("<a href=\"/trackers\">Trackers</a>"), "nav link: {html}");
-    assert!(html.contains(&format!("href=\"/trackers/{id}\">CRMs</a>")), "{html}");
+    assert!(
+        html.contains("<a href=\"/trackers\">Trackers</a>"),
+        "nav link: {html}"
+    );
+    assert!(
+        html.contains(&format!("href=\"/trackers/{id}\">CRMs</a>")),
+        "{html}"
+    );
     assert!(html.contains("analysed 4 of 4 answers"), "{html}");
 
     let page = dash.get(&format!("/trackers/{id}")).await;
     let html = page.assert_html(200);
     // The trend: two charts over both batches, HubSpot by default, the model in the legend.
-    assert_eq!(html.matches("<svg class=\"chart trend\"").count(), 2, "{html}");
+    assert_eq!(
+        html.matches("<svg class=\"chart trend\"").count(),
+        2,
+        "{html}"
+    );
     assert!(html.contains("Mention rate of HubSpot"), "{html}");
-    assert!(html.contains(">10-14<") && html.contains(">10-15<"), "{html}");
+    assert!(
+        html.contains(">10-14<") && html.contains(">10-15<"),
+        "{html}"
+    );
     assert!(html.contains("fake, 2025-10-15: 100%"), "{html}");
     assert!(html.contains("fake, 2025-10-14: 0%"), "{html}");
     // The excerpt: each mention marked, the answer's markup escaped.
-    assert!(html.contains("<mark title=\"HubSpot\">HubSpot</mark>"), "{html}");
-    assert!(html.contains("<mark title=\"Salesforce\">Salesforce</mark>"), "{html}");
-    assert!(html.contains("HubSpot</mark> &lt;script&gt;alert("), "{html}");
+    assert!(
+        html.contains("<mark title=\"HubSpot\">HubSpot</mark>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<mark title=\"Salesforce\">Salesforce</mark>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("HubSpot</mark> &lt;script&gt;alert("),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("HubSpot 2/2"), "{html}");
     // The cited domains: g2.com in both answers of this batch.
     let domains = &html[html.find("id=\"domains\"").expect("the domains table")..];
-    assert!(domains.contains("<td>g2.com</td><td class=\"n\">2</td>"), "{domains}");
+    assert!(
+        domains.contains("<td>g2.com</td><td class=\"n\">2</td>"),
+        "{domains}"
+    );
     // Drift: nothing in common with the previous batch, HubSpot newly named.
     let drift = &html[html.find("id=\"drift\"").expect("the drift table")..];
-    assert!(drift.contains(">1.00<") && drift.contains("<td>HubSpot</td>"), "{drift}");
+    assert!(
+        drift.contains(">1.00<") && drift.contains("<td>HubSpot</td>"),
+        "{drift}"
+    );
 
     for page in [&list, &page] {
         let errors = nesting_errors(&page.text);
@@ -95,9 +126,20 @@ pub async fn the_tracker_page_shows_trend_excerpts_domains_and_drift(db: TestDb)
         .await;
     let html = other.assert_html(200);
     assert!(html.contains("Mention rate of Salesforce"), "{html}");
-    assert!(html.contains("Nothing to compare"), "the first batch has no drift: {html}");
-    assert_eq!(dash.get(&format!("/trackers/{id}?term=Nope")).await.status, 400);
-    assert_eq!(dash.get(&format!("/trackers/{id}?batch=yesterday")).await.status, 400);
+    assert!(
+        html.contains("Nothing to compare"),
+        "the first batch has no drift: {html}"
+    );
+    assert_eq!(
+        dash.get(&format!("/trackers/{id}?term=Nope")).await.status,
+        400
+    );
+    assert_eq!(
+        dash.get(&format!("/trackers/{id}?batch=yesterday"))
+            .await
+            .status,
+        400
+    );
     assert_eq!(dash.get("/trackers/999").await.status, 404);
     assert_eq!(dash.get("/trackers/abc").await.status, 404);
 }
