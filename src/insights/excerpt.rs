@@ -7,6 +7,9 @@ pub const CONTEXT_CHARS: usize = 60;
 /// Windows shown per answer; the rest of the answer is left out.
 pub const MAX_WINDOWS: usize = 4;
 
+/// A mention's byte span and its term.
+type Span<'a> = (usize, usize, &'a str);
+
 /// A piece of an excerpt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -41,7 +44,7 @@ pub fn excerpt(text: &str, spans: &[(usize, usize, &str)]) -> Vec<Piece> {
         s < e && e <= text.len() && text.is_char_boundary(s) && text.is_char_boundary(e)
     };
     // Windows of context, merged when they touch.
-    let mut windows: Vec<(usize, usize, Vec<(usize, usize, &str)>)> = Vec::new();
+    let mut windows: Vec<(usize, usize, Vec<Span>)> = Vec::new();
     for &(s, e, term) in spans.iter().filter(valid) {
         let (from, to) = (back(text, s, CONTEXT_CHARS), ahead(text, e, CONTEXT_CHARS));
         match windows.last_mut() {

@@ -31,6 +31,7 @@ const VOCABULARY: [&str; 32] = [
 const CHAT_OVERHEAD_TOKENS: i64 = 7;
 
 /// Answers `prompt` as the mock model would, after the simulated latency.
+#[allow(clippy::too_many_arguments)] // what identifies the call (prompt, run, attempt, batch) and its settings
 pub(super) async fn complete(
     model: &Model,
     params: &MockBehaviour,
