@@ -9,8 +9,12 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+
 use super::{App, AppResult, MAX_PAGE};
 use crate::domain::ModelId;
+use crate::insights::matcher::Matcher;
+use crate::insights::{Citation, links};
 use crate::store::{Page, ResponseFilter, StoredResponse};
 
 /// Responses read a page at a time; see the module documentation.
@@ -72,5 +76,71 @@ impl App {
             .into_iter()
             .map(|model| (model.id, model.name))
             .collect())
+    }
+}
+
+/// A mention in an exported answer: the tracker that looks for the term, and what
+/// [`Matcher::mentions`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportMention {
+    pub tracker: String,
+    pub term: String,
+    pub count: i64,
+    pub rank: i64,
+    pub list_position: Option<i64>,
+}
+
+/// The current trackers, compiled once per export: each exported answer's mentions and
+/// citations are found the way the analysis pass finds them, so an export is complete even
+/// while the pass is still behind (e.g. just after a tracker was edited).
+pub struct ExportInsights {
+    matchers: Vec<(String, Matcher)>,
+}
+
+impl ExportInsights {
+    /// Named trackers' matchers, in the order their mentions are listed.
+    pub fn new(matchers: Vec<(String, Matcher)>) -> Self {
+        ExportInsights { matchers }
+    }
+
+    /// Every tracker's mentions in `response`, tracker by tracker, each in rank order.
+    pub fn mentions(&self, response: &StoredResponse) -> Vec<ExportMention> {
+        self.matchers
+            .iter()
+            .flat_map(|(tracker, matcher)| {
+                matcher
+                    .mentions(&response.text)
+                    .into_iter()
+                    .map(|m| ExportMention {
+                        tracker: tracker.clone(),
+                        term: m.term,
+                        count: m.count,
+                        rank: m.rank,
+                        list_position: m.list_position,
+                    })
+            })
+            .collect()
+    }
+
+    /// The URLs `response` cites, from the provider's structured citations and from its text.
+    pub fn citations(&self, response: &StoredResponse) -> Vec<Citation> {
+        links::citations(&response.text, response.citations.as_deref())
+    }
+}
+
+impl App {
+    /// See [`ExportInsights`]. A stored tracker that no longer compiles is left out, loudly.
+    pub async fn export_insights(&self) -> AppResult<ExportInsights> {
+        let mut matchers = Vec::new();
+        for tracker in self.store().tracker_list().await? {
+            match Matcher::new(&tracker.terms) {
+                Ok(matcher) => matchers.push((tracker.name, matcher)),
+                Err(err) => {
+                    tracing::warn!(tracker = %tracker.name, error = %err, "tracker left out of the export");
+                }
+            }
+        }
+        Ok(ExportInsights { matchers })
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{App, AppError, AppResult};
+use crate::insights::drift::{self, Drift};
 use crate::insights::figures::{self, Cell};
 use crate::insights::matcher::{self, Matcher};
 use crate::insights::{Analysis, NewTracker, Progress, Term, Tracker, TrackerId, links};
@@ -76,6 +77,19 @@ pub struct TrackerReport {
     pub models: Vec<NamedCell>,
     /// Per prompt × model.
     pub prompts: Vec<NamedCell>,
+    /// Per prompt × model with answers in both batches: how much the answers changed, the
+    /// biggest movers first.
+    pub drift: Vec<NamedDrift>,
+}
+
+/// A prompt × model's drift with the names a reader needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedDrift {
+    pub prompt_text: Option<String>,
+    pub model_name: Option<String>,
+    #[serde(flatten)]
+    pub drift: Drift,
 }
 
 fn checked(name: &str, terms: &[Term]) -> AppResult<(NewTracker, Matcher)> {
@@ -301,6 +315,16 @@ impl App {
             .into_iter()
             .map(|p| (p.id, p.text))
             .collect();
+        // The text half of drift is the same for every tracker: computed once.
+        let text_drift = match (&batch, &previous) {
+            (Some(now), Some(before)) => self.text_drift(now, before).await?,
+            _ => Default::default(),
+        };
+        let name_drift = |drift: Drift| NamedDrift {
+            prompt_text: prompts.get(&drift.prompt_id).cloned(),
+            model_name: models.get(&drift.model_id).cloned(),
+            drift,
+        };
         let name = |cell: Cell| NamedCell {
             prompt_text: cell.prompt_id.and_then(|id| prompts.get(&id).cloned()),
             model_name: models.get(&cell.model_id).cloned(),
@@ -339,6 +363,10 @@ impl App {
                 prompts: figures::cells(&terms, &now, &before, true)
                     .into_iter()
                     .map(name)
+                    .collect(),
+                drift: drift::movers(&text_drift, &terms, &now, &before)
+                    .into_iter()
+                    .map(name_drift)
                     .collect(),
             });
         }

@@ -13,6 +13,7 @@ mod alert_checks;
 mod alerts;
 mod catalog;
 mod cron;
+mod drift;
 mod estimate;
 mod export;
 mod insights;
@@ -23,6 +24,7 @@ mod prune;
 mod reports;
 mod scheduler;
 mod scratch;
+mod tracker_page;
 
 use std::sync::Arc;
 
@@ -81,10 +83,10 @@ pub use alerts::{DeliveryReport, spawn_alerts};
 pub use catalog::{Catalog, CatalogModel, CatalogPrompt, ImportCounts, ImportReport, ImportScope};
 pub use cron::{CronReport, FanOutReport, counted};
 pub use estimate::{DryRun, ModelEstimate};
-pub use export::ResponseExport;
+pub use export::{ExportInsights, ExportMention, ResponseExport};
 pub use insights::{
-    ANALYSIS_BATCH, NamedCell, TrackerItem, TrackerPatch, TrackerReport, TrackerView, TrackersFile,
-    spawn_analysis,
+    ANALYSIS_BATCH, NamedCell, NamedDrift, TrackerItem, TrackerPatch, TrackerReport, TrackerView,
+    TrackersFile, spawn_analysis,
 };
 pub use jobs::{JobDetail, ProcessReport, StatusQuery, StatusReport};
 pub use overview::Overview;
@@ -92,6 +94,7 @@ pub use prune::{PRUNE_BATCH, PruneReport, PruneRequest, spawn_retention};
 pub use reports::{BatchFigures, ModelReport, StatusAnswer};
 pub use scheduler::run_scheduler;
 pub use scratch::ScratchDatabase;
+pub use tracker_page::{AnswerExcerpt, TREND_BATCHES, TrackerPage, TrendBatch};
 
 /// The largest page any listing returns.
 pub const MAX_PAGE: i64 = 1000;

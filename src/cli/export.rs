@@ -1,7 +1,12 @@
 //! `export`: stored responses as CSV or JSON Lines, to standard output or a file, streamed a
 //! page at a time ([`App::export_responses`]) so that memory does not grow with the export.
 //!
-//! Both formats carry the same columns, named as in the JSON API (camelCase). CSV goes
+//! Both formats carry the same columns, named as in the JSON API (camelCase), and three more
+//! from the current trackers ([`crate::app::ExportInsights`]): `mentions`, `citedDomains` and
+//! `citations`. JSON Lines gives them as arrays of objects and strings; CSV, where a cell holds
+//! one string, in a compact form: `Tracker/Term:count@rank` items joined by `;` (`#n` added
+//! when the term is first named in list item n), domains joined by `;`, URLs joined by a space
+//! (a URL holds no space). CSV goes
 //! through the `csv` crate, which quotes answers full of commas, quotes and line breaks as
 //! RFC 4180 says. A CSV cell that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`,
 //! tab or CR first) is prefixed with `'` unless `--raw-csv` is given: an answer that says
@@ -20,9 +25,10 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::app::App;
+use crate::app::{App, ExportInsights, ExportMention};
 use crate::app::{ResponseFilter, StoredResponse};
 use crate::domain::{BatchKey, ModelId, PromptId};
+use crate::insights::Citation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -91,10 +97,30 @@ struct ExportRow<'a> {
     served_model: Option<&'a str>,
     finish_reason: Option<&'a str>,
     created_at: DateTime<Utc>,
+    mentions: Extra<ExportMention>,
+    cited_domains: Extra<String>,
+    citations: Extra<Citation>,
+}
+
+/// A list column: the items themselves in JSON Lines, one compact string in CSV.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Extra<T> {
+    Items(Vec<T>),
+    Text(String),
+}
+
+/// `Tracker/Term:count@rank`, and `#n` when first named in list item n.
+fn compact_mention(m: &ExportMention) -> String {
+    let mut out = format!("{}/{}:{}@{}", m.tracker, m.term, m.count, m.rank);
+    if let Some(position) = m.list_position {
+        out.push_str(&format!("#{position}"));
+    }
+    out
 }
 
 /// The CSV header, written even when nothing matches so that readers always find columns.
-const COLUMNS: [&str; 20] = [
+const COLUMNS: [&str; 23] = [
     "id",
     "jobId",
     "promptId",
@@ -115,10 +141,51 @@ const COLUMNS: [&str; 20] = [
     "servedModel",
     "finishReason",
     "createdAt",
+    "mentions",
+    "citedDomains",
+    "citations",
 ];
 
 impl<'a> ExportRow<'a> {
-    fn of(response: &'a StoredResponse, names: &'a HashMap<ModelId, String>) -> Self {
+    fn of(
+        response: &'a StoredResponse,
+        names: &'a HashMap<ModelId, String>,
+        insights: &ExportInsights,
+        compact: bool,
+    ) -> Self {
+        let mentions = insights.mentions(response);
+        let citations = insights.citations(response);
+        let mut domains: Vec<String> = Vec::new();
+        for c in &citations {
+            if !domains.contains(&c.domain) {
+                domains.push(c.domain.clone());
+            }
+        }
+        let (mentions, cited_domains, citations) = if compact {
+            (
+                Extra::Text(
+                    mentions
+                        .iter()
+                        .map(compact_mention)
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                ),
+                Extra::Text(domains.join(";")),
+                Extra::Text(
+                    citations
+                        .iter()
+                        .map(|c| c.url.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            )
+        } else {
+            (
+                Extra::Items(mentions),
+                Extra::Items(domains),
+                Extra::Items(citations),
+            )
+        };
         ExportRow {
             id: response.id,
             job_id: response.job_id,
@@ -140,6 +207,9 @@ impl<'a> ExportRow<'a> {
             served_model: response.served_model.as_deref(),
             finish_reason: response.finish_reason.as_deref(),
             created_at: response.created_at,
+            mentions,
+            cited_domains,
+            citations,
         }
     }
 }
@@ -306,12 +376,14 @@ async fn write_all(
     out: Box<dyn Write>,
 ) -> Result<u64, ExportError> {
     let names = app.model_names().await?;
+    let insights = app.export_insights().await?;
+    let compact = format == ExportFormat::Csv;
     let mut encoder = Encoder::new(format, out, raw_csv)?;
     let mut export = app.export_responses(filter);
     let mut count = 0;
     while let Some(page) = export.next_page().await? {
         for response in &page {
-            encoder.write(&ExportRow::of(response, &names))?;
+            encoder.write(&ExportRow::of(response, &names, &insights, compact))?;
             count += 1;
         }
     }
@@ -383,8 +455,16 @@ mod tests {
             prompt_text: Some("the question".into()),
         };
         let names = HashMap::from([(4, "m".to_owned())]);
+        let insights = ExportInsights::new(vec![(
+            "CRMs".to_owned(),
+            crate::insights::matcher::Matcher::new(&[crate::insights::Term {
+                name: "quoted".into(),
+                patterns: vec![],
+            }])
+            .expect("a matcher"),
+        )]);
         let mut csv = csv::Writer::from_writer(Vec::new());
-        csv.serialize(ExportRow::of(&response, &names))
+        csv.serialize(ExportRow::of(&response, &names, &insights, true))
             .expect("serialize");
         let bytes = csv.into_inner().expect("flush");
         let mut reader = csv::Reader::from_reader(bytes.as_slice());
@@ -399,6 +479,8 @@ mod tests {
         assert_eq!(&record[7], "ab12");
         assert_eq!(&record[8], "the question");
         assert_eq!(&record[9], "a, \"quoted\"\nanswer");
+        assert_eq!(&record[20], "CRMs/quoted:1@1");
+        assert_eq!((&record[21], &record[22]), ("", ""));
     }
 
     #[test]

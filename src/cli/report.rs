@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::app::{App, NamedCell, TrackerReport};
+use crate::app::{App, NamedCell, NamedDrift, TrackerReport};
 use crate::insights::figures::TermFigures;
 
 use super::table::{Align, Table, cell};
@@ -54,6 +54,9 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
                 outln!()?;
                 table(&r.prompts, true).print()?;
                 outln!()?;
+                outln!("Drift against {}:", previous(r))?;
+                drift_table(&r.drift).print()?;
+                outln!()?;
             }
         }
         Format::Md => {
@@ -63,10 +66,49 @@ pub async fn report(app: &App, args: ReportArgs) -> anyhow::Result<ExitCode> {
                 outln!()?;
                 markdown(&r.prompts, true)?;
                 outln!()?;
+                outln!("### Drift against {}\n", previous(r))?;
+                drift_markdown(&r.drift)?;
+                outln!()?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Movers the demo's brief report lists.
+const BRIEF_MOVERS: usize = 5;
+
+/// The demo's short report of one tracker: the prompts whose answers name its terms (now or
+/// in the previous batch), per model, and the biggest movers.
+pub async fn brief(app: &App, tracker: &str) -> anyhow::Result<()> {
+    app.analyse_all().await?;
+    for r in app.insights_report(Some(tracker), None).await? {
+        outln!("{}", heading(&r))?;
+        let named: Vec<NamedCell> = r
+            .prompts
+            .iter()
+            .filter(|c| {
+                c.cell.terms.iter().any(|t| {
+                    t.mentioned > 0 || t.change.as_ref().is_some_and(|c| c.previous_mentioned > 0)
+                })
+            })
+            .cloned()
+            .collect();
+        table(&named, true).print()?;
+        outln!()?;
+        outln!(
+            "Biggest movers against {} (drift 0 = same answers, 1 = nothing in common):",
+            previous(&r)
+        )?;
+        drift_table(&r.drift[..r.drift.len().min(BRIEF_MOVERS)]).print()?;
+    }
+    Ok(())
+}
+
+fn previous(r: &TrackerReport) -> &str {
+    r.previous_batch_key
+        .as_deref()
+        .unwrap_or("no earlier batch")
 }
 
 fn heading(r: &TrackerReport) -> String {
@@ -195,6 +237,61 @@ fn markdown(cells: &[NamedCell], by_prompt: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+const DRIFT_COLUMNS: [&str; 6] = ["prompt", "model", "runs", "drift", "added", "dropped"];
+
+fn drift_row(d: &NamedDrift) -> Vec<String> {
+    let terms = |t: &[String]| {
+        if t.is_empty() {
+            "-".to_owned()
+        } else {
+            t.join(", ")
+        }
+    };
+    vec![
+        format!(
+            "{} {}",
+            d.drift.prompt_id,
+            cell(d.prompt_text.as_deref().unwrap_or(""), 40)
+        ),
+        d.model_name
+            .clone()
+            .unwrap_or_else(|| d.drift.model_id.to_string()),
+        format!("{} vs {}", d.drift.runs, d.drift.previous_runs),
+        format!("{:.2}", d.drift.drift),
+        terms(&d.drift.added),
+        terms(&d.drift.dropped),
+    ]
+}
+
+fn drift_table(rows: &[NamedDrift]) -> Table {
+    let columns: Vec<(&'static str, Align)> = DRIFT_COLUMNS
+        .iter()
+        .map(|c| {
+            let align = if matches!(*c, "runs" | "drift") {
+                Align::Right
+            } else {
+                Align::Left
+            };
+            (*c, align)
+        })
+        .collect();
+    let mut table = Table::new(&columns);
+    for d in rows {
+        table.push(drift_row(d));
+    }
+    table
+}
+
+fn drift_markdown(rows: &[NamedDrift]) -> std::io::Result<()> {
+    outln!("| {} |", DRIFT_COLUMNS.join(" | "))?;
+    outln!("|{}", "---|".repeat(DRIFT_COLUMNS.len()))?;
+    for d in rows {
+        let row: Vec<String> = drift_row(d).iter().map(|v| v.replace('|', "\\|")).collect();
+        outln!("| {} |", row.join(" | "))?;
+    }
+    Ok(())
+}
+
 fn write_csv(reports: &[TrackerReport]) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
     out.write_record([
@@ -225,6 +322,10 @@ fn write_csv(reports: &[TrackerReport]) -> anyhow::Result<()> {
         "test",
         "significant",
         "top_domains",
+        "similarity",
+        "drift",
+        "added_terms",
+        "dropped_terms",
     ])?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in reports {
@@ -270,9 +371,36 @@ fn write_csv(reports: &[TrackerReport]) -> anyhow::Result<()> {
                             .map(|d| format!("{}:{}", d.domain, d.answers))
                             .collect::<Vec<_>>()
                             .join(";"),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
                     ])?;
                 }
             }
+        }
+        // Drift rows: scope `drift`, one per prompt × model, biggest movers first; the term
+        // columns stay empty and `runs` / `previous_runs` hold the two batches' runs.
+        for d in &r.drift {
+            let mut row = vec![String::new(); 27];
+            row[0] = r.tracker.clone();
+            row[1] = r.version.to_string();
+            row[2] = opt(r.batch_key.clone());
+            row[3] = opt(r.previous_batch_key.clone());
+            row[4] = "drift".to_owned();
+            row[5] = d.drift.prompt_id.to_string();
+            row[6] = opt(d.prompt_text.clone());
+            row[7] = d.drift.model_id.to_string();
+            row[8] = opt(d.model_name.clone());
+            row[10] = d.drift.runs.to_string();
+            row[19] = d.drift.previous_runs.to_string();
+            row.extend([
+                d.drift.similarity.to_string(),
+                d.drift.drift.to_string(),
+                d.drift.added.join(";"),
+                d.drift.dropped.join(";"),
+            ]);
+            out.write_record(&row)?;
         }
     }
     out.flush()?;

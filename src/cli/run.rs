@@ -12,6 +12,7 @@ use crate::app::{App, counted};
 use crate::app::{JobFilter, NewModel, NewPrompt};
 use crate::config::Config;
 use crate::domain::{BatchKey, ProviderKind, Summary};
+use crate::insights::Term;
 
 /// The exit code of a run stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 const INTERRUPTED: u8 = 130;
@@ -251,6 +252,24 @@ const DEMO_PROMPTS: [&str; 8] = [
 
 const DEMO_RUNS: i32 = 3;
 
+/// The demo's tracker groups: brands its mock models name (see `params.answers`).
+const DEMO_TRACKERS: [(&str, &[&str]); 2] = [
+    (
+        "CRMs",
+        &[
+            "HubSpot",
+            "Salesforce",
+            "Pipedrive",
+            "Zoho CRM",
+            "Freshsales",
+        ],
+    ),
+    (
+        "Password managers",
+        &["1Password", "Bitwarden", "Dashlane", "Keeper", "LastPass"],
+    ),
+];
+
 /// The whole pipeline on a fresh embedded database with mock models.
 pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
     for suffix in ["", "-wal", "-shm"] {
@@ -271,7 +290,8 @@ pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
             name: name.to_owned(),
             provider: ProviderKind::Mock,
             model: model.to_owned(),
-            params: serde_json::json!({"latencyMs": latency_ms, "failRate": fail_rate}),
+            params: serde_json::json!({"latencyMs": latency_ms, "failRate": fail_rate,
+                "answers": "brands"}),
             active: true,
         })
         .await?;
@@ -293,14 +313,43 @@ pub async fn demo(mut config: Config, file: &Path) -> anyhow::Result<ExitCode> {
         DEMO_PROMPTS.len(),
         DEMO_RUNS
     );
-    let report = app.trigger_cron(None).await?;
-    eprintln!("{} (batch {})", report.message, report.batch_key);
-    let drained = drain(&app, &report.batch_key).await?;
-    print_summary(&app, &report.batch_key, drained.summary()).await?;
-    if let Drained::Interrupted(_) = drained {
-        app.close().await;
-        return Ok(drained.exit_code());
+    for (name, terms) in DEMO_TRACKERS {
+        let terms: Vec<Term> = terms
+            .iter()
+            .map(|t| Term {
+                name: (*t).to_owned(),
+                patterns: Vec::new(),
+            })
+            .collect();
+        app.create_tracker(name, &terms).await?;
     }
+    // Two batches, yesterday's then the current one, so that the report has a change to show.
+    let today = chrono::Utc::now()
+        .with_timezone(&app.config().timezone)
+        .date_naive();
+    let yesterday: BatchKey = (today - chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string()
+        .parse()?;
+    for batch in [Some(yesterday), None] {
+        let report = app.trigger_cron(batch).await?;
+        eprintln!("{} (batch {})", report.message, report.batch_key);
+        let drained = drain(&app, &report.batch_key).await?;
+        print_summary(&app, &report.batch_key, drained.summary()).await?;
+        if let Drained::Interrupted(_) = drained {
+            app.close().await;
+            return Ok(drained.exit_code());
+        }
+    }
+    println!(
+        "\nThe mock models name brands in their answers; the tracker '{}' follows five CRMs:",
+        DEMO_TRACKERS[0].0
+    );
+    super::report::brief(&app, DEMO_TRACKERS[0].0).await?;
+    println!(
+        "\nThe whole report (every tracker, every prompt, as a table, CSV, JSON or Markdown):\n  promptq report --database-url sqlite:{}",
+        file.display()
+    );
     println!(
         "\nSee every job and answer in the dashboard:\n  CRON_SECRET=choose-a-secret promptq serve --database-url sqlite:{}\n  then open http://127.0.0.1:3000/ and log in with that secret.",
         file.display()

@@ -1,7 +1,7 @@
 //! A model's params read once into typed fields: the generation settings (`temperature`,
 //! `maxTokens`, `seed`, `extra`), the endpoint of an `openai-compatible` model (`endpoint`, or
 //! `baseUrl` and the older `apiKeyEnv`), the limits (`maxConcurrency`, `rpm`, `tpm`) and the
-//! mock's behaviour (`latencyMs`, `failRate`), and the money params (`price`,
+//! mock's behaviour (`latencyMs`, `failRate`, `answers`), and the money params (`price`,
 //! `budgetUsdPerDay`, read in [`spend`]).
 //!
 //! Params are JSON typed by users. A [`ModelSpec`] is made where a model row is read (and from
@@ -89,6 +89,9 @@ pub struct MockBehaviour {
     pub latency_p99_ms: Option<u64>,
     /// The share of attempts that fail (retryably), from 0 to 1.
     pub fail_rate: f64,
+    /// `answers: "brands"`: answers that name brands in a list, with links (the demo's);
+    /// otherwise (`"plain"`, the default) words of a fixed vocabulary.
+    pub brands: bool,
 }
 
 /// A model's configured limits (`maxConcurrency`, `rpm`, `tpm`).
@@ -216,6 +219,15 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
             "params.failRate must be between 0 and 1, not {fail_rate}"
         ));
     }
+    let brands = match opt(map, "answers", string)? {
+        None | Some("plain") => false,
+        Some("brands") => true,
+        Some(other) => {
+            return Err(format!(
+                "params.answers must be \"plain\" or \"brands\", not '{other}'"
+            ));
+        }
+    };
     Ok(CallSpec {
         generation: Generation {
             temperature,
@@ -232,6 +244,7 @@ fn read_call(map: &Map<String, Value>) -> Result<CallSpec, String> {
             latency_ms,
             latency_p99_ms,
             fail_rate,
+            brands,
         },
         batch,
     })
@@ -411,6 +424,7 @@ mod tests {
             (json!({"maxTokens": 1.5}), "params.maxTokens"),
             (json!({"extra": "x"}), "params.extra"),
             (json!({"failRate": 1.5}), "params.failRate"),
+            (json!({"answers": "poems"}), "params.answers"),
             (json!({"latencyMs": 86_400_000}), "params.latencyMs"),
             (
                 json!({"latencyMs": 100, "latencyP99Ms": 50}),

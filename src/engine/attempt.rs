@@ -91,7 +91,13 @@ async fn admit_and_call(rt: &Runtime, job: &ClaimedJob, started: impl FnOnce()) 
     let clock = Instant::now();
     let result = rt
         .providers()
-        .complete(&job.model, &job.prompt_text, job.job.run_index, job.attempt)
+        .complete_in(
+            &job.model,
+            &job.prompt_text,
+            job.job.run_index,
+            job.attempt,
+            &job.job.batch_key,
+        )
         .await;
     let elapsed = clock.elapsed();
     limits.observe(job, &result).await;

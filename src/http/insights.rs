@@ -299,6 +299,28 @@ pub mod doc {
         progress_text: String,
         models: Vec<CellDoc>,
         prompts: Vec<CellDoc>,
+        /// Per prompt × model with answers in both batches, the biggest movers first.
+        drift: Vec<DriftDoc>,
+    }
+
+    /// How much a prompt × model's answers changed from the previous batch.
+    #[derive(ToSchema)]
+    #[schema(as = Drift, rename_all = "camelCase")]
+    pub struct DriftDoc {
+        prompt_id: i64,
+        prompt_text: Option<String>,
+        model_id: i64,
+        model_name: Option<String>,
+        runs: u64,
+        previous_runs: u64,
+        /// Cosine similarity of the two batches' word bigrams (runs averaged), 0 to 1.
+        similarity: f64,
+        /// 1 − similarity: 0 for the same answers, 1 when no word pair is shared.
+        drift: f64,
+        /// Terms named by some run now and by none in the previous batch.
+        added: Vec<String>,
+        /// Terms named by some run in the previous batch and by none now.
+        dropped: Vec<String>,
     }
 
     #[derive(ToSchema)]

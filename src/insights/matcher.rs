@@ -101,6 +101,30 @@ impl Matcher {
     }
 }
 
+impl Matcher {
+    /// Every whole-word mention in `text` as `(start, end, term)` byte spans, in order; where
+    /// two terms' matches overlap, the earlier (then the longer) one is kept.
+    pub fn spans(&self, text: &str) -> Vec<(usize, usize, &str)> {
+        let mut all: Vec<(usize, usize, &str)> = self
+            .terms
+            .iter()
+            .flat_map(|(name, regex)| {
+                word_matches(regex, text)
+                    .into_iter()
+                    .map(move |(s, e)| (s, e, name.as_str()))
+            })
+            .collect();
+        all.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+        let mut kept: Vec<(usize, usize, &str)> = Vec::with_capacity(all.len());
+        for span in all {
+            if kept.last().is_none_or(|last| span.0 >= last.1) {
+                kept.push(span);
+            }
+        }
+        kept
+    }
+}
+
 /// One regular expression for all of a term's patterns (the name alone when there are none).
 fn compile(name: &str, patterns: &[String]) -> Result<Regex, String> {
     if patterns.len() > MAX_PATTERNS {
@@ -282,6 +306,23 @@ mod tests {
         let m = Matcher::new(&[term("ab", &["/a+b/"])]).unwrap();
         assert_eq!(counts(&m, "xaab"), vec![]);
         assert_eq!(counts(&m, "aab!"), vec![("ab".into(), 1)]);
+    }
+
+    #[test]
+    fn spans_are_ordered_and_do_not_overlap() {
+        let m =
+            Matcher::new(&[term("Sales", &[]), term("Salesforce", &["/sales ?force/"])]).unwrap();
+        let text = "Sales force and Salesforce; sales.";
+        let spans = m.spans(text);
+        let found: Vec<(&str, &str)> = spans.iter().map(|&(s, e, t)| (&text[s..e], t)).collect();
+        assert_eq!(
+            found,
+            [
+                ("Sales force", "Salesforce"),
+                ("Salesforce", "Salesforce"),
+                ("sales", "Sales")
+            ]
+        );
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //! answer (how often, in which order, at which list position); [`links`] finds the URLs it
 //! cites, from the provider's structured citations and from the text; [`signif`] decides
 //! whether a change of a mention rate between two batches exceeds sampling noise; [`figures`]
-//! turns the per-answer rows of a batch into the report's figures.
+//! turns the per-answer rows of a batch into the report's figures; [`drift`] measures how much
+//! a prompt's answers changed from one batch to the next; [`excerpt`] cuts an answer down to
+//! its mentions for showing.
 
+pub mod drift;
+pub mod excerpt;
 pub mod figures;
 pub mod links;
 pub mod matcher;

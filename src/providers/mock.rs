@@ -7,8 +7,10 @@
 //! Usage figures follow the usual rough rule of four characters a token. Params:
 //! `latencyMs` (a tokio sleep, only when above zero, cut at the call timeout like a real
 //! call; with `latencyP99Ms` it is the median of a log-normal spread, the heavy tail of real
-//! model calls, drawn per prompt and run), `failRate` (0 to 1, failures are retryable) and `maxTokens` (a longer answer is
-//! cut and finishes with `length`). It must stay cheap: one small string per call, no
+//! model calls, drawn per prompt and run), `failRate` (0 to 1, failures are retryable),
+//! `maxTokens` (a longer answer is cut and finishes with `length`), and `answers: "brands"`
+//! (answers naming brands in a list, with links, varied per model and batch too: see
+//! [`super::mock_brands`]). It must stay cheap: one small string per call, no
 //! other allocation, no I/O, and it never touches the network.
 
 use std::fmt::Write;
@@ -31,6 +33,7 @@ const VOCABULARY: [&str; 32] = [
 const CHAT_OVERHEAD_TOKENS: i64 = 7;
 
 /// Answers `prompt` as the mock model would, after the simulated latency.
+#[allow(clippy::too_many_arguments)] // what identifies the call (prompt, run, attempt, batch) and its settings
 pub(super) async fn complete(
     model: &Model,
     params: &MockBehaviour,
@@ -38,6 +41,7 @@ pub(super) async fn complete(
     prompt: &str,
     run_index: i32,
     attempt: i32,
+    batch_key: &str,
     timeout: Duration,
 ) -> Result<Completion, ProviderError> {
     let started = Instant::now();
@@ -60,7 +64,11 @@ pub(super) async fn complete(
             ),
         ));
     }
-    let mut completion = answer(model, prompt, run_index, max_tokens);
+    let mut completion = if params.brands {
+        brands_answer(model, prompt, run_index, batch_key, max_tokens)
+    } else {
+        answer(model, prompt, run_index, max_tokens)
+    };
     completion.latency = started.elapsed();
     Ok(completion)
 }
@@ -122,7 +130,37 @@ pub(super) fn answer(
         text.push_str(VOCABULARY[(state % VOCABULARY.len() as u64) as usize]);
     }
     text.push('.');
+    finish(model, prompt, text, seed, max_tokens)
+}
 
+/// The `answers: "brands"` answer, deterministic in (prompt, model, run, batch).
+pub(super) fn brands_answer(
+    model: &Model,
+    prompt: &str,
+    run_index: i32,
+    batch_key: &str,
+    max_tokens: Option<u64>,
+) -> Completion {
+    let seed = mix(hash_text(prompt)
+        ^ hash_text(&model.model).rotate_left(17)
+        ^ hash_text(batch_key).rotate_left(31)
+        ^ (run_index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut state = seed;
+    let text = super::mock_brands::text(prompt, || {
+        state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        state
+    });
+    finish(model, prompt, text, seed, max_tokens)
+}
+
+/// The completion around `text`: cut at `max_tokens`, with its usage.
+fn finish(
+    model: &Model,
+    prompt: &str,
+    mut text: String,
+    seed: u64,
+    max_tokens: Option<u64>,
+) -> Completion {
     let mut finish_reason = "stop";
     let mut completion_tokens = estimate_tokens(&text);
     if let Some(max) = max_tokens.and_then(|m| i64::try_from(m).ok())
@@ -212,6 +250,28 @@ mod tests {
         );
         assert_eq!(a.served_model.as_deref(), Some("mock-1"));
         assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn brand_answers_vary_by_model_and_batch_but_not_by_attempt() {
+        let m = model();
+        let prompt = "What is the best CRM for a small business?";
+        let a = brands_answer(&m, prompt, 0, "2025-10-14", None);
+        assert_eq!(a, brands_answer(&m, prompt, 0, "2025-10-14", None));
+        let other_batches: std::collections::HashSet<String> = (15..25)
+            .map(|d| brands_answer(&m, prompt, 0, &format!("2025-10-{d}"), None).text)
+            .collect();
+        assert!(other_batches.len() > 5, "{other_batches:?}");
+        let mut other = model();
+        other.model = "mock-2".into();
+        let b = brands_answer(&other, prompt, 0, "2025-10-14", None);
+        let c = brands_answer(&m, prompt, 1, "2025-10-14", None);
+        assert!(a.text != b.text || a.text != c.text);
+        assert!(
+            a.text.contains("1. ") && a.text.contains("https://"),
+            "{}",
+            a.text
+        );
     }
 
     #[test]
@@ -306,10 +366,10 @@ mod tests {
             ..MockBehaviour::default()
         };
         let started = Instant::now();
-        let ok = complete(&m, &slow, None, "p", 0, 1, Duration::from_secs(5)).await;
+        let ok = complete(&m, &slow, None, "p", 0, 1, "", Duration::from_secs(5)).await;
         assert!(ok.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(40));
-        let err = complete(&m, &slow, None, "p", 0, 1, Duration::from_millis(10))
+        let err = complete(&m, &slow, None, "p", 0, 1, "", Duration::from_millis(10))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Retryable);
@@ -333,6 +393,7 @@ mod tests {
                     "flaky",
                     0,
                     attempt,
+                    "",
                     Duration::from_secs(1),
                 )
                 .await,

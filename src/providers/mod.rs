@@ -18,6 +18,7 @@ mod endpoints;
 mod error;
 mod mock;
 pub use mock::latency as mock_latency;
+mod mock_brands;
 mod openai;
 mod params;
 mod ratelimit;
@@ -295,6 +296,20 @@ impl Providers {
         run_index: i32,
         attempt: i32,
     ) -> Result<Completion, ProviderError> {
+        self.complete_in(model, prompt, run_index, attempt, "")
+            .await
+    }
+
+    /// [`Self::complete`] for a job of `batch_key`: the mock's `brands` answers differ from
+    /// one batch to the next.
+    pub async fn complete_in(
+        &self,
+        model: &Model,
+        prompt: &str,
+        run_index: i32,
+        attempt: i32,
+        batch_key: &str,
+    ) -> Result<Completion, ProviderError> {
         let params = model.spec.call().map_err(|e| {
             ProviderError::new(
                 ErrorKind::Permanent,
@@ -314,6 +329,7 @@ impl Providers {
                     prompt,
                     run_index,
                     attempt,
+                    batch_key,
                     inner.settings.timeout,
                 )
                 .await

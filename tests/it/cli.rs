@@ -142,6 +142,24 @@ fn the_demo_runs_to_completion() {
         "8 prompts × 3 models × 3 runs:\n{out}"
     );
     assert!(promptq.path("demo.db").exists());
+    // Two batches, then the CRM tracker's report with its change and its movers.
+    assert_eq!(out.matches("72 jobs").count(), 2, "{out}");
+    assert!(out.contains("Tracker 'CRMs' (version 1), batch "), "{out}");
+    let progress: Vec<&str> = out
+        .split("analysed ")
+        .nth(1)
+        .and_then(|rest| rest.split(" answers").next())
+        .map(|counts| counts.split(" of ").collect())
+        .unwrap_or_default();
+    assert!(
+        progress.len() == 2 && progress[0] == progress[1],
+        "every answer analysed: {out}"
+    );
+    assert!(out.contains("Biggest movers against "), "{out}");
+    for brand in ["HubSpot", "Salesforce", "Pipedrive"] {
+        assert!(out.contains(brand), "{brand}: {out}");
+    }
+    assert!(out.contains(" pts"), "a change from the first batch: {out}");
 }
 
 #[test]

@@ -22,6 +22,8 @@ mod markup;
 mod pages;
 mod reach;
 mod store_reads;
+mod tracker_browser;
+mod trackers;
 pub(crate) mod web;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,6 +34,11 @@ async fn without_a_secret_the_dashboard_is_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_app_url_makes_the_cookie_secure() {
     login::an_https_app_url_makes_the_cookie_secure(support::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_opens_a_tracker_page_at_two_widths() {
+    tracker_browser::a_browser_opens_a_tracker_page_at_two_widths(support::sqlite().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ on_both!(owned; trackers_report_mentions_citations_and_significant_changes);
 const RUNS: usize = 4;
 
 /// An answer as OpenRouter sends it: text, and optionally `url_citation` annotations.
-fn answer(text: &str, cited: &[&str]) -> Reply {
+pub(crate) fn answer(text: &str, cited: &[&str]) -> Reply {
     let annotations: Vec<Value> = cited
         .iter()
         .map(|url| json!({"type": "url_citation", "url_citation": {"url": url, "title": "t"}}))
@@ -34,10 +34,14 @@ fn answer(text: &str, cited: &[&str]) -> Reply {
     )
 }
 
-/// Runs every job of `batch`, answering the i-th with `replies[i]`.
-async fn run_batch(server: &Server, fake: &Fake, batch: &str, replies: &[Reply]) {
+/// Runs every job of `batch`, answering the i-th with `replies[i]` (one job per reply).
+pub(crate) async fn run_batch(server: &Server, fake: &Fake, batch: &str, replies: &[Reply]) {
     let cron = server.get(&format!("/api/cron?batchKey={batch}")).await;
-    assert_eq!(cron.assert_ok()["jobsCreated"], RUNS as i64, "{cron:?}");
+    assert_eq!(
+        cron.assert_ok()["jobsCreated"],
+        replies.len() as i64,
+        "{cron:?}"
+    );
     let mut ids = server.job_ids(batch).await;
     ids.sort();
     assert_eq!(ids.len(), replies.len());
@@ -209,6 +213,39 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     assert_eq!(term(first, "Salesforce")["mentioned"], 4);
     assert_eq!(first["topDomains"][0]["domain"], "reviews.example.org");
 
+    // Drift: the one prompt × model shares no word pair with the previous batch, and now also
+    // names HubSpot; the first batch has nothing to compare with.
+    let drift = &report["drift"];
+    assert_eq!(drift.as_array().map(Vec::len), Some(1), "{drift}");
+    let moved = &drift[0];
+    assert_eq!(
+        (moved["runs"].as_i64(), moved["previousRuns"].as_i64()),
+        (Some(RUNS as i64), Some(RUNS as i64))
+    );
+    assert_eq!(
+        (moved["drift"].as_f64(), moved["similarity"].as_f64()),
+        (Some(1.0), Some(0.0))
+    );
+    assert_eq!(
+        (&moved["added"], &moved["dropped"]),
+        (&json!(["HubSpot"]), &json!([]))
+    );
+    assert_eq!(moved["modelName"], "fake");
+    let oldest = server
+        .get("/api/insights/report?tracker=CRMs&batchKey=2025-10-14")
+        .await;
+    assert_eq!(oldest.assert_ok()["reports"][0]["drift"], json!([]));
+    let table = promptq(&server.db, &["report", "--tracker", "CRMs"]);
+    assert!(table.contains("Drift against 2025-10-14:"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("fake") && l.contains("1.00") && l.contains("HubSpot")),
+        "{table}"
+    );
+    let md = promptq(&server.db, &["report", "--format", "md"]);
+    assert!(md.contains("### Drift against 2025-10-14"), "{md}");
+
     // The OpenAPI document describes these answers.
     let document = server.get("/api/openapi.json").await.json;
     let trackers = server.get("/api/insights/trackers").await;
@@ -226,6 +263,7 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     assert_documented_exactly(&document, "TermFigures", hubspot);
     assert_documented_exactly(&document, "Change", change);
     assert_documented_exactly(&document, "DomainCount", &cell["topDomains"][0]);
+    assert_documented_exactly(&document, "Drift", moved);
 
     // CSV: parses, one row per scope × cell × term.
     let csv_text = promptq(
@@ -235,7 +273,11 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let headers = reader.headers().expect("header").clone();
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a CSV row")).collect();
-    assert_eq!(rows.len(), 2 * 3);
+    assert_eq!(
+        rows.len(),
+        2 * 3 + 1,
+        "two scopes × three terms, and one drift row"
+    );
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
     let hub = rows
         .iter()
@@ -244,6 +286,95 @@ async fn trackers_report_mentions_citations_and_significant_changes(db: TestDb) 
     assert_eq!(
         (&hub[col("mentioned")], &hub[col("significant")]),
         ("4", "true")
+    );
+    let drift_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("scope")] == "drift")
+        .collect();
+    assert_eq!(drift_rows.len(), 1);
+    assert_eq!(
+        (
+            &drift_rows[0][col("drift")],
+            &drift_rows[0][col("added_terms")],
+            &drift_rows[0][col("dropped_terms")],
+            &drift_rows[0][col("runs")],
+        ),
+        ("1", "HubSpot", "", "4")
+    );
+
+    // Exports carry each answer's mentions and citations: arrays in JSON Lines, compact
+    // strings in CSV.
+    let jsonl = promptq(
+        &server.db,
+        &["export", "--format", "jsonl", "--batch-key", "2025-10-15"],
+    );
+    let lines: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), RUNS);
+    let wins = |text: &str| text.contains("HUBSPOT wins");
+    let first = lines
+        .iter()
+        .find(|r| r["text"].as_str().is_some_and(wins))
+        .expect("the answer citing Capterra");
+    assert_eq!(
+        first["mentions"],
+        json!([
+            {"tracker": "CRMs", "term": "HubSpot", "count": 2, "rank": 1, "listPosition": 1},
+            {"tracker": "CRMs", "term": "Salesforce", "count": 1, "rank": 2, "listPosition": 2}
+        ])
+    );
+    assert_eq!(first["citedDomains"], json!(["capterra.com", "g2.com"]));
+    assert_eq!(
+        first["citations"],
+        json!([
+            {"url": "https://www.capterra.com/crm", "domain": "capterra.com", "structured": true},
+            {"url": "https://www.g2.com/crm", "domain": "g2.com", "structured": false}
+        ])
+    );
+    let old = promptq(
+        &server.db,
+        &["export", "--format", "csv", "--batch-key", "2025-10-14"],
+    );
+    let mut reader = csv::Reader::from_reader(old.as_bytes());
+    let headers = reader.headers().expect("header").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a CSV row")).collect();
+    assert_eq!(rows.len(), RUNS);
+    assert_eq!(
+        (
+            &rows[0][col("mentions")],
+            &rows[0][col("citedDomains")],
+            &rows[0][col("citations")]
+        ),
+        (
+            "CRMs/Salesforce:1@1",
+            "reviews.example.org",
+            "https://reviews.example.org/crm"
+        )
+    );
+    let csv_now = promptq(
+        &server.db,
+        &["export", "--format", "csv", "--batch-key", "2025-10-15"],
+    );
+    let mut reader = csv::Reader::from_reader(csv_now.as_bytes());
+    let row = reader
+        .records()
+        .map(|r| r.expect("a CSV row"))
+        .find(|r| wins(&r[col("text")]))
+        .expect("the answer citing Capterra");
+    assert_eq!(
+        (
+            &row[col("mentions")],
+            &row[col("citedDomains")],
+            &row[col("citations")]
+        ),
+        (
+            "CRMs/HubSpot:2@1#1;CRMs/Salesforce:1@2#2",
+            "capterra.com;g2.com",
+            "https://www.capterra.com/crm https://www.g2.com/crm"
+        )
     );
 
     // An edit of the terms bumps the version: past answers are analysed again.

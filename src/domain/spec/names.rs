@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Every name a model's params may use. A provider's own request fields go under `extra`, so
 /// that a typo here is refused instead of silently meaning nothing.
-pub const KNOWN_PARAMS: [&str; 16] = [
+pub const KNOWN_PARAMS: [&str; 17] = [
     "temperature",
     "maxTokens",
     "seed",
@@ -18,6 +18,7 @@ pub const KNOWN_PARAMS: [&str; 16] = [
     "latencyMs",
     "latencyP99Ms",
     "failRate",
+    "answers",
     "maxConcurrency",
     "rpm",
     "tpm",

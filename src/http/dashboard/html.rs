@@ -51,6 +51,7 @@ pub fn document(frame: &Frame<'_>, body: Markup) -> Markup {
                             a href="/" { "Overview" }
                             a href="/batches" { "Batches" }
                             a href="/failed" { "Failed jobs" }
+                            a href="/trackers" { "Trackers" }
                         }
                         @if frame.logout {
                             form.inline method="post" action="/logout" {
@@ -109,7 +110,9 @@ svg text{font:13px system-ui,sans-serif;fill:#1d2330}
 svg.chart{display:block;width:100%;max-width:625px;height:auto}
 .answers{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,22em),1fr));gap:1em}
 .answers section{background:#fff;border:1px solid #e1e4ea;padding:.6em .8em;min-width:0}
-.answers h3{font-size:1em;margin:0 0 .4em}.answers pre{border:none;padding:0;margin:.4em 0 0}
+.answers h3{font-size:1em;margin:0 0 .4em}
+mark{background:#ffe58a;padding:0 .1em}.excerpt{margin:0 0 .5em;overflow-wrap:anywhere}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,24em),1fr));gap:1em}.answers pre{border:none;padding:0;margin:.4em 0 0}
 @media (max-width:600px){header,main{padding-left:.7em;padding-right:.7em}th,td{padding:.3em .35em}.bar{width:5em}}
 ";
 

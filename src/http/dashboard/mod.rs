@@ -9,6 +9,8 @@
 //!   `POST /batches/{key}/cancel-queued` cancels its queued ones.
 //! - `GET /batches/{key}/prompts/{id}`: a prompt's answers in the batch, side by side.
 //! - `GET /failed?batch=&offset=`: failed jobs, newest first, with their error and attempts.
+//! - `GET /trackers`: the tracker groups; `GET /trackers/{id}?batch=&term=`: one group's trend
+//!   chart, per-prompt excerpts with the mentions marked, cited domains and drift.
 //! - `GET /jobs/{id}`: a job's attempts and stored response; `POST /jobs/{id}/retry`,
 //!   `POST /jobs/{id}/cancel`.
 //!
@@ -27,6 +29,8 @@ mod limiter;
 mod listing;
 mod pages;
 pub mod session;
+mod trackers;
+mod trend;
 
 use axum::Router;
 use axum::extract::Request;
@@ -50,6 +54,8 @@ pub fn router(app: App) -> Router {
         .route("/batches/{key}/cancel-queued", post(job::cancel_batch))
         .route("/batches/{key}/prompts/{id}", get(batches::compare))
         .route("/failed", get(pages::failed))
+        .route("/trackers", get(trackers::list))
+        .route("/trackers/{id}", get(trackers::show))
         .route("/jobs/{id}", get(job::show))
         .route("/jobs/{id}/retry", post(job::retry))
         .route("/jobs/{id}/cancel", post(job::cancel))

@@ -200,7 +200,7 @@ pub async fn a_browser_logs_in_opens_a_failed_job_and_retries_it() {
 }
 
 /// Opens `path` at `width` px and checks that nothing makes the page wider than the window.
-async fn fits(
+pub(super) async fn fits(
     browser: &mut Browser,
     base: &str,
     path: &str,
@@ -392,7 +392,7 @@ async fn drive(browser: &mut Browser, base: &str) -> Result<Seen, String> {
     })
 }
 
-fn expect(condition: bool, what: String) -> Result<(), String> {
+pub(super) fn expect(condition: bool, what: String) -> Result<(), String> {
     if condition {
         Ok(())
     } else {
