@@ -60,9 +60,6 @@ const ENQUEUE_LOCK: i64 = 0x7072_6f6d_7074_7101;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Db,
-    /// Connections for the pool's claim alone, planned once (see [`claimer_pool`]); the main
-    /// pool behind a transaction-mode pooler, where nothing is prepared.
-    claimer: Db,
     /// `DATABASE_DIRECT_URL`: the server itself, past the pooler, for what needs a session
     /// (migrations under sqlx's session lock, LISTEN).
     direct: Option<std::sync::Arc<PgConnectOptions>>,
@@ -95,17 +92,13 @@ impl PostgresStore {
             .map(connect_options)
             .transpose()?
             .map(|(options, _)| std::sync::Arc::new(options));
-        let pooled = hinted || direct.is_some();
-        let claimer = (!pooled).then(|| claimer_pool(&options));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        let pool = Db::new(pool, pooled);
         Ok(PostgresStore {
-            claimer: claimer.map_or_else(|| pool.clone(), |claimer| Db::new(claimer, false)),
-            pool,
+            pool: Db::new(pool, hinted || direct.is_some()),
             direct,
             presence: std::sync::Arc::default(),
         })
@@ -176,7 +169,6 @@ impl Lifecycle for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
-        self.claimer.close().await;
     }
 }
 
@@ -207,25 +199,6 @@ pub fn connect_options(url: &str) -> StoreResult<(PgConnectOptions, bool)> {
     }
     let options: PgConnectOptions = parsed.as_str().parse().map_err(|err| invalid(&err))?;
     Ok((options.extra_float_digits(None), hinted))
-}
-
-/// Two connections, opened at the first claim, on which every statement keeps one generic
-/// plan. The claim's `LIMIT $n` makes PostgreSQL's plan cache judge a generic plan dearer than
-/// a plan made for each call's values, so it planned the claim again on every call: 0.9 ms of
-/// planning beside 2.2 ms of execution per claim at concurrency 10 (`pg_stat_statements` with
-/// `track_planning`), for the same plan every time (the due index in order, the limit, the
-/// lock, the joins by primary key). The setting is sent at connection start, which only a
-/// direct URL allows; behind a pooler statements are unnamed and planned each time anyway.
-fn claimer_pool(options: &PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(
-            options
-                .clone()
-                .options([("plan_cache_mode", "force_generic_plan")]),
-        )
 }
 
 /// Reads a model from columns named with `prefix` (`m_` when joined to a job).

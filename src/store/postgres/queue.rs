@@ -229,7 +229,7 @@ impl Queue for PostgresStore {
         .bind(limit)
         .bind(except)
         .bind(worker)
-        .fetch_all(&self.claimer)
+        .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
