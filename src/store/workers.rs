@@ -36,14 +36,18 @@ pub struct NewWorker {
 impl NewWorker {
     /// This process, with `concurrency` slots.
     pub fn this_process(concurrency: usize) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|name| name.trim().to_owned())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned());
+        // Read once: the SQLite store asks for this machine's name at every worker report.
+        static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let host = HOST.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned())
+        });
         NewWorker {
-            host,
+            host: host.clone(),
             pid: std::process::id(),
             concurrency,
         }

@@ -1,7 +1,7 @@
 //! The worker registry on SQLite. The processes sharing a SQLite file hold no session the
 //! database could see end, but they share one machine: a worker of this host that has not
 //! reported for [`SILENT_BEFORE_PROCESS_CHECK`] and whose process no longer exists (no
-//! `/proc/PID`) died, and [`Workers::jobs_rescue_orphaned`] hands its jobs back at once instead
+//! `/proc/PID`, or only its zombie) died, and [`Workers::jobs_rescue_orphaned`] hands its jobs back at once instead
 //! of after their lease. Both conditions are needed: a pid alone can be reused, or belong to
 //! another PID namespace (two containers sharing the file under one host name), and a live
 //! worker reports every second. Where there is no `/proc`, leases alone bring jobs back.
