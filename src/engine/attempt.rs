@@ -100,7 +100,7 @@ async fn admit_and_call(rt: &Runtime, job: &ClaimedJob, started: impl FnOnce()) 
         )
         .await;
     let elapsed = clock.elapsed();
-    limits.observe(job, &result).await;
+    limits.observe(job, &result, clock).await;
     drop(model_permit);
     let finish = decide(job, result, Utc::now(), rt.retry_policy(), &mut rand::rng());
     rt.metrics().observe_call(&job.model.name, elapsed, &finish);

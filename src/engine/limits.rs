@@ -13,7 +13,9 @@
 //! After a call, [`Limits::observe`] feeds the provider's answer back: a 429 or exhausted
 //! `x-ratelimit-remaining-*` pauses that model only (other models keep their full speed), and
 //! [`STORM_STRIKES`] 429s in a row with no success pause it for [`STORM_PAUSE`] (the run is
-//! counted in the database, across processes); an account-level error pauses the endpoint
+//! counted in the database, across processes; the 429s of calls that were already on their way
+//! when one was counted are the same refusal, not a run: a hundred calls in flight as a window
+//! closes are one strike, not a storm); an account-level error pauses the endpoint
 //! (base URL and key) for [`ACCOUNT_COOL_DOWN`], never its neighbours of the same provider
 //! type. A pause is not set for an attempt that ends its job when nothing else of the scope is
 //! queued: it would hold nothing back and outlive the run. No pause lasts longer than
@@ -84,6 +86,8 @@ pub struct Limits {
     pool_size: usize,
     /// Models with a run of 429s recorded: their next success ends it in the database.
     striking: Mutex<HashSet<ModelId>>,
+    /// When each model's last strike was counted here.
+    struck_at: Mutex<HashMap<ModelId, Instant>>,
     gates: Mutex<HashMap<ModelId, Gate>>,
     pauses: Mutex<PauseCache>,
     pace: Pace,
@@ -103,6 +107,7 @@ impl Limits {
             providers,
             pool_size: pool_size.max(1),
             striking: Mutex::new(HashSet::new()),
+            struck_at: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
             pauses: Mutex::new(PauseCache {
                 read_at: None,
@@ -252,8 +257,14 @@ impl Limits {
         }
     }
 
-    /// Learns from a call's answer: pushback slows the model down, success speeds it up.
-    pub async fn observe(&self, job: &ClaimedJob, result: &Result<Completion, ProviderError>) {
+    /// Learns from the answer to a call sent at `sent_at`: pushback slows the model down,
+    /// success speeds it up.
+    pub async fn observe(
+        &self,
+        job: &ClaimedJob,
+        result: &Result<Completion, ProviderError>,
+        sent_at: Instant,
+    ) {
         let now = Utc::now();
         self.pace.answered(
             job.model.id,
@@ -268,6 +279,7 @@ impl Limits {
                 },
                 Err(_) => Answer::Accepted(None),
             },
+            sent_at,
             Instant::now(),
         );
         self.settle_tokens(job, result).await;
@@ -323,12 +335,16 @@ impl Limits {
             Err(error) if error.rate_limited => {
                 self.narrow(job.model.id);
                 let scope = PauseScope::Model(job.model.id);
-                let strikes = match Box::pin(self.store.pause_strike(scope, now)).await {
-                    Ok(strikes) => strikes,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not count a rate limit");
-                        0
+                let strikes = if self.new_strike(job.model.id, sent_at) {
+                    match Box::pin(self.store.pause_strike(scope, now)).await {
+                        Ok(strikes) => strikes,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not count a rate limit");
+                            0
+                        }
                     }
+                } else {
+                    0
                 };
                 lock(&self.striking).insert(job.model.id);
                 let (wait, reason) = if strikes >= STORM_STRIKES {
@@ -351,6 +367,17 @@ impl Limits {
             }
             Err(_) => {}
         }
+    }
+
+    /// Whether a 429 to a call sent at `sent_at` is a new strike: the call left after the
+    /// model's last strike here was counted (it knew of it), or no strike was counted yet.
+    fn new_strike(&self, model: ModelId, sent_at: Instant) -> bool {
+        let mut struck_at = lock(&self.struck_at);
+        if struck_at.get(&model).is_some_and(|&at| sent_at < at) {
+            return false;
+        }
+        struck_at.insert(model, Instant::now());
+        true
     }
 
     /// A success ends the model's run of 429s, where one was recorded.

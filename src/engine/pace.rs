@@ -6,12 +6,16 @@
 //!   it is spent the model waits for its window to end, i.e. the reported reset or, when the
 //!   provider names none (LiteLLM's proxy), one window after the first call of the current
 //!   window. The remaining count is read less the calls still in flight, which it may not have
-//!   counted yet.
+//!   counted yet. When such a wait ends, one call goes first: the provider's window may end
+//!   later than the one guessed here (a window counted by the calendar minute counts a call
+//!   sent just before the minute in the next one), and a refused probe waits a second, then
+//!   two, and so on, where a burst of calls would have drawn a burst of 429s.
 //! - **the rate a provider accepted before it refused**, when it says nothing at all (no
 //!   budget on its answers, no wait on its 429): after such a 429 the model's calls are spaced
 //!   at the rate it accepted over the last minute (measured over the part of that minute in
-//!   which it answered, so a burst counts as the burst it was), each further silent 429 doubles
-//!   the spacing, and each success narrows it a little (AIMD). A 429 that names its wait is
+//!   which it answered, so a burst counts as the burst it was), each further silent 429 to a
+//!   call sent after the last doubling doubles the spacing (calls refused together are one
+//!   refusal), and each success narrows it a little (AIMD). A 429 that names its wait is
 //!   left to that wait. A model with a configured `rpm` keeps its `rpm` instead.
 //!
 //! The learned token count per call feeds the `tpm` reservation's estimate.
@@ -29,6 +33,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// count it before the call (LiteLLM's proxy, which also admits one fewer than its limit).
 /// Raised by each 429 that came while the budget still read as open.
 const OVERSTATED: i64 = 2;
+/// While one call probes a window after a hold, the others try again this much later.
+const PROBE_RETRY: Duration = Duration::from_millis(250);
 /// A window's successes are counted in this many buckets of [`BUCKET`].
 const BUCKETS: usize = 30;
 const BUCKET: Duration = Duration::from_secs(2);
@@ -53,8 +59,14 @@ struct ModelPace {
     reset_at: Option<Instant>,
     /// No call before this: the budget is spent.
     hold_until: Option<Instant>,
+    /// A hold ended and no answer has said the new window is open: one call at a time.
+    probing: bool,
+    /// How long the last refused probe waited; doubled at each refusal.
+    probe_wait: Option<Duration>,
     /// AIMD spacing, once the provider refused without saying why.
     spacing: Option<Duration>,
+    /// When the spacing last doubled: refusals of calls sent before then are the same event.
+    slowed_at: Option<Instant>,
     next_slot: Option<Instant>,
     /// Successes of the last minute, per two seconds.
     accepted: [u32; BUCKETS],
@@ -188,6 +200,10 @@ impl Pace {
                 return Err(until);
             }
             pace.forget_window();
+            pace.probing = true;
+        }
+        if pace.probing && pace.in_flight > 0 {
+            return Err(now + PROBE_RETRY);
         }
         if pace.spent(spaced) {
             let end = pace
@@ -225,8 +241,8 @@ impl Pace {
         ))
     }
 
-    /// Learns from one answer of `model` (its ticket still held).
-    pub fn answered(&self, model: ModelId, answer: Answer<'_>, now: Instant) {
+    /// Learns from one answer of `model` to a call sent at `sent_at` (its ticket still held).
+    pub fn answered(&self, model: ModelId, answer: Answer<'_>, sent_at: Instant, now: Instant) {
         let second = now.saturating_duration_since(self.epoch).as_secs() / 2;
         let mut models = lock(&self.models);
         let pace = models.entry(model).or_default();
@@ -239,8 +255,11 @@ impl Pace {
                     pace.spacing = Some(spacing.mul_f64(1.0 - 0.1 / per_window));
                 }
                 let Some(remaining) = hint.and_then(|h| h.remaining_requests) else {
+                    pace.probing = false;
                     return;
                 };
+                pace.probing = false;
+                pace.probe_wait = None;
                 if pace.last_remaining.is_some_and(|last| remaining > last) {
                     // The budget grew back: a new window began before this call.
                     pace.window_start = Some(now);
@@ -262,6 +281,15 @@ impl Pace {
                     .and_then(|reset| now.checked_add(reset.min(WINDOW * 60)));
             }
             Answer::Refused { told } => {
+                if pace.probing {
+                    // The window held for had not ended there yet: try again shortly.
+                    let wait = pace
+                        .probe_wait
+                        .map_or(PROBE_RETRY * 4, |w| (w * 2).min(WINDOW));
+                    pace.probe_wait = Some(wait);
+                    pace.hold_until = Some(now + wait);
+                    return;
+                }
                 if pace.last_remaining.is_some() {
                     // The provider keeps a budget: it is spent, and if it read as open, the
                     // reported count says more than is left.
@@ -276,7 +304,13 @@ impl Pace {
                     // The provider named its wait; the pause it sets is the pace.
                     return;
                 }
-                // Multiplicative decrease: no faster than the provider has been accepting.
+                // Multiplicative decrease, once per refusal: calls that were on their way
+                // when the spacing last doubled were sent at the old pace.
+                if pace.slowed_at.is_some_and(|at| sent_at < at) {
+                    return;
+                }
+                pace.slowed_at = Some(now);
+                // No faster than the provider has been accepting.
                 let accepted = pace.accepted_last_window(second).max(1);
                 let floor = pace.answering_span(second) / accepted;
                 let spacing = pace.spacing.map_or(floor, |s| (s * 2).max(floor));
@@ -326,7 +360,12 @@ mod tests {
         let t0 = Instant::now();
         let wait = Duration::from_secs(2);
         let (first, _) = pace.try_start(1, t0, wait, true).unwrap();
-        pace.answered(1, Answer::Accepted(Some(&hint(1 + OVERSTATED as u64))), t0);
+        pace.answered(
+            1,
+            Answer::Accepted(Some(&hint(1 + OVERSTATED as u64))),
+            t0,
+            t0,
+        );
         drop(first);
         let (second, _) = pace.try_start(1, t0, wait, true).unwrap();
         let held = pace
@@ -338,6 +377,69 @@ mod tests {
         assert!(pace.try_start(1, t0 + WINDOW, wait, true).is_ok());
     }
 
+    /// Spends a budget of 2 calls at `t0` (reported remaining 2 + overstatement), so that the
+    /// model is held until a window after `t0`.
+    fn spend_a_window(pace: &Pace, t0: Instant) {
+        let wait = Duration::from_secs(2);
+        let (first, _) = pace.try_start(1, t0, wait, true).unwrap();
+        pace.answered(
+            1,
+            Answer::Accepted(Some(&hint(1 + OVERSTATED as u64))),
+            t0,
+            t0,
+        );
+        drop(first);
+        let (second, _) = pace.try_start(1, t0, wait, true).unwrap();
+        drop(second);
+        assert!(pace.try_start(1, t0, wait, true).is_err(), "budget spent");
+    }
+
+    #[test]
+    fn after_a_hold_one_call_probes_the_new_window_before_the_others_go() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        spend_a_window(&pace, t0);
+        let end = t0 + WINDOW;
+        let (probe, _) = pace.try_start(1, end, wait, true).expect("the probe goes");
+        let later = pace
+            .try_start(1, end, wait, true)
+            .err()
+            .expect("one at a time");
+        assert_eq!(later, end + PROBE_RETRY);
+        // The provider answers with a fresh budget: the others go at once.
+        pace.answered(1, Answer::Accepted(Some(&hint(29))), end, end);
+        drop(probe);
+        let ten: Vec<_> = (0..10)
+            .map(|_| pace.try_start(1, end, wait, true).expect("window open"))
+            .collect();
+        assert_eq!(ten.len(), 10);
+    }
+
+    #[test]
+    fn a_refused_probe_waits_a_second_then_twice_as_long() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        spend_a_window(&pace, t0);
+        let end = t0 + WINDOW;
+        let (probe, _) = pace.try_start(1, end, wait, true).unwrap();
+        pace.answered(1, Answer::Refused { told: false }, end, end);
+        drop(probe);
+        let again = pace.try_start(1, end, wait, true).err().expect("held");
+        assert_eq!(again, end + Duration::from_secs(1));
+        let (probe, _) = pace.try_start(1, again, wait, true).expect("probe again");
+        pace.answered(1, Answer::Refused { told: false }, again, again);
+        drop(probe);
+        let third = pace.try_start(1, again, wait, true).err().expect("held");
+        assert_eq!(third, again + Duration::from_secs(2));
+        // No spacing was learned from the refusals: the budget explains them.
+        assert!(pace.try_start(1, third, wait, true).is_ok());
+        pace.answered(1, Answer::Accepted(Some(&hint(29))), third, third);
+        let at = pace.try_start(1, third, wait, true).expect("window open");
+        assert_eq!(at.1, Duration::ZERO);
+    }
+
     #[test]
     fn a_silent_refusal_spaces_calls_at_the_rate_accepted() {
         let pace = Pace::default();
@@ -346,11 +448,11 @@ mod tests {
         for i in 0..30u64 {
             let at = t0 - Duration::from_millis(10_000 - i * 333);
             let (ticket, _) = pace.try_start(1, at, Duration::ZERO, true).unwrap();
-            pace.answered(1, Answer::Accepted(None), at);
+            pace.answered(1, Answer::Accepted(None), at, at);
             drop(ticket);
         }
         let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
-        pace.answered(1, Answer::Refused { told: false }, t0);
+        pace.answered(1, Answer::Refused { told: false }, t0, t0);
         drop(ticket);
         let spacing = |pace: &Pace| {
             let first = pace
@@ -369,8 +471,26 @@ mod tests {
             "{once:?}"
         );
         // A second silent refusal doubles it.
-        pace.answered(1, Answer::Refused { told: false }, t0);
+        pace.answered(1, Answer::Refused { told: false }, t0, t0);
         assert!(spacing(&pace) >= once * 2, "{:?}", spacing(&pace));
+    }
+
+    #[test]
+    fn refusals_of_calls_sent_together_slow_the_pace_once() {
+        let pace = Pace::default();
+        let t0 = pace.epoch + Duration::from_secs(20);
+        let sent = t0 - Duration::from_millis(500);
+        let tickets: Vec<_> = (0..16)
+            .map(|_| pace.try_start(1, sent, Duration::ZERO, true).unwrap())
+            .collect();
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            let at = t0 + Duration::from_millis(i as u64);
+            pace.answered(1, Answer::Refused { told: false }, sent, at);
+            drop(ticket);
+        }
+        // One refusal with nothing accepted: the floor, one bucket (2 s), not 2 s × 2^15.
+        let spacing = lock(&pace.models).get(&1).and_then(|p| p.spacing);
+        assert_eq!(spacing, Some(BUCKET));
     }
 
     #[test]
@@ -378,7 +498,7 @@ mod tests {
         let pace = Pace::default();
         let t0 = pace.epoch + Duration::from_secs(5);
         let (ticket, _) = pace.try_start(1, t0, Duration::ZERO, true).unwrap();
-        pace.answered(1, Answer::Refused { told: true }, t0);
+        pace.answered(1, Answer::Refused { told: true }, t0, t0);
         drop(ticket);
         assert!(pace.try_start(1, t0, Duration::ZERO, true).is_ok());
         assert!(pace.try_start(1, t0, Duration::ZERO, true).is_ok());

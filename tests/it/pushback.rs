@@ -1,7 +1,7 @@
 //! A provider's pushback, and the fence of each attempt, with the real worker pool against a
 //! local provider over HTTP, on SQLite and on PostgreSQL: a storm of 429s pauses the model
 //! (shown with its reason) instead of cycling its jobs, which count their rate-limited claims
-//! apart; an account error pauses only its endpoint and is not re-armed when nothing is left
+//! apart, while a window that closes on many calls in flight is one strike, not a storm; an account error pauses only its endpoint and is not re-armed when nothing is left
 //! to run; a stale attempt that ends late leaves its job's live attempt alone, and a stale
 //! finish written beside the live one records nothing.
 
@@ -19,6 +19,7 @@ use promptq::store::{JobFilter, Page, ResponseFilter, Store};
 
 on_both!(
     a_429_storm_pauses_the_model_instead_of_cycling_its_jobs,
+    calls_refused_together_are_one_strike_not_a_storm,
     an_account_error_pauses_only_its_endpoint,
     a_pause_is_not_rearmed_when_nothing_is_left_to_run,
     a_stale_attempt_that_ends_late_leaves_the_live_attempt_alone,
@@ -67,8 +68,10 @@ async fn a_429_storm_pauses_the_model_instead_of_cycling_its_jobs(db: &support::
         settled,
         "the paused model was still called"
     );
+    // One strike per refusal the pool learned of; the calls already on their way beside the
+    // first strikes (up to 4, while the model's gate narrows to one call) add no strike.
     assert!(
-        settled < (STORM_STRIKES as usize) + 8,
+        settled <= (STORM_STRIKES as usize) + 12,
         "{settled} calls before the storm pause"
     );
     let pause = report
@@ -111,6 +114,39 @@ async fn a_429_storm_pauses_the_model_instead_of_cycling_its_jobs(db: &support::
     assert!(stdout.contains("in a row with no success"), "{stdout}");
     assert!(stdout.contains("0/3, "), "{stdout}");
     assert!(stdout.contains(" rate-limited"), "{stdout}");
+}
+
+/// Sixteen calls in flight as the provider's window closes: all refused, and only then is it
+/// open again. They are one refusal: the model waits a moment, not a storm's ten minutes.
+async fn calls_refused_together_are_one_strike_not_a_storm(db: &support::TestDb) {
+    let provider = Scripted::start().await;
+    let refused = Answer::status(429).delay(Duration::from_millis(400));
+    for _ in 0..16 {
+        provider.then(refused.clone());
+    }
+    provider.by_default(Answer::ok());
+    let model = seed_model(&db.store, "window", &provider.base_url, json!({})).await;
+    seed_prompts(&db.store, &[model.id], 16).await;
+    let pool = RunningPool::start(&db.store, &db.url, &["--worker-concurrency", "16"]).await;
+    wait_until("every job's answer", Duration::from_secs(60), async || {
+        jobs_of(&db.store, model.id)
+            .await
+            .iter()
+            .all(|j| j.status == JobStatus::Succeeded)
+    })
+    .await;
+    let pauses = db.store.pauses_active(Utc::now()).await.unwrap();
+    pool.stop().await;
+    assert!(
+        pauses.iter().all(|p| !p.reason.contains("in a row")),
+        "{pauses:?}"
+    );
+    let rate_limited: i32 = jobs_of(&db.store, model.id)
+        .await
+        .iter()
+        .map(|j| j.rate_limited_count)
+        .sum();
+    assert_eq!(rate_limited, 16, "every refused call was counted apart");
 }
 
 async fn an_account_error_pauses_only_its_endpoint(db: &support::TestDb) {

@@ -70,9 +70,15 @@ async fn run(base_url: &str, model: &str, limits: serde_json::Value) -> (Duratio
     let elapsed = started.elapsed();
     let app = pool.app.clone();
     pool.stop().await;
+    let rate_limited = app.metrics().rate_limited.load(Ordering::Relaxed);
     let s = support::summary(&db.store).await;
-    assert_eq!(s.succeeded, JOBS as i64, "{model}: {s:?} after {elapsed:?}");
-    (elapsed, app.metrics().rate_limited.load(Ordering::Relaxed))
+    // The pauses in force say why a run stalled (a 429 storm, a window held too long).
+    let pauses = db.store.pauses_active(chrono::Utc::now()).await.unwrap();
+    assert_eq!(
+        s.succeeded, JOBS as i64,
+        "{model}: {s:?} after {elapsed:?}, {rate_limited} answered 429; pauses: {pauses:?}"
+    );
+    (elapsed, rate_limited)
 }
 
 /// The `litellm` executable named by `PROMPTQ_LITELLM`, or `None` after a loud skip.
