@@ -1,13 +1,16 @@
 //! promptq against a real gateway: the LiteLLM proxy (1.80.0) with two `mock_response`
 //! models limited to 30 requests a minute, 40 jobs each, run side by side: one with no `rpm`
-//! param (the pace is learned from the proxy's `x-ratelimit-*` headers), one with `rpm: 30`.
+//! param (the pace is learned from the proxy's `x-ratelimit-*` headers), one with `rpm: 29`.
 //!
 //! The proxy comes from `PROMPTQ_LITELLM` (its `litellm` executable, or the virtual
 //! environment that holds it; `.ci/run` installs one). Without it the test prints a loud skip,
 //! or fails when `PROMPTQ_REQUIRE_LITELLM=1` (set by CI).
 //!
 //! The proxy counts its limit per calendar minute and admits 29 of 30: 40 jobs need two
-//! windows, about 60 s when learned from the headers, 80 s when spaced at 30 a minute.
+//! windows, about 60 s when learned from the headers. Spaced at 30 a minute (3 % wider: 2.06 s),
+//! about one calendar minute in eight holds 30 calls, and the proxy refuses the 30th; so the
+//! configured model is given the 29 the proxy admits (2.13 s: 83 s for 40 jobs), as the README
+//! tells LiteLLM users to.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,7 +32,7 @@ async fn litellm_paces_with_and_without_a_configured_rpm() {
     let proxy = Proxy::start(&litellm).await;
     let (adaptive, configured) = tokio::join!(
         run(&proxy.base_url, "adaptive", json!({})),
-        run(&proxy.base_url, "configured", json!({"rpm": 30})),
+        run(&proxy.base_url, "configured", json!({"rpm": 29})),
     );
     for (name, (elapsed, rate_limited)) in [("adaptive", adaptive), ("configured", configured)] {
         eprintln!("{name}: {JOBS} jobs in {elapsed:.1?}, {rate_limited} answered 429");
@@ -45,13 +48,13 @@ async fn litellm_paces_with_and_without_a_configured_rpm() {
         "adaptive drew {} 429s",
         adaptive.1
     );
-    // Spaced at 30 a minute: 80 s, within 10 %, and no 429 (1 % of 40 jobs is less than one).
+    // Spaced at 29 a minute: 83 s, within 10 %, and no 429 (1 % of 40 jobs is less than one).
     assert!(
-        configured.0 <= Duration::from_secs(88),
+        configured.0 <= Duration::from_secs(92),
         "configured took {:?}",
         configured.0
     );
-    assert_eq!(configured.1, 0, "rpm 30 drew 429s");
+    assert_eq!(configured.1, 0, "rpm 29 drew 429s");
 }
 
 /// Runs 40 jobs of `model` on a fresh database: the time until all succeeded, and the 429s.
