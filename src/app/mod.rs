@@ -197,6 +197,11 @@ impl App {
         self.store().close().await;
     }
 
+    /// The process id of a database backend serving this app, where there is one (PostgreSQL).
+    pub async fn database_backend_pid(&self) -> AppResult<Option<u32>> {
+        Ok(self.store().backend_pid().await?)
+    }
+
     /// The database's write-ahead log position in bytes, where it tells one (PostgreSQL).
     pub async fn wal_position(&self) -> AppResult<Option<i64>> {
         Ok(self.store().wal_position().await?)

@@ -255,7 +255,6 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         _ => unreachable!("run above"),
     };
     config.worker_concurrency = concurrency;
-    let on_server = config.database_url.starts_with("postgres");
     let app = App::start(config).await?;
     seed(&app, prompts, models, runs, params).await?;
     let jobs = (prompts * models) as u64 * runs as u64;
@@ -276,7 +275,12 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     }
     // The measured part: W1's enqueue, the others' drain alone.
     let wal_before = app.wal_position().await?;
-    let server_before = on_server.then(ServerCpu::sample).flatten();
+    // Only the measured server's processes: other servers on the machine are not counted.
+    let postmaster = match app.database_backend_pid().await? {
+        Some(backend) => proc::postmaster_of(backend),
+        None => None,
+    };
+    let server_before = postmaster.and_then(ServerCpu::sample);
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     if workload == Workload::W1 {
@@ -293,9 +297,8 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     let cpu_seconds = own_cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    let db_cpu_seconds = on_server
-        .then(ServerCpu::sample)
-        .flatten()
+    let db_cpu_seconds = postmaster
+        .and_then(ServerCpu::sample)
         .zip(server_before)
         .map(|(after, before)| after.seconds_since(&before));
     let wal_after = app.wal_position().await?;

@@ -1,12 +1,13 @@
 //! What the bench reads from `/proc`: peak memory, and CPU time of this process and of the
 //! local PostgreSQL server's processes.
 //!
-//! The server's CPU is the sum over every process named `postgres` on this machine (the
-//! backends serving the bench's connections, the WAL writer, the checkpointer), sampled before
-//! and after the measured part; a process that exits in between takes its time with it (the
-//! bench's connections stay open throughout, so what is lost is small). The figure means
-//! something only when the server is local and nothing else uses it during the bench. Where
-//! there is no `/proc`, every figure is absent.
+//! The server's CPU is the sum over the measured server's processes: its postmaster (the
+//! parent of a backend serving the bench) and the postmaster's children (the backends serving
+//! the bench's connections, the WAL writer, the checkpointer), sampled before and after the
+//! measured part; a process that exits in between takes its time with it (the bench's
+//! connections stay open throughout, so what is lost is small). Other PostgreSQL servers on the
+//! machine are not counted. The figure means something only when the server is local and
+//! nothing else uses it during the bench. Where there is no `/proc`, every figure is absent.
 
 use std::collections::HashMap;
 
@@ -43,13 +44,20 @@ pub fn own_cpu_seconds() -> Option<f64> {
     cpu_ticks(&stat).map(|ticks| ticks as f64 / TICKS_PER_SECOND)
 }
 
-/// CPU ticks of every local `postgres` process, by pid.
+/// The postmaster of the local server whose backend is `backend`: the backend's parent.
+pub fn postmaster_of(backend: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{backend}/stat")).ok()?;
+    parent_of(&stat)
+}
+
+/// CPU ticks of a local PostgreSQL server's processes, by pid.
 #[derive(Debug, Default)]
 pub struct ServerCpu(HashMap<u32, u64>);
 
 impl ServerCpu {
-    /// `None` where /proc cannot be read.
-    pub fn sample() -> Option<ServerCpu> {
+    /// The processes of the server whose postmaster is `postmaster`; `None` where /proc
+    /// cannot be read.
+    pub fn sample(postmaster: u32) -> Option<ServerCpu> {
         let mut ticks = HashMap::new();
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Some(pid) = entry
@@ -62,9 +70,8 @@ impl ServerCpu {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if command_of(&stat) == Some("postgres")
-                && let Some(t) = cpu_ticks(&stat)
-            {
+            let of_server = pid == postmaster || parent_of(&stat) == Some(postmaster);
+            if of_server && let Some(t) = cpu_ticks(&stat) {
                 ticks.insert(pid, t);
             }
         }
@@ -83,11 +90,10 @@ impl ServerCpu {
     }
 }
 
-/// The command name of a `/proc/PID/stat` line: between the first `(` and the last `)`.
-fn command_of(stat: &str) -> Option<&str> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    stat.get(open + 1..close)
+/// The parent pid (field 4) of a `/proc/PID/stat` line.
+fn parent_of(stat: &str) -> Option<u32> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, counted after the command.
@@ -107,7 +113,7 @@ mod tests {
     #[test]
     fn reads_times_past_a_command_with_spaces_and_parentheses() {
         let stat = "4242 (postgres: a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 1 0";
-        assert_eq!(command_of(stat), Some("postgres: a (b) c"));
+        assert_eq!(parent_of(stat), Some(1));
         assert_eq!(cpu_ticks(stat), Some(325));
         assert_eq!(cpu_ticks("garbage"), None);
     }

@@ -145,6 +145,15 @@ impl Store {
         }
     }
 
+    /// The process id of a backend serving this store (PostgreSQL), to find its server's
+    /// processes on this machine.
+    pub async fn backend_pid(&self) -> StoreResult<Option<u32>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(store) => Ok(u32::try_from(store.backend_pid().await?).ok()),
+        }
+    }
+
     /// See [`Queue::jobs_claim`].
     pub async fn jobs_claim(
         &self,

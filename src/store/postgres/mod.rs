@@ -122,6 +122,13 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// The process id of the backend serving one of this store's connections.
+    pub async fn backend_pid(&self) -> StoreResult<i32> {
+        Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn wal_position(&self) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
