@@ -313,7 +313,7 @@ async fn three_workers_share_a_batch_and_a_killed_one_loses_nothing(db: &support
         }
     }
     // The killed worker held at most its 4 slots and its claim-ahead.
-    let most_held = 4 + 4 * promptq::engine::worker::MOST_AHEAD_PER_SLOT;
+    let most_held = 4 + promptq::engine::worker::most_ahead(4, 200);
     assert!(
         run_twice <= most_held,
         "{run_twice} jobs re-ran: more than the killed worker could hold ({most_held})"
