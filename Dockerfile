@@ -9,7 +9,8 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# build.rs links the release binary with packed relocations (less of it resident at start).
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY migrations migrations
 # The manifest names this optional binary (feature `vercel`); it is not built here.

@@ -6,6 +6,7 @@ use clap::Parser;
 use promptq::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -27,6 +28,28 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc gives every thread that allocates under contention a heap of its own ("arena", up to
+/// eight per core), and memory freed in one arena is not reused by another: with the runtime's
+/// threads and one thread per SQLite connection, 1,000 calls in flight on SQLite held 50 MB
+/// where two arenas hold 33 MB; the throughput cost measured was within the noise (0-4 %).
+/// A user's own `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn cap_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var_os("GLIBC_TUNABLES").is_some()
+    {
+        return;
+    }
+    // SAFETY: mallopt only sets a parameter of the allocator, and this runs before the
+    // process starts any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn cap_malloc_arenas() {}
 
 /// Logs to stderr; long-running commands log at info, one-shot commands only warnings, so
 /// that progress bars and JSON output stay readable (and not sqlx's slow-statement warnings,
