@@ -254,12 +254,11 @@ impl Pace {
                     let per_window = (WINDOW.as_secs_f64() / spacing.as_secs_f64()).max(1.0);
                     pace.spacing = Some(spacing.mul_f64(1.0 - 0.1 / per_window));
                 }
-                let Some(remaining) = hint.and_then(|h| h.remaining_requests) else {
-                    pace.probing = false;
-                    return;
-                };
                 pace.probing = false;
                 pace.probe_wait = None;
+                let Some(remaining) = hint.and_then(|h| h.remaining_requests) else {
+                    return;
+                };
                 if pace.last_remaining.is_some_and(|last| remaining > last) {
                     // The budget grew back: a new window began before this call.
                     pace.window_start = Some(now);
@@ -359,21 +358,12 @@ mod tests {
         let pace = Pace::default();
         let t0 = Instant::now();
         let wait = Duration::from_secs(2);
-        let (first, _) = pace.try_start(1, t0, wait, true).unwrap();
-        pace.answered(
-            1,
-            Answer::Accepted(Some(&hint(1 + OVERSTATED as u64))),
-            t0,
-            t0,
-        );
-        drop(first);
-        let (second, _) = pace.try_start(1, t0, wait, true).unwrap();
+        spend_a_window(&pace, t0);
         let held = pace
             .try_start(1, t0, wait, true)
             .err()
             .expect("budget spent");
         assert_eq!(held, t0 + WINDOW);
-        drop(second);
         assert!(pace.try_start(1, t0 + WINDOW, wait, true).is_ok());
     }
 

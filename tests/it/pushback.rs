@@ -39,6 +39,13 @@ async fn jobs_of(store: &Store, model: i64) -> Vec<promptq::domain::Job> {
     store.jobs_list(&filter, PAGE).await.unwrap()
 }
 
+async fn all_succeeded(store: &Store, model: i64) -> bool {
+    jobs_of(store, model)
+        .await
+        .iter()
+        .all(|j| j.status == JobStatus::Succeeded)
+}
+
 async fn a_429_storm_pauses_the_model_instead_of_cycling_its_jobs(db: &support::TestDb) {
     let provider = Scripted::start().await;
     provider.by_default(Answer::status(429).header("retry-after-ms", "20"));
@@ -129,10 +136,7 @@ async fn calls_refused_together_are_one_strike_not_a_storm(db: &support::TestDb)
     seed_prompts(&db.store, &[model.id], 16).await;
     let pool = RunningPool::start(&db.store, &db.url, &["--worker-concurrency", "16"]).await;
     wait_until("every job's answer", Duration::from_secs(60), async || {
-        jobs_of(&db.store, model.id)
-            .await
-            .iter()
-            .all(|j| j.status == JobStatus::Succeeded)
+        all_succeeded(&db.store, model.id).await
     })
     .await;
     let pauses = db.store.pauses_active(Utc::now()).await.unwrap();
@@ -162,12 +166,7 @@ async fn an_account_error_pauses_only_its_endpoint(db: &support::TestDb) {
     wait_until(
         "the healthy endpoint's jobs",
         Duration::from_secs(20),
-        async || {
-            jobs_of(&db.store, good.id)
-                .await
-                .iter()
-                .all(|j| j.status == JobStatus::Succeeded)
-        },
+        async || all_succeeded(&db.store, good.id).await,
     )
     .await;
     let pauses = db.store.pauses_active(Utc::now()).await.unwrap();
