@@ -118,7 +118,7 @@ pub async fn run_pool(
     });
     super::blocked::warn_at_start(&shared.rt).await;
     register(&shared, true).await;
-    let (finish_tx, finish_rx) = mpsc::channel::<Finish>(shared.options.concurrency * 2 + 16);
+    let (finish_tx, finish_rx) = mpsc::channel::<Finish>(finish_queue(&shared.options));
     let stop_background = CancellationToken::new();
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
     let heartbeat = tokio::spawn(heartbeat(shared.clone(), stop_background.clone()));
@@ -389,6 +389,14 @@ async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finis
     }
 }
 
+/// How many outcomes may wait for the finisher. A slot that cannot hand its outcome over waits
+/// with it, so a queue of two outcomes a slot (36 for ten slots) capped each finish at 36 jobs
+/// and small pools at the rate one finish statement writes them; the queue holds a whole
+/// finish (`max_finish`) whatever the pool's size. Its memory is taken only as outcomes wait.
+fn finish_queue(options: &PoolOptions) -> usize {
+    (options.concurrency * 2 + 16).max(options.max_finish)
+}
+
 /// Writes outcomes in batches: whatever arrived while the previous batch was written.
 async fn finisher(shared: Arc<Shared>, mut finishes: mpsc::Receiver<Finish>) {
     let mut batch = Vec::with_capacity(shared.options.max_finish);
@@ -635,6 +643,12 @@ mod tests {
             rescue_interval: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn a_small_pool_can_hand_over_a_whole_finish_without_waiting() {
+        assert_eq!(finish_queue(&options(10, 200)), 500);
+        assert_eq!(finish_queue(&options(1000, 200)), 2016);
     }
 
     #[test]
