@@ -114,15 +114,16 @@ impl Store {
         }
     }
 
-    /// Wakes `notify` whenever another process announces work (Postgres LISTEN/NOTIFY), until
-    /// `stop`. `None` on SQLite, where announcements are in-process only.
+    /// Wakes `notify` whenever another process may have made work, until `stop`: on
+    /// PostgreSQL an announcement (LISTEN/NOTIFY), on SQLite any commit to the file by another
+    /// connection (`PRAGMA data_version`, a look every 100 ms).
     pub fn spawn_job_listener(
         &self,
         notify: std::sync::Arc<tokio::sync::Notify>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         match self {
-            Store::Sqlite(_) => None,
+            Store::Sqlite(store) => Some(store.spawn_change_watch(notify, stop)),
             Store::Postgres(store) => store.spawn_job_listener(notify, stop),
         }
     }

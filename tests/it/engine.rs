@@ -20,6 +20,7 @@ on_both!(
     three_workers_share_a_batch_and_a_killed_one_loses_nothing,
     the_cron_wakes_for_a_prompts_finer_schedule_of_its_own,
     status_tells_calls_in_flight_from_claimed_jobs_waiting_for_a_slot,
+    an_idle_worker_wakes_when_another_process_enqueues,
 );
 
 /// `prompts` prompts on one mock model with these params, `runs` runs each.
@@ -361,4 +362,39 @@ async fn the_cron_wakes_for_a_prompts_finer_schedule_of_its_own(db: &support::Te
         .map(|job| job.batch_key)
         .collect();
     assert!(keys.contains("2025-10-14T06:00"), "{keys:?}");
+}
+
+/// A worker that found nothing to do sleeps until told of work: another process's enqueue
+/// (its own connections, as a `promptq cron` beside a `promptq worker`) wakes it, on
+/// PostgreSQL by NOTIFY, on SQLite by the file's version. Its own poll is an hour away.
+async fn an_idle_worker_wakes_when_another_process_enqueues(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 0}), 3, 2).await;
+    let config = support::config(&db.url, &["--worker-concurrency", "4"]);
+    let app = App::with_store(config, store.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let mut options = PoolOptions::for_app(&app);
+    options.poll_interval = Duration::from_secs(3600);
+    let pool = tokio::spawn(run_pool(app.clone(), options, shutdown.clone()));
+    wait_until(
+        "the worker to register",
+        Duration::from_secs(30),
+        async || app.workers().await.unwrap().live >= 1,
+    )
+    .await;
+    // Its first claim (of nothing) is long done: it is asleep.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(summary(&store).await.total, 0);
+
+    let other = Store::connect(&db.url).await.unwrap();
+    let cron = App::with_store(support::config(&db.url, &[]), other).unwrap();
+    assert_eq!(cron.trigger_cron(None).await.unwrap().jobs_created, 6);
+    wait_until(
+        "the sleeping worker to run the other process's batch",
+        Duration::from_secs(60),
+        async || summary(&store).await.succeeded == 6,
+    )
+    .await;
+    shutdown.cancel();
+    pool.await.unwrap().unwrap();
 }

@@ -46,6 +46,8 @@ mod queue;
 mod spend;
 /// Read-only aggregates (status figures, queue gauges).
 mod stats;
+/// Wake-ups when another process commits to the file.
+mod watch;
 /// Worker registry (leases alone bring a dead process's jobs back here).
 mod workers;
 
