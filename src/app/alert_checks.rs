@@ -13,15 +13,26 @@
 //! - **Dead-man** (`deadman@<batch>`): the latest slot of `CRON_SCHEDULE` at or before `now -
 //!   ALERT_DEADMAN_MINUTES` whose batch has no jobs, while a prompt on the global schedule
 //!   existed before that slot, fires: the scheduler (or the outside cron) did not run. Prompts
-//!   with their own schedule are not watched.
+//!   with a schedule of their own are watched the same way, one check per expression
+//!   (`deadman:<expression>@<batch>`): its latest slot before the deadline fires when none of
+//!   its prompts that existed then has a job in that slot's batch.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
+use super::cron::counted;
 use super::{App, AppResult};
+use crate::domain::{Prompt, PromptId};
+use crate::schedule::Schedule;
 use crate::store::{AlertKind, JobFilter, NewAlert};
+
+/// When a dead-man check runs, and how long after a slot its batch must have jobs.
+struct Deadman {
+    now: DateTime<Utc>,
+    deadline: Duration,
+}
 
 /// How many of the newest batches the failure check reads.
 const RECENT_BATCHES: i64 = 3;
@@ -182,47 +193,101 @@ impl App {
         let Some(deadline) = self.config().alerts.as_ref().and_then(|a| a.deadman) else {
             return Ok(0);
         };
-        let schedule = self.default_schedule();
+        let prompts = self.store().prompt_list().await?;
+        let mut on_global = Vec::new();
+        let mut on_own: BTreeMap<&str, Vec<&Prompt>> = BTreeMap::new();
+        for prompt in prompts.iter().filter(|p| p.active) {
+            match prompt.schedule.as_deref().map(str::trim) {
+                Some(expr) if !expr.is_empty() => on_own.entry(expr).or_default().push(prompt),
+                _ => on_global.push(prompt),
+            }
+        }
+        let watch = Deadman { now, deadline };
+        let mut created = self
+            .check_deadman_of(self.default_schedule(), None, &on_global, &watch)
+            .await?;
+        let tz = self.default_schedule().time_zone();
+        for (expr, group) in on_own {
+            // A broken expression is reported by every scheduling pass instead.
+            if let Ok(schedule) = Schedule::parse(expr, tz) {
+                created += self
+                    .check_deadman_of(&schedule, Some(expr), &group, &watch)
+                    .await?;
+            }
+        }
+        Ok(created)
+    }
+
+    /// The dead-man check of one schedule and the active prompts on it; `own` is the
+    /// expression of prompts' own schedule, `None` for `CRON_SCHEDULE`.
+    async fn check_deadman_of(
+        &self,
+        schedule: &Schedule,
+        own: Option<&str>,
+        prompts: &[&Prompt],
+        watch: &Deadman,
+    ) -> AppResult<u64> {
         if !schedule.ticks() {
             return Ok(0);
         }
-        let Ok(slot) = schedule.slot_at_or_before(now - deadline) else {
+        let Ok(slot) = schedule.slot_at_or_before(watch.now - watch.deadline) else {
             return Ok(0);
         };
         let Ok(batch_key) = schedule.batch_key(slot) else {
             return Ok(0);
         };
         let batch_key = batch_key.to_string();
-        let expected = self.store().prompt_list().await?.iter().any(|p| {
-            p.active
-                && p.schedule.as_deref().is_none_or(|s| s.trim().is_empty())
-                && p.created_at <= slot
-        });
-        if !expected {
+        let expected: Vec<PromptId> = prompts
+            .iter()
+            .filter(|p| p.created_at <= slot)
+            .map(|p| p.id)
+            .collect();
+        if expected.is_empty() {
             return Ok(0);
         }
-        let filter = JobFilter {
-            batch_key: Some(batch_key.clone()),
-            ..JobFilter::default()
+        // The global batch is looked at whole; a schedule of prompts' own shares its batch
+        // keys with others of the same period, so only its own prompts' jobs count.
+        let scopes: Vec<Option<PromptId>> = match own {
+            None => vec![None],
+            Some(_) => expected.iter().copied().map(Some).collect(),
         };
-        if self.store().jobs_summary(&filter).await?.total > 0 {
-            return Ok(0);
+        for prompt_id in scopes {
+            let filter = JobFilter {
+                batch_key: Some(batch_key.clone()),
+                prompt_id,
+                ..JobFilter::default()
+            };
+            if self.store().jobs_summary(&filter).await?.total > 0 {
+                return Ok(0);
+            }
         }
+        let whose = match own {
+            None => String::new(),
+            Some(_) => format!(" of {}", counted(expected.len(), "prompt", "prompts")),
+        };
         let message = format!(
-            ":rotating_light: promptq: no jobs for the batch *{batch_key}* (slot {} of \
+            ":rotating_light: promptq: no jobs{whose} for the batch *{batch_key}* (slot {} of \
              `{}`), {} minutes after its slot. Is the scheduler running?",
             slot.format("%Y-%m-%d %H:%M UTC"),
             schedule,
-            deadline.num_minutes()
+            watch.deadline.num_minutes()
         );
+        let mut details = json!({"slot": slot, "schedule": schedule.to_string(),
+            "deadlineMinutes": watch.deadline.num_minutes()});
+        let dedupe_key = match own {
+            None => format!("deadman@{batch_key}"),
+            Some(expr) => {
+                details["promptIds"] = json!(expected);
+                format!("deadman:{expr}@{batch_key}")
+            }
+        };
         let alert = NewAlert {
-            dedupe_key: format!("deadman@{batch_key}"),
+            dedupe_key,
             kind: AlertKind::Deadman,
             batch_key: Some(batch_key),
             message,
-            details: json!({"slot": slot, "schedule": schedule.to_string(),
-                "deadlineMinutes": deadline.num_minutes()}),
+            details,
         };
-        self.create(alert, now).await
+        self.create(alert, watch.now).await
     }
 }

@@ -21,6 +21,7 @@ use crate::support::{TestDb, on_both};
 on_both!(owned;
     a_failed_batch_alerts_once_and_a_500_is_retried_then_delivered_once,
     the_dead_man_fires_once_per_slot_and_reaches_a_receiver_that_was_down,
+    the_dead_man_watches_prompts_on_a_schedule_of_their_own,
     a_significant_mention_change_fires_one_alert,
 );
 
@@ -317,6 +318,54 @@ async fn the_dead_man_fires_once_per_slot_and_reaches_a_receiver_that_was_down(d
     let body = &received[0].1;
     assert_eq!(body["dedupeKey"], format!("deadman@{key}"));
     assert!(body["text"].as_str().unwrap().contains(&key), "{body}");
+}
+
+/// A prompt on its own schedule is watched on that schedule's slots, under a key of its own.
+async fn the_dead_man_watches_prompts_on_a_schedule_of_their_own(db: TestDb) {
+    let receiver = Receiver::start("127.0.0.1:0").await;
+    let server = server(db, &receiver.url(), &["--alert-deadman-minutes", "60"]).await;
+    let app = &server.app;
+    server.model("m", json!({})).await;
+    let expr = "30 6 * * *";
+    let created = server
+        .post(
+            "/api/prompts",
+            json!({"text": "Which CRM is best?", "runs": 1, "schedule": expr}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let own = promptq::schedule::Schedule::parse(expr, chrono_tz::UTC).unwrap();
+    let slot = own.next_after(Utc::now()).unwrap();
+    let key = own.batch_key(slot).unwrap().to_string();
+
+    // Before the deadline, and for a slot older than the prompt, nothing fires; nor does the
+    // global schedule, which no prompt is on.
+    for early in [slot + Duration::minutes(30), slot - Duration::minutes(1)] {
+        assert_eq!(app.check_deadman(early).await.unwrap(), 0);
+    }
+    let late = slot + Duration::minutes(61);
+    assert_eq!(app.check_deadman(late).await.unwrap(), 1);
+    assert_eq!(app.check_deadman(late).await.unwrap(), 0, "once per slot");
+    let stored = &app.alerts_recent(5).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].dedupe_key, format!("deadman:{expr}@{key}"));
+    assert!(
+        stored[0].message.contains("1 prompt"),
+        "{}",
+        stored[0].message
+    );
+
+    // The next slot's batch has its job: not missed.
+    let next = own.next_after(slot).unwrap();
+    let next_key = own.batch_key(next).unwrap().to_string();
+    let cron = server.get(&format!("/api/cron?batchKey={next_key}")).await;
+    assert_eq!(cron.assert_ok()["jobsCreated"], 1);
+    assert_eq!(
+        app.check_deadman(next + Duration::minutes(61))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// An answer naming the brands in `text`.
