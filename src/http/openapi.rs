@@ -376,6 +376,19 @@ pub struct StatusAnswerDoc {
     /// Sum of reported costs in US dollars; null when no response reported one.
     cost_usd: Option<f64>,
     latency_ms: LatencyStatsDoc,
+    /// The alert outbox; absent without `ALERT_WEBHOOK_URL`.
+    alerts: Option<AlertCountsDoc>,
+}
+
+/// Alerts by where they are.
+#[derive(ToSchema)]
+#[schema(as = AlertCounts, rename_all = "camelCase")]
+pub struct AlertCountsDoc {
+    /// Not delivered yet and still being tried.
+    pending: i64,
+    /// Given up on after their attempts (see `promptq status`).
+    failed: i64,
+    delivered: i64,
 }
 
 /// One attempt of a job.

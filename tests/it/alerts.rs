@@ -14,6 +14,7 @@ use chrono::{Duration, Utc};
 use promptq::app::{App, DeliveryReport};
 use serde_json::{Value, json};
 
+use crate::http_api::operations::assert_documented;
 use crate::support::fake::{Fake, Reply};
 use crate::support::server::{Options, Server, start_with};
 use crate::support::{TestDb, on_both};
@@ -234,6 +235,9 @@ async fn a_failed_batch_alerts_once_and_a_500_is_retried_then_delivered_once(db:
         status.assert_ok()["alerts"],
         json!({"pending": 0, "failed": 0, "delivered": 1})
     );
+    let document = server.get("/api/openapi.json").await.json;
+    assert_documented(&document, "StatusAnswer", &status.json);
+    assert_documented(&document, "AlertCounts", &status.json["alerts"]);
     assert!(!status.text.contains(TOKEN));
 }
 

@@ -209,7 +209,8 @@ pub async fn openapi_document_describes_the_real_answers(db: TestDb) {
     let status = server
         .get(&format!("/api/jobs/status?batchKey={batch}"))
         .await;
-    assert_documented_exactly(&document, "StatusAnswer", &status.json);
+    // `alerts` is there only with a webhook (the alerts tests check that answer).
+    assert_documented(&document, "StatusAnswer", &status.json);
     assert_documented_exactly(&document, "Summary", &status.json["summary"]);
     assert_documented_exactly(&document, "Job", &status.json["jobs"][0]);
     assert_documented_exactly(&document, "ModelCounts", &status.json["perModel"][0]);
