@@ -113,6 +113,22 @@ impl Queue for SqliteStore {
         let now: Clock = now.into();
         let now = now.local();
         let lease_until = now + delay_of(lease);
+        // Whether anything is due is answered by a reader, without the file's write lock:
+        // a sleeping worker wakes on every commit another process makes to the file, and
+        // most of those wake-ups find nothing to claim.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT j.id FROM prompt_jobs j
+             WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
+                AND j.model_id NOT IN (SELECT value FROM json_each(?2))
+             LIMIT 1",
+        )
+        .bind(ms(now))
+        .bind(ids_json(except))
+        .fetch_optional(&self.readers)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         let rows = sqlx::query(
             "SELECT j.id, p.active AND m.active AS runnable,
