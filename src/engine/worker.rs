@@ -397,15 +397,34 @@ fn finish_queue(options: &PoolOptions) -> usize {
     (options.concurrency * 2 + 16).max(options.max_finish)
 }
 
-/// Writes outcomes in batches: whatever arrived while the previous batch was written.
+/// How long a small batch of outcomes waits for the calls still in flight.
+const GATHER_FOR: Duration = Duration::from_millis(2);
+
+/// Writes outcomes in batches: whatever arrived while the previous batch was written, and
+/// while calls are in flight, whatever else arrives within [`GATHER_FOR`] of the first (calls
+/// started together end together): one statement and one commit for a wave of calls.
 async fn finisher(shared: Arc<Shared>, mut finishes: mpsc::Receiver<Finish>) {
     let mut batch = Vec::with_capacity(shared.options.max_finish);
     while let Some(first) = finishes.recv().await {
         batch.push(first);
+        let gather_until = tokio::time::Instant::now() + GATHER_FOR;
         while batch.len() < shared.options.max_finish {
             match finishes.try_recv() {
                 Ok(next) => batch.push(next),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let in_flight = shared
+                        .options
+                        .concurrency
+                        .saturating_sub(shared.slots.available_permits());
+                    if in_flight == 0 {
+                        break;
+                    }
+                    match tokio::time::timeout_at(gather_until, finishes.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
             }
         }
         write_finishes(&shared, &batch).await;
