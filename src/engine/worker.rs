@@ -397,7 +397,7 @@ fn finish_queue(options: &PoolOptions) -> usize {
     (options.concurrency * 2 + 16).max(options.max_finish)
 }
 
-/// How long a small batch of outcomes waits for the calls still in flight.
+/// How long a batch waits for more outcomes while calls are in flight.
 const GATHER_FOR: Duration = Duration::from_millis(2);
 
 /// Writes outcomes in batches: whatever arrived while the previous batch was written, and
