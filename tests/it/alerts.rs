@@ -279,16 +279,7 @@ async fn the_dead_man_fires_once_per_slot_and_reaches_a_receiver_that_was_down(d
     }
     assert_eq!(created, 1);
     // A slot whose batch has jobs is not missed.
-    let next = schedule.next_after(slot).unwrap();
-    let next_key = schedule.batch_key(next).unwrap().to_string();
-    let cron = server.get(&format!("/api/cron?batchKey={next_key}")).await;
-    assert_eq!(cron.assert_ok()["jobsCreated"], 1);
-    assert_eq!(
-        app.check_deadman(next + Duration::minutes(61))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_a_slot_with_its_job_is_not_missed(&server, &schedule, slot).await;
 
     // The receiver is down: the attempts fail and the alert waits, its error without the URL.
     assert_eq!(app.deliver_alerts(late).await.unwrap(), retried(1));
@@ -360,12 +351,23 @@ async fn the_dead_man_watches_prompts_on_a_schedule_of_their_own(db: TestDb) {
     );
 
     // The next slot's batch has its job: not missed.
-    let next = own.next_after(slot).unwrap();
-    let next_key = own.batch_key(next).unwrap().to_string();
+    assert_a_slot_with_its_job_is_not_missed(&server, &own, slot).await;
+}
+
+/// The slot after `slot`, its batch created (one job): no dead-man alert an hour after it.
+async fn assert_a_slot_with_its_job_is_not_missed(
+    server: &Server,
+    schedule: &promptq::schedule::Schedule,
+    slot: chrono::DateTime<Utc>,
+) {
+    let next = schedule.next_after(slot).unwrap();
+    let next_key = schedule.batch_key(next).unwrap().to_string();
     let cron = server.get(&format!("/api/cron?batchKey={next_key}")).await;
     assert_eq!(cron.assert_ok()["jobsCreated"], 1);
     assert_eq!(
-        app.check_deadman(next + Duration::minutes(61))
+        server
+            .app
+            .check_deadman(next + Duration::minutes(61))
             .await
             .unwrap(),
         0
