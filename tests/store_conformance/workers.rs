@@ -89,6 +89,19 @@ pub(super) async fn claims_carry_their_worker_and_live_workers_keep_their_jobs<D
 /// PostgreSQL: a worker registered through another connection pool, whose session then ends
 /// without a word (as a killed process's does), has its jobs handed back at once; a worker
 /// with no lock (behind a pooler) and jobs claimed by no worker are left to their lease.
+/// Rescue passes, 50 ms apart, until one hands jobs back (at most 5 s): the server frees a
+/// dead session's worker lock a moment after the session ends.
+async fn rescue_once_the_lock_is_free(store: &PostgresStore) -> Vec<promptq::store::Rescued> {
+    for _ in 0..100 {
+        let rescued = store.jobs_rescue_orphaned(t0()).await.unwrap();
+        if !rescued.is_empty() {
+            return rescued;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
 pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) {
     let store = db.store.clone();
     seeded(&store, 1, 6, 1).await;
@@ -114,15 +127,8 @@ pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) 
 
     // The process dies: its connections go, and the server lets go of its lock.
     drop(doomed_store);
-    let mut rescued = Vec::new();
-    for _ in 0..100 {
-        rescued = store.jobs_rescue_orphaned(t0()).await.unwrap();
-        if !rescued.is_empty() {
-            break;
-        }
-        // The server notices the closed socket a moment after it closed.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // The server notices the closed socket a moment after it closed.
+    let rescued = rescue_once_the_lock_is_free(&store).await;
     let mut ids: Vec<i64> = rescued.iter().map(|r| r.job_id).collect();
     ids.sort_unstable();
     let mut expected: Vec<i64> = theirs.iter().map(|c| c.job.id).collect();
@@ -177,14 +183,7 @@ pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<Postg
     assert_ne!(second, first, "the lost session was noticed");
     // The server frees the old session's lock as its backend exits, which can be a moment
     // after the client read the connection's end: as in a pool, a later pass finds it free.
-    let mut rescued = Vec::new();
-    for _ in 0..100 {
-        rescued = store.jobs_rescue_orphaned(t0()).await.unwrap();
-        if !rescued.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let rescued = rescue_once_the_lock_is_free(&store).await;
     assert_eq!(rescued.len(), 2, "the old claims came back");
     let live = store
         .workers_live(t0(), std::time::Duration::from_secs(30))

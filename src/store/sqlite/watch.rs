@@ -5,7 +5,7 @@
 //! connection of the watch's own tells a sleeping worker that a `promptq cron` or `serve`
 //! beside it may have enqueued, instead of the pool's next poll (a second later). This
 //! process's own writes count as another connection's too; a wake with nothing to claim costs
-//! one empty claim.
+//! one read (a claim looks for due jobs on a reader before it takes the write lock).
 
 use std::sync::Arc;
 use std::time::Duration;
