@@ -18,8 +18,8 @@ use promptq::domain::{
 use promptq::store::postgres::PostgresStore;
 use promptq::store::sqlite::SqliteStore;
 use promptq::store::{
-    ClaimOne, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel, NewPrompt, Page,
-    PromptPatch, QueueDriver, Store, StoreError,
+    ClaimOne, ClaimSize, EnqueueOptions, JobFilter, JobSelector, ModelPatch, NewModel, NewPrompt,
+    Page, PromptPatch, QueueDriver, Store, StoreError,
 };
 
 /// A driver the suite runs on, taken out of the handle the test harness opens.
@@ -92,6 +92,7 @@ conformance!(
     enqueue_ignores_inactive_prompts_and_models,
     concurrent_enqueues_of_one_batch_create_each_job_once,
     claim_takes_due_jobs_in_order_and_leases_them,
+    a_claim_ahead_leaves_the_last_due_jobs_for_other_slots,
     concurrent_claimers_claim_each_job_exactly_once,
     success_stores_one_response_and_a_second_finish_is_stale,
     retry_and_failure_outcomes_record_attempts,
@@ -169,6 +170,7 @@ through_the_pooler!(
     enqueue_creates_each_prompt_model_run_once,
     concurrent_enqueues_of_one_batch_create_each_job_once,
     claim_takes_due_jobs_in_order_and_leases_them,
+    a_claim_ahead_leaves_the_last_due_jobs_for_other_slots,
     concurrent_claimers_claim_each_job_exactly_once,
     success_stores_one_response_and_a_second_finish_is_stale,
     retry_and_failure_outcomes_record_attempts,

@@ -1,7 +1,8 @@
 //! The worker pool: keeps up to `WORKER_CONCURRENCY` model calls in flight.
 //!
 //! One claim loop takes due jobs in batches sized to the free slots and a claim-ahead that grows
-//! while jobs finish faster than claims arrive (one statement per batch),
+//! while jobs finish faster than claims arrive (one statement per batch); near the queue's end
+//! a claim ahead leaves the last due jobs to the fleet's free slots (see [`ClaimSize`]),
 //! each job runs as its own task, and one finisher writes outcomes in batches (one transaction
 //! per batch), so that the queue's own cost per job stays far below a model call's. A
 //! heartbeat renews the leases of every running attempt in one statement; a sweeper rescues
@@ -19,7 +20,7 @@
 //! stops its heartbeat.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,8 +30,8 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ClaimedJob, Finish, JobId, Outcome};
-use crate::store::Clock;
-use crate::store::workers::{NewWorker, WORKER_BEAT, WorkerId};
+use crate::store::workers::{NewWorker, WORKER_BEAT, WORKER_SILENT_AFTER, WorkerId};
+use crate::store::{ClaimSize, Clock};
 
 use super::attempt::{self, Ended, heartbeat_interval};
 use super::due::DueTimes;
@@ -89,6 +90,9 @@ struct Shared {
     rt: Runtime,
     /// This pool's id in the worker registry (0 before it registered, or if it could not).
     worker: AtomicI64,
+    /// The slots of the other live workers, as of the last beat: due jobs a claim ahead
+    /// leaves for them (see [`ClaimSize`]).
+    slots_elsewhere: AtomicUsize,
     options: PoolOptions,
     running: Mutex<HashMap<AttemptKey, Running>>,
     slots: Arc<Semaphore>,
@@ -109,6 +113,7 @@ pub async fn run_pool(
     }
     let shared = Arc::new(Shared {
         worker: AtomicI64::new(0),
+        slots_elsewhere: AtomicUsize::new(0),
         slots: Arc::new(Semaphore::new(options.concurrency)),
         rt: runtime.into(),
         options,
@@ -118,6 +123,7 @@ pub async fn run_pool(
     });
     super::blocked::warn_at_start(&shared.rt).await;
     register(&shared, true).await;
+    look_at_fleet(&shared).await;
     let (finish_tx, finish_rx) = mpsc::channel::<Finish>(finish_queue(&shared.options));
     let stop_background = CancellationToken::new();
     let finisher = tokio::spawn(finisher(shared.clone(), finish_rx));
@@ -181,8 +187,12 @@ async fn claim_loop(
     let mut ahead = ClaimAhead::new(&shared.options);
     let mut claiming: Option<ClaimFuture> = None;
     let mut asked = 0usize;
+    let mut needed = 0usize;
     // The last claim came back short (or failed): wait for news before claiming again.
     let mut idle = false;
+    // The last claim got the jobs for its free slots but not all those asked ahead (the
+    // queue's end is near): claim again only for slots that wait, until a claim is whole.
+    let mut near_end = false;
     let mut store_errors = 0u32;
     let mut announced = Box::pin(work_available.clone().notified_owned());
     announced.as_mut().enable();
@@ -203,9 +213,20 @@ async fn claim_loop(
         }
         let free = shared.slots.available_permits();
         let want = (free + ahead.jobs).saturating_sub(buffer.len());
-        if claiming.is_none() && !idle && worth_a_claim(free, buffer.len(), ahead.jobs) && !stopping
-        {
+        let worth = if near_end {
+            free > buffer.len()
+        } else {
+            worth_a_claim(free, buffer.len(), ahead.jobs)
+        };
+        if claiming.is_none() && !idle && worth && !stopping {
             asked = want.min(shared.options.max_claim);
+            let for_free_slots = free.saturating_sub(buffer.len()).min(asked);
+            let size = ClaimSize {
+                now: for_free_slots as i64,
+                ahead: (asked - for_free_slots) as i64,
+                spare: shared.slots_elsewhere.load(Ordering::Relaxed) as i64,
+            };
+            needed = for_free_slots;
             // Re-armed before the claim, so that work announced while it runs is not missed.
             announced = Box::pin(work_available.clone().notified_owned());
             announced.as_mut().enable();
@@ -216,7 +237,7 @@ async fn claim_loop(
                 // Jobs of models this process cannot call stay queued (see `blocked`).
                 let except = rt.blocked_ids().await?;
                 rt.store()
-                    .jobs_claim_except(asked as i64, Clock::Database, lease, &except, worker)
+                    .jobs_claim_except(size, Clock::Database, lease, &except, worker)
                     .await
             }));
         }
@@ -231,8 +252,10 @@ async fn claim_loop(
                 match result {
                     Ok(jobs) => {
                         store_errors = 0;
-                        idle = jobs.len() < asked;
-                        ahead.claimed(!idle);
+                        // Fewer than the free slots: nothing more is due.
+                        idle = jobs.len() < needed;
+                        near_end = jobs.len() < asked;
+                        ahead.claimed(!near_end);
                         metrics.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                         let mut running = lock(&shared.running);
                         for job in jobs {
@@ -255,6 +278,7 @@ async fn claim_loop(
             () = shared.due.sooner.notified(), if idle => {}
             () = &mut announced => {
                 idle = false;
+                near_end = false;
                 announced = Box::pin(work_available.clone().notified_owned());
                 announced.as_mut().enable();
             }
@@ -537,6 +561,28 @@ async fn register(shared: &Shared, first: bool) {
     }
 }
 
+/// Counts the slots of the other live workers, which claims ahead leave due jobs for.
+async fn look_at_fleet(shared: &Shared) {
+    let me = shared.worker_id();
+    match shared
+        .rt
+        .store()
+        .workers_live(Clock::Database, WORKER_SILENT_AFTER)
+        .await
+    {
+        Ok(live) => {
+            let elsewhere: i64 = live
+                .iter()
+                .filter(|w| Some(w.id) != me)
+                .map(|w| w.concurrency.max(0))
+                .sum();
+            let elsewhere = usize::try_from(elsewhere).unwrap_or(usize::MAX);
+            shared.slots_elsewhere.store(elsewhere, Ordering::Relaxed);
+        }
+        Err(err) => tracing::debug!(error = %err, "could not list the live workers"),
+    }
+}
+
 async fn unregister(shared: &Shared) {
     if let Some(id) = shared.worker_id()
         && let Err(err) = shared.rt.store().worker_stop(id, Clock::Database).await
@@ -568,6 +614,7 @@ async fn presence(shared: Arc<Shared>, stop: CancellationToken) {
             },
             None => register(&shared, false).await,
         }
+        look_at_fleet(&shared).await;
         match store.jobs_rescue_orphaned(Clock::Database).await {
             Ok(rescued) if !rescued.is_empty() => {
                 handed_back(&shared, rescued.len());

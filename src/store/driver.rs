@@ -20,9 +20,10 @@ use chrono::{DateTime, Utc};
 
 use super::workers::{WorkerId, Workers};
 use super::{
-    AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
-    PruneTarget, RateGrant, Rescued, ResponseFilter, StoreResult, StoredResponse,
+    AttemptRecord, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
+    JobSelector, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
+    PruneCounts, PruneStep, PruneTarget, RateGrant, Rescued, ResponseFilter, StoreResult,
+    StoredResponse,
 };
 use crate::domain::stats::{BatchSummary, DueStats, JobStats, ModelWindow, QueueFigures};
 use crate::domain::{
@@ -167,7 +168,8 @@ pub trait Queue: Send + Sync {
         options: EnqueueOptions,
     ) -> impl Future<Output = StoreResult<EnqueueReport>> + Send;
 
-    /// Claims up to `limit` `queued` jobs due at `now`, oldest due first (then by id):
+    /// Claims up to `size` `queued` jobs due at `now` (see [`ClaimSize`]: the part claimed
+    /// ahead only while enough others stay due), oldest due first (then by id):
     /// `processing`, attempt + 1, leased until `now + lease`. Concurrent claimers never get
     /// the same job. A picked job whose prompt or model is no longer active ends `skipped`
     /// instead and is not returned. The claim carries the prompt version and generation
@@ -177,7 +179,7 @@ pub trait Queue: Send + Sync {
     /// The claimed jobs carry `worker` (who holds them; see [`super::workers`]).
     fn jobs_claim_except(
         &self,
-        limit: i64,
+        size: ClaimSize,
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
@@ -191,7 +193,7 @@ pub trait Queue: Send + Sync {
         now: impl Into<Clock> + Send,
         lease: Duration,
     ) -> impl Future<Output = StoreResult<Vec<ClaimedJob>>> + Send {
-        self.jobs_claim_except(limit, now, lease, &[], None)
+        self.jobs_claim_except(ClaimSize::exactly(limit), now, lease, &[], None)
     }
 
     /// Claims one job by id if it is `queued`, due or not (an explicit call runs it now);

@@ -16,10 +16,10 @@ use super::driver_insights::Insights;
 use super::driver_spend::{ModelSpend, Spending, TokenAverage};
 use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
-    AttemptRecord, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, PruneCounts, PruneStep,
-    PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError, StoreResult, StoredResponse,
-    location, postgres, sqlite,
+    AttemptRecord, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
+    JobSelector, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
+    PruneCounts, PruneStep, PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError,
+    StoreResult, StoredResponse, location, postgres, sqlite,
 };
 use crate::domain::provider_batch::{
     LineResult, ProviderBatch, ProviderBatchPatch, ProviderBatchState,
@@ -162,20 +162,21 @@ impl Store {
         now: impl Into<Clock>,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedJob>> {
-        self.jobs_claim_except(limit, now, lease, &[], None).await
+        self.jobs_claim_except(ClaimSize::exactly(limit), now, lease, &[], None)
+            .await
     }
 
     /// See [`Queue::jobs_claim_except`].
     pub async fn jobs_claim_except(
         &self,
-        limit: i64,
+        size: ClaimSize,
         now: impl Into<Clock>,
         lease: Duration,
         except: &[ModelId],
         worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now = now.into();
-        on_backend!(self.jobs_claim_except(limit, now, lease, except, worker))
+        on_backend!(self.jobs_claim_except(size, now, lease, except, worker))
     }
 
     /// See [`Queue::job_claim`].

@@ -21,6 +21,7 @@ on_both!(
     the_cron_wakes_for_a_prompts_finer_schedule_of_its_own,
     status_tells_calls_in_flight_from_claimed_jobs_waiting_for_a_slot,
     an_idle_worker_wakes_when_another_process_enqueues,
+    a_fleets_last_jobs_go_to_free_slots_not_to_a_claim_ahead,
 );
 
 /// `prompts` prompts on one mock model with these params, `runs` runs each.
@@ -397,4 +398,69 @@ async fn an_idle_worker_wakes_when_another_process_enqueues(db: &support::TestDb
     .await;
     shutdown.cancel();
     pool.await.unwrap().unwrap();
+}
+
+/// Two workers of four slots each, both idle, and a batch of eight jobs: either worker alone
+/// would claim all eight (four for its slots, four ahead of them) and leave the other idle
+/// while half the batch waits a whole call for a slot. Knowing the other's four slots, each
+/// claims only for its own free slots: every job runs on its own slot at once.
+async fn a_fleets_last_jobs_go_to_free_slots_not_to_a_claim_ahead(db: &support::TestDb) {
+    let store = db.store.clone();
+    seed(&store, serde_json::json!({"latencyMs": 300}), 8, 1).await;
+    let shutdown = CancellationToken::new();
+    let mut pools = Vec::new();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let own = Store::connect(&db.url).await.unwrap();
+        let config = support::config(&db.url, &["--worker-concurrency", "4"]);
+        let app = App::with_store(config, own).unwrap();
+        let options = PoolOptions::for_app(&app);
+        assert_eq!(options.prefetch, 4, "each would claim four ahead");
+        pools.push(tokio::spawn(run_pool(
+            app.clone(),
+            options,
+            shutdown.clone(),
+        )));
+        apps.push(app);
+    }
+    // Each has reported after both registered, and so has counted the other's slots.
+    wait_until(
+        "both workers to hear of each other",
+        Duration::from_secs(30),
+        async || {
+            let live = store
+                .workers_live(promptq::store::Clock::Database, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let last_start = live.iter().map(|w| w.started_at).max();
+            live.len() == 2 && live.iter().all(|w| Some(w.seen_at) > last_start)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(apps[0].trigger_cron(None).await.unwrap().jobs_created, 8);
+    wait_until("the batch to finish", Duration::from_secs(60), async || {
+        summary(&store).await.succeeded == 8
+    })
+    .await;
+    assert_eq!(jobs_per_worker(db).await, vec![4, 4]);
+    shutdown.cancel();
+    for pool in pools {
+        pool.await.unwrap().unwrap();
+    }
+}
+
+/// How many jobs each worker ran, fewest first.
+async fn jobs_per_worker(db: &support::TestDb) -> Vec<i64> {
+    let sql = "SELECT count(*) FROM prompt_jobs GROUP BY worker_id ORDER BY 1";
+    match &db.store {
+        Store::Postgres(pg) => sqlx::query_scalar(sql).fetch_all(pg.pool()).await.unwrap(),
+        Store::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let counts = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            counts
+        }
+    }
 }

@@ -180,6 +180,35 @@ pub(super) async fn claim_takes_due_jobs_in_order_and_leases_them<D: Backend>(db
     assert_eq!(again[0].attempt, 2);
 }
 
+pub(super) async fn a_claim_ahead_leaves_the_last_due_jobs_for_other_slots<D: Backend>(db: &Db<D>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 10, 1).await;
+    let now = t0() + Duration::seconds(1);
+    let lease = std::time::Duration::from_secs(30);
+    let size = |now, ahead, spare| ClaimSize { now, ahead, spare };
+    let mut taken = Vec::new();
+    // (slots free now, ahead, spare) -> jobs taken, with 10, 7, 7, 6, 2 and 1 due.
+    for (asked, expected) in [
+        (size(2, 3, 7), 3), // 2 for free slots, 7 left for others: 1 ahead
+        (size(0, 3, 7), 0), // all 7 due left for others
+        (size(1, 3, 6), 1), // only the free slot's job
+        (size(1, 3, 1), 4), // 1 + 3 ahead, 2 left for others
+        (size(0, 1, 0), 1), // nobody else to leave jobs for: ahead as asked
+        (size(3, 0, 9), 1), // a claim for free slots takes what there is
+    ] {
+        let claimed = store
+            .jobs_claim_except(asked, now, lease, &[], None)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), expected, "{asked:?}");
+        taken.extend(claimed.into_iter().map(|c| c.job.id));
+    }
+    let mut in_order = taken.clone();
+    in_order.sort();
+    assert_eq!(taken, in_order, "oldest due first, claim after claim");
+    assert_eq!(taken.len(), 10);
+}
+
 pub(super) async fn concurrent_claimers_claim_each_job_exactly_once<D: Backend>(db: &Db<D>) {
     let store = db.store.clone();
     seeded(&store, 4, 100, 5).await; // 2,000 jobs

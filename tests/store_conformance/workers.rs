@@ -62,7 +62,7 @@ pub(super) async fn claims_carry_their_worker_and_live_workers_keep_their_jobs<D
     let me = store.worker_register(&worker(4), t0()).await.unwrap();
     let lease = std::time::Duration::from_secs(30);
     let claimed = store
-        .jobs_claim_except(4, t0(), lease, &[], Some(me))
+        .jobs_claim_except(ClaimSize::exactly(4), t0(), lease, &[], Some(me))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
@@ -108,7 +108,7 @@ pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) 
     let lease = std::time::Duration::from_secs(3600);
     let survivor = store.worker_register(&worker(2), t0()).await.unwrap();
     let mine = store
-        .jobs_claim_except(2, t0(), lease, &[], Some(survivor))
+        .jobs_claim_except(ClaimSize::exactly(2), t0(), lease, &[], Some(survivor))
         .await
         .unwrap();
     let anonymous = store.jobs_claim(1, t0(), lease).await.unwrap();
@@ -119,7 +119,7 @@ pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) 
         .await
         .unwrap();
     let theirs = doomed_store
-        .jobs_claim_except(3, t0(), lease, &[], Some(doomed))
+        .jobs_claim_except(ClaimSize::exactly(3), t0(), lease, &[], Some(doomed))
         .await
         .unwrap();
     assert_eq!((mine.len(), anonymous.len(), theirs.len()), (2, 1, 3));
@@ -158,7 +158,7 @@ pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<Postg
     let lease = std::time::Duration::from_secs(3600);
     let first = store.worker_register(&worker(2), t0()).await.unwrap();
     let claimed = store
-        .jobs_claim_except(2, t0(), lease, &[], Some(first))
+        .jobs_claim_except(ClaimSize::exactly(2), t0(), lease, &[], Some(first))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -231,7 +231,7 @@ pub(super) async fn dead_workers_jobs_come_back_at_once_on_one_machine(db: &Db<S
     let mut held = Vec::new();
     for worker in [alive, dead, elsewhere] {
         let claimed = store
-            .jobs_claim_except(3, t0(), lease, &[], Some(worker))
+            .jobs_claim_except(ClaimSize::exactly(3), t0(), lease, &[], Some(worker))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 3);

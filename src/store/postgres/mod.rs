@@ -15,9 +15,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
-    ABANDONED, Backend, ClaimOne, Clock, EnqueueOptions, EnqueueReport, JobFilter, JobSelector,
-    Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch, Rescued,
-    ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
+    ABANDONED, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
+    JobSelector, Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
+    Rescued, ResponseFilter, SKIPPED_CANCELLED, StoreError, StoreResult, StoredResponse,
 };
 use crate::domain::{
     ClaimedJob, Finish, FinishResult, Job, JobId, Model, ModelId, PlannedBatch, Prompt, PromptId,

@@ -207,28 +207,39 @@ impl Queue for PostgresStore {
 
     async fn jobs_claim_except(
         &self,
-        limit: i64,
+        size: ClaimSize,
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
         worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
+        // The due jobs are counted (up to the probe) only when the claim reaches ahead and
+        // others may need them; the count is an init plan, run only when its branch is taken.
         let rows = sqlx::query(claim_update!(
             "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
              FROM prompt_jobs j
              WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
                 AND j.model_id <> ALL($4::bigint[])
              ORDER BY j.next_attempt_at, j.id
-             LIMIT $3
+             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
+                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
+                    SELECT 1 FROM prompt_jobs q
+                    WHERE q.status = 'queued'
+                        AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
+                        AND q.model_id <> ALL($4::bigint[])
+                    LIMIT $6) AS due) END
              FOR UPDATE OF j SKIP LOCKED",
             worker = "$5::bigint"
         ))
         .bind(now.fixed())
         .bind(micros(lease))
-        .bind(limit)
+        .bind(size.most())
         .bind(except)
         .bind(worker)
+        .bind(size.probe())
+        .bind(size.now.max(0))
+        .bind(size.spare)
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());

@@ -104,7 +104,7 @@ impl Queue for SqliteStore {
 
     async fn jobs_claim_except(
         &self,
-        limit: i64,
+        size: ClaimSize,
         now: impl Into<Clock> + Send,
         lease: Duration,
         except: &[ModelId],
@@ -113,20 +113,22 @@ impl Queue for SqliteStore {
         let now: Clock = now.into();
         let now = now.local();
         let lease_until = now + delay_of(lease);
-        // Whether anything is due is answered by a reader, without the file's write lock:
-        // a sleeping worker wakes on every commit another process makes to the file, and
-        // most of those wake-ups find nothing to claim.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT j.id FROM prompt_jobs j
+        // Whether anything is due (and, for a claim ahead, whether enough is) is answered by
+        // a reader, without the file's write lock: a sleeping worker wakes on every commit
+        // another process makes to the file, and most of those wake-ups find nothing to claim.
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM prompt_jobs j
              WHERE j.status = 'queued' AND j.next_attempt_at <= ?1
                 AND j.model_id NOT IN (SELECT value FROM json_each(?2))
-             LIMIT 1",
+             LIMIT ?3)",
         )
         .bind(ms(now))
         .bind(ids_json(except))
-        .fetch_optional(&self.readers)
+        .bind(size.probe().unwrap_or(1))
+        .fetch_one(&self.readers)
         .await?;
-        if due.is_none() {
+        let limit = size.given_due(due);
+        if due == 0 || limit == 0 {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
