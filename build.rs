@@ -13,7 +13,7 @@
 //! `docs/scripts/symbol-order.sh`): the functions a worker, a cron pass, `serve` and the bench
 //! run, laid out side by side. Names the file has and the build does not (another toolchain,
 //! a function renamed since) are skipped without a warning; the rest of the code keeps its
-//! place.
+//! place. A build that names its own linker links as before.
 
 use std::env;
 use std::path::Path;
@@ -38,10 +38,20 @@ fn main() {
     // `-Wl,` splits its argument at commas.
     if let Some(order) = order.to_str().filter(|path| !path.contains(','))
         && Path::new(order).is_file()
+        && !linker_chosen(&var("RUSTC_LINKER"), &var("CARGO_ENCODED_RUSTFLAGS"))
     {
         println!("cargo::rustc-link-arg-bin=promptq=-Wl,--symbol-ordering-file={order}");
         println!("cargo::rustc-link-arg-bin=promptq=-Wl,--no-warn-symbol-ordering");
     }
+}
+
+/// Whether the build names its own linker (a configured `linker`, `-fuse-ld`, a linker flavour
+/// or features): the ordering file is an option of rust-lld's, which GNU ld does not know.
+fn linker_chosen(rustc_linker: &str, encoded_rustflags: &str) -> bool {
+    !rustc_linker.is_empty()
+        || encoded_rustflags
+            .split('\x1f')
+            .any(|flag| ["fuse-ld", "linker"].iter().any(|word| flag.contains(word)))
 }
 
 /// This machine's glibc version, from `getconf GNU_LIBC_VERSION` ("glibc 2.36"); false when it
