@@ -216,6 +216,7 @@ impl Queue for PostgresStore {
         let now: Clock = now.into();
         // The due jobs are counted (up to the probe) only when the claim reaches ahead and
         // others may need them; the count is an init plan, run only when its branch is taken.
+        // The LIMIT is `ClaimSize::given_due` (SQLite calls it), in SQL to keep one round trip.
         let rows = sqlx::query(claim_update!(
             "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
              FROM prompt_jobs j
