@@ -236,7 +236,7 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// The global schedule; `off` reads as daily and does not tick.
     pub cron_schedule: crate::schedule::Schedule,
-    pub timezone: chrono_tz::Tz,
+    pub timezone: crate::schedule::Zone,
     pub max_attempts: i32,
     pub job_lease: Duration,
     pub model_timeout: Duration,

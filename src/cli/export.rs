@@ -399,7 +399,7 @@ fn partial_path(path: &Path) -> PathBuf {
 
 /// A bound of the date range: an RFC 3339 time as given, or a date at the start of that
 /// day in `tz` (with `end`, the start of the next day, so that the date is included).
-fn parse_bound(text: &str, tz: chrono_tz::Tz, end: bool) -> anyhow::Result<DateTime<Utc>> {
+fn parse_bound(text: &str, tz: crate::schedule::Zone, end: bool) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
@@ -416,7 +416,7 @@ fn parse_bound(text: &str, tz: chrono_tz::Tz, end: bool) -> anyhow::Result<DateT
 }
 
 /// Midnight, or the first valid time after it where a clock change skips midnight.
-fn start_of_day(date: NaiveDate, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+fn start_of_day(date: NaiveDate, tz: crate::schedule::Zone) -> Option<DateTime<Utc>> {
     let midnight = date.and_time(NaiveTime::MIN);
     (0..=24 * 4)
         .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
@@ -517,7 +517,8 @@ mod tests {
 
     #[test]
     fn dates_cover_whole_days_in_the_time_zone() {
-        let paris: chrono_tz::Tz = "Europe/Paris".parse().expect("zone");
+        let paris: crate::schedule::Zone =
+            crate::schedule::Zone::named("Europe/Paris").expect("zone");
         let from = parse_bound("2025-10-14", paris, false).expect("date");
         let to = parse_bound("2025-10-14", paris, true).expect("date");
         assert_eq!(from.to_rfc3339(), "2025-10-13T22:00:00+00:00");
@@ -530,7 +531,8 @@ mod tests {
     #[test]
     fn a_skipped_midnight_starts_the_day_at_the_first_valid_time() {
         // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
-        let santiago: chrono_tz::Tz = "America/Santiago".parse().expect("zone");
+        let santiago: crate::schedule::Zone =
+            crate::schedule::Zone::named("America/Santiago").expect("zone");
         let start = start_of_day(NaiveDate::from_ymd_opt(2024, 9, 8).expect("date"), santiago)
             .expect("a start");
         assert_eq!(start.to_rfc3339(), "2024-09-08T04:00:00+00:00");

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::schedule::Zone;
 use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
-use chrono_tz::Tz;
 
 use crate::domain::price::BUDGET_REACHED;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Model, ModelId, Outcome};
@@ -26,7 +26,7 @@ use super::runtime::Runtime;
 pub const SPEND_FRESH_FOR: Duration = Duration::from_secs(5);
 
 /// The calendar day containing `now` in `tz`, as the instants it starts and ends at.
-pub fn day_bounds(now: DateTime<Utc>, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn day_bounds(now: DateTime<Utc>, tz: Zone) -> (DateTime<Utc>, DateTime<Utc>) {
     let date = now.with_timezone(&tz).date_naive();
     let start_of = |date: chrono::NaiveDate| {
         // A zone whose clocks jump over midnight starts its day at the first instant after.
@@ -256,17 +256,17 @@ mod tests {
     #[test]
     fn the_day_is_the_calendar_day_of_the_time_zone() {
         let at = Utc.with_ymd_and_hms(2026, 3, 10, 2, 30, 0).unwrap();
-        let (start, end) = day_bounds(at, chrono_tz::UTC);
+        let (start, end) = day_bounds(at, Zone::UTC);
         assert_eq!(start, Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap());
         assert_eq!(end, Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 0).unwrap());
         // 02:30 UTC on 10 January is still the 9th in New York (UTC-5).
         let winter = Utc.with_ymd_and_hms(2026, 1, 10, 2, 30, 0).unwrap();
-        let (start, end) = day_bounds(winter, chrono_tz::America::New_York);
+        let (start, end) = day_bounds(winter, Zone::named("America/New_York").unwrap());
         assert_eq!(start, Utc.with_ymd_and_hms(2026, 1, 9, 5, 0, 0).unwrap());
         assert_eq!(end, Utc.with_ymd_and_hms(2026, 1, 10, 5, 0, 0).unwrap());
         // The day the clocks move forward (8 March 2026) lasts 23 hours.
         let change = Utc.with_ymd_and_hms(2026, 3, 8, 12, 0, 0).unwrap();
-        let (start, end) = day_bounds(change, chrono_tz::America::New_York);
+        let (start, end) = day_bounds(change, Zone::named("America/New_York").unwrap());
         assert_eq!(start, Utc.with_ymd_and_hms(2026, 3, 8, 5, 0, 0).unwrap());
         assert_eq!(end, Utc.with_ymd_and_hms(2026, 3, 9, 4, 0, 0).unwrap());
     }

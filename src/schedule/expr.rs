@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use super::Zone;
 use chrono::{DateTime, LocalResult, SubsecRound, TimeZone, Utc};
-use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, Direction};
 
@@ -31,7 +31,7 @@ const MIDNIGHT: &str = "0 0 * * *";
 pub struct Schedule {
     expr: String,
     cron: Cron,
-    tz: Tz,
+    tz: Zone,
     daily: bool,
     ticks: bool,
 }
@@ -42,7 +42,7 @@ impl Schedule {
     ///
     /// Refused: seconds or year fields (keys have minute resolution, so two slots in one minute
     /// would share a key), and expressions that never fire (`0 0 30 2 *`).
-    pub fn parse(expr: &str, tz: Tz) -> Result<Self, ScheduleError> {
+    pub fn parse(expr: &str, tz: Zone) -> Result<Self, ScheduleError> {
         let expr = expr.trim();
         let invalid = |reason: String| ScheduleError::InvalidCron {
             expr: expr.to_owned(),
@@ -82,7 +82,7 @@ impl Schedule {
     }
 
     /// The zone the expression and the batch keys are read in.
-    pub fn time_zone(&self) -> Tz {
+    pub fn time_zone(&self) -> Zone {
         self.tz
     }
 
@@ -196,7 +196,7 @@ impl Schedule {
 
     /// Whether `at` is the second occurrence of its wall-clock time (the later half of a
     /// fall-back overlap): croner fires there for interval schedules, this module does not.
-    fn is_repeat(&self, at: &DateTime<Tz>) -> bool {
+    fn is_repeat(&self, at: &DateTime<Zone>) -> bool {
         matches!(
             self.tz.from_local_datetime(&at.naive_local()),
             LocalResult::Ambiguous(_, later) if later == *at

@@ -26,14 +26,15 @@
 
 mod expr;
 mod plan;
+mod zone;
 
 pub use expr::Schedule;
 pub use plan::{
     Plan, PlannedBatch, PromptScheduleError, ScheduledPrompt, Trigger, period_start, plan,
 };
+pub use zone::{Zone, ZoneOffset};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use chrono_tz::Tz;
 
 /// How far ahead an outside trigger looks for the slot it was meant for: a trigger at 23:58
 /// for a midnight schedule belongs to the coming day, one at 00:03 to the day that just began.
@@ -61,13 +62,11 @@ pub enum ScheduleError {
     NoSuchInstant { key: String, tz: String },
 }
 
-/// Parses a time zone name (`TIMEZONE`): an IANA name, spelled exactly (`Europe/Paris`, `UTC`).
-pub fn parse_time_zone(name: &str) -> Result<Tz, ScheduleError> {
-    name.trim()
-        .parse::<Tz>()
-        .map_err(|_| ScheduleError::InvalidTimeZone {
-            name: name.to_owned(),
-        })
+/// Parses a time zone name (`TIMEZONE`): an IANA name (`Europe/Paris`, `UTC`), in any case.
+pub fn parse_time_zone(name: &str) -> Result<Zone, ScheduleError> {
+    Zone::named(name.trim()).ok_or_else(|| ScheduleError::InvalidTimeZone {
+        name: name.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -76,10 +75,10 @@ mod tests {
 
     #[test]
     fn time_zones_parse_by_iana_name() {
-        assert_eq!(parse_time_zone("UTC"), Ok(Tz::UTC));
+        assert_eq!(parse_time_zone("UTC"), Ok(Zone::UTC));
         assert_eq!(
             parse_time_zone(" Europe/Paris "),
-            Ok(chrono_tz::Europe::Paris)
+            Ok(Zone::named("Europe/Paris").unwrap())
         );
         let err = parse_time_zone("Europe/Pariss").unwrap_err();
         assert_eq!(

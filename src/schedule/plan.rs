@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::Zone;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{Schedule, ScheduleError};
@@ -130,7 +130,7 @@ pub fn plan(
 fn backfill(
     prompts: &[ScheduledPrompt],
     batch_key: BatchKey,
-    tz: Tz,
+    tz: Zone,
 ) -> Result<Plan, ScheduleError> {
     let scheduled_for = period_start(&batch_key, tz)?;
     let batches = prompts
@@ -152,7 +152,7 @@ fn backfill(
 /// The first instant of the period a batch key names in `tz`: local midnight of a date key,
 /// the local minute of a minute key. A local time in a gap moves to the first instant after
 /// it; one that happens twice takes its first occurrence, as slots do.
-pub fn period_start(key: &BatchKey, tz: Tz) -> Result<DateTime<Utc>, ScheduleError> {
+pub fn period_start(key: &BatchKey, tz: Zone) -> Result<DateTime<Utc>, ScheduleError> {
     let text = key.as_str();
     let no_such_instant = || ScheduleError::NoSuchInstant {
         key: text.to_owned(),

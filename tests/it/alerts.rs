@@ -329,7 +329,7 @@ async fn the_dead_man_watches_prompts_on_a_schedule_of_their_own(db: TestDb) {
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    let own = promptq::schedule::Schedule::parse(expr, chrono_tz::UTC).unwrap();
+    let own = promptq::schedule::Schedule::parse(expr, promptq::schedule::Zone::UTC).unwrap();
     let slot = own.next_after(Utc::now()).unwrap();
     let key = own.batch_key(slot).unwrap().to_string();
 
