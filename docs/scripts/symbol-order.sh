@@ -6,9 +6,12 @@
 # megabytes of code it runs instead of 64 KB around each of them scattered over 10 MB.
 #
 # The names carry rustc's hashes, which stay the same from build to build of one toolchain
-# version; a function renamed or added since the file was written is laid out as before, and
-# a build with another toolchain matches few names and gets the default layout. Run it again
-# after a toolchain upgrade or a large change (needs valgrind, python3 and PostgreSQL 15):
+# version and one Cargo.lock; a function renamed or added since the file was written is laid
+# out as before, and a build with another toolchain matches few names and gets the default
+# layout. A change of dependencies changes the hashes of promptq's own functions (and of the
+# generic code it instantiates), and so does a change of the async runtime's scheduler: the
+# code a process runs is then spread out again. Run it again after a toolchain upgrade, a
+# dependency change or a large change (needs valgrind, python3 and PostgreSQL 15):
 #
 #   cargo build --release && docs/scripts/symbol-order.sh
 set -euo pipefail
