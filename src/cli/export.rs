@@ -29,6 +29,7 @@ use crate::app::{App, ExportInsights, ExportMention};
 use crate::app::{ResponseFilter, StoredResponse};
 use crate::domain::{BatchKey, ModelId, PromptId};
 use crate::insights::Citation;
+use crate::schedule::Zone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -399,7 +400,7 @@ fn partial_path(path: &Path) -> PathBuf {
 
 /// A bound of the date range: an RFC 3339 time as given, or a date at the start of that
 /// day in `tz` (with `end`, the start of the next day, so that the date is included).
-fn parse_bound(text: &str, tz: crate::schedule::Zone, end: bool) -> anyhow::Result<DateTime<Utc>> {
+fn parse_bound(text: &str, tz: Zone, end: bool) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
@@ -517,8 +518,7 @@ mod tests {
 
     #[test]
     fn dates_cover_whole_days_in_the_time_zone() {
-        let paris: crate::schedule::Zone =
-            crate::schedule::Zone::named("Europe/Paris").expect("zone");
+        let paris = Zone::named("Europe/Paris").expect("zone");
         let from = parse_bound("2025-10-14", paris, false).expect("date");
         let to = parse_bound("2025-10-14", paris, true).expect("date");
         assert_eq!(from.to_rfc3339(), "2025-10-13T22:00:00+00:00");
@@ -531,8 +531,7 @@ mod tests {
     #[test]
     fn a_skipped_midnight_starts_the_day_at_the_first_valid_time() {
         // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
-        let santiago: crate::schedule::Zone =
-            crate::schedule::Zone::named("America/Santiago").expect("zone");
+        let santiago = Zone::named("America/Santiago").expect("zone");
         let start = start_of_day(NaiveDate::from_ymd_opt(2024, 9, 8).expect("date"), santiago)
             .expect("a start");
         assert_eq!(start.to_rfc3339(), "2024-09-08T04:00:00+00:00");

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::schedule::Zone;
 use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
 
 use crate::domain::price::BUDGET_REACHED;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Model, ModelId, Outcome};
+use crate::schedule::Zone;
 use crate::store::{ModelSpend, StoreResult};
 
 use super::runtime::Runtime;

@@ -2,12 +2,11 @@
 
 use std::fmt;
 
-use super::Zone;
 use chrono::{DateTime, LocalResult, SubsecRound, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, Direction};
 
-use super::{ScheduleError, TRIGGER_GRACE};
+use super::{ScheduleError, TRIGGER_GRACE, Zone};
 use crate::domain::BatchKey;
 
 /// The keyword of `CRON_SCHEDULE` that turns the built-in scheduler off.

@@ -2,11 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::Zone;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use serde::Serialize;
 
-use super::{Schedule, ScheduleError};
+use super::{Schedule, ScheduleError, Zone};
 use crate::domain::{BatchKey, PromptId};
 
 /// What started a scheduling pass.

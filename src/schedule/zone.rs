@@ -42,15 +42,15 @@ impl Zone {
         if name.eq_ignore_ascii_case(UTC_RULES.name) {
             return Some(Zone::UTC);
         }
-        let tz = jiff::tz::TimeZone::get(name).ok()?;
-        let canonical = tz.iana_name()?;
-        if canonical == UTC_RULES.name {
-            return Some(Zone::UTC);
-        }
         let mut named = NAMED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rules) = named.iter().find(|rules| rules.name == canonical) {
+        if let Some(rules) = named
+            .iter()
+            .find(|rules| rules.name.eq_ignore_ascii_case(name))
+        {
             return Some(Zone(rules));
         }
+        let tz = jiff::tz::TimeZone::get(name).ok()?;
+        let canonical = tz.iana_name()?;
         let name: &'static str = Box::leak(canonical.into());
         let rules: &'static Rules = Box::leak(Box::new(Rules { name, tz }));
         named.push(rules);
