@@ -72,16 +72,17 @@ curl -s -o /dev/null -X POST -H "Authorization: Bearer $CRON_SECRET" http://127.
 sleep 3
 kill -TERM "$serve"; wait "$serve" || true
 
-# Functions of promptq's own executable, in the order above (worker first), each once.
+# Functions of promptq's own executable, workers first, each once.
 mkdir -p build
 nm --defined-only "$PROMPTQ" | awk '$2 ~ /^[tTwW]$/ { print $3 }' > "$WORK/defined"
 python3 - "$WORK" > build/symbol-order.txt <<'EOF'
 import glob, os, re, sys
 work = sys.argv[1]
 defined = set(open(os.path.join(work, "defined")).read().split())
-order, seen = [], set()
-for tag in ["worker-pg", "worker-sqlite", "bench-pg", "bench-sqlite", "cron-pg",
-            "cron-sqlite", "serve"]:
+
+def functions(tag):
+    """The functions of the executable that the profiles named TAG.* ran, in profile order."""
+    found = []
     for path in sorted(glob.glob(os.path.join(work, tag + ".*"))):
         names = {}
         for line in open(path, errors="replace"):
@@ -89,9 +90,25 @@ for tag in ["worker-pg", "worker-sqlite", "bench-pg", "bench-sqlite", "cron-pg",
             if m:
                 number, name = m.groups()
                 name = names.setdefault(number, name)
-                if name in defined and name not in seen:
-                    seen.add(name)
-                    order.append(name)
+                if name in defined:
+                    found.append(name)
+    return found
+
+# A worker maps what both databases run, then its own database's code: what only the
+# PostgreSQL worker runs is laid out after what only the SQLite worker runs, so that neither
+# worker maps the other's code between its own.
+pg, sqlite = functions("worker-pg"), functions("worker-sqlite")
+both = set(pg) & set(sqlite)
+groups = [[f for f in pg if f in both], [f for f in sqlite if f not in both],
+          [f for f in pg if f not in both]]
+groups += [functions(tag) for tag in ["bench-pg", "bench-sqlite", "cron-pg", "cron-sqlite",
+                                      "serve"]]
+order, seen = [], set()
+for group in groups:
+    for name in group:
+        if name not in seen:
+            seen.add(name)
+            order.append(name)
 print("\n".join(order))
 EOF
 echo "build/symbol-order.txt: $(wc -l < build/symbol-order.txt) functions"

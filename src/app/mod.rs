@@ -41,7 +41,7 @@ pub use crate::domain::queries::{
 };
 pub use crate::domain::records::{AttemptRecord, Pause, StoredResponse};
 pub use crate::domain::stats::{JobStats, LatencyStats, ModelWindow};
-use crate::store::{Store, StoreError};
+use crate::store::{Readers, Store, StoreError};
 
 /// What went wrong in a use case, by what the caller should answer.
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +112,20 @@ struct Inner {
 }
 
 impl App {
-    /// Opens (and migrates) the database and builds the providers from `config`.
+    /// Opens (and migrates) the database and builds the providers from `config`, for a
+    /// process whose reads come one after another.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        let store =
-            Store::open_via(&config.database_url, config.database_direct_url.as_deref()).await?;
+        App::start_for(config, Readers::One).await
+    }
+
+    /// [`App::start`] for a process that runs `readers` reads side by side (`serve`).
+    pub async fn start_for(config: Config, readers: Readers) -> anyhow::Result<App> {
+        let store = Store::open_for(
+            &config.database_url,
+            config.database_direct_url.as_deref(),
+            readers,
+        )
+        .await?;
         let app = App::with_store(config, store)?;
         app.warn_about_endpoints().await;
         Ok(app)

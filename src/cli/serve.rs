@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::app::run_scheduler;
 use crate::config::Config;
+use crate::store::Readers;
 
 pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> {
     if with_http {
@@ -24,7 +25,13 @@ pub async fn serve(config: Config, with_http: bool) -> anyhow::Result<ExitCode> 
              before sharing this machine or binding another address."
         );
     }
-    let app = App::start(config).await?;
+    // A worker's reads (is anything due, pauses, its fellows) come one after another.
+    let readers = if with_http {
+        Readers::Several
+    } else {
+        Readers::One
+    };
+    let app = App::start_for(config, readers).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let listener = if with_http {

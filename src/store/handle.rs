@@ -18,7 +18,7 @@ use super::workers::{NewWorker, Worker, WorkerId, Workers};
 use super::{
     AttemptRecord, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
     JobSelector, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
-    PruneCounts, PruneStep, PruneTarget, RateGrant, Rescued, ResponseFilter, StoreError,
+    PruneCounts, PruneStep, PruneTarget, RateGrant, Readers, Rescued, ResponseFilter, StoreError,
     StoreResult, StoredResponse, location, postgres, sqlite,
 };
 use crate::domain::provider_batch::{
@@ -75,11 +75,22 @@ impl Store {
     /// [`Store::connect`], where `direct` (`DATABASE_DIRECT_URL`) reaches the PostgreSQL
     /// server that `url` reaches through a transaction-mode pooler.
     pub async fn connect_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
+        Store::connect_for(url, direct, Readers::One).await
+    }
+
+    /// [`Store::connect_via`] for a process that runs `readers` reads side by side.
+    pub async fn connect_for(
+        url: &str,
+        direct: Option<&str>,
+        readers: Readers,
+    ) -> StoreResult<Store> {
         let named = |err| location::named(&location::describe(url), err);
         if let Some(path) = url.strip_prefix("sqlite:") {
             location::check_sqlite(path)?;
             Ok(Store::Sqlite(
-                sqlite::SqliteStore::open(path).await.map_err(named)?,
+                sqlite::SqliteStore::open(path, readers)
+                    .await
+                    .map_err(named)?,
             ))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             location::probe_postgres(url).await?;
@@ -102,7 +113,12 @@ impl Store {
 
     /// [`Store::open`] with a direct URL beside a pooled one (see [`Store::connect_via`]).
     pub async fn open_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
-        let store = Store::connect_via(url, direct).await?;
+        Store::open_for(url, direct, Readers::One).await
+    }
+
+    /// [`Store::open_via`] for a process that runs `readers` reads side by side.
+    pub async fn open_for(url: &str, direct: Option<&str>, readers: Readers) -> StoreResult<Store> {
+        let store = Store::connect_for(url, direct, readers).await?;
         store.migrate().await?;
         Ok(store)
     }

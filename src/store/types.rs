@@ -6,6 +6,18 @@ use serde::Serialize;
 use super::Clock;
 use crate::domain::{ClaimedJob, JobId, JobStatus, ModelId, ProviderKind};
 
+/// How many reads a process runs side by side. It sizes SQLite's reader connections, each of
+/// which holds its own schema, statements and page cache on its own thread; PostgreSQL's
+/// pool does not depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Readers {
+    /// A worker, a cron pass, a command: reads come one after another.
+    #[default]
+    One,
+    /// `serve`: requests to the API and the dashboard read side by side.
+    Several,
+}
+
 /// Settings of one enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnqueueOptions {
