@@ -354,7 +354,8 @@ pub struct ClaimedJob {
     pub job: Job,
     pub attempt: i32,
     pub prompt_text: String,
-    pub model: Model,
+    /// Shared by the jobs of one claim that run the same model with the same params.
+    pub model: std::sync::Arc<Model>,
 }
 
 /// How a failed attempt failed, as far as what to do next is concerned.

@@ -119,7 +119,7 @@ fn claimed(attempt: i32) -> ClaimedJob {
         },
         attempt,
         prompt_text: "q".into(),
-        model: Model {
+        model: std::sync::Arc::new(Model {
             id: 1,
             name: "m".into(),
             provider: ProviderKind::OpenAiCompatible,
@@ -128,7 +128,7 @@ fn claimed(attempt: i32) -> ClaimedJob {
             active: true,
             created_at: now,
             spec: Default::default(),
-        },
+        }),
     }
 }
 

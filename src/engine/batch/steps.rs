@@ -399,7 +399,7 @@ async fn claimed(
         job,
         attempt,
         prompt_text: String::new(),
-        model: model.clone(),
+        model: std::sync::Arc::new(model.clone()),
     }))
 }
 

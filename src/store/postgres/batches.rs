@@ -126,9 +126,10 @@ impl ProviderBatches for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
+        let mut models = ClaimModels::new();
         for row in &rows {
             if row.try_get::<bool, _>("runnable")? {
-                claimed.push(claimed_from_row(row)?);
+                claimed.push(claimed_from_row(row, &mut models)?);
             }
         }
         // The claim statement turns the commit's flush off (a lost claim costs a repeated

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
+use super::sql::{ClaimModels, Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
     ABANDONED, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
     JobSelector, Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
@@ -242,17 +242,32 @@ fn prompt_from_row(row: &PgRow) -> Result<Prompt, sqlx::Error> {
     })
 }
 
-fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, sqlx::Error> {
+/// What the jobs of a claim share a model by: its id, and the generation params of the job's
+/// enqueue where the job has a prompt version.
+type ModelKey = (i64, Option<Option<serde_json::Value>>);
+
+fn claimed_from_row(
+    row: &PgRow,
+    models: &mut ClaimModels<ModelKey>,
+) -> Result<ClaimedJob, sqlx::Error> {
     let job = job_from_row(row)?;
-    let mut model = model_from_row(row, "m_")?;
     // A job from before versions runs the model as it is now, as it always did.
-    if row
+    let snapshot = if row
         .try_get::<Option<i64>, _>("prompt_version_id")?
         .is_some()
     {
-        let snapshot: Option<serde_json::Value> = row.try_get("gen_params")?;
-        model = model.with_generation_params(snapshot);
-    }
+        Some(row.try_get::<Option<serde_json::Value>, _>("gen_params")?)
+    } else {
+        None
+    };
+    let key = (row.try_get("m_id")?, snapshot.clone());
+    let model = models.get_or_build(key, || {
+        let model = model_from_row(row, "m_")?;
+        Ok::<_, sqlx::Error>(match snapshot {
+            Some(params) => model.with_generation_params(params),
+            None => model,
+        })
+    })?;
     Ok(ClaimedJob {
         attempt: job.claim_number(),
         prompt_text: row.try_get("prompt_text")?,

@@ -244,9 +244,10 @@ impl Queue for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
+        let mut models = ClaimModels::new();
         for row in &rows {
             if row.try_get::<bool, _>("runnable")? {
-                claimed.push(claimed_from_row(row)?);
+                claimed.push(claimed_from_row(row, &mut models)?);
             }
         }
         Ok(claimed)
@@ -274,9 +275,9 @@ impl Queue for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) if row.try_get::<bool, _>("runnable")? => {
-                Ok(ClaimOne::Claimed(Box::new(claimed_from_row(&row)?)))
-            }
+            Some(row) if row.try_get::<bool, _>("runnable")? => Ok(ClaimOne::Claimed(Box::new(
+                claimed_from_row(&row, &mut ClaimModels::new())?,
+            ))),
             Some(_) => Ok(ClaimOne::Skipped),
             None => {
                 let status: Option<String> =

@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{JOB_COLUMNS, Picked, SqliteTx, ids_json, ms, snapshot_model};
 use crate::domain::{ClaimedJob, Job};
-use crate::store::sql::job_from_row;
+use crate::store::sql::{ClaimModels, job_from_row};
 use crate::store::workers::WorkerId;
 use crate::store::{SKIPPED_INACTIVE, StoreResult};
 
@@ -24,6 +24,7 @@ pub(super) async fn claim_picked(
     let mut picked = HashMap::with_capacity(rows.len());
     let mut order = Vec::with_capacity(rows.len());
     let mut skipped = Vec::new();
+    let mut models = ClaimModels::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
         if row.try_get::<bool, _>("runnable")? {
@@ -31,7 +32,7 @@ pub(super) async fn claim_picked(
                 id,
                 Picked {
                     prompt_text: row.try_get("prompt_text")?,
-                    model: snapshot_model(row)?,
+                    model: snapshot_model(row, &mut models)?,
                 },
             );
             order.push(id);

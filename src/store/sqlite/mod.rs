@@ -14,6 +14,7 @@
 //! cache and the writer mostly appends.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +24,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::sql::{Time, job_from_row, parse_status, push_job_filter, push_selector};
+use super::sql::{ClaimModels, Time, job_from_row, parse_status, push_job_filter, push_selector};
 use super::{
     ABANDONED, Backend, ClaimOne, ClaimSize, Clock, EnqueueOptions, EnqueueReport, JobFilter,
     JobSelector, Lifecycle, ModelPatch, NewModel, NewPrompt, Page, Pause, PauseScope, PromptPatch,
@@ -86,7 +87,7 @@ const PROMPT_COLUMNS: &str = "p.id, p.text, p.runs, p.active, p.schedule, p.last
 /// What a claim needs of a picked job besides the job row itself.
 struct Picked {
     prompt_text: String,
-    model: Model,
+    model: Arc<Model>,
 }
 
 /// The writer's page cache: 256 KiB (a negative `cache_size` is KiB; SQLite's default is
@@ -208,22 +209,36 @@ fn model_from_row(row: &SqliteRow, prefix: &str) -> Result<Model, sqlx::Error> {
     .with_spec())
 }
 
+/// What the jobs of a claim share a model by: its id, and the generation params of the job's
+/// enqueue (as stored) where the job has a prompt version.
+type ModelKey = (i64, Option<Option<String>>);
+
 /// The model of a picked job, with the generation params of the job's enqueue (a job from
 /// before versions runs the model as it is now, as it always did).
-fn snapshot_model(row: &SqliteRow) -> Result<Model, sqlx::Error> {
-    let mut model = model_from_row(row, "m_")?;
-    if row
+fn snapshot_model(
+    row: &SqliteRow,
+    models: &mut ClaimModels<ModelKey>,
+) -> Result<Arc<Model>, sqlx::Error> {
+    let snapshot = if row
         .try_get::<Option<i64>, _>("prompt_version_id")?
         .is_some()
     {
-        let snapshot: Option<String> = row.try_get("gen_params")?;
+        Some(row.try_get::<Option<String>, _>("gen_params")?)
+    } else {
+        None
+    };
+    let key = (row.try_get("m_id")?, snapshot.clone());
+    models.get_or_build(key, || {
+        let model = model_from_row(row, "m_")?;
+        let Some(snapshot) = snapshot else {
+            return Ok(model);
+        };
         let snapshot = snapshot
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|err| decode_error(format!("job generation params are not JSON: {err}")))?;
-        model = model.with_generation_params(snapshot);
-    }
-    Ok(model)
+        Ok(model.with_generation_params(snapshot))
+    })
 }
 
 /// A duration as a `chrono` one, at most a year, so that adding it to an instant cannot
