@@ -189,9 +189,9 @@ impl App {
 /// The database's housekeeping, as the faces see it.
 impl App {
     /// Creates or upgrades the schema of `database_url`; the name of the database it is.
-    /// `direct` is `DATABASE_DIRECT_URL` (see [`Store::connect_via`]).
+    /// `direct` is `DATABASE_DIRECT_URL` (see [`Store::connect_for`]).
     pub async fn migrate(database_url: &str, direct: Option<&str>) -> AppResult<Backend> {
-        let store = Store::open_via(database_url, direct).await?;
+        let store = Store::open_for(database_url, direct, Readers::One).await?;
         let backend = store.backend();
         store.close().await;
         Ok(backend)

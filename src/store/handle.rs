@@ -69,16 +69,12 @@ impl Store {
     /// names the database (never its password) and the cause; a refused PostgreSQL is
     /// reported at once.
     pub async fn connect(url: &str) -> StoreResult<Store> {
-        Store::connect_via(url, None).await
+        Store::connect_for(url, None, Readers::One).await
     }
 
-    /// [`Store::connect`], where `direct` (`DATABASE_DIRECT_URL`) reaches the PostgreSQL
-    /// server that `url` reaches through a transaction-mode pooler.
-    pub async fn connect_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
-        Store::connect_for(url, direct, Readers::One).await
-    }
-
-    /// [`Store::connect_via`] for a process that runs `readers` reads side by side.
+    /// [`Store::connect`] for a process that runs `readers` reads side by side, where
+    /// `direct` (`DATABASE_DIRECT_URL`) reaches the PostgreSQL server that `url` reaches
+    /// through a transaction-mode pooler.
     pub async fn connect_for(
         url: &str,
         direct: Option<&str>,
@@ -108,15 +104,10 @@ impl Store {
 
     /// Opens the database and brings its schema up to date.
     pub async fn open(url: &str) -> StoreResult<Store> {
-        Store::open_via(url, None).await
+        Store::open_for(url, None, Readers::One).await
     }
 
-    /// [`Store::open`] with a direct URL beside a pooled one (see [`Store::connect_via`]).
-    pub async fn open_via(url: &str, direct: Option<&str>) -> StoreResult<Store> {
-        Store::open_for(url, direct, Readers::One).await
-    }
-
-    /// [`Store::open_via`] for a process that runs `readers` reads side by side.
+    /// [`Store::open`] with the readers and the direct URL of [`Store::connect_for`].
     pub async fn open_for(url: &str, direct: Option<&str>, readers: Readers) -> StoreResult<Store> {
         let store = Store::connect_for(url, direct, readers).await?;
         store.migrate().await?;
