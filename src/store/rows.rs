@@ -23,16 +23,16 @@ impl<K: PartialEq> ClaimModels<K> {
         ClaimModels { built: Vec::new() }
     }
 
-    /// The model for `key`, built by `build` unless this claim has built it already.
+    /// The model for `key`, built from it by `build` unless this claim has built it already.
     pub(crate) fn get_or_build<E>(
         &mut self,
         key: K,
-        build: impl FnOnce() -> Result<Model, E>,
+        build: impl FnOnce(&K) -> Result<Model, E>,
     ) -> Result<Arc<Model>, E> {
         if let Some((_, model)) = self.built.iter().find(|(seen, _)| *seen == key) {
             return Ok(Arc::clone(model));
         }
-        let model = Arc::new(build()?);
+        let model = Arc::new(build(&key)?);
         if self.built.len() < SHARED_MODELS {
             self.built.push((key, Arc::clone(&model)));
         }
@@ -249,9 +249,9 @@ mod tests {
         let mut builds = 0;
         let mut get = |key: (i64, Option<&'static str>)| {
             models
-                .get_or_build(key, || {
+                .get_or_build(key, |&(id, _)| {
                     builds += 1;
-                    Ok::<_, ()>(model(key.0))
+                    Ok::<_, ()>(model(id))
                 })
                 .expect("built")
         };
@@ -270,14 +270,14 @@ mod tests {
         let mut models = ClaimModels::new();
         for id in 0..SHARED_MODELS as i64 {
             models
-                .get_or_build(id, || Ok::<_, ()>(model(id)))
+                .get_or_build(id, |&id| Ok::<_, ()>(model(id)))
                 .expect("built");
         }
         let beyond = SHARED_MODELS as i64;
-        let one = models.get_or_build(beyond, || Ok::<_, ()>(model(beyond)));
-        let two = models.get_or_build(beyond, || Ok::<_, ()>(model(beyond)));
+        let one = models.get_or_build(beyond, |&id| Ok::<_, ()>(model(id)));
+        let two = models.get_or_build(beyond, |&id| Ok::<_, ()>(model(id)));
         assert!(!Arc::ptr_eq(&one.expect("built"), &two.expect("built")));
-        let kept = models.get_or_build(0, || Err(()));
+        let kept = models.get_or_build(0, |_| Err(()));
         assert_eq!(kept.expect("kept, not built again").id, 0);
     }
 
@@ -285,7 +285,7 @@ mod tests {
     fn a_failed_build_is_the_claims_error() {
         let mut models = ClaimModels::<i64>::new();
         assert_eq!(
-            models.get_or_build(1, || Err("bad params")),
+            models.get_or_build(1, |_| Err("bad params")),
             Err("bad params")
         );
     }

@@ -260,11 +260,10 @@ fn claimed_from_row(
     } else {
         None
     };
-    let key = (row.try_get("m_id")?, snapshot.clone());
-    let model = models.get_or_build(key, || {
+    let model = models.get_or_build((row.try_get("m_id")?, snapshot), |(_, snapshot)| {
         let model = model_from_row(row, "m_")?;
         Ok::<_, sqlx::Error>(match snapshot {
-            Some(params) => model.with_generation_params(params),
+            Some(params) => model.with_generation_params(params.clone()),
             None => model,
         })
     })?;

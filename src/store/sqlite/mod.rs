@@ -227,14 +227,14 @@ fn snapshot_model(
     } else {
         None
     };
-    let key = (row.try_get("m_id")?, snapshot.clone());
-    models.get_or_build(key, || {
+    models.get_or_build((row.try_get("m_id")?, snapshot), |(_, snapshot)| {
         let model = model_from_row(row, "m_")?;
         let Some(snapshot) = snapshot else {
             return Ok(model);
         };
         let snapshot = snapshot
-            .map(|text| serde_json::from_str(&text))
+            .as_deref()
+            .map(serde_json::from_str)
             .transpose()
             .map_err(|err| decode_error(format!("job generation params are not JSON: {err}")))?;
         Ok(model.with_generation_params(snapshot))
