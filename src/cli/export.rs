@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::app::{App, ExportInsights, ExportMention};
@@ -413,16 +413,8 @@ fn parse_bound(text: &str, tz: Zone, end: bool) -> anyhow::Result<DateTime<Utc>>
     } else {
         date
     };
-    start_of_day(date, tz).ok_or_else(|| anyhow::anyhow!("'{text}' has no start in {tz}"))
-}
-
-/// Midnight, or the first valid time after it where a clock change skips midnight.
-fn start_of_day(date: NaiveDate, tz: crate::schedule::Zone) -> Option<DateTime<Utc>> {
-    let midnight = date.and_time(NaiveTime::MIN);
-    (0..=24 * 4)
-        .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
-        .find_map(|local| tz.from_local_datetime(&local).earliest())
-        .map(|time| time.with_timezone(&Utc))
+    tz.start_of_day(date)
+        .ok_or_else(|| anyhow::anyhow!("'{text}' has no start in {tz}"))
 }
 
 #[cfg(test)]
@@ -526,14 +518,5 @@ mod tests {
         let exact = parse_bound("2025-10-14T08:30:00+02:00", paris, true).expect("time");
         assert_eq!(exact.to_rfc3339(), "2025-10-14T06:30:00+00:00");
         assert!(parse_bound("14/10/2025", paris, false).is_err());
-    }
-
-    #[test]
-    fn a_skipped_midnight_starts_the_day_at_the_first_valid_time() {
-        // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
-        let santiago = Zone::named("America/Santiago").expect("zone");
-        let start = start_of_day(NaiveDate::from_ymd_opt(2024, 9, 8).expect("date"), santiago)
-            .expect("a start");
-        assert_eq!(start.to_rfc3339(), "2024-09-08T04:00:00+00:00");
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Days, Utc};
 
 use crate::domain::price::BUDGET_REACHED;
 use crate::domain::{BlockedModel, ClaimedJob, Finish, Model, ModelId, Outcome};
@@ -28,16 +28,7 @@ pub const SPEND_FRESH_FOR: Duration = Duration::from_secs(5);
 /// The calendar day containing `now` in `tz`, as the instants it starts and ends at.
 pub fn day_bounds(now: DateTime<Utc>, tz: Zone) -> (DateTime<Utc>, DateTime<Utc>) {
     let date = now.with_timezone(&tz).date_naive();
-    let start_of = |date: chrono::NaiveDate| {
-        // A zone whose clocks jump over midnight starts its day at the first instant after.
-        tz.from_local_datetime(&date.and_time(NaiveTime::MIN))
-            .earliest()
-            .or_else(|| {
-                tz.from_local_datetime(&date.and_hms_opt(1, 0, 0).unwrap_or_default())
-                    .earliest()
-            })
-            .map_or(now, |at| at.with_timezone(&Utc))
-    };
+    let start_of = |date| tz.start_of_day(date).unwrap_or(now);
     let next = date.checked_add_days(Days::new(1)).unwrap_or(date);
     (start_of(date), start_of(next))
 }
@@ -238,6 +229,7 @@ impl Runtime {
 mod tests {
     use super::*;
     use crate::domain::{ModelSpec, ProviderKind};
+    use chrono::TimeZone;
     use serde_json::json;
 
     fn model(id: ModelId, params: serde_json::Value) -> Model {

@@ -57,6 +57,16 @@ impl Zone {
         Some(Zone(rules))
     }
 
+    /// When `date` starts here: midnight, or the first valid time after it where a clock
+    /// change skips midnight (looked for in steps of 15 minutes, the finest any zone uses).
+    pub fn start_of_day(self, date: NaiveDate) -> Option<chrono::DateTime<chrono::Utc>> {
+        let midnight = date.and_time(NaiveTime::MIN);
+        (0..=24 * 4)
+            .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
+            .find_map(|local| self.from_local_datetime(&local).earliest())
+            .map(|time| time.with_timezone(&chrono::Utc))
+    }
+
     /// The name as the database spells it.
     pub fn name(self) -> &'static str {
         self.0.name
@@ -276,5 +286,15 @@ mod tests {
             .unwrap()
             .and_time(NaiveTime::MIN);
         assert!(new_york.from_local_datetime(&far).single().is_some());
+    }
+
+    #[test]
+    fn a_skipped_midnight_starts_the_day_at_the_first_valid_time() {
+        // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
+        let santiago = Zone::named("America/Santiago").expect("zone");
+        let start = santiago
+            .start_of_day(NaiveDate::from_ymd_opt(2024, 9, 8).expect("date"))
+            .expect("a start");
+        assert_eq!(start.to_rfc3339(), "2024-09-08T04:00:00+00:00");
     }
 }
