@@ -90,8 +90,8 @@ struct Shared {
     rt: Runtime,
     /// This pool's id in the worker registry (0 before it registered, or if it could not).
     worker: AtomicI64,
-    /// The slots of the other live workers, as of the last beat: due jobs a claim ahead
-    /// leaves for them (see [`ClaimSize`]).
+    /// The slots of the other live workers, as of the last beat: a claim ahead leaves due
+    /// jobs for them (see [`due_left_for_fleet`]).
     slots_elsewhere: AtomicUsize,
     options: PoolOptions,
     running: Mutex<HashMap<AttemptKey, Running>>,
@@ -224,7 +224,7 @@ async fn claim_loop(
             let size = ClaimSize {
                 now: for_free_slots as i64,
                 ahead: (asked - for_free_slots) as i64,
-                spare: shared.slots_elsewhere.load(Ordering::Relaxed) as i64,
+                spare: due_left_for_fleet(shared.slots_elsewhere.load(Ordering::Relaxed)),
             };
             needed = for_free_slots;
             // Re-armed before the claim, so that work announced while it runs is not missed.
@@ -296,6 +296,20 @@ async fn claim_loop(
 fn worth_a_claim(free: usize, buffered: usize, ahead: usize) -> bool {
     let want = (free + ahead).saturating_sub(buffered);
     want > 0 && (free > buffered || want >= ahead.div_ceil(2))
+}
+
+/// The due jobs a claim ahead leaves for the other live workers, which hold `slots_elsewhere`
+/// slots: two waves of them. Their slots free about when this pool's do, and each starts
+/// first what its own claim-ahead holds (about a wave), so one wave left due was taken by
+/// whichever claim ahead came first: that process then held a wave more than the others when
+/// the queue ran dry, and ran it while their slots stood idle (two workers, 4,000 jobs of
+/// 200 ms: 1.056–1.067 × ideal in 6 runs of 10, against 1.016–1.022 in 10 of 10 with two).
+/// Near the end a fleet then claims only for free slots, so its last jobs go to whichever slot
+/// frees first.
+fn due_left_for_fleet(slots_elsewhere: usize) -> i64 {
+    i64::try_from(slots_elsewhere)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2)
 }
 
 /// The claim-ahead grows to at most this many jobs per slot…

@@ -51,7 +51,7 @@ pub struct ClaimSize {
     pub now: i64,
     /// Jobs claimed ahead: taken only from those due beyond `now + spare`.
     pub ahead: i64,
-    /// Due jobs to leave for other processes' free slots (0: no such check, nothing read).
+    /// Due jobs to leave for other processes' slots (0: no such check, nothing read).
     pub spare: i64,
 }
 
