@@ -305,12 +305,20 @@ fn worth_a_claim(free: usize, buffered: usize, ahead: usize) -> bool {
 /// the queue ran dry, and ran it while their slots stood idle (two workers, 4,000 jobs of
 /// 200 ms: 1.056–1.067 × ideal in 6 runs of 10, against 1.016–1.022 in 10 of 10 with two).
 /// Near the end a fleet then claims only for free slots, so its last jobs go to whichever slot
-/// frees first.
+/// frees first. The claim counts the due jobs up to this many beyond its own (PostgreSQL: about
+/// 0.5 µs a job, most of them read from the heap), so the count is bounded: past
+/// [`FLEET_SPARE_MOST`] slots elsewhere a fleet's waves are many claims wide, and a claim
+/// ahead (at most `max_claim` jobs) is a small part of one.
 fn due_left_for_fleet(slots_elsewhere: usize) -> i64 {
+    let most = i64::try_from(FLEET_SPARE_MOST).unwrap_or(i64::MAX);
     i64::try_from(slots_elsewhere)
         .unwrap_or(i64::MAX)
         .saturating_mul(2)
+        .min(most)
 }
+
+/// The most due jobs a claim ahead leaves for other workers (see [`due_left_for_fleet`]).
+const FLEET_SPARE_MOST: usize = 4_000;
 
 /// The claim-ahead grows to at most this many jobs per slot…
 pub const MOST_AHEAD_PER_SLOT: usize = 4;
