@@ -25,6 +25,10 @@ const SYMBOL_ORDER: &str = "build/symbol-order.txt";
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed={SYMBOL_ORDER}");
+    // The migrations are read at compile time (`sqlx::migrate!`), and a build script that names
+    // what it depends on turns off Cargo's rebuild on any change in the package: without this
+    // line a new migration file left the previous build's migrations in place.
+    println!("cargo::rerun-if-changed=migrations");
     let var = |name: &str| env::var(name).unwrap_or_default();
     let target = var("TARGET");
     if var("PROFILE") != "release" || target != "x86_64-unknown-linux-gnu" || var("HOST") != target

@@ -143,6 +143,14 @@ async fn dead_workers_jobs_come_back_at_once_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_renewal_is_a_heap_only_update_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    a_lease_renewal_is_a_heap_only_update(&Db::<PostgresStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_lost_its_session_registers_again_on_postgres() {
     let Some(db) = support::postgres().await else {
         return;

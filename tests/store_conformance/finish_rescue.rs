@@ -325,3 +325,54 @@ pub(super) async fn release_hands_jobs_back_without_spending_an_attempt<D: Backe
         0
     );
 }
+
+/// A running job's lease is renewed every third of a lease for as long as its call lasts, so
+/// on PostgreSQL a renewal must stay a heap-only update: no index may hold the lease's expiry.
+/// Read from the table's page: each claimed row version the renewal replaced is marked
+/// HOT-updated (`HEAP_HOT_UPDATED`, 0x4000 in `t_infomask2`).
+pub(super) async fn a_lease_renewal_is_a_heap_only_update(db: &Db<PostgresStore>) {
+    use promptq::store::Queue;
+    let store = db.store.clone();
+    seeded(&store, 1, 3, 1).await;
+    let now = t0();
+    let lease = std::time::Duration::from_secs(30);
+    let claimed = store.jobs_claim(3, now, lease).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let hot_updated = "SELECT count(*) FROM heap_page_items(get_raw_page('prompt_jobs', 0))
+        WHERE t_infomask2 & 16384 <> 0";
+    let before: i64 = sqlx::query_scalar(hot_updated)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let attempts: Vec<_> = claimed.iter().map(|c| (c.job.id, c.attempt)).collect();
+    let owned = store
+        .jobs_heartbeat(&attempts, now + Duration::seconds(10), lease)
+        .await
+        .unwrap();
+    assert_eq!(owned.len(), 3);
+    let after: i64 = sqlx::query_scalar(hot_updated)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(after - before, 3, "each renewal a heap-only update");
+    // Found by the index of running jobs all the same: expired at the renewed time, not before.
+    assert!(
+        store
+            .jobs_rescue_expired(now + Duration::seconds(35))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .jobs_rescue_expired(now + Duration::seconds(41))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
