@@ -151,6 +151,12 @@ async fn a_lease_renewal_is_a_heap_only_update_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_process_is_known_at_once_on_sqlite() {
+    let db = support::sqlite().await;
+    an_ended_process_is_known_at_once_on_one_machine(&Db::<SqliteStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_that_lost_its_session_registers_again_on_postgres() {
     let Some(db) = support::postgres().await else {
         return;

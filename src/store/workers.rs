@@ -10,8 +10,8 @@
 //! A worker that is alive but hung keeps its lock, and its jobs wait for their lease as before.
 //! Behind a transaction-mode pooler without `DATABASE_DIRECT_URL` no session outlives a
 //! transaction, so such a worker holds no lock and says so (`holds_lock`), and leases bring its jobs back.
-//! On SQLite, whose processes share one machine, a worker that stopped reporting and whose
-//! process no longer exists is dead (see the SQLite store's `workers` module).
+//! On SQLite, whose processes share one machine, a worker whose process ended is dead (see the
+//! SQLite store's `workers` module).
 
 use std::future::Future;
 use std::time::Duration;

@@ -261,3 +261,84 @@ pub(super) async fn dead_workers_jobs_come_back_at_once_on_one_machine(db: &Db<S
         vec![alive, elsewhere]
     );
 }
+
+/// On SQLite a worker whose process was seen by this one at registration (same PID namespace,
+/// same user) is known dead the moment its process ends, silent or not; one whose process this
+/// one cannot see for certain (here: recorded in another namespace) still waits until it has
+/// been silent for a while.
+pub(super) async fn an_ended_process_is_known_at_once_on_one_machine(db: &Db<SqliteStore>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 6, 1).await;
+    let lease = std::time::Duration::from_secs(3600);
+    let here = NewWorker::this_process(3);
+    let mut children = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let worker = store
+            .worker_register(
+                &NewWorker {
+                    pid: child.id(),
+                    ..here.clone()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        children.push(child);
+        workers.push(worker);
+    }
+    let sql = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let marked: Vec<Option<String>> = sqlx::query_scalar("SELECT process FROM workers ORDER BY id")
+        .fetch_all(&sql)
+        .await
+        .unwrap();
+    assert!(marked.iter().all(Option::is_some), "{marked:?}");
+    sqlx::query("UPDATE workers SET process = 'pid:[1] ' || substr(process, instr(process, ' ') + 1) WHERE id = ?1")
+        .bind(workers[1])
+        .execute(&sql)
+        .await
+        .unwrap();
+    sql.close().await;
+    let mut held = Vec::new();
+    for &worker in &workers {
+        let claimed = store
+            .jobs_claim_except(ClaimSize::exactly(3), t0(), lease, &[], Some(worker))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 3);
+        let mut ids: Vec<i64> = claimed.iter().map(|c| c.job.id).collect();
+        ids.sort_unstable();
+        held.push(ids);
+    }
+    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let soon = t0() + Duration::seconds(1);
+    let mut rescued: Vec<i64> = store
+        .jobs_rescue_orphaned(soon)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.job_id)
+        .collect();
+    rescued.sort_unstable();
+    assert_eq!(rescued, held[0], "the ended process's jobs, at once");
+
+    let later = t0() + Duration::seconds(10);
+    let mut rescued: Vec<i64> = store
+        .jobs_rescue_orphaned(later)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.job_id)
+        .collect();
+    rescued.sort_unstable();
+    assert_eq!(rescued, held[1], "the other once it has been silent");
+}

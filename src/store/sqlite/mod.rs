@@ -45,6 +45,8 @@ mod finish;
 mod insights;
 mod jobs;
 mod pacing;
+/// Whether another process of this machine still runs.
+mod process;
 /// Retention: counts and bounded prune batches.
 mod prune;
 mod queue;

@@ -1,32 +1,23 @@
 //! The worker registry on SQLite. The processes sharing a SQLite file hold no session the
-//! database could see end, but they share one machine: a worker of this host that has not
-//! reported for [`SILENT_BEFORE_PROCESS_CHECK`] and whose process no longer exists (no
-//! `/proc/PID`, or only its zombie) died, and [`Workers::jobs_rescue_orphaned`] hands its jobs back at once instead
-//! of after their lease. Both conditions are needed: a pid alone can be reused, or belong to
-//! another PID namespace (two containers sharing the file under one host name), and a live
-//! worker reports every second. Where there is no `/proc`, leases alone bring jobs back.
+//! database could see end, but they share one machine, and [`Workers::jobs_rescue_orphaned`]
+//! hands a dead worker's jobs back at once instead of after their lease. A worker of this host
+//! is dead when its [`ProcessMark`] (recorded at registration) says for certain that its
+//! process ended: same PID namespace and user as the process looking, and its pid gone, a
+//! zombie, or another process's. A worker without a certain answer (another container under
+//! the same host name, another user, no mark) is dead only once it has also not reported for
+//! [`SILENT_BEFORE_PROCESS_CHECK`] and no process has its pid: a pid alone can be reused or
+//! belong to another namespace, and a live worker reports every second. Where there is no
+//! `/proc`, leases alone bring jobs back.
 
 use std::time::Duration;
 
 use sqlx::Row;
 
+use super::process::{ProcessMark, process_gone};
 use super::queue::hand_back;
 use super::{SqliteStore, StoreResult, delay_of, ms, time};
 use crate::store::workers::{NewWorker, WORKER_BEAT, Worker, WorkerId, Workers};
 use crate::store::{Clock, PROCESS_GONE, Rescued};
-
-/// Whether no process `pid` runs on this machine: none exists, or only its zombie (killed, not
-/// yet reaped by its parent).
-fn process_gone(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| matches!(state, "Z" | "X")),
-        Err(_) => true,
-    }
-}
 
 /// How long a worker of this host must have been silent before its process is looked for.
 pub const SILENT_BEFORE_PROCESS_CHECK: Duration = WORKER_BEAT.saturating_mul(5);
@@ -45,13 +36,14 @@ impl Workers for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let id = sqlx::query_scalar(
-            "INSERT INTO workers (host, pid, concurrency, holds_lock, started_at, seen_at)
-             VALUES (?1, ?2, ?3, 0, ?4, ?4) RETURNING id",
+            "INSERT INTO workers (host, pid, concurrency, holds_lock, started_at, seen_at, process)
+             VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5) RETURNING id",
         )
         .bind(&new.host)
         .bind(i64::from(new.pid))
         .bind(new.concurrency as i64)
         .bind(ms(now))
+        .bind(ProcessMark::of(i64::from(new.pid)).map(|mark| mark.encode()))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -130,33 +122,50 @@ impl Workers for SqliteStore {
         let now = now.into().local();
         let silent_since = ms(now - delay_of(SILENT_BEFORE_PROCESS_CHECK));
         let here = NewWorker::this_process(0);
-        let silent: Vec<(WorkerId, i64)> = sqlx::query_as(
-            "SELECT id, pid FROM workers
-             WHERE stopped_at IS NULL AND host = ?1 AND seen_at < ?2 AND pid <> ?3",
+        let looking = ProcessMark::of_this_process();
+        let others: Vec<(WorkerId, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, pid, seen_at, process FROM workers WHERE stopped_at IS NULL AND host = ?1",
         )
         .bind(&here.host)
-        .bind(silent_since)
-        .bind(i64::from(here.pid))
         .fetch_all(&self.readers)
         .await?;
-        let dead: Vec<WorkerId> = silent
-            .into_iter()
-            .filter(|&(_, pid)| process_gone(pid))
-            .map(|(id, _)| id)
-            .collect();
-        if dead.is_empty() {
+        // Ended for certain (see `process`), or silent and without a process of its pid.
+        let mut ended = Vec::new();
+        let mut silent_and_gone = Vec::new();
+        for (id, pid, seen_at, mark) in others {
+            let certain = looking
+                .as_ref()
+                .and_then(|looking| ProcessMark::decode(mark.as_deref()?)?.ended(pid, looking));
+            match certain {
+                Some(true) => ended.push(id),
+                Some(false) => {}
+                // This process is no other worker's proof of death.
+                None if seen_at < silent_since
+                    && pid != i64::from(here.pid)
+                    && process_gone(pid) =>
+                {
+                    silent_and_gone.push(id)
+                }
+                None => {}
+            }
+        }
+        if ended.is_empty() && silent_and_gone.is_empty() {
             return Ok(Vec::new());
         }
-        let dead = serde_json::to_string(&dead).unwrap_or_else(|_| "[]".to_owned());
+        let ended = serde_json::to_string(&ended).unwrap_or_else(|_| "[]".to_owned());
+        let silent_and_gone =
+            serde_json::to_string(&silent_and_gone).unwrap_or_else(|_| "[]".to_owned());
         let mut tx = self.begin().await?;
-        // Judged again under the write lock: a worker that reported meanwhile is alive.
+        // Judged again under the write lock: a silent worker that reported meanwhile is alive.
         let confirmed: Vec<WorkerId> = sqlx::query_scalar(
             "UPDATE workers SET stopped_at = ?1
-             WHERE id IN (SELECT value FROM json_each(?2)) AND stopped_at IS NULL AND seen_at < ?3
+             WHERE stopped_at IS NULL AND (id IN (SELECT value FROM json_each(?2))
+                OR (id IN (SELECT value FROM json_each(?3)) AND seen_at < ?4))
              RETURNING id",
         )
         .bind(ms(now))
-        .bind(&dead)
+        .bind(&ended)
+        .bind(&silent_and_gone)
         .bind(silent_since)
         .fetch_all(&mut *tx)
         .await?;
@@ -171,34 +180,5 @@ impl Workers for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(rescued)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::process_gone;
-
-    #[test]
-    fn a_killed_unreaped_process_is_gone_and_this_one_is_not() {
-        assert!(!process_gone(i64::from(std::process::id())));
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = i64::from(child.id());
-        assert!(!process_gone(pid));
-        child.kill().unwrap();
-        // Killed, not yet reaped: a zombie until `wait`.
-        let mut gone = false;
-        for _ in 0..100 {
-            gone = process_gone(pid);
-            if gone {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(gone, "a zombie counts as gone");
-        child.wait().unwrap();
-        assert!(process_gone(pid));
     }
 }
