@@ -6,7 +6,9 @@
 //! writing its response; W3 runs 2,000 jobs of a 200 ms mock model at concurrency 100, whose
 //! ideal is 4.0 s; W4 runs 20,000 jobs of heavy-tailed latency at concurrency 1,000 against
 //! the schedule a pool without overhead would achieve ([`tail`]); W5 runs the model-bound batch
-//! on 1, 2 and 3 `promptq worker` processes, and on three with one killed ([`fleet`]); R1 and
+//! on 1, 2 and 3 `promptq worker` processes, and on three with one killed ([`fleet`]); W6 runs
+//! 1,000 calls of 25 s at concurrency 1,000, long enough for every lease to be renewed twice
+//! (real model calls often last that long, and a renewal is a write per running job); R1 and
 //! R3 run 150 jobs (three windows) of a model whose `rpm` is its provider's limit, in one pool
 //! and in three (see [`rate`]), and report the rate achieved against the limit and the 429s.
 //! Each workload reports, for its measured part (W1's enqueue, the others' drain alone), the
@@ -57,12 +59,13 @@ pub enum Workload {
     W5x2,
     W5x3,
     W5kill,
+    W6,
     R1,
     R3,
 }
 
 impl Workload {
-    const ALL: [Workload; 11] = [
+    const ALL: [Workload; 12] = [
         Workload::W1,
         Workload::W2c10,
         Workload::W2c50,
@@ -72,6 +75,7 @@ impl Workload {
         Workload::W5x2,
         Workload::W5x3,
         Workload::W5kill,
+        Workload::W6,
         Workload::R1,
         Workload::R3,
     ];
@@ -98,6 +102,7 @@ impl Workload {
             Workload::W5x2 => "W5 fleet of 2 workers, 4,000 × 200 ms",
             Workload::W5x3 => "W5 fleet of 3 workers, 6,000 × 200 ms",
             Workload::W5kill => "W5 3 workers, one killed, 6,000",
+            Workload::W6 => "W6 1,000 × 25 s, c=1000 (leases renewed)",
             Workload::R1 => "R1 150 at rpm 300, 1 pool c=16",
             Workload::R3 => "R3 150 at rpm 300, 3 pools c=16",
         }
@@ -124,7 +129,7 @@ pub struct Sample {
     /// The rate-bound workload's figures.
     #[serde(default)]
     pub rate: Option<rate::RateFigures>,
-    /// What a pool without any overhead would take (W3, W4, W5).
+    /// What a pool without any overhead would take (W3, W4, W5, W6).
     #[serde(default)]
     pub ideal_seconds: Option<f64>,
     /// W5: jobs that took more than one attempt.
@@ -245,6 +250,7 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
         Workload::W2c10 => (10, 1000, 4, 5, mock(0)),
         Workload::W2c50 => (50, 1000, 4, 5, mock(0)),
         Workload::W3 => (100, 400, 1, 5, mock(200)),
+        Workload::W6 => (1000, 200, 1, 5, mock(LONG_CALL_MS)),
         Workload::W4 => (
             tail::CONCURRENCY,
             tail::PROMPTS,
@@ -261,7 +267,11 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     let slot = chrono::Utc::now();
     let seeded_rss_kb = peak_rss_kb();
 
-    let mut ideal_seconds = (workload == Workload::W3).then_some(4.0);
+    let mut ideal_seconds = match workload {
+        Workload::W3 => Some(4.0),
+        Workload::W6 => Some(LONG_CALL_MS as f64 / 1000.0),
+        _ => None,
+    };
     if workload != Workload::W1 {
         let report = app.run_cron(Trigger::Tick { slot }).await?;
         anyhow::ensure!(
@@ -318,6 +328,9 @@ pub async fn bench_one(mut config: Config, workload: Workload) -> anyhow::Result
     println!("{}", serde_json::to_string(&sample)?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// W6's calls: longer than two heartbeats of the default 30 s lease (one every 10 s).
+const LONG_CALL_MS: u64 = 25_000;
 
 async fn seed(
     app: &App,
@@ -458,7 +471,7 @@ struct Detail {
     /// Achieved rate / limit, and 429s per run (rate-bound workloads).
     achieved_over_limit: Option<Figure>,
     refused: Option<Figure>,
-    /// Wall time over the ideal (W3, W4, W5).
+    /// Wall time over the ideal (W3, W4, W5, W6).
     over_ideal: Option<Figure>,
     /// W5: jobs run more than once (a kill's rescued jobs), and the rescue time.
     ran_twice: Option<Figure>,
