@@ -310,15 +310,14 @@ fn worth_a_claim(free: usize, buffered: usize, ahead: usize) -> bool {
 /// [`FLEET_SPARE_MOST`] slots elsewhere a fleet's waves are many claims wide, and a claim
 /// ahead (at most `max_claim` jobs) is a small part of one.
 fn due_left_for_fleet(slots_elsewhere: usize) -> i64 {
-    let most = i64::try_from(FLEET_SPARE_MOST).unwrap_or(i64::MAX);
     i64::try_from(slots_elsewhere)
         .unwrap_or(i64::MAX)
         .saturating_mul(2)
-        .min(most)
+        .min(FLEET_SPARE_MOST)
 }
 
 /// The most due jobs a claim ahead leaves for other workers (see [`due_left_for_fleet`]).
-const FLEET_SPARE_MOST: usize = 4_000;
+const FLEET_SPARE_MOST: i64 = 4_000;
 
 /// The claim-ahead grows to at most this many jobs per slot…
 pub const MOST_AHEAD_PER_SLOT: usize = 4;

@@ -321,24 +321,29 @@ pub(super) async fn an_ended_process_is_known_at_once_on_one_machine(db: &Db<Sql
         child.wait().unwrap();
     }
     let soon = t0() + Duration::seconds(1);
-    let mut rescued: Vec<i64> = store
-        .jobs_rescue_orphaned(soon)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.job_id)
-        .collect();
-    rescued.sort_unstable();
-    assert_eq!(rescued, held[0], "the ended process's jobs, at once");
+    assert_eq!(
+        orphans_rescued_at(&store, soon).await,
+        held[0],
+        "the ended process's jobs, at once"
+    );
 
     let later = t0() + Duration::seconds(10);
-    let mut rescued: Vec<i64> = store
-        .jobs_rescue_orphaned(later)
+    assert_eq!(
+        orphans_rescued_at(&store, later).await,
+        held[1],
+        "the other once it has been silent"
+    );
+}
+
+/// The ids of the jobs a rescue of dead workers' jobs at `at` hands back, in order.
+async fn orphans_rescued_at(store: &SqliteStore, at: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
+    let mut ids: Vec<i64> = store
+        .jobs_rescue_orphaned(at)
         .await
         .unwrap()
         .iter()
         .map(|r| r.job_id)
         .collect();
-    rescued.sort_unstable();
-    assert_eq!(rescued, held[1], "the other once it has been silent");
+    ids.sort_unstable();
+    ids
 }

@@ -36,9 +36,11 @@ impl ProcessMark {
         })
     }
 
-    /// This process's mark.
-    pub fn of_this_process() -> Option<Self> {
-        Self::of(i64::from(std::process::id()))
+    /// This process's mark, read once: it never changes while the process runs.
+    pub fn of_this_process() -> Option<&'static Self> {
+        static MARK: std::sync::OnceLock<Option<ProcessMark>> = std::sync::OnceLock::new();
+        MARK.get_or_init(|| Self::of(i64::from(std::process::id())))
+            .as_ref()
     }
 
     /// The mark as stored: namespace, user and start time, separated by spaces.
@@ -136,7 +138,9 @@ mod tests {
 
     #[test]
     fn a_mark_tells_a_running_process_from_an_ended_or_another_one() {
-        let me = ProcessMark::of_this_process().expect("this machine has /proc");
+        let me = ProcessMark::of_this_process()
+            .expect("this machine has /proc")
+            .clone();
         assert_eq!(ProcessMark::decode(&me.encode()), Some(me.clone()));
         let mut child = std::process::Command::new("sleep")
             .arg("30")

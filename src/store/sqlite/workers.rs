@@ -134,7 +134,6 @@ impl Workers for SqliteStore {
         let mut silent_and_gone = Vec::new();
         for (id, pid, seen_at, mark) in others {
             let certain = looking
-                .as_ref()
                 .and_then(|looking| ProcessMark::decode(mark.as_deref()?)?.ended(pid, looking));
             match certain {
                 Some(true) => ended.push(id),
