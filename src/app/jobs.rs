@@ -1,7 +1,6 @@
 //! Running and acting on jobs: one job's attempt for `POST /api/jobs/process`, the worker
 //! pool, status and detail, retry and cancel.
 
-use chrono::Utc;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -222,7 +221,7 @@ impl App {
     pub async fn status(&self, query: &StatusQuery) -> AppResult<StatusReport> {
         check_page(query.page)?;
         let store = self.store();
-        let now = Utc::now();
+        let now = store.now();
         let (summary, mut jobs, expired, pauses, workers, mut provider_batches) = tokio::try_join!(
             store.jobs_summary(&query.filter),
             store.jobs_list(&query.filter, query.page),
@@ -355,7 +354,10 @@ impl App {
             self.expect_job_status(*id, &[JobStatus::Queued], "cancelled")
                 .await?;
         }
-        Ok(self.store().jobs_cancel(selector, Utc::now()).await?)
+        Ok(self
+            .store()
+            .jobs_cancel(selector, self.store().now())
+            .await?)
     }
 
     /// Cancels the `submitted` jobs of `batch_key` one by one, each as a single cancel does (the

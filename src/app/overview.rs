@@ -4,7 +4,6 @@
 //!
 //! Reads only, like [`App::status`]; every figure is computed in the database.
 
-use chrono::Utc;
 use serde::Serialize;
 
 use super::{App, AppError, AppResult, MAX_PAGE};
@@ -38,7 +37,7 @@ impl App {
         let store = self.store();
         let (batches, pauses) = tokio::try_join!(
             store.batches_recent(batches),
-            store.pauses_active(Utc::now())
+            store.pauses_active(store.now())
         )?;
         let window: Vec<String> = batches
             .iter()

@@ -48,13 +48,13 @@ pub async fn run(
             Ok(ended) => ended,
             Err(what) => {
                 tracing::error!(job_id = job.job.id, attempt = job.attempt, panic = %what, "an attempt panicked; it is recorded as failed");
-                Ended::Finished(Held::of(job).finish_after_panic(&what, Utc::now(), rt.retry_policy()))
+                Ended::Finished(Held::of(job).finish_after_panic(&what, rt.store().now(), rt.retry_policy()))
             }
         },
         () = lease_lost => Ended::Finished(Finish {
             job_id: job.job.id,
             attempt: job.attempt,
-            finished_at: Utc::now(),
+            finished_at: rt.store().now(),
             outcome: Outcome::Failed(AttemptError {
                 class: ErrorClass::Abandoned,
                 http_status: None,
@@ -72,7 +72,7 @@ pub async fn run(
 /// Puts a job that waits for its model's limit back in the queue, due at `at`, without
 /// spending its attempt. If this fails, the job's lease expires and a rescue frees it.
 pub async fn hand_back(rt: &Runtime, job: &ClaimedJob, at: DateTime<Utc>) -> StoreResult<()> {
-    let delay = (at - Utc::now()).to_std().unwrap_or_default();
+    let delay = (at - rt.store().now()).to_std().unwrap_or_default();
     Box::pin(
         rt.store()
             .jobs_release(&[(job.job.id, job.attempt)], Clock::Database, delay),
@@ -102,7 +102,13 @@ async fn admit_and_call(rt: &Runtime, job: &ClaimedJob, started: impl FnOnce()) 
     let elapsed = clock.elapsed();
     limits.observe(job, &result, clock).await;
     drop(model_permit);
-    let finish = decide(job, result, Utc::now(), rt.retry_policy(), &mut rand::rng());
+    let finish = decide(
+        job,
+        result,
+        rt.store().now(),
+        rt.retry_policy(),
+        &mut rand::rng(),
+    );
     rt.metrics().observe_call(&job.model.name, elapsed, &finish);
     Ended::Finished(finish)
 }

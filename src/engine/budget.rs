@@ -167,7 +167,7 @@ impl Runtime {
         if !any_budget(models, global) {
             return Ok(Vec::new());
         }
-        let (day_start, next_day) = day_bounds(Utc::now(), self.config().timezone);
+        let (day_start, next_day) = day_bounds(self.store().now(), self.config().timezone);
         let cache = self.spend_cache();
         let fresh = matches!(&cache.lock().read,
             Some((at, day, _)) if *day == day_start && at.elapsed() < SPEND_FRESH_FOR);
@@ -205,7 +205,7 @@ impl Runtime {
 
     /// What today's answers cost so far, by model, as the database says now.
     pub async fn spent_today(&self) -> StoreResult<SpendToday> {
-        let (day_start, _) = day_bounds(Utc::now(), self.config().timezone);
+        let (day_start, _) = day_bounds(self.store().now(), self.config().timezone);
         let per_model = self.store().spend_since(day_start).await?;
         Ok(SpendToday {
             day_start,

@@ -122,7 +122,8 @@ impl Limits {
     /// [`MAX_INLINE_WAIT`] goes back to the queue holding no reservation, so it never pushes
     /// the others back; one that can wait keeps the slot it reserved.
     pub async fn admit(&self, job: &ClaimedJob) -> Admission {
-        let now = Utc::now();
+        // On the database's clock: reservations and pauses are shared with every process.
+        let now = self.store.now();
         // The database round trips below are rare and their futures large: boxed, so that every
         // worker task does not carry room for them.
         if let Some(until) = self.paused_until(job, now).await {
@@ -200,7 +201,7 @@ impl Limits {
         if let Some(tokens) = tokens {
             lock(&self.reserved_tokens).insert((job.job.id, job.attempt), tokens);
         }
-        let wait = (start - Utc::now()).to_std().unwrap_or_default();
+        let wait = (start - self.store.now()).to_std().unwrap_or_default();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -251,7 +252,11 @@ impl Limits {
         let per_token = per_unit(tpm).as_secs_f64();
         let delta = (used as f64 - reserved as f64) * per_token;
         let delta = chrono::Duration::microseconds((delta * 1e6).clamp(-1e15, 1e15) as i64);
-        if let Err(err) = Box::pin(self.store.rate_adjust(&tpm_scope(job), Utc::now(), delta)).await
+        if let Err(err) = Box::pin(
+            self.store
+                .rate_adjust(&tpm_scope(job), self.store.now(), delta),
+        )
+        .await
         {
             tracing::warn!(error = %err, "could not settle a token reservation");
         }
@@ -265,7 +270,7 @@ impl Limits {
         result: &Result<Completion, ProviderError>,
         sent_at: Instant,
     ) {
-        let now = Utc::now();
+        let now = self.store.now();
         self.pace.answered(
             job.model.id,
             match result {

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -400,7 +399,10 @@ fn start_job(
 }
 
 fn sleep_until_next_retry(shared: &Shared) -> Duration {
-    shared.due.wait(Utc::now()).unwrap_or(Duration::MAX)
+    shared
+        .due
+        .wait(shared.rt.store().now())
+        .unwrap_or(Duration::MAX)
 }
 
 async fn run_job(shared: &Shared, job: ClaimedJob, finish_tx: mpsc::Sender<Finish>) {

@@ -121,6 +121,17 @@ impl Store {
         }
     }
 
+    /// The time now on the database's clock, the one the queue's statements judge by: the
+    /// clock every time this process writes to shared rows (rate reservations, pauses, due
+    /// times) is taken from. On PostgreSQL this process's clock moved by its offset from the
+    /// server's, as last read; on SQLite, whose processes share one machine, that machine's.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Store::Sqlite(_) => Utc::now(),
+            Store::Postgres(store) => store.now(),
+        }
+    }
+
     /// Wakes `notify` whenever another process may have made work, until `stop`: on
     /// PostgreSQL an announcement (LISTEN/NOTIFY), on SQLite any commit to the file by another
     /// connection (`PRAGMA data_version`, a look every 100 ms).

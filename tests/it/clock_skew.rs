@@ -1,6 +1,8 @@
 //! Two real `promptq worker` processes share one PostgreSQL, one of them under Debian's
 //! `faketime` with its clock a minute off: leases, rescues and due-ness must follow the
-//! database's clock, so neither worker takes the other's live jobs and both get work.
+//! database's clock, so neither worker takes the other's live jobs and both get work; and a
+//! rate limit they share must be reserved on that clock too, or the worker ahead reserves its
+//! slots a minute into the other's future and every job the other takes is put off a minute.
 //!
 //! Needs `faketime` (`apt-get install -y faketime`); without it the test says so and passes
 //! unless `PROMPTQ_REQUIRE_POSTGRES=1` (CI) makes that a failure.
@@ -27,6 +29,16 @@ async fn worker_a_minute_ahead_never_takes_live_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_a_minute_behind_claims_and_keeps_its_jobs() {
     two_workers_one_skewed("-60s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_shared_with_a_worker_a_minute_ahead_keeps_its_pace() {
+    rate_limit_shared_with_a_skewed_worker("+60s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_shared_with_a_worker_a_minute_behind_keeps_its_pace() {
+    rate_limit_shared_with_a_skewed_worker("-60s").await;
 }
 
 fn faketime() -> Option<PathBuf> {
@@ -105,6 +117,21 @@ fn succeeded_in(log: &Path) -> usize {
     text.lines().filter(|l| l.contains("job succeeded")).count()
 }
 
+/// The normal worker starts first, the skewed one once jobs are running.
+async fn start_both(db: &support::TestDb, offset: &str, logs: &Path) -> (Child, Child) {
+    let normal = worker(&db.url, None, &logs.join("normal.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::summary(&db.store).await.processing == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the normal worker claimed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let skewed = worker(&db.url, Some(offset), &logs.join("skewed.log"));
+    (normal, skewed)
+}
+
 async fn seed(store: &Store) {
     let models: Vec<_> = (0..2)
         .map(|m| support::mock_model(format!("slow-{m}"), "mock", json!({"latencyMs": 2500})))
@@ -130,18 +157,9 @@ async fn two_workers_one_skewed(offset: &str) {
         logs.path().join("normal.log"),
         logs.path().join("skewed.log"),
     );
-    // The normal worker first, so that the skewed one arrives while calls are in flight: the
-    // moment its rescue sweeps would take them if it judged leases by its own clock.
-    let normal = worker(&db.url, None, &normal_log);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while support::summary(&store).await.processing == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the normal worker claimed nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let skewed = worker(&db.url, Some(offset), &skewed_log);
+    // The skewed worker arrives while calls are in flight: the moment its rescue sweeps would
+    // take them if it judged leases by its own clock.
+    let (normal, skewed) = start_both(&db, offset, logs.path()).await;
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -196,4 +214,53 @@ async fn two_workers_one_skewed(offset: &str) {
             job.id
         );
     }
+}
+
+/// Paced jobs: 240 calls a minute (one every 0.26 s with the margin), short calls.
+const PACED_JOBS: i64 = 40;
+/// Three times the ideal (about 10 s): a job put off by a minute cannot make it.
+const PACED_DEADLINE: Duration = Duration::from_secs(35);
+
+async fn rate_limit_shared_with_a_skewed_worker(offset: &str) {
+    let Some(_) = faketime() else { return };
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let store = db.store.clone();
+    let model = support::mock_model("paced", "mock", json!({"latencyMs": 50, "rpm": 240}));
+    support::seed(&store, &[model], PACED_JOBS as usize, 1).await;
+    let app = App::with_store(support::config(&db.url, &[]), store.clone()).unwrap();
+    assert_eq!(
+        app.trigger_cron(None).await.unwrap().jobs_created,
+        PACED_JOBS as u64
+    );
+    let started = Instant::now();
+    let logs = tempfile::tempdir().unwrap();
+    let (normal, skewed) = start_both(&db, offset, logs.path()).await;
+    let finished = loop {
+        let s = support::summary(&store).await;
+        if s.succeeded + s.failed + s.skipped == PACED_JOBS {
+            break started.elapsed();
+        }
+        if started.elapsed() > PACED_DEADLINE {
+            break started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop(skewed, true);
+    stop(normal, false);
+    let s = support::summary(&store).await;
+    assert_eq!(
+        s.succeeded, PACED_JOBS,
+        "every job succeeded within {PACED_DEADLINE:?} (took {finished:?}): {s:?}"
+    );
+    let (by_normal, by_skewed) = (
+        succeeded_in(&logs.path().join("normal.log")),
+        succeeded_in(&logs.path().join("skewed.log")),
+    );
+    assert_eq!(by_normal + by_skewed, PACED_JOBS as usize, "each job once");
+    assert!(
+        by_normal > 0 && by_skewed > 0,
+        "both workers called the model: {by_normal} and {by_skewed} (the one {offset})"
+    );
 }

@@ -4,8 +4,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
-
 use super::poll_delay;
 use crate::config::BatchSettings;
 use crate::domain::price::settle_cost;
@@ -221,7 +219,7 @@ async fn give_up(
     tracing::warn!(batch = batch.id, error = %err.message, "provider batch not sent");
     if !err.is_retryable() {
         let pending = rt.store().provider_batch_pending(batch.id).await?;
-        let now = Utc::now();
+        let now = rt.store().now();
         let mut finishes = Vec::new();
         let mut lines = Vec::new();
         for (job_id, attempt) in pending {
@@ -333,7 +331,7 @@ async fn collect(
             let mut finish = decide(
                 &job,
                 result,
-                Utc::now(),
+                rt.store().now(),
                 rt.retry_policy(),
                 &mut rand::rng(),
             );

@@ -27,6 +27,7 @@ use crate::domain::{
 /// The alert outbox.
 mod alerts;
 mod catalog;
+mod clock;
 mod db;
 mod finish;
 mod insights;
@@ -65,6 +66,8 @@ pub struct PostgresStore {
     direct: Option<std::sync::Arc<PgConnectOptions>>,
     /// The session holding this process's worker lock, once it registered as a worker.
     presence: std::sync::Arc<tokio::sync::Mutex<Option<workers::Presence>>>,
+    /// The server's clock as this process reads it.
+    clock: std::sync::Arc<clock::ServerClock>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
@@ -97,11 +100,38 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(PostgresStore {
+        let store = PostgresStore {
             pool: Db::new(pool, hinted || direct.is_some()),
             direct,
             presence: std::sync::Arc::default(),
-        })
+            clock: std::sync::Arc::default(),
+        };
+        store.read_server_clock().await?;
+        Ok(store)
+    }
+
+    /// The server's time now, as this process reads it (see [`clock`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Reads the server's clock once, for [`PostgresStore::now`].
+    async fn read_server_clock(&self) -> StoreResult<()> {
+        let sent = Utc::now();
+        let clock = std::time::Instant::now();
+        let server: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?;
+        self.clock.observe(sent, clock.elapsed(), server);
+        let offset = self.clock.offset();
+        if offset.abs() >= chrono::TimeDelta::seconds(1) {
+            tracing::warn!(
+                seconds = offset.num_milliseconds() as f64 / 1000.0,
+                "this machine's clock is off from the database server's by this much (the \
+                 server's less this machine's); promptq times its work by the server's clock"
+            );
+        }
+        Ok(())
     }
 
     /// The pool, for tests' administrative statements.

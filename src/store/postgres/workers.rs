@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 
@@ -149,16 +150,23 @@ impl Workers for PostgresStore {
                 worker = self.worker_register(&new, now).await?;
             }
         }
-        sqlx::query(
+        // The report also reads the server's clock, for `now()`: a clock that drifts is
+        // followed within a report.
+        let sent = Utc::now();
+        let clock = std::time::Instant::now();
+        let server: Option<DateTime<Utc>> = sqlx::query_scalar(
             "UPDATE workers SET seen_at = COALESCE($2::timestamptz, now()), running = $3, held = $4
-             WHERE id = $1",
+             WHERE id = $1 RETURNING clock_timestamp()",
         )
         .bind(worker)
         .bind(now.fixed())
         .bind(running as i64)
         .bind(held as i64)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        if let Some(server) = server {
+            self.clock.observe(sent, clock.elapsed(), server);
+        }
         Ok(worker)
     }
 
