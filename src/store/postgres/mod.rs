@@ -125,10 +125,15 @@ impl PostgresStore {
         self.clock.observe(sent, clock.elapsed(), server);
         let offset = self.clock.offset();
         if offset.abs() >= chrono::TimeDelta::seconds(1) {
+            let seconds = offset.abs().num_milliseconds() as f64 / 1000.0;
+            let side = if offset > chrono::TimeDelta::zero() {
+                "behind"
+            } else {
+                "ahead of"
+            };
             tracing::warn!(
-                seconds = offset.num_milliseconds() as f64 / 1000.0,
-                "this machine's clock is off from the database server's by this much (the \
-                 server's less this machine's); promptq times its work by the server's clock"
+                "this machine's clock is {seconds:.1} s {side} the database server's; promptq \
+                 times its work by the server's clock"
             );
         }
         Ok(())
