@@ -2,7 +2,6 @@
 //! server, never a password; and connect errors that name that place and their cause.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -15,8 +14,15 @@ pub fn describe(url: &str) -> String {
     if let Some(path) = url.strip_prefix("sqlite:") {
         return format!("sqlite:{}", sqlite_file(path).display());
     }
-    match PgConnectOptions::from_str(url) {
-        Ok(options) => describe_postgres(&options),
+    // Read as the store reads it: the `pgbouncer` hint is promptq's, not sqlx's (which would
+    // warn that it ignores it).
+    match super::postgres::connect_options(url) {
+        Ok((options, false)) => describe_postgres(&options),
+        Ok((options, true)) => {
+            let shown = describe_postgres(&options);
+            let joint = if shown.contains('?') { '&' } else { '?' };
+            format!("{shown}{joint}pgbouncer=true")
+        }
         // Nothing of an unreadable URL is shown: it may hold a password.
         Err(_) => "postgres://(a URL that cannot be read)".to_owned(),
     }
@@ -29,12 +35,20 @@ pub(super) fn sqlite_file(path: &str) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// PostgreSQL's port, left out of a socket's description (its file is `.s.PGSQL.5432`).
+const DEFAULT_PORT: u16 = 5432;
+
 fn describe_postgres(options: &PgConnectOptions) -> String {
     let user = options.get_username();
     let database = options.get_database().unwrap_or(user);
     match options.get_socket() {
-        Some(dir) => format!(
+        Some(dir) if options.get_port() == DEFAULT_PORT => format!(
             "postgres://{user}@localhost/{database}?host={}",
+            dir.display()
+        ),
+        Some(dir) => format!(
+            "postgres://{user}@localhost:{}/{database}?host={}",
+            options.get_port(),
             dir.display()
         ),
         None => format!(
@@ -114,6 +128,18 @@ mod tests {
         assert_eq!(
             describe("postgresql://u:p@localhost/d?host=/run/pg"),
             "postgres://u@localhost/d?host=/run/pg"
+        );
+    }
+
+    #[test]
+    fn a_pooler_s_port_and_the_pooled_hint_are_described() {
+        assert_eq!(
+            describe("postgres://u@localhost:6433/d?host=/run/pgb&pgbouncer=true"),
+            "postgres://u@localhost:6433/d?host=/run/pgb&pgbouncer=true"
+        );
+        assert_eq!(
+            describe("postgres://u:p@pooler.example:6432/d?pgbouncer=true&sslmode=require"),
+            "postgres://u@pooler.example:6432/d?pgbouncer=true"
         );
     }
 
