@@ -157,11 +157,19 @@ async fn an_ended_process_is_known_at_once_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_worker_that_lost_its_session_registers_again_on_postgres() {
+async fn a_worker_that_lost_its_session_takes_its_lock_back_on_postgres() {
     let Some(db) = support::postgres().await else {
         return;
     };
-    a_worker_that_lost_its_session_registers_again(&Db::<PostgresStore>::new(db)).await;
+    a_worker_that_lost_its_session_takes_its_lock_back(&Db::<PostgresStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_judged_dead_meanwhile_registers_again_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    a_worker_judged_dead_meanwhile_registers_again(&Db::<PostgresStore>::new(db)).await;
 }
 
 /// Runs each named scenario on PostgreSQL through a PgBouncer in transaction mode.

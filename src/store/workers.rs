@@ -140,8 +140,11 @@ pub trait Workers: Send + Sync {
     /// Hands back (as a lease rescue does: `queued`, or `failed` once attempts are spent, an
     /// abandoned attempt recorded) the `processing` jobs of workers that hold a lock no longer:
     /// their process died. Such workers are marked stopped. A live worker's jobs, and jobs
-    /// claimed by no worker or by one without a lock, are never touched. On SQLite: the
-    /// workers of this host silent for a few beats whose process is gone.
+    /// claimed by no worker or by one without a lock, are never touched. On PostgreSQL only a
+    /// process that holds a worker lock itself judges, on that lock's session, and not within
+    /// [`SESSION_SETTLE`](crate::store::postgres::SESSION_SETTLE) of losing its own session (a
+    /// server restart frees every lock, and the live workers take theirs back meanwhile). On
+    /// SQLite: the workers of this host silent for a few beats whose process is gone.
     fn jobs_rescue_orphaned(
         &self,
         now: impl Into<Clock> + Send,

@@ -25,3 +25,4 @@ mod retention;
 mod schedule_props;
 mod security;
 mod serverless;
+mod sessions;

@@ -149,10 +149,41 @@ pub(super) async fn dead_workers_jobs_come_back_at_once(db: &Db<PostgresStore>) 
     );
 }
 
-/// PostgreSQL: a worker whose lock session the server ended (a restart, an idle timeout, a
-/// network cut) while the process lives is told so by its next report: it goes on under a
-/// new id with a new lock, and its old claims are handed back like a dead worker's.
-pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<PostgresStore>) {
+/// Ends the session holding `worker`'s lock, as a server restart, an idle timeout or a
+/// network cut would, and returns the ended backend's pid.
+async fn end_lock_session(store: &PostgresStore, worker: i64) -> i32 {
+    // In the select list, so that only the rows the filter keeps are ended.
+    let ended: Vec<(i32, bool)> = sqlx::query_as(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND objid = $1 AND granted AND objsubid = 2
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(worker)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended.len(), 1, "one session held the worker's lock");
+    assert!(ended[0].1, "the session was ended");
+    ended[0].0
+}
+
+/// The backend that holds `worker`'s lock now, if one does.
+async fn lock_holder(store: &PostgresStore, worker: i64) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND objid = $1 AND granted AND objsubid = 2
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(worker)
+    .fetch_optional(store.pool())
+    .await
+    .unwrap()
+}
+
+/// PostgreSQL: a worker whose lock session the server ended while the process lives takes
+/// its lock back at its next report and keeps its id and its jobs; no other worker (nor
+/// itself, while others may still be taking theirs back) hands them back meanwhile.
+pub(super) async fn a_worker_that_lost_its_session_takes_its_lock_back(db: &Db<PostgresStore>) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let lease = std::time::Duration::from_secs(3600);
@@ -162,37 +193,75 @@ pub(super) async fn a_worker_that_lost_its_session_registers_again(db: &Db<Postg
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
-    let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks
-         WHERE locktype = 'advisory' AND objid = $1 AND granted AND objsubid = 2
-            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .bind(first)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    assert_eq!(ended, vec![true], "one session held the worker's lock");
-    let mut second = first;
+    let judge_store = reopen(db).await;
+    judge_store.worker_register(&worker(1), t0()).await.unwrap();
+
+    let old = end_lock_session(&store, first).await;
+    let mut holder = None;
     for _ in 0..100 {
-        second = store.worker_beat(first, 0, 2, t0()).await.unwrap();
-        if second != first {
+        assert_eq!(store.worker_beat(first, 0, 2, t0()).await.unwrap(), first);
+        holder = lock_holder(&store, first).await.filter(|pid| *pid != old);
+        if holder.is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_ne!(second, first, "the lost session was noticed");
-    // The server frees the old session's lock as its backend exits, which can be a moment
-    // after the client read the connection's end: as in a pool, a later pass finds it free.
-    let rescued = rescue_once_the_lock_is_free(&store).await;
-    assert_eq!(rescued.len(), 2, "the old claims came back");
+    assert!(
+        holder.is_some(),
+        "the lock was taken back under the same id"
+    );
+    assert!(
+        judge_store
+            .jobs_rescue_orphaned(t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
     let live = store
         .workers_live(t0(), std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(live.iter().map(|w| w.id).collect::<Vec<_>>(), vec![second]);
-    assert!(live[0].holds_lock);
-    // The new lock is held: the live worker is not taken for a dead one.
-    assert!(store.jobs_rescue_orphaned(t0()).await.unwrap().is_empty());
+    assert!(live.iter().any(|w| w.id == first && w.holds_lock));
+}
+
+/// PostgreSQL: a worker whose session ended and whose free lock another worker found first
+/// has had its jobs handed back: at its next report it goes on under a new id with a new lock.
+pub(super) async fn a_worker_judged_dead_meanwhile_registers_again(db: &Db<PostgresStore>) {
+    let store = db.store.clone();
+    seeded(&store, 1, 2, 1).await;
+    let lease = std::time::Duration::from_secs(3600);
+    let first = store.worker_register(&worker(2), t0()).await.unwrap();
+    let claimed = store
+        .jobs_claim_except(ClaimSize::exactly(2), t0(), lease, &[], Some(first))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let judge_store = reopen(db).await;
+    let judge = judge_store.worker_register(&worker(1), t0()).await.unwrap();
+
+    end_lock_session(&store, first).await;
+    // The server frees the ended session's lock as its backend exits, a moment later.
+    let rescued = rescue_once_the_lock_is_free(&judge_store).await;
+    assert_eq!(rescued.len(), 2, "the claims came back");
+    let second = store.worker_beat(first, 0, 2, t0()).await.unwrap();
+    assert_ne!(second, first, "a new id once the old one was judged dead");
+    let live = store
+        .workers_live(t0(), std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![judge, second]
+    );
+    assert!(live.iter().all(|w| w.holds_lock));
+    assert!(
+        judge_store
+            .jobs_rescue_orphaned(t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// SQLite: the processes sharing the file share this machine. A worker of this host that has

@@ -52,6 +52,7 @@ mod workers;
 pub use db::{Conn, Db, Tx};
 pub use wake::JOBS_CHANNEL;
 use wake::notify_jobs;
+pub use workers::SESSION_SETTLE;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

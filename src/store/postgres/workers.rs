@@ -1,7 +1,9 @@
 //! The worker registry on PostgreSQL: each worker's lock lives on a session of its own, and a
-//! worker whose lock any process can take is dead.
+//! worker whose lock any process can take is dead, unless every session just ended together
+//! (a server restart): a live worker that lost its session takes its lock back under the same
+//! id, and judging others waits while that happens.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -17,10 +19,25 @@ use crate::store::{Clock, ORPHANED, Rescued};
 /// wrapped into an `int` (far past any real count of workers).
 const WORKER_LOCK_CLASS: i32 = 0x7071_776b;
 
+/// How long after losing its own worker session a process leaves other workers' free locks
+/// alone. A server restart or failover ends every session at once: the live workers take
+/// their locks back at their next report (a second), and until they have, a free lock says
+/// nothing about whether its worker is alive.
+pub const SESSION_SETTLE: Duration = Duration::from_secs(10);
+
 /// The session that holds this process's worker lock, and whom it holds it for.
 pub(super) struct Presence {
     worker: WorkerId,
     session: PgConnection,
+    /// When this process last lost its worker session, if it ever did.
+    lost_at: Option<Instant>,
+}
+
+impl Presence {
+    /// Whether this process lost its session too recently to judge others by their locks.
+    fn settling(&self) -> bool {
+        self.lost_at.is_some_and(|at| at.elapsed() < SESSION_SETTLE)
+    }
 }
 
 impl PostgresStore {
@@ -61,7 +78,70 @@ impl PostgresStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Presence { worker, session })
+        Ok(Presence {
+            worker,
+            session,
+            lost_at: None,
+        })
+    }
+
+    /// Takes `worker`'s lock again on a new session after its old one was lost, unless another
+    /// process judged it dead meanwhile (and handed its jobs back): `false` then.
+    async fn retake(
+        &self,
+        options: &PgConnectOptions,
+        worker: WorkerId,
+        lost_at: Instant,
+    ) -> StoreResult<bool> {
+        let mut session = PgConnection::connect_with(options).await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, ($2 % 2147483647)::int)")
+                .bind(WORKER_LOCK_CLASS)
+                .bind(worker)
+                .fetch_one(&mut session)
+                .await?;
+        // Read after the lock is held: a rescuer marks the worker stopped while it holds the
+        // same lock, so a rescue is either seen here or never starts.
+        let live = locked
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND stopped_at IS NULL)",
+            )
+            .bind(worker)
+            .fetch_one(&mut session)
+            .await?;
+        if !live {
+            let _ = session.close().await;
+            return Ok(false);
+        }
+        let presence = Presence {
+            worker,
+            session,
+            lost_at: Some(lost_at),
+        };
+        if let Some(old) = self.presence.lock().await.replace(presence) {
+            let _ = old.session.close().await;
+        }
+        Ok(true)
+    }
+
+    /// Registers a new worker in place of `old`, whose lock another process took: with its
+    /// host, pid and concurrency. The old row stays as it is (stopped by its rescuer).
+    async fn register_again(&self, old: WorkerId, now: Clock) -> StoreResult<WorkerId> {
+        let stale: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT host, pid::bigint, concurrency::bigint FROM workers WHERE id = $1",
+        )
+        .bind(old)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((host, pid, concurrency)) = stale else {
+            return Ok(old);
+        };
+        let new = NewWorker {
+            host,
+            pid: u32::try_from(pid).unwrap_or_default(),
+            concurrency: usize::try_from(concurrency).unwrap_or_default(),
+        };
+        self.worker_register(&new, now).await
     }
 
     /// Whether `worker`'s lock session died (it is then dropped).
@@ -129,25 +209,24 @@ impl Workers for PostgresStore {
         let now: Clock = now.into();
         let mut worker = id;
         if self.session_lost(id).await {
-            // The lock went with the session: other processes may hand this worker's jobs
-            // back already (its calls' finishes will then change nothing). Go on as a new
-            // worker.
-            tracing::warn!(worker = id, "lost the worker's session; registering again");
-            // The old row stays as it is: the next look for dead workers finds its lock free,
-            // hands its claims back and marks it stopped.
-            let stale: Option<(String, i64, i64)> = sqlx::query_as(
-                "SELECT host, pid::bigint, concurrency::bigint FROM workers WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some((host, pid, concurrency)) = stale {
-                let new = NewWorker {
-                    host,
-                    pid: u32::try_from(pid).unwrap_or_default(),
-                    concurrency: usize::try_from(concurrency).unwrap_or_default(),
-                };
-                worker = self.worker_register(&new, now).await?;
+            let lost_at = Instant::now();
+            let retaken = match self.session_options() {
+                Some(options) => self.retake(&options, id, lost_at).await?,
+                None => false,
+            };
+            if retaken {
+                tracing::warn!(
+                    worker = id,
+                    "lost the worker's session; took its lock again"
+                );
+            } else {
+                // Another process judged this worker dead and handed its jobs back (its
+                // calls' finishes will change nothing): go on as a new worker.
+                tracing::warn!(worker = id, "lost the worker's session; registering again");
+                worker = self.register_again(id, now).await?;
+                if let Some(presence) = self.presence.lock().await.as_mut() {
+                    presence.lost_at = Some(lost_at);
+                }
             }
         }
         // The report also reads the server's clock, for `now()`: a clock that drifts is
@@ -228,12 +307,22 @@ impl Workers for PostgresStore {
         now: impl Into<Clock> + Send,
     ) -> StoreResult<Vec<Rescued>> {
         let now: Clock = now.into();
+        // Judged on this process's own lock session: it runs only while that session lives,
+        // so a restart of the server (which frees every lock at once) is never taken for the
+        // death of every other worker; and not for a while after this process lost its own
+        // session, while the others take their locks back. Only a process with a lock
+        // session judges.
+        let mut presence = self.presence.lock().await;
+        let Some(own) = presence.as_mut().filter(|own| !own.settling()) else {
+            return Ok(Vec::new());
+        };
         // A worker's lock that this transaction can take is held by no session: its process
-        // is gone. The taken locks go with the transaction.
+        // is gone. The taken locks go with the transaction. (This session's own lock is taken
+        // again by it, not free: it is left out.)
         let rows = sqlx::query(rescue_update!(
             ", dead AS MATERIALIZED (
                 SELECT w.id FROM workers w
-                WHERE w.holds_lock AND w.stopped_at IS NULL
+                WHERE w.holds_lock AND w.stopped_at IS NULL AND w.id <> $4
                     AND pg_try_advisory_xact_lock($3, (w.id % 2147483647)::int)
             ), stopped AS (
                 UPDATE workers w SET stopped_at = c.now FROM dead, clock c WHERE w.id = dead.id
@@ -245,7 +334,8 @@ impl Workers for PostgresStore {
         .bind(now.fixed())
         .bind(ORPHANED)
         .bind(WORKER_LOCK_CLASS)
-        .fetch_all(&self.pool)
+        .bind(own.worker)
+        .fetch_all(&mut own.session)
         .await?;
         rescued_from_rows(&rows)
     }

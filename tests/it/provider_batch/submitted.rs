@@ -50,6 +50,16 @@ async fn rescues_never_touch_submitted_jobs(db: &TestDb) {
     let later = Clock::At(Utc::now() + chrono::Duration::days(100));
     let rescued = db.store.jobs_rescue_expired(later).await.expect("rescue");
     assert!(rescued.is_empty(), "{rescued:?}");
+    // Judged by a registered worker: on PostgreSQL only a process with a worker lock judges.
+    let judge = promptq::store::workers::NewWorker {
+        host: "judge".into(),
+        pid: 1,
+        concurrency: 1,
+    };
+    db.store
+        .worker_register(&judge, Clock::Database)
+        .await
+        .expect("register a worker");
     let orphaned = db
         .store
         .jobs_rescue_orphaned(later)

@@ -1,0 +1,106 @@
+//! Worker sessions across a PostgreSQL restart. A restart ends every session at once and so
+//! frees every worker's lock: that must not be taken for the death of every worker. Two worker
+//! pools (each with its own store, as two processes would be) run slow calls across a restart
+//! of their server; none of their jobs may be handed back, and each is called once.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use promptq::app::App;
+use promptq::domain::JobStatus;
+use promptq::engine::worker::{PoolOptions, run_pool};
+use promptq::store::Store;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::support;
+
+/// 2 models × 8 prompts, one run each: calls of 3 s on two pools of 4 slots.
+const JOBS: i64 = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_restart_is_not_the_death_of_every_worker() {
+    let Some(server) = support::dedicated_postgres("sessions") else {
+        return;
+    };
+    let url = server.database("sessions").await;
+    let store = Store::open(&url).await.unwrap();
+    let models: Vec<_> = (0..2)
+        .map(|m| support::mock_model(format!("slow-{m}"), "mock", json!({"latencyMs": 3000})))
+        .collect();
+    support::seed(&store, &models, JOBS as usize / 2, 1).await;
+    let config = support::config(
+        &url,
+        &["--worker-concurrency", "4", "--job-lease-secs", "30"],
+    );
+    let app = App::with_store(config.clone(), store.clone()).unwrap();
+    assert_eq!(
+        app.trigger_cron(None).await.unwrap().jobs_created,
+        JOBS as u64
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut pools = Vec::new();
+    for _ in 0..2 {
+        let own = Store::open(&url).await.unwrap();
+        let app = App::with_store(config.clone(), own).unwrap();
+        pools.push(tokio::spawn(run_pool(
+            app.clone(),
+            PoolOptions::for_app(&app),
+            shutdown.clone(),
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::summary(&store).await.processing < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the pools did not fill their slots"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Calls are under way (each takes 3 s) when every session ends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.start();
+    let restarted = Utc::now();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = store.jobs_summary(&Default::default()).await
+            && s.succeeded + s.failed + s.skipped == JOBS
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch did not finish after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    for pool in pools {
+        pool.await.unwrap().unwrap();
+    }
+
+    let jobs = support::all_jobs(&store).await;
+    assert!(
+        jobs.iter()
+            .any(|j| j.finished_at.is_some_and(|at| at > restarted)),
+        "no job finished after the restart: the restart hit no call"
+    );
+    for job in &jobs {
+        let attempts = store.job_attempts(job.id).await.unwrap();
+        assert!(
+            attempts.iter().all(|a| a.outcome != "abandoned"),
+            "job {} was handed back from a live worker: {attempts:?}",
+            job.id
+        );
+        assert_eq!(
+            (job.attempt_count, job.status),
+            (1, JobStatus::Succeeded),
+            "job {} ({attempts:?})",
+            job.id
+        );
+    }
+}
