@@ -142,8 +142,9 @@ pub trait Workers: Send + Sync {
     /// their process died. Such workers are marked stopped. A live worker's jobs, and jobs
     /// claimed by no worker or by one without a lock, are never touched. On PostgreSQL only a
     /// process that holds a worker lock itself judges, on that lock's session, and not within
-    /// [`SESSION_SETTLE`](crate::store::postgres::SESSION_SETTLE) of losing its own session (a
-    /// server restart frees every lock, and the live workers take theirs back meanwhile). On
+    /// [`SESSION_SETTLE`](crate::store::postgres::SESSION_SETTLE) of taking its own back after
+    /// losing it (a server restart frees every lock, and the live workers take theirs back
+    /// meanwhile). On
     /// SQLite: the workers of this host silent for a few beats whose process is gone.
     fn jobs_rescue_orphaned(
         &self,

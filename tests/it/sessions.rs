@@ -17,6 +17,8 @@ use crate::support;
 
 /// 2 models × 8 prompts, one run each: calls of 3 s on two pools of 4 slots.
 const JOBS: i64 = 16;
+/// The first key of the workers' advisory locks (`pg_advisory_lock(int, int)`).
+const WORKER_LOCK_CLASS: i64 = 0x7071_776b;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_restart_is_not_the_death_of_every_worker() {
@@ -75,6 +77,30 @@ async fn a_server_restart_is_not_the_death_of_every_worker() {
         assert!(
             Instant::now() < deadline,
             "the batch did not finish after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both workers hold their locks again (a beat that came while the server was down, and
+    // failed to take the lock back, must not leave a worker without one for good).
+    let Store::Postgres(pg) = &store else {
+        unreachable!("a PostgreSQL test database")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND classid::bigint = $1 AND objsubid = 2 AND granted",
+        )
+        .bind(WORKER_LOCK_CLASS)
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+        if held == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{held} of the 2 workers hold their lock again"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

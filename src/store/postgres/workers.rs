@@ -19,24 +19,46 @@ use crate::store::{Clock, ORPHANED, Rescued};
 /// wrapped into an `int` (far past any real count of workers).
 const WORKER_LOCK_CLASS: i32 = 0x7071_776b;
 
-/// How long after losing its own worker session a process leaves other workers' free locks
-/// alone. A server restart or failover ends every session at once: the live workers take
-/// their locks back at their next report (a second), and until they have, a free lock says
-/// nothing about whether its worker is alive.
+/// How long after taking its lock back (its session was lost) a process leaves other
+/// workers' free locks alone. A server restart or failover ends every session at once: the
+/// live workers take their locks back at their first report once the server is back, and
+/// until they have, a free lock says nothing about whether its worker is alive.
 pub const SESSION_SETTLE: Duration = Duration::from_secs(10);
 
 /// The session that holds this process's worker lock, and whom it holds it for.
 pub(super) struct Presence {
     worker: WorkerId,
-    session: PgConnection,
-    /// When this process last lost its worker session, if it ever did.
-    lost_at: Option<Instant>,
+    /// `None` from the moment the session is found dead until the lock is held again.
+    session: Option<PgConnection>,
+    /// When the lock was held again after a lost session, if one was ever lost.
+    regained_at: Option<Instant>,
 }
 
 impl Presence {
-    /// Whether this process lost its session too recently to judge others by their locks.
-    fn settling(&self) -> bool {
-        self.lost_at.is_some_and(|at| at.elapsed() < SESSION_SETTLE)
+    fn new(worker: WorkerId, session: PgConnection) -> Self {
+        Presence {
+            worker,
+            session: Some(session),
+            regained_at: None,
+        }
+    }
+
+    /// The lock session, unless this process lost its own too recently to judge others by
+    /// their locks (or has not got it back yet).
+    fn judging_session(&mut self) -> Option<&mut PgConnection> {
+        if self
+            .regained_at
+            .is_some_and(|at| at.elapsed() < SESSION_SETTLE)
+        {
+            return None;
+        }
+        self.session.as_mut()
+    }
+
+    async fn close(self) {
+        if let Some(session) = self.session {
+            let _ = session.close().await;
+        }
     }
 }
 
@@ -78,21 +100,12 @@ impl PostgresStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Presence {
-            worker,
-            session,
-            lost_at: None,
-        })
+        Ok(Presence::new(worker, session))
     }
 
     /// Takes `worker`'s lock again on a new session after its old one was lost, unless another
     /// process judged it dead meanwhile (and handed its jobs back): `false` then.
-    async fn retake(
-        &self,
-        options: &PgConnectOptions,
-        worker: WorkerId,
-        lost_at: Instant,
-    ) -> StoreResult<bool> {
+    async fn retake(&self, options: &PgConnectOptions, worker: WorkerId) -> StoreResult<bool> {
         let mut session = PgConnection::connect_with(options).await?;
         let locked: bool =
             sqlx::query_scalar("SELECT pg_try_advisory_lock($1, ($2 % 2147483647)::int)")
@@ -113,13 +126,10 @@ impl PostgresStore {
             let _ = session.close().await;
             return Ok(false);
         }
-        let presence = Presence {
-            worker,
-            session,
-            lost_at: Some(lost_at),
-        };
+        let mut presence = Presence::new(worker, session);
+        presence.regained_at = Some(Instant::now());
         if let Some(old) = self.presence.lock().await.replace(presence) {
-            let _ = old.session.close().await;
+            old.close().await;
         }
         Ok(true)
     }
@@ -144,16 +154,20 @@ impl PostgresStore {
         self.worker_register(&new, now).await
     }
 
-    /// Whether `worker`'s lock session died (it is then dropped).
+    /// Whether `worker`'s lock session is gone: found dead now (it is then dropped), or lost
+    /// earlier and not held again yet (taking it back failed, say while the server was down).
     async fn session_lost(&self, worker: WorkerId) -> bool {
         let mut presence = self.presence.lock().await;
         let Some(current) = presence.as_mut().filter(|p| p.worker == worker) else {
             return false;
         };
-        if current.session.ping().await.is_ok() {
+        let Some(session) = current.session.as_mut() else {
+            return true;
+        };
+        if session.ping().await.is_ok() {
             return false;
         }
-        presence.take();
+        current.session = None;
         true
     }
 
@@ -194,7 +208,7 @@ impl Workers for PostgresStore {
         let worker = presence.worker;
         let mut held = self.presence.lock().await;
         if let Some(old) = held.replace(presence) {
-            let _ = old.session.close().await;
+            old.close().await;
         }
         Ok(worker)
     }
@@ -209,9 +223,8 @@ impl Workers for PostgresStore {
         let now: Clock = now.into();
         let mut worker = id;
         if self.session_lost(id).await {
-            let lost_at = Instant::now();
             let retaken = match self.session_options() {
-                Some(options) => self.retake(&options, id, lost_at).await?,
+                Some(options) => self.retake(&options, id).await?,
                 None => false,
             };
             if retaken {
@@ -225,7 +238,7 @@ impl Workers for PostgresStore {
                 tracing::warn!(worker = id, "lost the worker's session; registering again");
                 worker = self.register_again(id, now).await?;
                 if let Some(presence) = self.presence.lock().await.as_mut() {
-                    presence.lost_at = Some(lost_at);
+                    presence.regained_at = Some(Instant::now());
                 }
             }
         }
@@ -263,7 +276,7 @@ impl Workers for PostgresStore {
         if presence.as_ref().is_some_and(|p| p.worker == id)
             && let Some(gone) = presence.take()
         {
-            let _ = gone.session.close().await;
+            gone.close().await;
         }
         Ok(())
     }
@@ -313,7 +326,11 @@ impl Workers for PostgresStore {
         // session, while the others take their locks back. Only a process with a lock
         // session judges.
         let mut presence = self.presence.lock().await;
-        let Some(own) = presence.as_mut().filter(|own| !own.settling()) else {
+        let Some(own) = presence.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let worker = own.worker;
+        let Some(session) = own.judging_session() else {
             return Ok(Vec::new());
         };
         // A worker's lock that this transaction can take is held by no session: its process
@@ -334,8 +351,8 @@ impl Workers for PostgresStore {
         .bind(now.fixed())
         .bind(ORPHANED)
         .bind(WORKER_LOCK_CLASS)
-        .bind(own.worker)
-        .fetch_all(&mut own.session)
+        .bind(worker)
+        .fetch_all(session)
         .await?;
         rescued_from_rows(&rows)
     }
