@@ -1,7 +1,8 @@
 //! Daily budgets: a model's `params.budgetUsdPerDay` and `BUDGET_USD_PER_DAY` stop new calls
 //! once the day's answers cost that much. The stopped jobs stay `queued` with no attempt spent,
-//! `/api/jobs/status` says why, and a worker whose day is the next one (under `faketime`)
-//! runs them.
+//! `/api/jobs/status` says why, and a worker whose day is the next one runs them. The day is
+//! the database's: on SQLite the machine's (a worker under `faketime +1d` is in the next day),
+//! on PostgreSQL the server's (a worker whose own clock says tomorrow is still in today).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::support::fake::{Fake, Reply};
 use crate::support::on_both;
 use crate::support::server::{self, Server};
 use crate::support::{self, TestDb};
+use promptq::store::Store;
 
 on_both!(
     owned;
@@ -178,13 +180,39 @@ async fn calls_resume_the_next_day(db: TestDb) {
     let jobs = jobs_of(&server, capped).await;
     process_ok(&server, jobs[0]["id"].as_i64().unwrap()).await;
     refused_for_budget(&server, &jobs[1]).await;
-    // Today the budget holds in every process; tomorrow (by the process's clock) it does not.
     assert_eq!(blocked_in_status(&server.db.url, None), vec![capped]);
-    assert!(blocked_in_status(&server.db.url, Some(faketime)).is_empty());
-    // A worker whose clock says tomorrow finds nothing spent today and runs the rest.
-    let mut worker = std::process::Command::new(faketime);
+    let tomorrow = match &server.db.store {
+        // The machine's clock is the database's: a process whose clock says tomorrow is there.
+        Store::Sqlite(_) => {
+            assert!(blocked_in_status(&server.db.url, Some(faketime)).is_empty());
+            Some(faketime)
+        }
+        // The server's clock is: the same process is still in today, until the server's day
+        // changes (here, today's answers are moved to yesterday).
+        Store::Postgres(pg) => {
+            assert_eq!(
+                blocked_in_status(&server.db.url, Some(faketime)),
+                vec![capped]
+            );
+            sqlx::query("UPDATE responses SET created_at = created_at - interval '1 day'")
+                .execute(pg.pool())
+                .await
+                .unwrap();
+            assert!(blocked_in_status(&server.db.url, None).is_empty());
+            None
+        }
+    };
+    // A worker of the next day finds nothing spent today and runs the rest.
+    let mut worker = match tomorrow {
+        Some(faketime) => {
+            let mut c = std::process::Command::new(faketime);
+            c.args(["-f", "+1d", support::PROMPTQ]);
+            c
+        }
+        None => std::process::Command::new(support::PROMPTQ),
+    };
     worker
-        .args(["-f", "+1d", support::PROMPTQ, "worker"])
+        .arg("worker")
         .env_clear()
         .env("DATABASE_URL", &server.db.url)
         .env("CRON_SCHEDULE", "off")
@@ -193,7 +221,7 @@ async fn calls_resume_the_next_day(db: TestDb) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = worker.spawn().expect("start a worker under faketime");
+    let mut child = worker.spawn().expect("start a worker of the next day");
     support::wait_until(
         "the worker of the next day",
         Duration::from_secs(30),
