@@ -113,7 +113,7 @@ report_pg() {
 
 warnings() {
   grep -hE ' (ERROR|WARN) ' "$1"/*.log | grep -v 'mock simulated' | cut -c29-180 \
-    | sed -E 's/(job_id|until|jobs_moved)=[^ ]+//g' | sort | uniq -c | sort -rn | head -12
+    | sed -E 's/until=[^ ]+ [^ ]+//; s/(job_id|jobs_moved)=[^ ]+//g' | sort | uniq -c | sort -rn | head -12
 }
 
 elapsed() { echo "elapsed $(echo "$(date +%s.%N) - $1" | bc) s"; }
