@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod due;
 pub mod guard;
 pub mod limits;
+pub mod outage;
 pub mod pace;
 pub mod retry;
 pub mod runtime;

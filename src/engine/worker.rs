@@ -22,7 +22,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
@@ -34,6 +34,7 @@ use crate::store::{ClaimSize, Clock};
 
 use super::attempt::{self, Ended, heartbeat_interval};
 use super::due::DueTimes;
+use super::outage::Outage;
 use super::runtime::Runtime;
 
 /// An attempt: the job and the claim number that fences its writes.
@@ -98,6 +99,8 @@ struct Shared {
     slot_freed: Notify,
     /// When the jobs this process handed back or scheduled for a retry fall due.
     due: DueTimes,
+    /// When this process last found the database unreachable.
+    outage: Outage,
 }
 
 /// Runs the pool until `shutdown` is cancelled and everything it held is written or released.
@@ -119,6 +122,7 @@ pub async fn run_pool(
         running: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
         due: DueTimes::default(),
+        outage: Outage::default(),
     });
     super::blocked::warn_at_start(&shared.rt).await;
     register(&shared, true).await;
@@ -447,6 +451,9 @@ fn finish_queue(options: &PoolOptions) -> usize {
 /// How long a batch waits for more outcomes while calls are in flight.
 const GATHER_FOR: Duration = Duration::from_millis(2);
 
+/// How soon a heartbeat that failed tries again (at most its usual interval).
+const RENEW_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// Writes outcomes in batches: whatever arrived while the previous batch was written, and
 /// while calls are in flight, whatever else arrives within [`GATHER_FOR`] of the first (calls
 /// started together end together): one statement and one commit for a wave of calls.
@@ -500,22 +507,25 @@ async fn write_finishes(shared: &Shared, batch: &[Finish]) {
 async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     let lease = shared.rt.config().job_lease;
     let every = heartbeat_interval(lease);
+    let mut next = every;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(next) => {}
             () = stop.cancelled() => return,
         }
+        next = every;
         let attempts: Vec<AttemptKey> = lock(&shared.running).keys().copied().collect();
         if attempts.is_empty() {
             continue;
         }
         let lease = shared.rt.config().job_lease;
-        match shared
+        let renewed = shared
             .rt
             .store()
             .jobs_heartbeat(&attempts, Clock::Database, lease)
-            .await
-        {
+            .await;
+        shared.outage.note(&renewed);
+        match renewed {
             Ok(owned) => {
                 if owned.len() < attempts.len() {
                     let mut running = lock(&shared.running);
@@ -538,16 +548,25 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 }
             }
             Err(err) => {
-                tracing::warn!(error = %err, "heartbeat failed; the lease covers the next beat")
+                // Again soon: after an outage the leases must be renewed before others sweep.
+                next = RENEW_AGAIN_AFTER.min(every);
+                tracing::warn!(error = %err, "heartbeat failed; trying again in a second")
             }
         }
     }
 }
 
-/// Rescues the expired leases of dead processes (and of this one, at start-up).
+/// Rescues the expired leases of dead processes (and of this one, at start-up), except just
+/// after the database was unreachable (see [`super::outage`]).
 async fn rescuer(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
-        match shared.rt.store().jobs_rescue_expired(Clock::Database).await {
+        let swept = if shared.outage.recent(Instant::now()) {
+            Ok(Vec::new())
+        } else {
+            shared.rt.store().jobs_rescue_expired(Clock::Database).await
+        };
+        shared.outage.note(&swept);
+        match swept {
             Ok(rescued) if !rescued.is_empty() => {
                 handed_back(&shared, rescued.len());
                 tracing::warn!(jobs = rescued.len(), "rescued jobs whose lease expired");
@@ -631,10 +650,14 @@ async fn presence(shared: Arc<Shared>, stop: CancellationToken) {
         };
         let store = shared.rt.store();
         match shared.worker_id() {
-            Some(id) => match store.worker_beat(id, running, held, Clock::Database).await {
-                Ok(now_id) => shared.worker.store(now_id, Ordering::Relaxed),
-                Err(err) => tracing::debug!(error = %err, "worker report failed"),
-            },
+            Some(id) => {
+                let reported = store.worker_beat(id, running, held, Clock::Database).await;
+                shared.outage.note(&reported);
+                match reported {
+                    Ok(now_id) => shared.worker.store(now_id, Ordering::Relaxed),
+                    Err(err) => tracing::debug!(error = %err, "worker report failed"),
+                }
+            }
             None => register(&shared, false).await,
         }
         look_at_fleet(&shared).await;

@@ -1,7 +1,9 @@
-//! Worker sessions across a PostgreSQL restart. A restart ends every session at once and so
-//! frees every worker's lock: that must not be taken for the death of every worker. Two worker
-//! pools (each with its own store, as two processes would be) run slow calls across a restart
-//! of their server; none of their jobs may be handed back, and each is called once.
+//! Workers across a PostgreSQL restart. A restart ends every session at once and so frees
+//! every worker's lock: that must not be taken for the death of every worker. An outage longer
+//! than a lease leaves every running job's lease expired: that must not be taken for hung
+//! workers either. Two worker pools (each with its own store, as two processes would be) run
+//! slow calls across a stop of their server; none of their jobs may be handed back, and each
+//! is called once.
 
 use std::time::{Duration, Instant};
 
@@ -15,25 +17,42 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support;
 
-/// 2 models × 8 prompts, one run each: calls of 3 s on two pools of 4 slots.
+/// 2 models × 8 prompts, one run each, on two pools of 4 slots.
 const JOBS: i64 = 16;
 /// The first key of the workers' advisory locks (`pg_advisory_lock(int, int)`).
 const WORKER_LOCK_CLASS: i64 = 0x7071_776b;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_restart_is_not_the_death_of_every_worker() {
-    let Some(server) = support::dedicated_postgres("sessions") else {
+    // Calls of 3 s, leases of 30 s, the server down for 1.5 s.
+    across_a_stop("sessions", 3000, "30", Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_longer_than_a_lease_hands_no_live_job_back() {
+    // Calls of 8 s, leases of 3 s (renewed every second), the server down for 5 s.
+    across_a_stop("outage", 8000, "3", Duration::from_secs(5)).await;
+}
+
+async fn across_a_stop(name: &str, latency_ms: u64, lease_secs: &str, down_for: Duration) {
+    let Some(server) = support::dedicated_postgres(name) else {
         return;
     };
-    let url = server.database("sessions").await;
+    let url = server.database(name).await;
     let store = Store::open(&url).await.unwrap();
     let models: Vec<_> = (0..2)
-        .map(|m| support::mock_model(format!("slow-{m}"), "mock", json!({"latencyMs": 3000})))
+        .map(|m| {
+            support::mock_model(
+                format!("slow-{m}"),
+                "mock",
+                json!({"latencyMs": latency_ms}),
+            )
+        })
         .collect();
     support::seed(&store, &models, JOBS as usize / 2, 1).await;
     let config = support::config(
         &url,
-        &["--worker-concurrency", "4", "--job-lease-secs", "30"],
+        &["--worker-concurrency", "4", "--job-lease-secs", lease_secs],
     );
     let app = App::with_store(config.clone(), store.clone()).unwrap();
     assert_eq!(
@@ -60,10 +79,10 @@ async fn a_server_restart_is_not_the_death_of_every_worker() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Calls are under way (each takes 3 s) when every session ends.
+    // Calls are under way when every session ends.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(down_for).await;
     server.start();
     let restarted = Utc::now();
 
