@@ -13,9 +13,11 @@
 #   docs/scripts/soak.sh sqlite     # SQLite: 2 workers + serve on one file
 #   docs/scripts/soak.sh http       # PostgreSQL: serve with DISPATCH=http, ?pgbouncer=true
 #   docs/scripts/soak.sh restart    # PostgreSQL: 2 workers + serve, the server restarted
+#   docs/scripts/soak.sh outage     # PostgreSQL: calls of 60 s, the server down 35 s
 #
 # Needs a PostgreSQL server of your own reached on a unix socket ($PGDIR: its socket
-# directory; $PGDATA: its data directory, for the restart; run as root, the server and
+# directory; $PGDATA: its data directory and $PGOPTS its options, for the restart and the
+# outage; run as root, the server and
 # PgBouncer run as `postgres`), pgbouncer, faketime, curl, psql, sqlite3, bc, and a LiteLLM
 # proxy ($LITELLM: its `litellm` executable; `pip install 'litellm[proxy]==1.80.0'`, never
 # 1.107.0). Each run lasts about 90 s, and takes a fresh database named soak_<run>.
@@ -24,6 +26,8 @@ PROMPTQ=$(realpath "${PROMPTQ:-target/release/promptq}")
 SOAK=${SOAK:-/tmp/promptq-soak}
 PGDIR=${PGDIR:-/tmp/pgbench}
 PGDATA=${PGDATA:-$PGDIR/data}
+# The server's options, for `outage`, which stops it and starts it again.
+PGOPTS=${PGOPTS:--c listen_addresses= -c unix_socket_directories=$PGDIR}
 LITELLM=${LITELLM:-$HOME/.cache/promptq/venv-litellm/bin/litellm}
 ADMIN="postgres://postgres@localhost/postgres?host=$PGDIR"
 export GW_BASE_URL=http://127.0.0.1:4111/v1 GW_API_KEY=x CRON_SECRET=soaksecret
@@ -208,7 +212,32 @@ restart() {
   report_pg; warnings "$dir"
 }
 
+# Calls of 60 s, longer than a lease (30 s by default), across an outage longer than one.
+outage() {
+  local dir=$SOAK/outage; rm -rf "$dir"; mkdir -p "$dir"; cd "$dir" || exit 1
+  DIRECT=$(fresh_database outage)
+  export DATABASE_URL=$DIRECT
+  "$PROMPTQ" migrate > /dev/null || exit 1
+  "$PROMPTQ" models add --name long --provider mock --model m1 --params '{"latencyMs":60000}' > /dev/null
+  for i in $(seq 1 15); do
+    "$PROMPTQ" prompts add "What is the best CRM number $i for a small business?" --runs 10 > /dev/null
+  done
+  local start; start=$(date +%s.%N)
+  BIND=127.0.0.1:3115 "$PROMPTQ" serve > serve.log 2>&1 & local serve=$!
+  "$PROMPTQ" worker > w1.log 2>&1 & local w1=$!
+  "$PROMPTQ" worker > w2.log 2>&1 & local w2=$!
+  sleep 10
+  local pg_ctl; pg_ctl="$(dirname "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)")/pg_ctl"
+  runuser -u postgres -- "$pg_ctl" stop -m fast -w -D "$PGDATA" > /dev/null
+  echo "stopped the server"; sleep 35
+  runuser -u postgres -- "$pg_ctl" start -w -D "$PGDATA" -l "$PGDATA/../log" -o "$PGOPTS" > /dev/null
+  echo "started it again"
+  wait_done pg_count; elapsed "$start"
+  kill $serve $w1 $w2; wait
+  report_pg; warnings "$dir"
+}
+
 case "${1:-}" in
-  setup | fleet | sqlite | http | restart) "$1" ;;
-  *) echo "usage: $0 setup|fleet|sqlite|http|restart" >&2; exit 2 ;;
+  setup | fleet | sqlite | http | restart | outage) "$1" ;;
+  *) echo "usage: $0 setup|fleet|sqlite|http|restart|outage" >&2; exit 2 ;;
 esac
