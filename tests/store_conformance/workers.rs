@@ -180,10 +180,9 @@ async fn lock_holder(store: &PostgresStore, worker: i64) -> Option<i32> {
     .unwrap()
 }
 
-/// PostgreSQL: a worker whose lock session the server ended while the process lives takes
-/// its lock back at its next report and keeps its id and its jobs; no other worker (nor
-/// itself, while others may still be taking theirs back) hands them back meanwhile.
-pub(super) async fn a_worker_that_lost_its_session_takes_its_lock_back(db: &Db<PostgresStore>) {
+/// A worker (on the test's store) holding two claimed jobs, and another worker on a store of
+/// its own (another process) to judge it: the store, the worker, the judge's store and id.
+async fn a_worker_and_a_judge(db: &Db<PostgresStore>) -> (PostgresStore, i64, PostgresStore, i64) {
     let store = db.store.clone();
     seeded(&store, 1, 2, 1).await;
     let lease = std::time::Duration::from_secs(3600);
@@ -194,7 +193,15 @@ pub(super) async fn a_worker_that_lost_its_session_takes_its_lock_back(db: &Db<P
         .unwrap();
     assert_eq!(claimed.len(), 2);
     let judge_store = reopen(db).await;
-    judge_store.worker_register(&worker(1), t0()).await.unwrap();
+    let judge = judge_store.worker_register(&worker(1), t0()).await.unwrap();
+    (store, first, judge_store, judge)
+}
+
+/// PostgreSQL: a worker whose lock session the server ended while the process lives takes
+/// its lock back at its next report and keeps its id and its jobs; no other worker (nor
+/// itself, while others may still be taking theirs back) hands them back meanwhile.
+pub(super) async fn a_worker_that_lost_its_session_takes_its_lock_back(db: &Db<PostgresStore>) {
+    let (store, first, judge_store, _) = a_worker_and_a_judge(db).await;
 
     let old = end_lock_session(&store, first).await;
     let mut holder = None;
@@ -228,17 +235,7 @@ pub(super) async fn a_worker_that_lost_its_session_takes_its_lock_back(db: &Db<P
 /// PostgreSQL: a worker whose session ended and whose free lock another worker found first
 /// has had its jobs handed back: at its next report it goes on under a new id with a new lock.
 pub(super) async fn a_worker_judged_dead_meanwhile_registers_again(db: &Db<PostgresStore>) {
-    let store = db.store.clone();
-    seeded(&store, 1, 2, 1).await;
-    let lease = std::time::Duration::from_secs(3600);
-    let first = store.worker_register(&worker(2), t0()).await.unwrap();
-    let claimed = store
-        .jobs_claim_except(ClaimSize::exactly(2), t0(), lease, &[], Some(first))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 2);
-    let judge_store = reopen(db).await;
-    let judge = judge_store.worker_register(&worker(1), t0()).await.unwrap();
+    let (store, first, judge_store, judge) = a_worker_and_a_judge(db).await;
 
     end_lock_session(&store, first).await;
     // The server frees the ended session's lock as its backend exits, a moment later.
