@@ -48,9 +48,11 @@ async fn litellm_paces_with_and_without_a_configured_rpm() {
         "adaptive drew {} 429s",
         adaptive.1
     );
-    // Spaced at 29 a minute: 83 s, within 10 %, and no 429 (1 % of 40 jobs is less than one).
+    // Spaced at 29 a minute: 83 s, 1.2 × that at most (as above: a loaded machine claims a
+    // slot late now and then, measured 84-87 s here with both cores busy), and no 429 (1 % of
+    // 40 jobs is less than one).
     assert!(
-        configured.0 <= Duration::from_secs(92),
+        configured.0 <= Duration::from_secs(100),
         "configured took {:?}",
         configured.0
     );
