@@ -8,6 +8,10 @@
 //! already ran. Many processes may run this loop; the store's unique job key means no
 //! duplicates, and on Postgres the enqueue's advisory lock lets one of them do the work while
 //! the others find nothing due.
+//!
+//! Slots are timed on the database's clock ([`crate::store::Store::now`]), as leases and due
+//! times are: a `serve` whose own clock runs ahead would otherwise fill each slot early (the
+//! batch of 00:02 at 00:00:30 for a clock 90 s fast), and one behind would fill it late.
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +29,9 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
         return;
     }
     // Start-up: every schedule's latest slot, once, however many were missed while down.
-    pass(&app, Utc::now()).await;
-    let mut after = Utc::now();
+    let now = || app.store().now();
+    pass(&app, now()).await;
+    let mut after = now();
     loop {
         // The soonest slot of the global schedule and of every prompt's own schedule.
         let next = match app.next_scheduled_slot(after).await {
@@ -36,9 +41,9 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
                 None
             }
         };
-        let recheck = Utc::now() + chrono::Duration::from_std(RECHECK).unwrap_or_default();
+        let recheck = now() + chrono::Duration::from_std(RECHECK).unwrap_or_default();
         let wake = next.map_or(recheck, |next| next.min(recheck));
-        let wait = (wake - Utc::now()).to_std().unwrap_or_default();
+        let wait = (wake - now()).to_std().unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
@@ -47,7 +52,7 @@ pub async fn run_scheduler(app: App, shutdown: CancellationToken) {
             continue;
         };
         // Sleep can end a little early; the pass must belong to `slot`, so wait it out.
-        while Utc::now() < slot {
+        while now() < slot {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         pass(&app, slot).await;

@@ -3,6 +3,7 @@
 //! database's clock, so neither worker takes the other's live jobs and both get work; and a
 //! rate limit they share must be reserved on that clock too, or the worker ahead reserves its
 //! slots a minute into the other's future and every job the other takes is put off a minute.
+//! A `serve` ahead of the database fills its built-in cron's slots by the database's clock too.
 //!
 //! Needs `faketime` (`apt-get install -y faketime`); without it the test says so and passes
 //! unless `PROMPTQ_REQUIRE_POSTGRES=1` (CI) makes that a failure.
@@ -262,5 +263,60 @@ async fn rate_limit_shared_with_a_skewed_worker(offset: &str) {
     assert!(
         by_normal > 0 && by_skewed > 0,
         "both workers called the model: {by_normal} and {by_skewed} (the one {offset})"
+    );
+}
+
+/// A `serve` whose clock runs 150 s ahead, with a schedule that fires every minute: its
+/// start-up pass must fill the slot that has come by the database's clock, not the one its
+/// own clock has reached (two minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serve_ahead_fills_the_slot_of_the_database_clock() {
+    let Some(_) = faketime() else { return };
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    let store = db.store.clone();
+    let model = support::mock_model("m", "mock", json!({}));
+    support::seed(&store, &[model], 2, 1).await;
+    let minute = |at: chrono::DateTime<Utc>| at.format("%Y-%m-%dT%H:%M").to_string();
+    let before = minute(store.clock_now().await.unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let logs = tempfile::tempdir().unwrap();
+    let serve = Command::new("/usr/bin/faketime")
+        .arg("-f")
+        .arg("+150s")
+        .arg(support::PROMPTQ)
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("CRON_SECRET", support::server::SECRET)
+        .env("CRON_SCHEDULE", "* * * * *")
+        .env("TIMEZONE", "UTC")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(logs.path().join("serve.err")).expect("log file"))
+        .spawn()
+        .expect("start promptq serve");
+    support::wait_until("the start-up pass", Duration::from_secs(30), async || {
+        !support::all_jobs(&store).await.is_empty()
+    })
+    .await;
+    let after = minute(store.clock_now().await.unwrap());
+    stop(serve, true);
+    let keys: std::collections::BTreeSet<String> = support::all_jobs(&store)
+        .await
+        .into_iter()
+        .map(|job| job.batch_key)
+        .collect();
+    assert_eq!(keys.len(), 1, "one batch: {keys:?}");
+    let key = keys.first().expect("a batch key");
+    assert!(
+        before.as_str() <= key.as_str() && key.as_str() <= after.as_str(),
+        "the batch {key} is not a slot of the database's clock ({before} to {after})"
     );
 }
