@@ -1,11 +1,12 @@
 //! Exporting stored responses page by page, so that an export of any size holds one page in
 //! memory at a time.
 //!
-//! The store lists responses newest first (by id) with an offset. Answers stored while an
-//! export runs get new, higher ids and push the older rows further down, so a plain offset
-//! would hand out some rows twice. [`ResponseExport`] therefore remembers the lowest id it
-//! has handed out and drops any row at or above it: every response that existed when the
-//! first page was read comes out exactly once, and none stored after it does.
+//! The store lists responses newest first (by id). Each page after the first asks for the
+//! rows below the lowest id handed out so far (keyset paging): a page costs the same however
+//! deep into a year of answers it is, where an offset would skip every row before it, and
+//! answers stored while an export runs (new, higher ids) neither come out nor push older rows
+//! into the next page. Every response that existed when the first page was read comes out
+//! exactly once, and none stored after it does.
 
 use std::collections::HashMap;
 
@@ -20,10 +21,8 @@ use crate::store::{Page, ResponseFilter, StoredResponse};
 /// Responses read a page at a time; see the module documentation.
 pub struct ResponseExport {
     app: App,
+    /// The caller's filter, with `below_id` the lowest id handed out so far.
     filter: ResponseFilter,
-    offset: i64,
-    /// The lowest id handed out so far; rows at or above it were seen already.
-    below_id: Option<i64>,
     done: bool,
 }
 
@@ -33,25 +32,25 @@ const EXPORT_PAGE: i64 = 500;
 impl ResponseExport {
     /// The next page of responses, newest first; `None` once every one was handed out.
     pub async fn next_page(&mut self) -> AppResult<Option<Vec<StoredResponse>>> {
-        while !self.done {
-            let page = Page {
-                limit: EXPORT_PAGE.min(MAX_PAGE),
-                offset: self.offset,
-            };
-            let mut rows = self.app.responses(&self.filter, page).await?;
-            self.offset += rows.len() as i64;
-            self.done = (rows.len() as i64) < page.limit;
-            if let Some(below) = self.below_id {
-                rows.retain(|row| row.id < below);
+        if self.done {
+            return Ok(None);
+        }
+        let page = Page {
+            limit: EXPORT_PAGE.min(MAX_PAGE),
+            offset: 0,
+        };
+        let rows = self.app.responses(&self.filter, page).await?;
+        self.done = (rows.len() as i64) < page.limit;
+        match rows.iter().map(|row| row.id).min() {
+            Some(lowest) => {
+                self.filter.below_id = Some(lowest);
+                Ok(Some(rows))
             }
-            if let Some(lowest) = rows.iter().map(|row| row.id).min() {
-                self.below_id = Some(lowest);
-            }
-            if !rows.is_empty() {
-                return Ok(Some(rows));
+            None => {
+                self.done = true;
+                Ok(None)
             }
         }
-        Ok(None)
     }
 }
 
@@ -61,8 +60,6 @@ impl App {
         ResponseExport {
             app: self.clone(),
             filter,
-            offset: 0,
-            below_id: None,
             done: false,
         }
     }

@@ -328,6 +328,7 @@ pub async fn export(app: &App, args: ExportArgs) -> anyhow::Result<ExitCode> {
         job_id: None,
         created_from,
         created_before,
+        below_id: None,
     };
     match &args.output {
         None => {

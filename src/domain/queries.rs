@@ -93,4 +93,7 @@ pub struct ResponseFilter {
     pub job_id: Option<JobId>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Only responses with a lower id: the next page after one that ended at this id, read
+    /// at the cost of one page however deep it is (an offset skips every row before it).
+    pub below_id: Option<i64>,
 }

@@ -86,12 +86,23 @@ pub(crate) fn push_job_filter<DB: Dialect>(
         and_id(query, format!(" AND {alias}model_id = "), id);
     }
     if let Some(status) = filter.status {
-        and_text(
-            query,
-            format!(" AND {alias}status = "),
-            status.as_str().to_owned(),
-        );
+        // Written out, not bound: a status one of the partial indexes covers (`failed`,
+        // `queued`, `processing`) can use it only where the planner sees the value, and a
+        // `JobStatus` is one of a few fixed words.
+        query.push(format!(" AND {alias}status = '{}'", status.as_str()));
     }
+}
+
+/// Whether the jobs `filter` selects are few and reached through an index of their own (a
+/// batch's through the job key, one job, a rare status): a page of them is best found there
+/// and sorted. Walking the primary key in id order instead, as PostgreSQL plans a page of a
+/// batch, reads every older batch first (a year of jobs: 0.5 s for the newest batch).
+fn narrowed_by_index(filter: &JobFilter) -> bool {
+    filter.batch_key.is_some()
+        || filter.job_id.is_some()
+        || filter
+            .status
+            .is_some_and(|status| status != crate::domain::JobStatus::Succeeded)
 }
 
 /// ` AND …` narrowing a retry or cancel (`UPDATE prompt_jobs`, no alias) to its jobs.
@@ -118,31 +129,46 @@ pub(crate) fn responses_query<DB: Dialect>(
     filter: &ResponseFilter,
     page: super::Page,
 ) -> QueryBuilder<DB> {
+    // The page's ids first, then the columns of those rows alone: selected whole, every row
+    // an OFFSET skips was read and projected with its prompt-version subqueries (a page
+    // 500,000 answers deep: 8 s).
     let mut query = DB::builder(format!(
-        "SELECT {RESPONSE_COLUMNS} FROM responses WHERE 1 = 1"
+        "SELECT {RESPONSE_COLUMNS} FROM responses WHERE id IN (SELECT r.id FROM responses r \
+         WHERE 1 = 1"
     ));
     if let Some(id) = filter.prompt_id {
-        and_id(&mut query, " AND prompt_id = ".into(), id);
+        and_id(&mut query, " AND r.prompt_id = ".into(), id);
     }
     if let Some(id) = filter.model_id {
-        and_id(&mut query, " AND model_id = ".into(), id);
+        and_id(&mut query, " AND r.model_id = ".into(), id);
     }
     if let Some(key) = &filter.batch_key {
-        and_text(&mut query, " AND batch_key = ".into(), key.clone());
+        and_text(&mut query, " AND r.batch_key = ".into(), key.clone());
     }
     if let Some(id) = filter.job_id {
-        and_id(&mut query, " AND job_id = ".into(), id);
+        and_id(&mut query, " AND r.job_id = ".into(), id);
     }
     if let Some(from) = filter.created_from {
-        query.push(" AND created_at >= ");
+        query.push(" AND r.created_at >= ");
         DB::bind_time(&mut query, Time(from));
     }
     if let Some(before) = filter.created_before {
-        query.push(" AND created_at < ");
+        query.push(" AND r.created_at < ");
         DB::bind_time(&mut query, Time(before));
     }
-    query.push(" ORDER BY id DESC");
+    if let Some(id) = filter.below_id {
+        and_id(&mut query, " AND r.id < ".into(), id);
+    }
+    // A batch's answers (or a job's) are found through their own index and sorted, as
+    // jobs are (see `narrowed_by_index`): an older batch is not reached through every newer one.
+    let narrowed = filter.batch_key.is_some() || filter.job_id.is_some();
+    query.push(if narrowed {
+        " ORDER BY r.id + 0 DESC"
+    } else {
+        " ORDER BY r.id DESC"
+    });
     push_page(&mut query, page);
+    query.push(") ORDER BY id DESC");
     query
 }
 
@@ -155,18 +181,37 @@ pub(crate) fn jobs_page_query<DB: Dialect>(
     page: super::Page,
 ) -> QueryBuilder<DB> {
     let table = alias.trim_end_matches('.');
+    // The page's ids first (an index-only scan when nothing filters), then the columns of
+    // those rows alone: selected whole, every row an OFFSET skips was read and projected with
+    // its prompt-version subquery (a page 500,000 jobs deep: 4.5 s).
     let mut query = DB::builder(format!(
-        "SELECT {columns} FROM prompt_jobs {table} WHERE 1 = 1"
+        "SELECT {columns} FROM prompt_jobs {table} WHERE {alias}id IN \
+         (SELECT p.id FROM prompt_jobs p WHERE 1 = 1"
     ));
-    push_job_filter(&mut query, filter, alias);
-    query.push(format!(" ORDER BY {alias}id"));
+    push_job_filter(&mut query, filter, "p.");
+    query.push(if narrowed_by_index(filter) {
+        " ORDER BY p.id + 0"
+    } else {
+        " ORDER BY p.id"
+    });
     push_page(&mut query, page);
+    query.push(format!(") ORDER BY {alias}id"));
     query
 }
 
 /// `(status, count)` of the matching jobs; `alias` is the jobs table's (`j.` or empty).
 pub(crate) fn jobs_summary_query<DB: Dialect>(filter: &JobFilter, alias: &str) -> QueryBuilder<DB> {
     let table = alias.trim_end_matches('.');
+    if let Some(status) = filter.status {
+        // One status: a count that needs no column of the rows, so that the partial index of
+        // a rare status answers it alone (`failed`: 11,000 jobs of a year's million).
+        let mut query = DB::builder(format!(
+            "SELECT '{}' AS status, count(*) AS n FROM prompt_jobs {table} WHERE 1 = 1",
+            status.as_str()
+        ));
+        push_job_filter(&mut query, filter, alias);
+        return query;
+    }
     let mut query = DB::builder(format!(
         "SELECT {alias}status, count(*) AS n FROM prompt_jobs {table} WHERE 1 = 1"
     ));

@@ -71,6 +71,31 @@ pub(super) async fn query_filters_pages_and_summarises<D: Backend>(db: &Db<D>) {
     assert_eq!(page1.len(), 5);
     assert_eq!(page4.len(), 1);
     assert!(page1.windows(2).all(|w| w[0].id < w[1].id));
+    // A batch's pages (found through the job key, then sorted) and a status's come in id
+    // order, each offset where the one before ended.
+    for filter in [day2.clone(), processing.clone()] {
+        let whole: Vec<i64> = store
+            .jobs_list(&filter, Page::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|job| job.id)
+            .collect();
+        assert!(whole.windows(2).all(|w| w[0] < w[1]), "{whole:?}");
+        let mut paged = Vec::new();
+        for offset in 0..whole.len() as i64 {
+            let page = Page { limit: 1, offset };
+            paged.extend(
+                store
+                    .jobs_list(&filter, page)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|j| j.id),
+            );
+        }
+        assert_eq!(paged, whole, "{filter:?} paged one by one");
+    }
     assert_eq!(
         store
             .jobs_count_expired(now + Duration::seconds(31))

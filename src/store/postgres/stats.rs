@@ -58,8 +58,11 @@ impl Figures for PostgresStore {
 
     async fn batches_recent(&self, limit: i64) -> StoreResult<Vec<BatchSummary>> {
         // A loose index scan (PostgreSQL has no skip scan before 18): each step jumps to the
-        // next smaller key through the job key (which starts with the batch key); the outer LIMIT stops the
-        // recursion, which PostgreSQL evaluates lazily.
+        // next smaller key through the job key (which starts with the batch key); the outer
+        // LIMIT stops the recursion, which PostgreSQL evaluates lazily. Each batch is then
+        // counted through the same index (LATERAL): joined as a whole, the planner expected
+        // the keys to match a share of the whole table and scanned all of it (a year of jobs:
+        // 0.2-0.4 s for 20 batches).
         let rows = sqlx::query(
             "WITH RECURSIVE keys(batch_key) AS (
                 SELECT max(batch_key) FROM prompt_jobs
@@ -69,9 +72,12 @@ impl Figures for PostgresStore {
                 FROM keys WHERE keys.batch_key IS NOT NULL
              ),
              recent AS (SELECT batch_key FROM keys WHERE batch_key IS NOT NULL LIMIT $1)
-             SELECT j.batch_key, j.status, count(*) AS n
-             FROM recent JOIN prompt_jobs j ON j.batch_key = recent.batch_key
-             GROUP BY j.batch_key, j.status ORDER BY j.batch_key DESC",
+             SELECT recent.batch_key, counts.status, counts.n
+             FROM recent CROSS JOIN LATERAL (
+                SELECT j.status, count(*) AS n FROM prompt_jobs j
+                WHERE j.batch_key = recent.batch_key GROUP BY j.status
+             ) counts
+             ORDER BY recent.batch_key DESC",
         )
         .bind(limit.max(0))
         .fetch_all(&self.pool)
