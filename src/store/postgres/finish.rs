@@ -34,9 +34,20 @@ pub(super) async fn finish_batch(
                          http_status, error_message, refund, ord)
             ), clock AS (
                 SELECT COALESCE($25::timestamptz, now()) AS now
+            ), released AS (
+                -- A worker's attempt is held by its claim (migration 0017), which ends here
+                -- whatever the fence decides (a claim whose job moved on is void); a provider
+                -- batch's attempt by the job's row.
+                UPDATE job_claims c SET ended_at = k.now FROM input i, clock k
+                WHERE c.job_id = ANY($1::bigint[]) AND c.job_id = i.job_id AND c.attempt = i.attempt
+                    AND c.ended_at IS NULL
+                RETURNING c.job_id, c.attempt, c.started_at, c.worker_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.
                 UPDATE prompt_jobs j SET
+                    attempt_count = COALESCE(r.attempt, j.attempt_count),
+                    started_at = COALESCE(r.started_at, j.started_at),
+                    worker_id = COALESCE(r.worker_id, j.worker_id),
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
@@ -44,7 +55,7 @@ pub(super) async fn finish_batch(
                         interval '366 days'), j.next_attempt_at),
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
-                FROM input i, clock c
+                FROM input i CROSS JOIN clock c LEFT JOIN released r ON r.job_id = i.job_id
                 -- Each job is found by its key: `id = ANY` gives the planner the ids to look
                 -- up (joined to the input alone, statistics that say no job is processing —
                 -- those of a batch analysed at its enqueue — made it scan the whole job table
@@ -53,10 +64,13 @@ pub(super) async fn finish_batch(
                 -- expression, so that the planner neither reads it from those statistics nor
                 -- walks the partial index of processing jobs. Read as no job at all, the
                 -- plain test made it join each job found to every input row (365 jobs: 133,000
-                -- comparisons, 140 ms a finish). A new state must be named here.
+                -- comparisons, 140 ms a finish). A new state must be named here. A claimed
+                -- job's row is still `queued`, one attempt short of its claim's.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
-                    AND (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
-                    AND j.attempt_count = i.attempt
+                    AND CASE WHEN r.job_id IS NULL
+                        THEN (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
+                            AND j.attempt_count = i.attempt
+                        ELSE j.status = 'queued' AND j.attempt_count = i.attempt - 1 END
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (
@@ -95,7 +109,7 @@ pub(super) async fn finish_batch(
             -- of a batch analysed at its enqueue make the planner expect one updated job, and
             -- it then joined every updated job to every answer.
             SELECT i.job_id, u.id IS NOT NULL AS applied,
-                COALESCE(u.status, (SELECT j.status FROM prompt_jobs j WHERE j.id = i.job_id))
+                COALESCE(u.status, (SELECT j.status FROM prompt_jobs_view j WHERE j.id = i.job_id))
                     AS status,
                 ins.id AS response_id
             FROM input i

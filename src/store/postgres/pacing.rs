@@ -27,7 +27,8 @@ impl Pacing for PostgresStore {
         let moved = match scope {
             PauseScope::Model(id) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
-                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2",
+                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2
+                       AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)",
             )
             .bind(id)
             .bind(until)
@@ -37,6 +38,7 @@ impl Pacing for PostgresStore {
             PauseScope::Provider(kind) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE status = 'queued' AND next_attempt_at < $2
+                       AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)
                        AND model_id IN (SELECT id FROM models WHERE provider = $1)",
             )
             .bind(kind.as_str())
