@@ -184,7 +184,7 @@ impl Catalog for PostgresStore {
             sqlx::query(
                 "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, error_message = $2
                  WHERE prompt_id = $1 AND status = 'queued'
-                   AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)
+                   AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
                    AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = $1)",
             )
             .bind(id)
@@ -252,7 +252,7 @@ async fn skip_queued(
     let sql = format!(
         "UPDATE prompt_jobs SET status = 'skipped', finished_at = $2, error_message = $3
          WHERE {column} = $1 AND status = 'queued'
-            AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)"
+            AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)

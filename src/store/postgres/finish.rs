@@ -37,17 +37,23 @@ pub(super) async fn finish_batch(
             ), released AS (
                 -- A worker's attempt is held by its claim (migration 0017), which ends here
                 -- whatever the fence decides (a claim whose job moved on is void); a provider
-                -- batch's attempt by the job's row.
-                UPDATE job_claims c SET ended_at = k.now FROM input i, clock k
-                WHERE c.job_id = ANY($1::bigint[]) AND c.job_id = i.job_id AND c.attempt = i.attempt
-                    AND c.ended_at IS NULL
-                RETURNING c.job_id, c.attempt, c.started_at, c.worker_id
+                -- batch's attempt by the job's row. Each claim is found by its key and its
+                -- attempt read from the input's arrays: the planner, which cannot know that
+                -- every claim the input names is in force, joined each to every input row.
+                UPDATE job_claims c SET ended_at = COALESCE(c.ended_at, k.now) FROM clock k
+                WHERE c.job_id = ANY($1::bigint[])
+                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
+                RETURNING c.job_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.
+                -- The claim's start and worker are read per job, by key, from the snapshot
+                -- (the claim as it was before `released`).
                 UPDATE prompt_jobs j SET
-                    attempt_count = COALESCE(r.attempt, j.attempt_count),
-                    started_at = COALESCE(r.started_at, j.started_at),
-                    worker_id = COALESCE(r.worker_id, j.worker_id),
+                    attempt_count = i.attempt,
+                    started_at = COALESCE((SELECT c.started_at FROM job_claims c
+                        WHERE c.job_id = j.id AND c.attempt = i.attempt), j.started_at),
+                    worker_id = COALESCE((SELECT c.worker_id FROM job_claims c
+                        WHERE c.job_id = j.id AND c.attempt = i.attempt), j.worker_id),
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
@@ -55,22 +61,23 @@ pub(super) async fn finish_batch(
                         interval '366 days'), j.next_attempt_at),
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
-                FROM input i CROSS JOIN clock c LEFT JOIN released r ON r.job_id = i.job_id
+                FROM input i, clock c
                 -- Each job is found by its key: `id = ANY` gives the planner the ids to look
                 -- up (joined to the input alone, statistics that say no job is processing —
                 -- those of a batch analysed at its enqueue — made it scan the whole job table
-                -- on every finish). The job must hold an open attempt (`processing`, or
-                -- `submitted` in a provider batch): written as none of the other states, on an
-                -- expression, so that the planner neither reads it from those statistics nor
-                -- walks the partial index of processing jobs. Read as no job at all, the
-                -- plain test made it join each job found to every input row (365 jobs: 133,000
+                -- on every finish). A job held by a row (`processing`, or `submitted` in a
+                -- provider batch) is tested as none of the other states, on an expression,
+                -- so that the planner neither reads it from those statistics nor walks the
+                -- partial index of processing jobs. Read as no job at all, the plain test
+                -- made it join each job found to every input row (365 jobs: 133,000
                 -- comparisons, 140 ms a finish). A new state must be named here. A claimed
-                -- job's row is still `queued`, one attempt short of its claim's.
+                -- job's row is still `queued`, one attempt short of its claim's in force.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
-                    AND CASE WHEN r.job_id IS NULL
-                        THEN (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
-                            AND j.attempt_count = i.attempt
-                        ELSE j.status = 'queued' AND j.attempt_count = i.attempt - 1 END
+                    AND CASE WHEN EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id
+                            AND c.attempt = i.attempt AND c.ended_at IS NULL)
+                        THEN j.status = 'queued' AND j.attempt_count = i.attempt - 1
+                        ELSE (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
+                            AND j.attempt_count = i.attempt END
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (

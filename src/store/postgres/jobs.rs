@@ -18,8 +18,8 @@ impl Jobs for PostgresStore {
             .push(", error_message = ")
             .push_bind(SKIPPED_CANCELLED)
             .push(
-                " WHERE status = 'queued' AND NOT EXISTS \
-                 (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)",
+                " WHERE status = 'queued' AND id NOT IN \
+                 (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)",
             );
         push_selector(&mut query, selector);
         Ok(query.build().execute(&self.pool).await?.rows_affected())
@@ -61,7 +61,7 @@ impl Jobs for PostgresStore {
             "SELECT id FROM prompt_jobs j
              WHERE status = 'queued' AND next_attempt_at <= COALESCE($1::timestamptz, now())
                 AND model_id <> ALL($3::bigint[])
-                AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id AND c.ended_at IS NULL)
+                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
              ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(now.fixed())
@@ -119,7 +119,7 @@ impl Jobs for PostgresStore {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM prompt_jobs j
                 WHERE status = 'queued' AND id <> $2 AND model_id = ANY($1)
-                    AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id AND c.ended_at IS NULL))",
+                    AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL))",
         )
         .bind(models)
         .bind(except)

@@ -28,7 +28,7 @@ impl Pacing for PostgresStore {
             PauseScope::Model(id) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2
-                       AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)",
+                       AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)",
             )
             .bind(id)
             .bind(until)
@@ -38,7 +38,7 @@ impl Pacing for PostgresStore {
             PauseScope::Provider(kind) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE status = 'queued' AND next_attempt_at < $2
-                       AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = prompt_jobs.id AND c.ended_at IS NULL)
+                       AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
                        AND model_id IN (SELECT id FROM models WHERE provider = $1)",
             )
             .bind(kind.as_str())

@@ -433,10 +433,11 @@ impl Queue for PostgresStore {
         // version's) in the job's row.
         let owned = sqlx::query_as(
             "WITH renewed AS (
+                -- Each claim by its key, its attempt read from the arrays (see `finish`).
                 UPDATE job_claims c
                 SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
-                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-                WHERE c.job_id = ANY($1::bigint[]) AND c.job_id = t.id AND c.attempt = t.attempt
+                WHERE c.job_id = ANY($1::bigint[])
+                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
                     AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), rows AS (
@@ -482,8 +483,9 @@ impl Queue for PostgresStore {
             ), due AS (
                 SELECT COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond' AS at
             ), dropped AS (
-                DELETE FROM job_claims c USING input t
-                WHERE c.job_id = ANY($1::bigint[]) AND c.job_id = t.id AND c.attempt = t.attempt
+                DELETE FROM job_claims c
+                WHERE c.job_id = ANY($1::bigint[])
+                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
                     AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), unclaimed AS (
@@ -537,7 +539,7 @@ impl PostgresStore {
              FROM prompt_jobs j
              WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
                 AND j.model_id <> ALL($4::bigint[])
-                AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id AND c.ended_at IS NULL)
+                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
              ORDER BY j.next_attempt_at, j.id
              LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
                 SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
@@ -545,7 +547,7 @@ impl PostgresStore {
                     WHERE q.status = 'queued'
                         AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
                         AND q.model_id <> ALL($4::bigint[])
-                        AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = q.id AND c.ended_at IS NULL)
+                        AND q.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
                     LIMIT $6) AS due) END",
             worker = "$5::bigint"
         ))
