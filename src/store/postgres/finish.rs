@@ -46,14 +46,10 @@ pub(super) async fn finish_batch(
                 RETURNING c.job_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.
-                -- The claim's start and worker are read per job, by key, from the snapshot
-                -- (the claim as it was before `released`).
                 UPDATE prompt_jobs j SET
                     attempt_count = i.attempt,
-                    started_at = COALESCE((SELECT c.started_at FROM job_claims c
-                        WHERE c.job_id = j.id AND c.attempt = i.attempt), j.started_at),
-                    worker_id = COALESCE((SELECT c.worker_id FROM job_claims c
-                        WHERE c.job_id = j.id AND c.attempt = i.attempt), j.worker_id),
+                    started_at = COALESCE(h.started_at, j.started_at),
+                    worker_id = COALESCE(h.worker_id, j.worker_id),
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
@@ -61,7 +57,15 @@ pub(super) async fn finish_batch(
                         interval '366 days'), j.next_attempt_at),
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
-                FROM input i, clock c
+                FROM input i CROSS JOIN clock c
+                -- The claim in force of each attempt, looked up by its key once per input row
+                -- (`OFFSET 0` keeps the planner from joining all claims to all rows), as it
+                -- was before `released`.
+                LEFT JOIN LATERAL (
+                    SELECT x.started_at, x.worker_id FROM job_claims x
+                    WHERE x.job_id = i.job_id AND x.attempt = i.attempt AND x.ended_at IS NULL
+                    OFFSET 0
+                ) h ON TRUE
                 -- Each job is found by its key: `id = ANY` gives the planner the ids to look
                 -- up (joined to the input alone, statistics that say no job is processing —
                 -- those of a batch analysed at its enqueue — made it scan the whole job table
@@ -73,8 +77,7 @@ pub(super) async fn finish_batch(
                 -- comparisons, 140 ms a finish). A new state must be named here. A claimed
                 -- job's row is still `queued`, one attempt short of its claim's in force.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
-                    AND CASE WHEN EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id
-                            AND c.attempt = i.attempt AND c.ended_at IS NULL)
+                    AND CASE WHEN h.started_at IS NOT NULL
                         THEN j.status = 'queued' AND j.attempt_count = i.attempt - 1
                         ELSE (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
                             AND j.attempt_count = i.attempt END

@@ -1,12 +1,16 @@
 //! A job's way through the queue on PostgreSQL: enqueue, claim, finish, rescue, heartbeat,
 //! release, each one statement (or one short transaction).
+//!
+//! A worker's claim is a row of the unlogged `job_claims` (migration 0017) and leaves the
+//! job's row `queued` until the finish writes it once; a provider batch's claim writes the
+//! job's row (`processing`). Every statement that ends an attempt handles both.
 
 use super::*;
 use crate::store::Queue;
 use crate::store::workers::WorkerId;
 
-/// The common tail of both claims: `picked` (the job's id, prompt, model and version) is
-/// locked already; $1 is the clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked
+/// A provider batch's claim, written into the job's rows: `picked` (the job's id, prompt,
+/// model and version) is locked already; $1 is the clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked
 /// job whose prompt or model went away ends `skipped`. The prompt text is the job's version's
 /// (the current text only for jobs older than versions), the generation params those of its
 /// enqueue.
