@@ -275,7 +275,9 @@ pub(super) async fn heartbeat_extends_only_attempts_still_owned<D: Backend>(db: 
         .unwrap();
     let until = now + Duration::seconds(60);
     let owned = store
-        .jobs_heartbeat(&[a, b, (a.0, 7)], now, std::time::Duration::from_secs(60))
+        // A stale attempt of a job named before its live one (as a pool renews both while
+        // the stale call still runs).
+        .jobs_heartbeat(&[(a.0, 7), a, b], now, std::time::Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(owned, vec![a]);

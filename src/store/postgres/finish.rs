@@ -38,11 +38,13 @@ pub(super) async fn finish_batch(
                 -- A worker's attempt is held by its claim (migration 0017), which ends here
                 -- whatever the fence decides (a claim whose job moved on is void); a provider
                 -- batch's attempt by the job's row. Each claim is found by its key and its
-                -- attempt read from the input's arrays: the planner, which cannot know that
-                -- every claim the input names is in force, joined each to every input row.
+                -- attempt read from the input's arrays (every position of its job: a stale and
+                -- a live attempt of one job may come together): the planner, which cannot know
+                -- that every claim the input names is in force, joined each to every input row.
                 UPDATE job_claims c SET ended_at = COALESCE(c.ended_at, k.now) FROM clock k
                 WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
+                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
+                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
                 RETURNING c.job_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.

@@ -73,7 +73,7 @@ macro_rules! claim_update {
 /// row of `tally` counts such losses (`lost`) and the skipped jobs; it comes with every
 /// claimed job, or alone (its `id` NULL) when nothing was claimed.
 macro_rules! claim_insert {
-    ($picked:literal, worker = $worker:literal) => {
+    ($picked:expr, worker = $worker:literal) => {
         concat!(
             "WITH clock AS (
                 SELECT COALESCE($1::timestamptz, now()) AS now,
@@ -328,17 +328,23 @@ impl Queue for PostgresStore {
         // A claim that lost jobs to another claimer's (it waited for that commit) picks again
         // at once, past them: it would otherwise come back short while jobs are due, and its
         // pool would wait for the next notice. Each round takes at least one job or stops.
+        // A claim from this process's mark that comes back short walks from the head too.
+        let mut after = self.claim_mark.lock().map_or(None, |mark| mark.start());
         for _ in 0..CLAIM_ROUNDS {
-            let round = self.claim_round(size, now, lease, except, worker).await?;
+            let round = self
+                .claim_round(size, now, lease, except, worker, after)
+                .await?;
+            if let Ok(mut mark) = self.claim_mark.lock() {
+                mark.record(after.is_none(), &round.claimed);
+            }
             let took = i64::try_from(round.claimed.len()).unwrap_or(i64::MAX);
             claimed.extend(round.claimed);
-            if round.lost == 0 && round.skipped == 0 {
-                break;
-            }
             size = size.less(took);
-            if size.most() <= 0 {
+            let short = size.most() > 0;
+            if !short || (after.is_none() && round.lost == 0 && round.skipped == 0) {
                 break;
             }
+            after = None;
         }
         Ok(claimed)
     }
@@ -441,7 +447,8 @@ impl Queue for PostgresStore {
                 UPDATE job_claims c
                 SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
                 WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
+                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
+                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
                     AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), rows AS (
@@ -489,7 +496,8 @@ impl Queue for PostgresStore {
             ), dropped AS (
                 DELETE FROM job_claims c
                 WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ($2::int[])[array_position($1::bigint[], c.job_id)]
+                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
+                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
                     AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), unclaimed AS (
@@ -525,8 +533,74 @@ impl Queue for PostgresStore {
 /// How many claim statements one claim may run when others take the jobs it picked.
 const CLAIM_ROUNDS: usize = 4;
 
+/// The due, unclaimed jobs a claim statement picks, oldest first: `$after` narrows them to
+/// those after a position ($9, $10) of the due index, or is empty.
+macro_rules! due_pick {
+    ($after:literal) => {
+        concat!(
+            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id, j.attempt_count,
+                j.next_attempt_at
+             FROM prompt_jobs j
+             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND j.model_id <> ALL($4::bigint[]) ",
+            $after,
+            "
+                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
+             ORDER BY j.next_attempt_at, j.id
+             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
+                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
+                    SELECT 1 FROM prompt_jobs j
+                    WHERE j.status = 'queued'
+                        AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
+                        AND j.model_id <> ALL($4::bigint[]) ",
+            $after,
+            "
+                        AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
+                    LIMIT $6) AS due) END"
+        )
+    };
+}
+
+/// Where this process's claims may start in the due index: claimed jobs stay `queued` (and in
+/// the due index) until they finish, so a walk from its head passes over every job claimed and
+/// still running (a thousand with a thousand slots). A claim starts after the newest job this
+/// process claimed instead, and walks from the head when that comes back short, or when the
+/// last such walk is [`FULL_WALK_EVERY`] old: jobs that come due again (a retry, a rescue, a
+/// release) are due later than any job claimed before, and only a claim lost in a crash, or a
+/// job of a model this process left out for a while, lies behind the mark.
+#[derive(Debug, Default)]
+pub(super) struct ClaimMark {
+    after: Option<(DateTime<Utc>, i64)>,
+    walked_at: Option<std::time::Instant>,
+}
+
+/// How often a claim walks the due index from its head whatever its mark.
+const FULL_WALK_EVERY: Duration = Duration::from_secs(1);
+
+impl ClaimMark {
+    /// The position to start from, if the last walk from the head is recent.
+    fn start(&self) -> Option<(DateTime<Utc>, i64)> {
+        let recent = self
+            .walked_at
+            .is_some_and(|at| at.elapsed() < FULL_WALK_EVERY);
+        self.after.filter(|_| recent)
+    }
+
+    /// Records a claim statement: from the head (`from_head`) or not, and what it took.
+    fn record(&mut self, from_head: bool, took: &[ClaimedJob]) {
+        if from_head {
+            self.walked_at = Some(std::time::Instant::now());
+        }
+        let newest = took.iter().map(|c| (c.job.next_attempt_at, c.job.id)).max();
+        if let Some(newest) = newest {
+            self.after = Some(self.after.map_or(newest, |old| old.max(newest)));
+        }
+    }
+}
+
 impl PostgresStore {
-    /// One claim statement of [`Queue::jobs_claim_except`].
+    /// One claim statement of [`Queue::jobs_claim_except`], from the head of the due index or
+    /// after `after`.
     async fn claim_round(
         &self,
         size: ClaimSize,
@@ -534,37 +608,32 @@ impl PostgresStore {
         lease: Duration,
         except: &[ModelId],
         worker: Option<WorkerId>,
+        after: Option<(DateTime<Utc>, i64)>,
     ) -> StoreResult<ClaimRows> {
         // The due jobs are counted (up to the probe) only when the claim reaches ahead and
         // others may need them; the count is an init plan, run only when its branch is taken.
         // The LIMIT is `ClaimSize::given_due` (SQLite calls it), in SQL to keep one round trip.
-        let rows = sqlx::query(claim_insert!(
-            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id, j.attempt_count
-             FROM prompt_jobs j
-             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-                AND j.model_id <> ALL($4::bigint[])
-                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
-             ORDER BY j.next_attempt_at, j.id
-             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
-                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
-                    SELECT 1 FROM prompt_jobs q
-                    WHERE q.status = 'queued'
-                        AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
-                        AND q.model_id <> ALL($4::bigint[])
-                        AND q.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
-                    LIMIT $6) AS due) END",
-            worker = "$5::bigint"
-        ))
-        .bind(now.fixed())
-        .bind(micros(lease))
-        .bind(size.most())
-        .bind(except)
-        .bind(worker)
-        .bind(size.probe())
-        .bind(size.now.max(0))
-        .bind(size.spare)
-        .fetch_all(&self.pool)
-        .await?;
+        // The position is a row comparison, which the due index answers as a range.
+        let query = match after {
+            None => sqlx::query(claim_insert!(due_pick!(""), worker = "$5::bigint")),
+            Some(_) => sqlx::query(claim_insert!(
+                due_pick!("AND (j.next_attempt_at, j.id) > ($9::timestamptz, $10::bigint)"),
+                worker = "$5::bigint"
+            )),
+        };
+        let mut query = query
+            .bind(now.fixed())
+            .bind(micros(lease))
+            .bind(size.most())
+            .bind(except)
+            .bind(worker)
+            .bind(size.probe())
+            .bind(size.now.max(0))
+            .bind(size.spare);
+        if let Some((at, id)) = after {
+            query = query.bind(at).bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         ClaimRows::read(&rows)
     }
 }
