@@ -37,14 +37,13 @@ pub(super) async fn finish_batch(
             ), released AS (
                 -- A worker's attempt is held by its claim (migration 0017), which ends here
                 -- whatever the fence decides (a claim whose job moved on is void); a provider
-                -- batch's attempt by the job's row. Each claim is found by its key and its
-                -- attempt read from the input's arrays (every position of its job: a stale and
-                -- a live attempt of one job may come together): the planner, which cannot know
-                -- that every claim the input names is in force, joined each to every input row.
-                UPDATE job_claims c SET ended_at = COALESCE(c.ended_at, k.now) FROM clock k
-                WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
-                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
+                -- batch's attempt by the job's row. The claims are joined to the input's
+                -- arrays by key alone: the planner then looks each up from the input, where
+                -- a test of the claims on their own (`job_id = ANY`, in force) made it scan
+                -- them first and join each to every input row (245 x 245 a finish).
+                UPDATE job_claims c SET ended_at = COALESCE(c.ended_at, k.now)
+                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt), clock k
+                WHERE c.job_id = t.id AND c.attempt = t.attempt
                 RETURNING c.job_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.

@@ -443,13 +443,11 @@ impl Queue for PostgresStore {
         // version's) in the job's row.
         let owned = sqlx::query_as(
             "WITH renewed AS (
-                -- Each claim by its key, its attempt read from the arrays (see `finish`).
+                -- Each claim looked up from the arrays by key (see `finish`).
                 UPDATE job_claims c
                 SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
-                WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
-                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
-                    AND c.ended_at IS NULL
+                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+                WHERE c.job_id = t.id AND c.attempt = t.attempt AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), rows AS (
                 UPDATE prompt_jobs j
@@ -494,11 +492,8 @@ impl Queue for PostgresStore {
             ), due AS (
                 SELECT COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond' AS at
             ), dropped AS (
-                DELETE FROM job_claims c
-                WHERE c.job_id = ANY($1::bigint[])
-                    AND c.attempt = ANY (ARRAY(SELECT ($2::int[])[p]
-                        FROM unnest(array_positions($1::bigint[], c.job_id)) AS p))
-                    AND c.ended_at IS NULL
+                DELETE FROM job_claims c USING input t
+                WHERE c.job_id = t.id AND c.attempt = t.attempt AND c.ended_at IS NULL
                 RETURNING c.job_id, c.attempt
             ), unclaimed AS (
                 UPDATE prompt_jobs j SET next_attempt_at = d.at
