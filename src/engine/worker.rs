@@ -171,7 +171,14 @@ pub async fn run_pool(
     unregister(&shared).await;
     let _ = batcher.await;
     if let Some(listener) = listener {
-        listener.abort();
+        // Stopped (above), the listener closes its connection itself within a look (100 ms on
+        // SQLite). Aborted instead, its connection closed after the store's, and SQLite only
+        // checkpoints the file at the last connection's close: a `run` could end leaving its
+        // WAL behind. A listener that does not stop in time is aborted.
+        let abort = listener.abort_handle();
+        if tokio::time::timeout(LISTENER_STOP, listener).await.is_err() {
+            abort.abort();
+        }
     }
     Ok(())
 }
@@ -450,6 +457,9 @@ fn finish_queue(options: &PoolOptions) -> usize {
 
 /// How long a batch waits for more outcomes while calls are in flight.
 const GATHER_FOR: Duration = Duration::from_millis(2);
+
+/// How long a stopped pool waits for its job listener to close its connection.
+const LISTENER_STOP: Duration = Duration::from_secs(1);
 
 /// How soon a heartbeat that failed tries again (at most its usual interval).
 const RENEW_AGAIN_AFTER: Duration = Duration::from_secs(1);
