@@ -143,19 +143,11 @@ async fn dead_workers_jobs_come_back_at_once_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn claims_lost_in_a_crash_cost_a_repeated_call_only_on_postgres() {
+async fn a_lease_renewal_is_a_heap_only_update_on_postgres() {
     let Some(db) = support::postgres().await else {
         return;
     };
-    claims_lost_in_a_crash_cost_a_repeated_call_only(&Db::<PostgresStore>::new(db)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn claims_and_renewals_leave_the_job_row_alone_on_postgres() {
-    let Some(db) = support::postgres().await else {
-        return;
-    };
-    claims_and_renewals_leave_the_job_row_alone(&Db::<PostgresStore>::new(db)).await;
+    a_lease_renewal_is_a_heap_only_update(&Db::<PostgresStore>::new(db)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -55,9 +55,10 @@ build() {
            UPDATE responses SET created_at = batch_key::date + interval '3 minutes';
            UPDATE prompt_jobs SET status = 'failed', error_message = 'HTTP 500: upstream error'
              WHERE id % 97 = 0;
-           DELETE FROM responses WHERE job_id % 97 = 0;
-           VACUUM ANALYZE;"
+           DELETE FROM responses WHERE job_id % 97 = 0;"
       psql "$DATABASE_URL" -qc "$sql"
+      # VACUUM may not run inside the transaction a multi-statement -c makes.
+      psql "$DATABASE_URL" -qc "VACUUM ANALYZE"
       ;;
     sqlite:*)
       sqlite3 "${DATABASE_URL#sqlite:}" "

@@ -21,15 +21,11 @@ pub(crate) trait Dialect: Database + Sized {
     fn bind_text(query: &mut QueryBuilder<Self>, text: String);
     fn bind_time(query: &mut QueryBuilder<Self>, at: Time);
     fn builder(sql: String) -> QueryBuilder<Self>;
-    /// Where jobs are read as their users see them: PostgreSQL keeps a worker's claim apart
-    /// from the job's row, and its view shows a claimed job `processing`.
-    const JOBS: &'static str;
 }
 
 macro_rules! dialect {
-    ($db:ty, $jobs:literal) => {
+    ($db:ty) => {
         impl Dialect for $db {
-            const JOBS: &'static str = $jobs;
             fn bind_id(query: &mut QueryBuilder<Self>, id: i64) {
                 query.push_bind(id);
             }
@@ -46,8 +42,8 @@ macro_rules! dialect {
     };
 }
 
-dialect!(Sqlite, "prompt_jobs");
-dialect!(Postgres, "prompt_jobs_view");
+dialect!(Sqlite);
+dialect!(Postgres);
 
 /// Pushes ` AND {column} = ` and binds `id`.
 fn and_id<DB: Dialect>(query: &mut QueryBuilder<DB>, column: String, id: i64) {
@@ -189,9 +185,8 @@ pub(crate) fn jobs_page_query<DB: Dialect>(
     // those rows alone: selected whole, every row an OFFSET skips was read and projected with
     // its prompt-version subquery (a page 500,000 jobs deep: 4.5 s).
     let mut query = DB::builder(format!(
-        "SELECT {columns} FROM {jobs} {table} WHERE {alias}id IN \
-         (SELECT p.id FROM {jobs} p WHERE 1 = 1",
-        jobs = DB::JOBS
+        "SELECT {columns} FROM prompt_jobs {table} WHERE {alias}id IN \
+         (SELECT p.id FROM prompt_jobs p WHERE 1 = 1"
     ));
     push_job_filter(&mut query, filter, "p.");
     query.push(if narrowed_by_index(filter) {
@@ -211,16 +206,14 @@ pub(crate) fn jobs_summary_query<DB: Dialect>(filter: &JobFilter, alias: &str) -
         // One status: a count that needs no column of the rows, so that the partial index of
         // a rare status answers it alone (`failed`: 11,000 jobs of a year's million).
         let mut query = DB::builder(format!(
-            "SELECT '{}' AS status, count(*) AS n FROM {} {table} WHERE 1 = 1",
-            status.as_str(),
-            DB::JOBS
+            "SELECT '{}' AS status, count(*) AS n FROM prompt_jobs {table} WHERE 1 = 1",
+            status.as_str()
         ));
         push_job_filter(&mut query, filter, alias);
         return query;
     }
     let mut query = DB::builder(format!(
-        "SELECT {alias}status, count(*) AS n FROM {jobs} {table} WHERE 1 = 1",
-        jobs = DB::JOBS
+        "SELECT {alias}status, count(*) AS n FROM prompt_jobs {table} WHERE 1 = 1"
     ));
     push_job_filter(&mut query, filter, alias);
     query.push(format!(" GROUP BY {alias}status"));

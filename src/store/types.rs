@@ -65,17 +65,6 @@ impl ClaimSize {
         }
     }
 
-    /// What is left of this claim once `took` jobs were taken: free slots first, then ahead.
-    pub fn less(self, took: i64) -> Self {
-        let took = took.max(0);
-        let now = self.now.max(0);
-        ClaimSize {
-            now: now - took.min(now),
-            ahead: (self.ahead.max(0) - (took - now).max(0)).max(0),
-            spare: self.spare,
-        }
-    }
-
     /// The most jobs the claim may take.
     pub fn most(&self) -> i64 {
         self.now.max(0) + self.ahead.max(0)

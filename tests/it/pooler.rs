@@ -209,9 +209,9 @@ async fn the_cli_shows_the_database_error() {
         .await
         .expect("the database, directly");
     store
-        .admin_execute("ALTER VIEW prompt_jobs_view RENAME TO prompt_jobs_elsewhere")
+        .admin_execute("ALTER TABLE prompt_jobs RENAME TO prompt_jobs_elsewhere")
         .await
-        .expect("hide the jobs' view");
+        .expect("hide the jobs table");
     store.close().await;
     let out = Command::new(PROMPTQ)
         .arg("status")

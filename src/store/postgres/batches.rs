@@ -99,7 +99,6 @@ impl ProviderBatches for PostgresStore {
         let key: Option<String> = sqlx::query_scalar(
             "SELECT batch_key FROM prompt_jobs
              WHERE status = 'queued' AND model_id = $1 AND next_attempt_at <= $2
-                AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
              ORDER BY next_attempt_at, id LIMIT 1",
         )
         .bind(model)
@@ -114,7 +113,6 @@ impl ProviderBatches for PostgresStore {
              FROM prompt_jobs j
              WHERE j.status = 'queued' AND j.model_id = $3 AND j.batch_key = $4
                 AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
              ORDER BY j.next_attempt_at, j.id
              LIMIT $5
              FOR UPDATE OF j SKIP LOCKED",

@@ -184,7 +184,6 @@ impl Catalog for PostgresStore {
             sqlx::query(
                 "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, error_message = $2
                  WHERE prompt_id = $1 AND status = 'queued'
-                   AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
                    AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = $1)",
             )
             .bind(id)
@@ -251,8 +250,7 @@ async fn skip_queued(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "UPDATE prompt_jobs SET status = 'skipped', finished_at = $2, error_message = $3
-         WHERE {column} = $1 AND status = 'queued'
-            AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)"
+         WHERE {column} = $1 AND status = 'queued'"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)

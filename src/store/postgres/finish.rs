@@ -34,23 +34,9 @@ pub(super) async fn finish_batch(
                          http_status, error_message, refund, ord)
             ), clock AS (
                 SELECT COALESCE($25::timestamptz, now()) AS now
-            ), released AS (
-                -- A worker's attempt is held by its claim (migration 0017), which ends here
-                -- whatever the fence decides (a claim whose job moved on is void); a provider
-                -- batch's attempt by the job's row. The claims are joined to the input's
-                -- arrays by key alone: the planner then looks each up from the input, where
-                -- a test of the claims on their own (`job_id = ANY`, in force) made it scan
-                -- them first and join each to every input row (245 x 245 a finish).
-                UPDATE job_claims c SET ended_at = COALESCE(c.ended_at, k.now)
-                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt), clock k
-                WHERE c.job_id = t.id AND c.attempt = t.attempt
-                RETURNING c.job_id
             ), updated AS (
                 -- A retry keeps the delay its worker chose, counted from the database's now.
                 UPDATE prompt_jobs j SET
-                    attempt_count = i.attempt,
-                    started_at = COALESCE(h.started_at, j.started_at),
-                    worker_id = COALESCE(h.worker_id, j.worker_id),
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
                     error_message = i.error_message,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
@@ -58,30 +44,19 @@ pub(super) async fn finish_batch(
                         interval '366 days'), j.next_attempt_at),
                     rate_limited_count = j.rate_limited_count + CASE WHEN i.refund THEN 1 ELSE 0 END,
                     lease_expires_at = NULL
-                FROM input i CROSS JOIN clock c
-                -- The claim in force of each attempt, looked up by its key once per input row
-                -- (`OFFSET 0` keeps the planner from joining all claims to all rows), as it
-                -- was before `released`.
-                LEFT JOIN LATERAL (
-                    SELECT x.started_at, x.worker_id FROM job_claims x
-                    WHERE x.job_id = i.job_id AND x.attempt = i.attempt AND x.ended_at IS NULL
-                    OFFSET 0
-                ) h ON TRUE
+                FROM input i, clock c
                 -- Each job is found by its key: `id = ANY` gives the planner the ids to look
                 -- up (joined to the input alone, statistics that say no job is processing —
                 -- those of a batch analysed at its enqueue — made it scan the whole job table
-                -- on every finish). A job held by a row (`processing`, or `submitted` in a
-                -- provider batch) is tested as none of the other states, on an expression,
-                -- so that the planner neither reads it from those statistics nor walks the
-                -- partial index of processing jobs. Read as no job at all, the plain test
-                -- made it join each job found to every input row (365 jobs: 133,000
-                -- comparisons, 140 ms a finish). A new state must be named here. A claimed
-                -- job's row is still `queued`, one attempt short of its claim's in force.
+                -- on every finish). The job must hold an open attempt (`processing`, or
+                -- `submitted` in a provider batch): written as none of the other states, on an
+                -- expression, so that the planner neither reads it from those statistics nor
+                -- walks the partial index of processing jobs. Read as no job at all, the
+                -- plain test made it join each job found to every input row (365 jobs: 133,000
+                -- comparisons, 140 ms a finish). A new state must be named here.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id
-                    AND CASE WHEN h.started_at IS NOT NULL
-                        THEN j.status = 'queued' AND j.attempt_count = i.attempt - 1
-                        ELSE (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
-                            AND j.attempt_count = i.attempt END
+                    AND (j.status || '') NOT IN ('queued', 'succeeded', 'failed', 'skipped')
+                    AND j.attempt_count = i.attempt
                 RETURNING j.id, j.attempt_count, j.status, j.started_at, j.prompt_id, j.model_id,
                     j.batch_key, j.run_index, j.prompt_version_id, c.now AS finished_at
             ), attempts AS (
@@ -120,7 +95,7 @@ pub(super) async fn finish_batch(
             -- of a batch analysed at its enqueue make the planner expect one updated job, and
             -- it then joined every updated job to every answer.
             SELECT i.job_id, u.id IS NOT NULL AS applied,
-                COALESCE(u.status, (SELECT j.status FROM prompt_jobs_view j WHERE j.id = i.job_id))
+                COALESCE(u.status, (SELECT j.status FROM prompt_jobs j WHERE j.id = i.job_id))
                     AS status,
                 ins.id AS response_id
             FROM input i

@@ -17,10 +17,7 @@ impl Jobs for PostgresStore {
             .push_bind(now)
             .push(", error_message = ")
             .push_bind(SKIPPED_CANCELLED)
-            .push(
-                " WHERE status = 'queued' AND id NOT IN \
-                 (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)",
-            );
+            .push(" WHERE status = 'queued'");
         push_selector(&mut query, selector);
         Ok(query.build().execute(&self.pool).await?.rows_affected())
     }
@@ -58,10 +55,9 @@ impl Jobs for PostgresStore {
     ) -> StoreResult<Vec<JobId>> {
         let now: Clock = now.into();
         Ok(sqlx::query_scalar(
-            "SELECT id FROM prompt_jobs j
+            "SELECT id FROM prompt_jobs
              WHERE status = 'queued' AND next_attempt_at <= COALESCE($1::timestamptz, now())
                 AND model_id <> ALL($3::bigint[])
-                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
              ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(now.fixed())
@@ -72,7 +68,7 @@ impl Jobs for PostgresStore {
     }
 
     async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs_view j WHERE j.id = $1");
+        let sql = format!("SELECT {JOB_COLUMNS} FROM prompt_jobs j WHERE j.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -99,7 +95,7 @@ impl Jobs for PostgresStore {
     async fn jobs_count_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<i64> {
         let now: Clock = now.into();
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM prompt_jobs_view
+            "SELECT count(*) FROM prompt_jobs
              WHERE status = 'processing' AND lease_expires_at < COALESCE($1::timestamptz, now())",
         )
         .bind(now.fixed())
@@ -117,9 +113,8 @@ impl Jobs for PostgresStore {
 
     async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM prompt_jobs j
-                WHERE status = 'queued' AND id <> $2 AND model_id = ANY($1)
-                    AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL))",
+            "SELECT EXISTS (SELECT 1 FROM prompt_jobs
+                WHERE status = 'queued' AND id <> $2 AND model_id = ANY($1))",
         )
         .bind(models)
         .bind(except)

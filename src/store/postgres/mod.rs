@@ -69,8 +69,6 @@ pub struct PostgresStore {
     presence: std::sync::Arc<tokio::sync::Mutex<Option<workers::Presence>>>,
     /// The server's clock as this process reads it.
     clock: std::sync::Arc<clock::ServerClock>,
-    /// Where this process's next claim starts in the due index.
-    claim_mark: std::sync::Arc<std::sync::Mutex<queue::ClaimMark>>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status, \
@@ -108,7 +106,6 @@ impl PostgresStore {
             direct,
             presence: std::sync::Arc::default(),
             clock: std::sync::Arc::default(),
-            claim_mark: std::sync::Arc::default(),
         };
         store.read_server_clock().await?;
         Ok(store)

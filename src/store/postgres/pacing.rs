@@ -27,8 +27,7 @@ impl Pacing for PostgresStore {
         let moved = match scope {
             PauseScope::Model(id) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
-                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2
-                       AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)",
+                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2",
             )
             .bind(id)
             .bind(until)
@@ -38,7 +37,6 @@ impl Pacing for PostgresStore {
             PauseScope::Provider(kind) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
                      WHERE status = 'queued' AND next_attempt_at < $2
-                       AND prompt_jobs.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
                        AND model_id IN (SELECT id FROM models WHERE provider = $1)",
             )
             .bind(kind.as_str())

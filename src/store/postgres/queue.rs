@@ -1,16 +1,12 @@
 //! A job's way through the queue on PostgreSQL: enqueue, claim, finish, rescue, heartbeat,
 //! release, each one statement (or one short transaction).
-//!
-//! A worker's claim is a row of the unlogged `job_claims` (migration 0017) and leaves the
-//! job's row `queued` until the finish writes it once; a provider batch's claim writes the
-//! job's row (`processing`). Every statement that ends an attempt handles both.
 
 use super::*;
 use crate::store::Queue;
 use crate::store::workers::WorkerId;
 
-/// A provider batch's claim, written into the job's rows: `picked` (the job's id, prompt,
-/// model and version) is locked already; $1 is the clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked
+/// The common tail of both claims: `picked` (the job's id, prompt, model and version) is
+/// locked already; $1 is the clock ([`Clock::fixed`]), $2 the lease in microseconds. A picked
 /// job whose prompt or model went away ends `skipped`. The prompt text is the job's version's
 /// (the current text only for jobs older than versions), the generation params those of its
 /// enqueue.
@@ -62,136 +58,31 @@ macro_rules! claim_update {
     };
 }
 
-/// A worker's claim: `$picked` (the job's id, prompt, model, version and attempt count; not
-/// locked) are due `queued` jobs without a claim; each gets a row in `job_claims` (unlogged:
-/// no WAL, see migration 0017), and the job's row is not written. $1 is the clock, $2 the
-/// lease in microseconds. A picked job whose prompt or model went away ends `skipped`.
-///
-/// Two claimers may pick the same jobs (nothing is locked while picking): the claims' key
-/// decides, the second insert waits for the first's commit and then takes nothing; a claim
-/// row whose attempt ended is taken over by the job's next attempt only. The one
-/// row of `tally` counts such losses (`lost`) and the skipped jobs; it comes with every
-/// claimed job, or alone (its `id` NULL) when nothing was claimed.
-macro_rules! claim_insert {
-    ($picked:expr, worker = $worker:literal) => {
-        concat!(
-            "WITH clock AS (
-                SELECT COALESCE($1::timestamptz, now()) AS now,
-                    set_config('synchronous_commit', 'off', true) AS unflushed
-            ), picked AS (",
-            $picked,
-            "), checked AS (
-                SELECT picked.id, picked.attempt_count, p.active AND m.active AS runnable
-                FROM picked
-                JOIN prompts p ON p.id = picked.prompt_id
-                JOIN models m ON m.id = picked.model_id
-            ), claimed AS (
-                INSERT INTO job_claims (job_id, attempt, worker_id, started_at, lease_expires_at)
-                SELECT k.id, k.attempt_count + 1, ",
-            $worker,
-            ", c.now, c.now + $2 * interval '1 microsecond'
-                FROM checked k CROSS JOIN clock c WHERE k.runnable ORDER BY k.id
-                ON CONFLICT (job_id) DO UPDATE SET attempt = EXCLUDED.attempt,
-                    worker_id = EXCLUDED.worker_id, started_at = EXCLUDED.started_at,
-                    lease_expires_at = EXCLUDED.lease_expires_at, ended_at = NULL
-                WHERE job_claims.ended_at IS NOT NULL AND job_claims.attempt < EXCLUDED.attempt
-                RETURNING job_id, attempt, worker_id, started_at, lease_expires_at
-            ), skipped AS (
-                UPDATE prompt_jobs j SET status = 'skipped', finished_at = c.now,
-                    error_message = 'skipped: its prompt or model was deactivated or deleted before it ran'
-                FROM checked k CROSS JOIN clock c
-                WHERE j.id = k.id AND NOT k.runnable AND j.status = 'queued'
-                RETURNING j.id
-            ), tally AS (
-                SELECT (SELECT count(*) FROM checked WHERE runnable)
-                        - (SELECT count(*) FROM claimed) AS lost,
-                    (SELECT count(*) FROM skipped) AS skipped
-            )
-            SELECT t.lost, t.skipped, j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key,
-                'processing' AS status, j.error_message, cl.attempt AS attempt_count,
-                j.max_attempts, j.rate_limited_count, j.scheduled_for, j.next_attempt_at,
-                cl.lease_expires_at, cl.started_at, NULL::timestamptz AS finished_at,
-                j.created_at, j.prompt_version_id, j.gen_params, v.hash AS prompt_version,
-                COALESCE(v.text, p.text) AS prompt_text, m.id AS m_id, m.name AS m_name,
-                m.provider AS m_provider, m.model AS m_model, m.params AS m_params,
-                m.active AS m_active, m.created_at AS m_created_at
-            FROM tally t
-            LEFT JOIN (claimed cl
-                JOIN prompt_jobs j ON j.id = cl.job_id
-                JOIN prompts p ON p.id = j.prompt_id
-                JOIN models m ON m.id = j.model_id
-                LEFT JOIN prompt_versions v ON v.id = j.prompt_version_id) ON TRUE
-            ORDER BY j.id"
-        )
-    };
-}
-
-/// The jobs a claim statement took, and what it lost to other claimers and skipped.
-struct ClaimRows {
-    claimed: Vec<ClaimedJob>,
-    lost: i64,
-    skipped: i64,
-}
-
-impl ClaimRows {
-    fn read(rows: &[PgRow]) -> StoreResult<Self> {
-        let mut out = ClaimRows {
-            claimed: Vec::with_capacity(rows.len()),
-            lost: 0,
-            skipped: 0,
-        };
-        let mut models = ClaimModels::new();
-        for row in rows {
-            out.lost = row.try_get("lost")?;
-            out.skipped = row.try_get("skipped")?;
-            if row.try_get::<Option<i64>, _>("id")?.is_some() {
-                out.claimed.push(claimed_from_row(row, &mut models)?);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Hands back the jobs whose claims `$dropped` ends (an `UPDATE job_claims c SET ended_at …`
-/// whose `WHERE` comes last; it may
-/// read `clock` and the CTEs of `$before`) and the rows of `$picked` (ids of `processing` rows,
-/// the provider batches' claims and those from before migration 0017, locked): `queued` and
-/// due now, or `failed` once their attempts are spent, each abandoned attempt recorded. $1 is
-/// the clock, $2 the error.
+/// Hands back the jobs of `$picked` (ids of `processing` jobs, locked; it may read `clock`
+/// and further CTEs before it, `$before`): `queued` and due now, or `failed` once their
+/// attempts are spent, each abandoned attempt recorded. $1 is the clock, $2 the error.
 macro_rules! rescue_update {
-    ($dropped:literal, $picked:literal) => {
-        rescue_update!("", $dropped, $picked)
+    ($picked:literal) => {
+        rescue_update!("", $picked)
     };
-    ($before:literal, $dropped:literal, $picked:literal) => {
+    ($before:literal, $picked:literal) => {
         concat!(
             "WITH clock AS (
                 SELECT COALESCE($1::timestamptz, now()) AS now
             )",
             $before,
-            ", dropped AS (",
-            $dropped,
-            " AND c.ended_at IS NULL RETURNING c.job_id, c.attempt, c.started_at, c.worker_id
-            ), picked AS (",
+            ", picked AS (",
             $picked,
-            "), held AS (
-                SELECT job_id AS id, attempt, started_at, worker_id FROM dropped
-                UNION ALL
-                SELECT id, NULL, NULL, NULL FROM picked
-            ), rescued AS (
+            "), rescued AS (
                 UPDATE prompt_jobs j SET
-                    attempt_count = COALESCE(h.attempt, j.attempt_count),
-                    started_at = COALESCE(h.started_at, j.started_at),
-                    worker_id = COALESCE(h.worker_id, j.worker_id),
-                    status = CASE WHEN COALESCE(h.attempt, j.attempt_count) - j.rate_limited_count
-                        >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+                    status = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN 'failed' ELSE 'queued' END,
                     error_message = $2,
                     next_attempt_at = c.now,
                     lease_expires_at = NULL,
-                    finished_at = CASE WHEN COALESCE(h.attempt, j.attempt_count)
-                        - j.rate_limited_count >= j.max_attempts THEN c.now END
-                FROM held h, clock c
-                WHERE j.id = h.id AND (h.attempt IS NULL
-                    OR (j.status = 'queued' AND j.attempt_count = h.attempt - 1))
+                    finished_at = CASE WHEN j.attempt_count - j.rate_limited_count >= j.max_attempts
+                        THEN c.now END
+                FROM picked, clock c WHERE j.id = picked.id
                 RETURNING j.id, j.attempt_count, j.started_at, j.status, j.error_message,
                     c.now AS rescued_at
             ), recorded AS (
@@ -323,28 +214,41 @@ impl Queue for PostgresStore {
         worker: Option<WorkerId>,
     ) -> StoreResult<Vec<ClaimedJob>> {
         let now: Clock = now.into();
-        let mut size = size;
-        let mut claimed: Vec<ClaimedJob> = Vec::new();
-        // A claim that lost jobs to another claimer's (it waited for that commit) picks again
-        // at once, past them: it would otherwise come back short while jobs are due, and its
-        // pool would wait for the next notice. Each round takes at least one job or stops.
-        // A claim from this process's mark that comes back short walks from the head too.
-        let mut after = self.claim_mark.lock().map_or(None, |mark| mark.start());
-        for _ in 0..CLAIM_ROUNDS {
-            let round = self
-                .claim_round(size, now, lease, except, worker, after)
-                .await?;
-            if let Ok(mut mark) = self.claim_mark.lock() {
-                mark.record(after.is_none(), &round.claimed);
+        // The due jobs are counted (up to the probe) only when the claim reaches ahead and
+        // others may need them; the count is an init plan, run only when its branch is taken.
+        // The LIMIT is `ClaimSize::given_due` (SQLite calls it), in SQL to keep one round trip.
+        let rows = sqlx::query(claim_update!(
+            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
+             FROM prompt_jobs j
+             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND j.model_id <> ALL($4::bigint[])
+             ORDER BY j.next_attempt_at, j.id
+             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
+                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
+                    SELECT 1 FROM prompt_jobs q
+                    WHERE q.status = 'queued'
+                        AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
+                        AND q.model_id <> ALL($4::bigint[])
+                    LIMIT $6) AS due) END
+             FOR UPDATE OF j SKIP LOCKED",
+            worker = "$5::bigint"
+        ))
+        .bind(now.fixed())
+        .bind(micros(lease))
+        .bind(size.most())
+        .bind(except)
+        .bind(worker)
+        .bind(size.probe())
+        .bind(size.now.max(0))
+        .bind(size.spare)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut models = ClaimModels::new();
+        for row in &rows {
+            if row.try_get::<bool, _>("runnable")? {
+                claimed.push(claimed_from_row(row, &mut models)?);
             }
-            let took = i64::try_from(round.claimed.len()).unwrap_or(i64::MAX);
-            claimed.extend(round.claimed);
-            size = size.less(took);
-            let short = size.most() > 0;
-            if !short || (after.is_none() && round.lost == 0 && round.skipped == 0) {
-                break;
-            }
-            after = None;
         }
         Ok(claimed)
     }
@@ -356,35 +260,36 @@ impl Queue for PostgresStore {
         lease: Duration,
     ) -> StoreResult<ClaimOne> {
         let now: Clock = now.into();
-        // A concurrent claim of the same job: its insert waits for the other's commit, then
-        // takes nothing, and the job is reported as the other left it.
-        let rows = sqlx::query(claim_insert!(
-            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id, j.attempt_count
+        // FOR UPDATE without SKIP LOCKED: a concurrent claim of the same job waits, then sees
+        // it is no longer queued.
+        let row = sqlx::query(claim_update!(
+            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
              FROM prompt_jobs j
              WHERE j.id = $3 AND j.status = 'queued'
-                AND NOT EXISTS (SELECT 1 FROM job_claims c WHERE c.job_id = j.id AND c.ended_at IS NULL)",
-            worker = "NULL::bigint"
+             FOR UPDATE OF j",
+            worker = "NULL"
         ))
         .bind(now.fixed())
         .bind(micros(lease))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let round = ClaimRows::read(&rows)?;
-        if let Some(job) = round.claimed.into_iter().next() {
-            return Ok(ClaimOne::Claimed(Box::new(job)));
-        }
-        if round.skipped > 0 {
-            return Ok(ClaimOne::Skipped);
-        }
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM prompt_jobs_view WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        match status {
-            Some(status) => Ok(ClaimOne::NotClaimable(parse_status(&status)?)),
-            None => Ok(ClaimOne::NotFound),
+        match row {
+            Some(row) if row.try_get::<bool, _>("runnable")? => Ok(ClaimOne::Claimed(Box::new(
+                claimed_from_row(&row, &mut ClaimModels::new())?,
+            ))),
+            Some(_) => Ok(ClaimOne::Skipped),
+            None => {
+                let status: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM prompt_jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match status {
+                    Some(status) => Ok(ClaimOne::NotClaimable(parse_status(&status)?)),
+                    None => Ok(ClaimOne::NotFound),
+                }
+            }
         }
     }
 
@@ -403,11 +308,8 @@ impl Queue for PostgresStore {
     async fn jobs_rescue_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<Vec<Rescued>> {
         let now: Clock = now.into();
         // Expiry is judged by the database's clock, never by the rescuing process's: one
-        // running ahead would otherwise take the live jobs of every other process. The
-        // expiry is tested on the claim itself, so that a lease renewed meanwhile (the delete
-        // waits for it) is seen renewed.
+        // running ahead would otherwise take the live jobs of every other process.
         let rows = sqlx::query(rescue_update!(
-            "UPDATE job_claims c SET ended_at = k.now FROM clock k WHERE c.lease_expires_at < k.now",
             "SELECT id FROM prompt_jobs
             WHERE status = 'processing' AND lease_expires_at < (SELECT now FROM clock)
             FOR UPDATE SKIP LOCKED"
@@ -415,15 +317,6 @@ impl Queue for PostgresStore {
         .bind(now.fixed())
         .bind(ABANDONED)
         .fetch_all(&self.pool)
-        .await?;
-        // Ended claims are kept a minute (see migration 0017), far longer than a claim's
-        // statement runs.
-        sqlx::query(
-            "DELETE FROM job_claims
-             WHERE ended_at < COALESCE($1::timestamptz, now()) - interval '1 minute'",
-        )
-        .bind(now.fixed())
-        .execute(&self.pool)
         .await?;
         rescued_from_rows(&rows)
     }
@@ -439,30 +332,16 @@ impl Queue for PostgresStore {
             return Ok(Vec::new());
         }
         let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
-        // A claim's lease is renewed in its unlogged row; a provider batch's (or an older
-        // version's) in the job's row.
         let owned = sqlx::query_as(
-            "WITH renewed AS (
-                -- Each claim looked up from the arrays by key (see `finish`).
-                UPDATE job_claims c
-                SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
-                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-                WHERE c.job_id = t.id AND c.attempt = t.attempt AND c.ended_at IS NULL
-                RETURNING c.job_id, c.attempt
-            ), rows AS (
-                UPDATE prompt_jobs j
-                SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
-                FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-                -- Found by key, never by a scan or the partial index; `processing` tested as
-                -- in `finish`, where the planner cannot mistake it for \"no job\".
-                WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
-                    AND (j.status || '') NOT IN ('queued', 'submitted', 'succeeded', 'failed', 'skipped')
-                    AND j.attempt_count = t.attempt
-                RETURNING j.id, j.attempt_count
-            )
-            SELECT job_id, attempt FROM renewed
-            UNION ALL
-            SELECT id, attempt_count FROM rows",
+            "UPDATE prompt_jobs j
+             SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
+             FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+             -- Found by key, never by a scan or the partial index; `processing` tested as
+             -- in `finish`, where the planner cannot mistake it for \"no job\".
+             WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
+                AND (j.status || '') NOT IN ('queued', 'submitted', 'succeeded', 'failed', 'skipped')
+                AND j.attempt_count = t.attempt
+             RETURNING j.id, j.attempt_count",
         )
         .bind(&ids)
         .bind(&numbers)
@@ -485,150 +364,26 @@ impl Queue for PostgresStore {
         }
         let (ids, numbers): (Vec<i64>, Vec<i32>) = attempts.iter().copied().unzip();
         let mut tx = self.pool.begin().await?;
-        // A released claim leaves no trace: the job's row never counted its attempt.
-        let released: i64 = sqlx::query_scalar(
-            "WITH input AS (
-                SELECT * FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-            ), due AS (
-                SELECT COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond' AS at
-            ), dropped AS (
-                DELETE FROM job_claims c USING input t
-                WHERE c.job_id = t.id AND c.attempt = t.attempt AND c.ended_at IS NULL
-                RETURNING c.job_id, c.attempt
-            ), unclaimed AS (
-                UPDATE prompt_jobs j SET next_attempt_at = d.at
-                FROM dropped x, due d
-                WHERE j.id = x.job_id AND j.status = 'queued' AND j.attempt_count = x.attempt - 1
-                RETURNING j.id
-            ), rows AS (
-                UPDATE prompt_jobs j SET status = 'queued', attempt_count = j.attempt_count - 1,
-                    lease_expires_at = NULL, started_at = NULL, next_attempt_at = d.at
-                FROM input t, due d
-                WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
-                    AND (j.status || '') NOT IN ('queued', 'submitted', 'succeeded', 'failed', 'skipped')
-                    AND j.attempt_count = t.attempt
-                RETURNING j.id
-            )
-            SELECT (SELECT count(*) FROM unclaimed) + (SELECT count(*) FROM rows)",
+        let released = sqlx::query(
+            "UPDATE prompt_jobs j SET status = 'queued', attempt_count = j.attempt_count - 1,
+                lease_expires_at = NULL, started_at = NULL,
+                next_attempt_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
+             FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
+             WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
+                AND (j.status || '') NOT IN ('queued', 'submitted', 'succeeded', 'failed', 'skipped')
+                AND j.attempt_count = t.attempt",
         )
         .bind(&ids)
         .bind(&numbers)
         .bind(now.fixed())
         .bind(micros(delay))
-        .fetch_one(&mut *tx)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if released > 0 {
             notify_jobs(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(u64::try_from(released).unwrap_or(0))
-    }
-}
-
-/// How many claim statements one claim may run when others take the jobs it picked.
-const CLAIM_ROUNDS: usize = 4;
-
-/// The due, unclaimed jobs a claim statement picks, oldest first: `$after` narrows them to
-/// those after a position ($9, $10) of the due index, or is empty.
-macro_rules! due_pick {
-    ($after:literal) => {
-        concat!(
-            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id, j.attempt_count,
-                j.next_attempt_at
-             FROM prompt_jobs j
-             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-                AND j.model_id <> ALL($4::bigint[]) ",
-            $after,
-            "
-                AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
-             ORDER BY j.next_attempt_at, j.id
-             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
-                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
-                    SELECT 1 FROM prompt_jobs j
-                    WHERE j.status = 'queued'
-                        AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-                        AND j.model_id <> ALL($4::bigint[]) ",
-            $after,
-            "
-                        AND j.id NOT IN (SELECT c.job_id FROM job_claims c WHERE c.ended_at IS NULL)
-                    LIMIT $6) AS due) END"
-        )
-    };
-}
-
-/// Where this process's claims may start in the due index: claimed jobs stay `queued` (and in
-/// the due index) until they finish, so a walk from its head passes over every job claimed and
-/// still running (a thousand with a thousand slots). A claim starts after the newest job this
-/// process claimed instead, and walks from the head when that comes back short, or when the
-/// last such walk is [`FULL_WALK_EVERY`] old: jobs that come due again (a retry, a rescue, a
-/// release) are due later than any job claimed before, and only a claim lost in a crash, or a
-/// job of a model this process left out for a while, lies behind the mark.
-#[derive(Debug, Default)]
-pub(super) struct ClaimMark {
-    after: Option<(DateTime<Utc>, i64)>,
-    walked_at: Option<std::time::Instant>,
-}
-
-/// How often a claim walks the due index from its head whatever its mark.
-const FULL_WALK_EVERY: Duration = Duration::from_secs(1);
-
-impl ClaimMark {
-    /// The position to start from, if the last walk from the head is recent.
-    fn start(&self) -> Option<(DateTime<Utc>, i64)> {
-        let recent = self
-            .walked_at
-            .is_some_and(|at| at.elapsed() < FULL_WALK_EVERY);
-        self.after.filter(|_| recent)
-    }
-
-    /// Records a claim statement: from the head (`from_head`) or not, and what it took.
-    fn record(&mut self, from_head: bool, took: &[ClaimedJob]) {
-        if from_head {
-            self.walked_at = Some(std::time::Instant::now());
-        }
-        let newest = took.iter().map(|c| (c.job.next_attempt_at, c.job.id)).max();
-        if let Some(newest) = newest {
-            self.after = Some(self.after.map_or(newest, |old| old.max(newest)));
-        }
-    }
-}
-
-impl PostgresStore {
-    /// One claim statement of [`Queue::jobs_claim_except`], from the head of the due index or
-    /// after `after`.
-    async fn claim_round(
-        &self,
-        size: ClaimSize,
-        now: Clock,
-        lease: Duration,
-        except: &[ModelId],
-        worker: Option<WorkerId>,
-        after: Option<(DateTime<Utc>, i64)>,
-    ) -> StoreResult<ClaimRows> {
-        // The due jobs are counted (up to the probe) only when the claim reaches ahead and
-        // others may need them; the count is an init plan, run only when its branch is taken.
-        // The LIMIT is `ClaimSize::given_due` (SQLite calls it), in SQL to keep one round trip.
-        // The position is a row comparison, which the due index answers as a range.
-        let query = match after {
-            None => sqlx::query(claim_insert!(due_pick!(""), worker = "$5::bigint")),
-            Some(_) => sqlx::query(claim_insert!(
-                due_pick!("AND (j.next_attempt_at, j.id) > ($9::timestamptz, $10::bigint)"),
-                worker = "$5::bigint"
-            )),
-        };
-        let mut query = query
-            .bind(now.fixed())
-            .bind(micros(lease))
-            .bind(size.most())
-            .bind(except)
-            .bind(worker)
-            .bind(size.probe())
-            .bind(size.now.max(0))
-            .bind(size.spare);
-        if let Some((at, id)) = after {
-            query = query.bind(at).bind(id);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        ClaimRows::read(&rows)
+        Ok(released)
     }
 }

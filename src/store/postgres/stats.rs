@@ -18,7 +18,7 @@ impl Figures for PostgresStore {
         let mut per_model_query = QueryBuilder::<Postgres>::new(
             "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
-             FROM prompt_jobs_view j WHERE TRUE",
+             FROM prompt_jobs j WHERE TRUE",
         );
         push_job_filter(&mut per_model_query, filter, "j.");
         per_model_query.push(" GROUP BY j.model_id, j.status ORDER BY j.model_id");
@@ -35,7 +35,7 @@ impl Figures for PostgresStore {
                 sum(r.cost_usd) AS cost,
                 percentile_disc(0.5) WITHIN GROUP (ORDER BY r.latency_ms) AS p50,
                 percentile_disc(0.95) WITHIN GROUP (ORDER BY r.latency_ms) AS p95
-             FROM responses r WHERE r.job_id IN (SELECT j.id FROM prompt_jobs_view j WHERE TRUE",
+             FROM responses r WHERE r.job_id IN (SELECT j.id FROM prompt_jobs j WHERE TRUE",
         );
         push_job_filter(&mut sums, filter, "j.");
         sums.push(")");
@@ -74,7 +74,7 @@ impl Figures for PostgresStore {
              recent AS (SELECT batch_key FROM keys WHERE batch_key IS NOT NULL LIMIT $1)
              SELECT recent.batch_key, counts.status, counts.n
              FROM recent CROSS JOIN LATERAL (
-                SELECT j.status, count(*) AS n FROM prompt_jobs_view j
+                SELECT j.status, count(*) AS n FROM prompt_jobs j
                 WHERE j.batch_key = recent.batch_key GROUP BY j.status
              ) counts
              ORDER BY recent.batch_key DESC",
@@ -103,7 +103,7 @@ impl Figures for PostgresStore {
         let rows = sqlx::query(
             "SELECT j.model_id, j.status, count(*) AS n, sum(j.attempt_count)::bigint AS attempts,
                 (SELECT m.name FROM models m WHERE m.id = j.model_id) AS model_name
-             FROM prompt_jobs_view j WHERE j.batch_key = ANY($1)
+             FROM prompt_jobs j WHERE j.batch_key = ANY($1)
              GROUP BY j.model_id, j.status ORDER BY j.model_id",
         )
         .bind(batch_keys)
@@ -145,12 +145,12 @@ impl Figures for PostgresStore {
         // Three index paths, one round trip; each row is labelled by what it counts.
         let rows = sqlx::query(
             "SELECT status AS label, count(*) AS n, NULL::timestamptz AS oldest
-                FROM prompt_jobs_view GROUP BY status
+                FROM prompt_jobs GROUP BY status
              UNION ALL
-             SELECT 'due', count(*), min(next_attempt_at) FROM prompt_jobs_view
+             SELECT 'due', count(*), min(next_attempt_at) FROM prompt_jobs
                 WHERE status = 'queued' AND next_attempt_at <= $1
              UNION ALL
-             SELECT 'expired', count(*), NULL FROM prompt_jobs_view
+             SELECT 'expired', count(*), NULL FROM prompt_jobs
                 WHERE status = 'processing' AND lease_expires_at < $1",
         )
         .bind(now)
@@ -176,7 +176,7 @@ impl Figures for PostgresStore {
 
     async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
         let row = sqlx::query(
-            "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM prompt_jobs_view
+            "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM prompt_jobs
              WHERE status = 'queued' AND next_attempt_at <= $1",
         )
         .bind(now)

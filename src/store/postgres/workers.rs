@@ -344,7 +344,6 @@ impl Workers for PostgresStore {
             ), stopped AS (
                 UPDATE workers w SET stopped_at = c.now FROM dead, clock c WHERE w.id = dead.id
             )",
-            "UPDATE job_claims c SET ended_at = k.now FROM dead, clock k WHERE c.worker_id = dead.id",
             "SELECT j.id FROM prompt_jobs j JOIN dead ON j.worker_id = dead.id
             WHERE j.status = 'processing'
             FOR UPDATE OF j SKIP LOCKED"
