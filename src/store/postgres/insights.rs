@@ -121,8 +121,9 @@ impl Insights for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // One process writes a tracker's analyses at a time: the others would only repeat
         // the work, and their overlapping deletes could deadlock. Advisory locks are the
-        // server's, not the database's: the key carries the database's name, or tracker 1 of
-        // one database would hold off tracker 1 of every other on the server.
+        // server's, not the database's: the key's upper half is mixed with a hash of the
+        // database's name, or tracker 1 of one database would hold off tracker 1 of every
+        // other on the server.
         let ours: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_xact_lock($1 # (hashtext(current_database())::bigint << 32))",
         )
