@@ -151,6 +151,22 @@ async fn a_lease_renewal_is_a_heap_only_update_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_and_finishes_are_heap_only_updates_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    claims_and_finishes_are_heap_only_updates(&Db::<PostgresStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_emptied_by_a_crash_are_rebuilt_on_postgres() {
+    let Some(db) = support::postgres().await else {
+        return;
+    };
+    lists_emptied_by_a_crash_are_rebuilt(&Db::<PostgresStore>::new(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_ended_process_is_known_at_once_on_sqlite() {
     let db = support::sqlite().await;
     an_ended_process_is_known_at_once_on_one_machine(&Db::<SqliteStore>::new(db)).await;

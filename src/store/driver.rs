@@ -421,9 +421,9 @@ pub trait Figures: Send + Sync {
         batch_keys: &[String],
     ) -> impl Future<Output = StoreResult<Vec<ModelWindow>>> + Send;
 
-    /// The queue's gauges at `now` in one statement: counts by status over the narrow
-    /// `(batch_key, status)` index, due jobs and the oldest of them from the partial index of
-    /// queued jobs, expired leases from the partial index of processing ones.
+    /// The queue's gauges at `now` in one statement: counts by status, due jobs and the oldest
+    /// of them from the due jobs alone, expired leases from the running jobs alone (PostgreSQL
+    /// lists both apart; SQLite has a partial index of each).
     fn queue_figures(
         &self,
         now: DateTime<Utc>,

@@ -21,11 +21,17 @@ pub(crate) trait Dialect: Database + Sized {
     fn bind_text(query: &mut QueryBuilder<Self>, text: String);
     fn bind_time(query: &mut QueryBuilder<Self>, at: Time);
     fn builder(sql: String) -> QueryBuilder<Self>;
+    /// ` AND …` that leads a filter on `status` (jobs table `alias`) to this database's own
+    /// index or list of the jobs in it, if it has one beyond the status column.
+    fn status_narrowing(status: crate::domain::JobStatus, alias: &str) -> Option<String>;
 }
 
 macro_rules! dialect {
-    ($db:ty) => {
+    ($db:ty, $lists:expr) => {
         impl Dialect for $db {
+            fn status_narrowing(status: crate::domain::JobStatus, alias: &str) -> Option<String> {
+                $lists(status, alias)
+            }
             fn bind_id(query: &mut QueryBuilder<Self>, id: i64) {
                 query.push_bind(id);
             }
@@ -42,8 +48,18 @@ macro_rules! dialect {
     };
 }
 
-dialect!(Sqlite);
-dialect!(Postgres);
+dialect!(Sqlite, |_, _| None);
+// PostgreSQL's due and running lists, and its index of jobs with an error (a failed job
+// always has one): see its migration 0017.
+dialect!(Postgres, |status, alias| match status {
+    crate::domain::JobStatus::Queued =>
+        Some(format!(" AND {alias}id IN (SELECT job_id FROM job_queue)")),
+    crate::domain::JobStatus::Processing => {
+        Some(format!(" AND {alias}id IN (SELECT job_id FROM job_claims)"))
+    }
+    crate::domain::JobStatus::Failed => Some(format!(" AND {alias}error_message IS NOT NULL")),
+    _ => None,
+});
 
 /// Pushes ` AND {column} = ` and binds `id`.
 fn and_id<DB: Dialect>(query: &mut QueryBuilder<DB>, column: String, id: i64) {
@@ -86,10 +102,13 @@ pub(crate) fn push_job_filter<DB: Dialect>(
         and_id(query, format!(" AND {alias}model_id = "), id);
     }
     if let Some(status) = filter.status {
-        // Written out, not bound: a status one of the partial indexes covers (`failed`,
-        // `queued`, `processing`) can use it only where the planner sees the value, and a
-        // `JobStatus` is one of a few fixed words.
+        // Written out, not bound: a status a partial index covers (SQLite's `failed`, `queued`,
+        // `processing`) can use it only where the planner sees the value, and a `JobStatus` is
+        // one of a few fixed words. PostgreSQL finds them through its lists or error index.
         query.push(format!(" AND {alias}status = '{}'", status.as_str()));
+        if let Some(narrowing) = DB::status_narrowing(status, alias) {
+            query.push(narrowing);
+        }
     }
 }
 

@@ -376,3 +376,99 @@ pub(super) async fn a_lease_renewal_is_a_heap_only_update(db: &Db<PostgresStore>
         3
     );
 }
+
+/// On PostgreSQL no index of the job table depends on a job's state (the due and running
+/// jobs are listed apart), so a claim and a finish rewrite a job's row as heap-only updates:
+/// each replaced row version is marked HOT-updated (`HEAP_HOT_UPDATED`).
+pub(super) async fn claims_and_finishes_are_heap_only_updates(db: &Db<PostgresStore>) {
+    use promptq::store::Queue;
+    let store = db.store.clone();
+    seeded(&store, 1, 3, 1).await;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let hot_updated = "SELECT count(*) FROM heap_page_items(get_raw_page('prompt_jobs', 0))
+        WHERE t_infomask2 & 16384 <> 0";
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(hot_updated)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let now = t0();
+    let before = count().await;
+    let claimed = store
+        .jobs_claim(3, now, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(count().await - before, 3, "each claim a heap-only update");
+    let done = now + Duration::seconds(2);
+    let finishes: Vec<_> = claimed
+        .iter()
+        .map(|c| finish(c.job.id, c.attempt, done, success("answer")))
+        .collect();
+    let finished = finish_all(&store, &finishes).await.unwrap();
+    assert!(finished.iter().all(|f| f.applied));
+    assert_eq!(count().await - before, 6, "each finish a heap-only update");
+}
+
+/// PostgreSQL empties its unlogged tables when it recovers from a crash (a promoted replica
+/// starts with them empty): the lists of due and running jobs are then rebuilt from the job
+/// rows, so no queued job is stranded and no running job is lost or run twice.
+pub(super) async fn lists_emptied_by_a_crash_are_rebuilt(db: &Db<PostgresStore>) {
+    use promptq::store::Queue;
+    let store = db.store.clone();
+    seeded(&store, 1, 6, 1).await;
+    let now = t0();
+    let lease = std::time::Duration::from_secs(30);
+    let running = store.jobs_claim(2, now, lease).await.unwrap();
+    assert_eq!(running.len(), 2);
+    // What crash recovery leaves: every unlogged table reset to empty.
+    store
+        .admin_execute("TRUNCATE job_queue, job_claims, job_lists_intact")
+        .await
+        .unwrap();
+    // A claim that finds nothing notices, rebuilds and claims the four queued jobs.
+    let claimed = store.jobs_claim(10, now, lease).await.unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|c| c.job.id).collect();
+    ids.extend(running.iter().map(|c| c.job.id));
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        6,
+        "the queued jobs claimed once, the running left alone"
+    );
+    // The running jobs were listed again: their worker can still finish them…
+    let done = now + Duration::seconds(2);
+    let finished = finish_all(
+        &store,
+        &[finish(
+            running[0].job.id,
+            running[0].attempt,
+            done,
+            success("answer"),
+        )],
+    )
+    .await
+    .unwrap();
+    assert!(finished[0].applied);
+    // …and one whose worker is gone comes back when its lease expires, found by the sweep.
+    store
+        .admin_execute("TRUNCATE job_queue, job_claims, job_lists_intact")
+        .await
+        .unwrap();
+    let rescued = store
+        .jobs_rescue_expired(now + Duration::seconds(31))
+        .await
+        .unwrap();
+    let rescued: Vec<_> = rescued.iter().map(|r| r.job_id).collect();
+    assert!(rescued.contains(&running[1].job.id), "{rescued:?}");
+    let again = store
+        .jobs_claim(10, now + Duration::seconds(32), lease)
+        .await
+        .unwrap();
+    assert!(again.iter().any(|c| c.job.id == running[1].job.id));
+}

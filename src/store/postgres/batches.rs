@@ -97,9 +97,9 @@ impl ProviderBatches for PostgresStore {
     ) -> StoreResult<Option<(ProviderBatch, Vec<ClaimedJob>)>> {
         let mut tx = self.pool.begin().await?;
         let key: Option<String> = sqlx::query_scalar(
-            "SELECT batch_key FROM prompt_jobs
-             WHERE status = 'queued' AND model_id = $1 AND next_attempt_at <= $2
-             ORDER BY next_attempt_at, id LIMIT 1",
+            "SELECT j.batch_key FROM job_queue q JOIN prompt_jobs j ON j.id = q.job_id
+             WHERE q.model_id = $1 AND q.next_attempt_at <= $2 AND j.status = 'queued'
+             ORDER BY q.next_attempt_at, q.job_id LIMIT 1",
         )
         .bind(model)
         .bind(now)
@@ -110,10 +110,10 @@ impl ProviderBatches for PostgresStore {
         };
         let rows = sqlx::query(claim_update!(
             "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
-             FROM prompt_jobs j
-             WHERE j.status = 'queued' AND j.model_id = $3 AND j.batch_key = $4
-                AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-             ORDER BY j.next_attempt_at, j.id
+             FROM job_queue q JOIN prompt_jobs j ON j.id = q.job_id
+             WHERE j.status = 'queued' AND q.model_id = $3 AND j.batch_key = $4
+                AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
+             ORDER BY q.next_attempt_at, q.job_id
              LIMIT $5
              FOR UPDATE OF j SKIP LOCKED",
             worker = "NULL"

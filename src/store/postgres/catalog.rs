@@ -183,8 +183,8 @@ impl Catalog for PostgresStore {
             // An unlinked model's queued jobs are skipped, as a deleted model's are.
             sqlx::query(
                 "UPDATE prompt_jobs SET status = 'skipped', finished_at = $3, error_message = $2
-                 WHERE prompt_id = $1 AND status = 'queued'
-                   AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = $1)",
+                 WHERE id IN (SELECT job_id FROM job_queue) AND prompt_id = $1
+                   AND status = 'queued' AND model_id NOT IN (SELECT model_id FROM prompt_models WHERE prompt_id = $1)",
             )
             .bind(id)
             .bind(SKIPPED_INACTIVE)
@@ -250,7 +250,7 @@ async fn skip_queued(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "UPDATE prompt_jobs SET status = 'skipped', finished_at = $2, error_message = $3
-         WHERE {column} = $1 AND status = 'queued'"
+         WHERE id IN (SELECT job_id FROM job_queue) AND {column} = $1 AND status = 'queued'"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)

@@ -38,7 +38,9 @@ pub(super) async fn finish_batch(
                 -- A retry keeps the delay its worker chose, counted from the database's now.
                 UPDATE prompt_jobs j SET
                     status = CASE i.outcome WHEN 'retry' THEN 'queued' ELSE i.outcome END,
-                    error_message = i.error_message,
+                    -- A failed job always has an error (its index holds the errored jobs).
+                    error_message = CASE WHEN i.outcome = 'failed'
+                        THEN COALESCE(i.error_message, 'failed') ELSE i.error_message END,
                     finished_at = CASE WHEN i.outcome = 'retry' THEN NULL ELSE c.now END,
                     next_attempt_at = COALESCE(c.now + LEAST(i.next_attempt_at - i.finished_at,
                         interval '366 days'), j.next_attempt_at),

@@ -17,7 +17,7 @@ impl Jobs for PostgresStore {
             .push_bind(now)
             .push(", error_message = ")
             .push_bind(SKIPPED_CANCELLED)
-            .push(" WHERE status = 'queued'");
+            .push(" WHERE id IN (SELECT job_id FROM job_queue) AND status = 'queued'");
         push_selector(&mut query, selector);
         Ok(query.build().execute(&self.pool).await?.rows_affected())
     }
@@ -55,10 +55,10 @@ impl Jobs for PostgresStore {
     ) -> StoreResult<Vec<JobId>> {
         let now: Clock = now.into();
         Ok(sqlx::query_scalar(
-            "SELECT id FROM prompt_jobs
-             WHERE status = 'queued' AND next_attempt_at <= COALESCE($1::timestamptz, now())
-                AND model_id <> ALL($3::bigint[])
-             ORDER BY next_attempt_at, id LIMIT $2",
+            "SELECT q.job_id FROM job_queue q JOIN prompt_jobs j ON j.id = q.job_id
+             WHERE q.next_attempt_at <= COALESCE($1::timestamptz, now())
+                AND q.model_id <> ALL($3::bigint[]) AND j.status = 'queued'
+             ORDER BY q.next_attempt_at, q.job_id LIMIT $2",
         )
         .bind(now.fixed())
         .bind(limit)
@@ -95,8 +95,9 @@ impl Jobs for PostgresStore {
     async fn jobs_count_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<i64> {
         let now: Clock = now.into();
         Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM prompt_jobs
-             WHERE status = 'processing' AND lease_expires_at < COALESCE($1::timestamptz, now())",
+            "SELECT count(*) FROM job_claims r JOIN prompt_jobs j ON j.id = r.job_id
+             WHERE j.status = 'processing'
+                AND j.lease_expires_at < COALESCE($1::timestamptz, now())",
         )
         .bind(now.fixed())
         .fetch_one(&self.pool)
@@ -113,8 +114,8 @@ impl Jobs for PostgresStore {
 
     async fn jobs_queued_exist(&self, models: &[ModelId], except: JobId) -> StoreResult<bool> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM prompt_jobs
-                WHERE status = 'queued' AND id <> $2 AND model_id = ANY($1))",
+            "SELECT EXISTS (SELECT 1 FROM job_queue q JOIN prompt_jobs j ON j.id = q.job_id
+                WHERE j.status = 'queued' AND q.job_id <> $2 AND q.model_id = ANY($1))",
         )
         .bind(models)
         .bind(except)

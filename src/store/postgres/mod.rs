@@ -32,6 +32,7 @@ mod db;
 mod finish;
 mod insights;
 mod jobs;
+mod lists;
 /// Migrations over a transaction-mode pooler.
 mod migrate;
 mod pacing;
@@ -196,7 +197,9 @@ impl Lifecycle for PostgresStore {
             None if self.pooled() => migrate::in_one_transaction(&self.pool, &MIGRATOR).await?,
             None => MIGRATOR.run(self.pool.inner()).await?,
         }
-        self.version_unversioned_prompts().await
+        self.version_unversioned_prompts().await?;
+        lists::ensure_intact(&self.pool).await?;
+        Ok(())
     }
 
     async fn clock_now(&self) -> StoreResult<DateTime<Utc>> {

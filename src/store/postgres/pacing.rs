@@ -27,7 +27,9 @@ impl Pacing for PostgresStore {
         let moved = match scope {
             PauseScope::Model(id) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
-                     WHERE model_id = $1 AND status = 'queued' AND next_attempt_at < $2",
+                     WHERE id IN (SELECT job_id FROM job_queue
+                            WHERE model_id = $1 AND next_attempt_at < $2)
+                        AND status = 'queued' AND next_attempt_at < $2",
             )
             .bind(id)
             .bind(until)
@@ -36,8 +38,9 @@ impl Pacing for PostgresStore {
             .rows_affected(),
             PauseScope::Provider(kind) => sqlx::query(
                 "UPDATE prompt_jobs SET next_attempt_at = $2
-                     WHERE status = 'queued' AND next_attempt_at < $2
-                       AND model_id IN (SELECT id FROM models WHERE provider = $1)",
+                     WHERE id IN (SELECT job_id FROM job_queue WHERE next_attempt_at < $2
+                            AND model_id IN (SELECT id FROM models WHERE provider = $1))
+                        AND status = 'queued' AND next_attempt_at < $2",
             )
             .bind(kind.as_str())
             .bind(until)

@@ -16,6 +16,10 @@ use crate::store::workers::WorkerId;
 /// every due job first and sort them all (a fresh table has no statistics until autovacuum
 /// analyses it, a minute later), 15 ms a claim of 20,000 due jobs instead of 1.
 ///
+/// A claimed job leaves the due list (`dequeue`: which entries, unless the claim took them off
+/// it already) and is listed as running with its worker; a job skipped leaves the due list by
+/// the job table's trigger (migration 0017). The claim is the only way into `processing`.
+///
 /// The claim commits without waiting for its WAL flush (`synchronous_commit` off for this
 /// statement's transaction only, which also holds behind a transaction-mode pooler): a claim
 /// lost to a server crash leaves its job `queued`, and the worker's fenced finish of that
@@ -24,10 +28,20 @@ use crate::store::workers::WorkerId;
 /// so no durable finish can follow a lost claim.
 macro_rules! claim_update {
     ($picked:literal, worker = $worker:literal) => {
-        concat!(
-            "WITH picked AS (",
+        claim_update!(
+            before = "",
             $picked,
-            ") UPDATE prompt_jobs j SET
+            dequeue = "job_id IN (SELECT id FROM picked)",
+            worker = $worker
+        )
+    };
+    (before = $before:literal, $picked:literal, dequeue = $dequeue:literal, worker = $worker:literal) => {
+        concat!(
+            "WITH ",
+            $before,
+            " picked AS (",
+            $picked,
+            "), claimed AS (UPDATE prompt_jobs j SET
                 status = CASE WHEN p.active AND m.active THEN 'processing' ELSE 'skipped' END,
                 attempt_count = j.attempt_count + CASE WHEN p.active AND m.active THEN 1 ELSE 0 END,
                 started_at = CASE WHEN p.active AND m.active THEN COALESCE($1::timestamptz, now())
@@ -37,15 +51,12 @@ macro_rules! claim_update {
                 finished_at = CASE WHEN p.active AND m.active THEN NULL
                     ELSE COALESCE($1::timestamptz, now()) END,
                 error_message = CASE WHEN p.active AND m.active THEN j.error_message
-                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END,
-                worker_id = ",
-            $worker,
-            "
+                    ELSE 'skipped: its prompt or model was deactivated or deleted before it ran' END
             FROM picked
             JOIN prompts p ON p.id = picked.prompt_id
             JOIN models m ON m.id = picked.model_id
             LEFT JOIN prompt_versions v ON v.id = picked.prompt_version_id
-            WHERE j.id = picked.id
+            WHERE j.id = picked.id AND j.status = 'queued'
                 AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
             RETURNING j.id, j.prompt_id, j.model_id, j.run_index, j.batch_key, j.status,
                 j.error_message, j.attempt_count, j.max_attempts, j.rate_limited_count,
@@ -53,7 +64,19 @@ macro_rules! claim_update {
                 j.created_at, p.active AND m.active AS runnable, j.prompt_version_id, j.gen_params,
                 v.hash AS prompt_version, COALESCE(v.text, p.text) AS prompt_text, m.id AS m_id,
                 m.name AS m_name, m.provider AS m_provider, m.model AS m_model,
-                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at"
+                m.params AS m_params, m.active AS m_active, m.created_at AS m_created_at
+            ), dequeued AS (
+                DELETE FROM job_queue WHERE ",
+            $dequeue,
+            "
+            ), noted AS (
+                INSERT INTO job_claims (job_id, worker_id)
+                SELECT id, CAST(",
+            $worker,
+            " AS bigint) FROM claimed WHERE status = 'processing'
+                ON CONFLICT (job_id) DO UPDATE SET worker_id = EXCLUDED.worker_id
+            )
+            SELECT * FROM claimed"
         )
     };
 }
@@ -195,7 +218,10 @@ impl Queue for PostgresStore {
             // are planned for the table as it was (a new one: empty), and such a plan reads
             // and sorts every due job on each claim. A warning (not an error) when this role
             // may not analyse the table; the queue works either way.
-            if let Err(err) = sqlx::query("ANALYZE prompt_jobs").execute(&self.pool).await {
+            if let Err(err) = sqlx::query("ANALYZE prompt_jobs, job_queue")
+                .execute(&self.pool)
+                .await
+            {
                 tracing::warn!(error = %err, "could not analyse prompt_jobs after the enqueue");
             }
         }
@@ -217,40 +243,56 @@ impl Queue for PostgresStore {
         // The due jobs are counted (up to the probe) only when the claim reaches ahead and
         // others may need them; the count is an init plan, run only when its branch is taken.
         // The LIMIT is `ClaimSize::given_due` (SQLite calls it), in SQL to keep one round trip.
-        let rows = sqlx::query(claim_update!(
-            "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
-             FROM prompt_jobs j
-             WHERE j.status = 'queued' AND j.next_attempt_at <= COALESCE($1::timestamptz, now())
-                AND j.model_id <> ALL($4::bigint[])
-             ORDER BY j.next_attempt_at, j.id
-             LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
-                SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
-                    SELECT 1 FROM prompt_jobs q
-                    WHERE q.status = 'queued'
-                        AND q.next_attempt_at <= COALESCE($1::timestamptz, now())
+        // A claim that finds nothing looks whether the due list was emptied by a crash, and if
+        // so claims again from the list rebuilt.
+        let mut rebuilt = false;
+        loop {
+            let rows = sqlx::query(claim_update!(
+                before = "taken AS (
+                DELETE FROM job_queue WHERE job_id IN (
+                    SELECT q.job_id FROM job_queue q
+                    WHERE q.next_attempt_at <= COALESCE($1::timestamptz, now())
                         AND q.model_id <> ALL($4::bigint[])
-                    LIMIT $6) AS due) END
-             FOR UPDATE OF j SKIP LOCKED",
-            worker = "$5::bigint"
-        ))
-        .bind(now.fixed())
-        .bind(micros(lease))
-        .bind(size.most())
-        .bind(except)
-        .bind(worker)
-        .bind(size.probe())
-        .bind(size.now.max(0))
-        .bind(size.spare)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut models = ClaimModels::new();
-        for row in &rows {
-            if row.try_get::<bool, _>("runnable")? {
-                claimed.push(claimed_from_row(row, &mut models)?);
+                    ORDER BY q.next_attempt_at, q.job_id
+                    LIMIT CASE WHEN $6::bigint IS NULL THEN $3 ELSE (
+                        SELECT $7 + LEAST($3 - $7, GREATEST(0, count(*) - $7 - $8)) FROM (
+                            SELECT 1 FROM job_queue d
+                            WHERE d.next_attempt_at <= COALESCE($1::timestamptz, now())
+                                AND d.model_id <> ALL($4::bigint[])
+                            LIMIT $6) AS due) END
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING job_id
+             ),",
+                "SELECT j.id, j.prompt_id, j.model_id, j.prompt_version_id
+             FROM taken JOIN prompt_jobs j ON j.id = taken.job_id
+             WHERE j.status = 'queued'",
+                // Taken off the list already, by `taken`.
+                dequeue = "FALSE",
+                worker = "$5::bigint"
+            ))
+            .bind(now.fixed())
+            .bind(micros(lease))
+            .bind(size.most())
+            .bind(except)
+            .bind(worker)
+            .bind(size.probe())
+            .bind(size.now.max(0))
+            .bind(size.spare)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() && !rebuilt && super::lists::ensure_intact(&self.pool).await? {
+                rebuilt = true;
+                continue;
             }
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut models = ClaimModels::new();
+            for row in &rows {
+                if row.try_get::<bool, _>("runnable")? {
+                    claimed.push(claimed_from_row(row, &mut models)?);
+                }
+            }
+            return Ok(claimed);
         }
-        Ok(claimed)
     }
 
     async fn job_claim(
@@ -307,12 +349,13 @@ impl Queue for PostgresStore {
 
     async fn jobs_rescue_expired(&self, now: impl Into<Clock> + Send) -> StoreResult<Vec<Rescued>> {
         let now: Clock = now.into();
+        super::lists::ensure_intact(&self.pool).await?;
         // Expiry is judged by the database's clock, never by the rescuing process's: one
         // running ahead would otherwise take the live jobs of every other process.
         let rows = sqlx::query(rescue_update!(
-            "SELECT id FROM prompt_jobs
-            WHERE status = 'processing' AND lease_expires_at < (SELECT now FROM clock)
-            FOR UPDATE SKIP LOCKED"
+            "SELECT j.id FROM job_claims r JOIN prompt_jobs j ON j.id = r.job_id
+            WHERE j.status = 'processing' AND j.lease_expires_at < (SELECT now FROM clock)
+            FOR UPDATE OF j SKIP LOCKED"
         ))
         .bind(now.fixed())
         .bind(ABANDONED)

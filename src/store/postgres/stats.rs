@@ -142,16 +142,18 @@ impl Figures for PostgresStore {
     }
 
     async fn queue_figures(&self, now: DateTime<Utc>) -> StoreResult<QueueFigures> {
-        // Three index paths, one round trip; each row is labelled by what it counts.
+        // One round trip; each row is labelled by what it counts. The due jobs are those of
+        // the due list (what a claim reads), the expired leases those of the running list.
         let rows = sqlx::query(
             "SELECT status AS label, count(*) AS n, NULL::timestamptz AS oldest
                 FROM prompt_jobs GROUP BY status
              UNION ALL
-             SELECT 'due', count(*), min(next_attempt_at) FROM prompt_jobs
-                WHERE status = 'queued' AND next_attempt_at <= $1
+             SELECT 'due', count(*), min(next_attempt_at) FROM job_queue
+                WHERE next_attempt_at <= $1
              UNION ALL
-             SELECT 'expired', count(*), NULL FROM prompt_jobs
-                WHERE status = 'processing' AND lease_expires_at < $1",
+             SELECT 'expired', count(*), NULL FROM job_claims r
+                JOIN prompt_jobs j ON j.id = r.job_id
+                WHERE j.status = 'processing' AND j.lease_expires_at < $1",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -176,8 +178,8 @@ impl Figures for PostgresStore {
 
     async fn jobs_due_stats(&self, now: DateTime<Utc>) -> StoreResult<DueStats> {
         let row = sqlx::query(
-            "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM prompt_jobs
-             WHERE status = 'queued' AND next_attempt_at <= $1",
+            "SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM job_queue
+             WHERE next_attempt_at <= $1",
         )
         .bind(now)
         .fetch_one(&self.pool)

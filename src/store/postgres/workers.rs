@@ -344,7 +344,8 @@ impl Workers for PostgresStore {
             ), stopped AS (
                 UPDATE workers w SET stopped_at = c.now FROM dead, clock c WHERE w.id = dead.id
             )",
-            "SELECT j.id FROM prompt_jobs j JOIN dead ON j.worker_id = dead.id
+            "SELECT j.id FROM job_claims r JOIN dead ON r.worker_id = dead.id
+                JOIN prompt_jobs j ON j.id = r.job_id
             WHERE j.status = 'processing'
             FOR UPDATE OF j SKIP LOCKED"
         ))
