@@ -39,17 +39,34 @@ BEGIN
 END
 $$;
 CREATE FUNCTION prompt_jobs_list_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    requeued BOOLEAN;
+    left_queue BOOLEAN;
+    not_running BOOLEAN;
 BEGIN
+    -- One pass tells what the statement did: a claim or a lease renewal (every row still
+    -- `processing`) has nothing to follow here.
+    SELECT bool_or(status = 'queued'), bool_or(status IN ('skipped', 'submitted')),
+           bool_or(status <> 'processing')
+        INTO requeued, left_queue, not_running
+        FROM changed_jobs;
+    IF NOT COALESCE(not_running, FALSE) THEN
+        RETURN NULL;
+    END IF;
     -- Out of `queued` other than by a claim: a cancel or skip, a provider batch's submission.
     -- (No statement moves a job from `queued` straight to an ended state.)
-    DELETE FROM job_queue q USING changed_jobs n
-        WHERE q.job_id = n.id AND n.status IN ('skipped', 'submitted');
+    IF left_queue THEN
+        DELETE FROM job_queue q USING changed_jobs n
+            WHERE q.job_id = n.id AND n.status IN ('skipped', 'submitted');
+    END IF;
     DELETE FROM job_claims c USING changed_jobs n
         WHERE c.job_id = n.id AND n.status <> 'processing';
-    INSERT INTO job_queue (job_id, model_id, next_attempt_at)
-        SELECT id, model_id, next_attempt_at FROM changed_jobs WHERE status = 'queued'
-        ON CONFLICT (job_id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at
-            WHERE job_queue.next_attempt_at <> EXCLUDED.next_attempt_at;
+    IF requeued THEN
+        INSERT INTO job_queue (job_id, model_id, next_attempt_at)
+            SELECT id, model_id, next_attempt_at FROM changed_jobs WHERE status = 'queued'
+            ON CONFLICT (job_id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at
+                WHERE job_queue.next_attempt_at <> EXCLUDED.next_attempt_at;
+    END IF;
     RETURN NULL;
 END
 $$;
