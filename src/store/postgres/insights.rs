@@ -130,7 +130,11 @@ impl Insights for PostgresStore {
         .bind(ANALYSIS_LOCK ^ tracker)
         .fetch_one(&mut *tx)
         .await?;
+        // Every early return rolls back before it answers: a dropped transaction is rolled
+        // back only when its connection is next used, and until then it holds the lock, so
+        // the caller's next write (on another connection) would find it taken.
         if !ours {
+            tx.rollback().await?;
             return Ok(0);
         }
         let current: Option<i64> =
@@ -139,6 +143,7 @@ impl Insights for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if current != Some(version) {
+            tx.rollback().await?;
             return Ok(0);
         }
         let asked: Vec<i64> = analyses.iter().map(|a| a.response_id).collect();
