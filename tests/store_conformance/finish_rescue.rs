@@ -326,10 +326,26 @@ pub(super) async fn release_hands_jobs_back_without_spending_an_attempt<D: Backe
     );
 }
 
+/// How many row versions on the job table's first page were replaced by a heap-only update
+/// (`HEAP_HOT_UPDATED`, 0x4000 in `t_infomask2`), read with `pageinspect`.
+async fn hot_updated_versions(store: &PostgresStore) -> i64 {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM heap_page_items(get_raw_page('prompt_jobs', 0))
+         WHERE t_infomask2 & 16384 <> 0",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
 /// A running job's lease is renewed every third of a lease for as long as its call lasts, so
 /// on PostgreSQL a renewal must stay a heap-only update: no index may hold the lease's expiry.
 /// Read from the table's page: each claimed row version the renewal replaced is marked
-/// HOT-updated (`HEAP_HOT_UPDATED`, 0x4000 in `t_infomask2`).
+/// HOT-updated.
 pub(super) async fn a_lease_renewal_is_a_heap_only_update(db: &Db<PostgresStore>) {
     use promptq::store::Queue;
     let store = db.store.clone();
@@ -338,28 +354,16 @@ pub(super) async fn a_lease_renewal_is_a_heap_only_update(db: &Db<PostgresStore>
     let lease = std::time::Duration::from_secs(30);
     let claimed = store.jobs_claim(3, now, lease).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let hot_updated = "SELECT count(*) FROM heap_page_items(get_raw_page('prompt_jobs', 0))
-        WHERE t_infomask2 & 16384 <> 0";
-    let before: i64 = sqlx::query_scalar(hot_updated)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let before = hot_updated_versions(&store).await;
     let attempts: Vec<_> = claimed.iter().map(|c| (c.job.id, c.attempt)).collect();
     let owned = store
         .jobs_heartbeat(&attempts, now + Duration::seconds(10), lease)
         .await
         .unwrap();
     assert_eq!(owned.len(), 3);
-    let after: i64 = sqlx::query_scalar(hot_updated)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let after = hot_updated_versions(&store).await;
     assert_eq!(after - before, 3, "each renewal a heap-only update");
-    // Found by the index of running jobs all the same: expired at the renewed time, not before.
+    // Found through the list of running jobs all the same: expired at the renewed time, not before.
     assert!(
         store
             .jobs_rescue_expired(now + Duration::seconds(35))
@@ -384,26 +388,18 @@ pub(super) async fn claims_and_finishes_are_heap_only_updates(db: &Db<PostgresSt
     use promptq::store::Queue;
     let store = db.store.clone();
     seeded(&store, 1, 3, 1).await;
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pageinspect")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let hot_updated = "SELECT count(*) FROM heap_page_items(get_raw_page('prompt_jobs', 0))
-        WHERE t_infomask2 & 16384 <> 0";
-    let count = || async {
-        sqlx::query_scalar::<_, i64>(hot_updated)
-            .fetch_one(store.pool())
-            .await
-            .unwrap()
-    };
     let now = t0();
-    let before = count().await;
+    let before = hot_updated_versions(&store).await;
     let claimed = store
         .jobs_claim(3, now, std::time::Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
-    assert_eq!(count().await - before, 3, "each claim a heap-only update");
+    assert_eq!(
+        hot_updated_versions(&store).await - before,
+        3,
+        "each claim a heap-only update"
+    );
     let done = now + Duration::seconds(2);
     let finishes: Vec<_> = claimed
         .iter()
@@ -411,7 +407,11 @@ pub(super) async fn claims_and_finishes_are_heap_only_updates(db: &Db<PostgresSt
         .collect();
     let finished = finish_all(&store, &finishes).await.unwrap();
     assert!(finished.iter().all(|f| f.applied));
-    assert_eq!(count().await - before, 6, "each finish a heap-only update");
+    assert_eq!(
+        hot_updated_versions(&store).await - before,
+        6,
+        "each finish a heap-only update"
+    );
 }
 
 /// PostgreSQL empties its unlogged tables when it recovers from a crash (a promoted replica

@@ -52,8 +52,9 @@ pub(super) async fn finish_batch(
                 -- those of a batch analysed at its enqueue — made it scan the whole job table
                 -- on every finish). The job must hold an open attempt (`processing`, or
                 -- `submitted` in a provider batch): written as none of the other states, on an
-                -- expression, so that the planner neither reads it from those statistics nor
-                -- walks the partial index of processing jobs. Read as no job at all, the
+                -- expression, so that the planner does not read it from those statistics
+                -- (nor, before migration 0017, walk a partial index of processing jobs). Read
+                -- as no job at all, the
                 -- plain test made it join each job found to every input row (365 jobs: 133,000
                 -- comparisons, 140 ms a finish). A new state must be named here.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = i.job_id

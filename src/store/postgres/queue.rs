@@ -379,7 +379,7 @@ impl Queue for PostgresStore {
             "UPDATE prompt_jobs j
              SET lease_expires_at = COALESCE($3::timestamptz, now()) + $4 * interval '1 microsecond'
              FROM unnest($1::bigint[], $2::int[]) AS t(id, attempt)
-             -- Found by key, never by a scan or the partial index; `processing` tested as
+             -- Found by key, never by a scan; `processing` tested as
              -- in `finish`, where the planner cannot mistake it for \"no job\".
              WHERE j.id = ANY($1::bigint[]) AND j.id = t.id
                 AND (j.status || '') NOT IN ('queued', 'submitted', 'succeeded', 'failed', 'skipped')
